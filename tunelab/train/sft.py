@@ -1,0 +1,207 @@
+"""Supervised fine-tuning on masked dialogues, on transformers' Trainer and peft.
+
+The run directory (see rundir.py) gets: the resolved config, the data report, metrics.jsonl,
+checkpoints/, the final adapter/ (or model/ for full fine-tuning), summary.json, and with
+`output.merge` a merged/ model directory that plain transformers loads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import Trainer, TrainingArguments, set_seed
+from transformers.trainer_callback import ProgressCallback, PrinterCallback
+
+from tunelab import rundir
+from tunelab.config import Config, dump
+from tunelab.data.prepare import Prepared, prepare
+from tunelab.data.tokenize import IGNORE, ensure_template
+from tunelab.models.registry import resolve
+from tunelab.train.callbacks import MetricsFileCallback, TokenProgressCallback
+from tunelab.types import Example
+
+log = logging.getLogger(__name__)
+
+
+class ExampleDataset(torch.utils.data.Dataset):
+    def __init__(self, examples: list[Example]):
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> dict[str, list[int]]:
+        e = self.examples[i]
+        return {"input_ids": e.input_ids, "labels": e.labels}
+
+
+class PadCollator:
+    """Right-pad to the longest example in the batch; padding carries no loss and no attention."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        width = max(len(r["input_ids"]) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            n = len(r["input_ids"])
+            ids[i, :n] = torch.tensor(r["input_ids"])
+            labels[i, :n] = torch.tensor(r["labels"])
+            mask[i, :n] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+class CountingTrainer(Trainer):
+    """Trainer that reports the tokens of each batch to the progress bar."""
+
+    def __init__(self, *args: Any, progress: TokenProgressCallback, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.progress = progress
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        self.progress.count_tokens(int(inputs["attention_mask"].sum()), int((inputs["labels"] != IGNORE).sum()))
+        return super().training_step(model, inputs, num_items_in_batch)
+
+
+def load_base(config: Config) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve(config.model.name)
+    tokenizer = ensure_template(AutoTokenizer.from_pretrained(path))
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    if config.model.adapter == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        lora = config.model.lora
+        peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules, task_type="CAUSAL_LM")
+        model = get_peft_model(model, peft_config)
+    return model, tokenizer
+
+
+def last_complete_checkpoint(checkpoints: Path) -> Path | None:
+    """The newest checkpoint whose trainer_state.json exists (Trainer writes it last)."""
+    found = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    for ckpt in found:
+        if (ckpt / "trainer_state.json").exists():
+            return ckpt
+        log.warning("skipping incomplete checkpoint %s (killed while saving)", ckpt)
+    return None
+
+
+def _forget_metrics_after(run_dir: Path, step: int) -> None:
+    """On resume, rows logged after the checkpoint will be logged again; drop the stale ones."""
+    path = run_dir / rundir.METRICS
+    if path.exists():
+        rundir.write_jsonl(path, [r for r in rundir.read_jsonl(path) if r.get("step", 0) <= step])
+
+
+def training_arguments(config: Config, run_dir: Path, has_val: bool) -> TrainingArguments:
+    t = config.train
+    return TrainingArguments(
+        output_dir=str(run_dir / rundir.CHECKPOINTS),
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps or -1,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.scheduler,
+        warmup_steps=t.warmup_ratio,  # a float below 1 is read as a ratio of the total steps
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        seed=t.seed,
+        data_seed=t.seed,
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        eval_strategy="steps" if has_val else "no",
+        eval_steps=t.eval_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.keep_checkpoints,
+        load_best_model_at_end=has_val,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        report_to="none",
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=True,  # our own bar shows tokens/s
+    )
+
+
+def save_final(trainer: Trainer, config: Config, tokenizer: Any, run_dir: Path) -> Path:
+    """Write adapter/ (LoRA) or model/ (full) atomically: to a temporary folder, then rename."""
+    target = run_dir / (rundir.ADAPTER if config.model.adapter == "lora" else rundir.MODEL)
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.replace(target)
+    if config.model.adapter == "lora" and config.output.merge:
+        merged = trainer.model.merge_and_unload()
+        merged_tmp = run_dir / (rundir.MERGED + ".tmp")
+        shutil.rmtree(merged_tmp, ignore_errors=True)
+        merged.save_pretrained(merged_tmp)
+        tokenizer.save_pretrained(merged_tmp)
+        shutil.rmtree(run_dir / rundir.MERGED, ignore_errors=True)
+        merged_tmp.replace(run_dir / rundir.MERGED)
+    return target
+
+
+def train(config: Config, resume: bool = False) -> dict[str, Any]:
+    """Run the whole SFT job; returns the summary also written to summary.json."""
+    run_dir = Path(config.output.dir)
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    checkpoint = None
+    if resume:
+        checkpoint = last_complete_checkpoint(run_dir / rundir.CHECKPOINTS)
+        if checkpoint is None:
+            raise FileNotFoundError(f"{run_dir}: nothing to resume (no complete checkpoint in {rundir.CHECKPOINTS}/)")
+        _forget_metrics_after(run_dir, int(checkpoint.name.split("-")[-1]))
+    elif (run_dir / rundir.METRICS).exists():
+        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another output.dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rundir.write_text(run_dir / rundir.CONFIG, dump(config))
+    set_seed(config.train.seed)
+    model, tokenizer = load_base(config)
+    data: Prepared = prepare(config.data, tokenizer, run_dir, config.model.system_prompt)
+    rundir.write_json(run_dir / rundir.DATA_REPORT, data.report)
+    progress = TokenProgressCallback()
+    trainer = CountingTrainer(
+        model=model,
+        args=training_arguments(config, run_dir, has_val=bool(data.val)),
+        train_dataset=ExampleDataset(data.train),
+        eval_dataset=ExampleDataset(data.val) if data.val else None,
+        data_collator=PadCollator(tokenizer.pad_token_id),
+        callbacks=[MetricsFileCallback(run_dir), progress],
+        progress=progress,
+    )
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    final_val = trainer.evaluate()["eval_loss"] if data.val else None
+    saved = save_final(trainer, config, tokenizer, run_dir)
+    summary = {
+        "run_dir": str(run_dir),
+        "model": config.model.name,
+        "saved": str(saved),
+        "steps": trainer.state.global_step,
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "final_val_loss": final_val,
+        "train_examples": len(data.train),
+        "val_examples": len(data.val),
+        "throughput": progress.throughput(),
+    }
+    rundir.write_json(run_dir / rundir.SUMMARY, summary)
+    return summary
