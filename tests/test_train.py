@@ -1,0 +1,141 @@
+"""Training end to end on a tiny model: the run directory, resuming after SIGKILL, the loss."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tunelab import rundir
+from tunelab.config import ConfigError, load
+from tunelab.data.synth import cafe
+from tunelab.train.sft import train
+
+
+def write_cafe(path: Path, n: int, seed: int) -> str:
+    rundir.write_jsonl(path, [c.to_openai() for c in cafe.generate(n, seed=seed, system_prompt=None)])
+    return str(path)
+
+
+def tiny_config(tmp_path: Path, model_dir: str, out: str, **train: object) -> dict:
+    settings = {"max_steps": 12, "learning_rate": 5e-3, "batch_size": 4, "eval_steps": 4, "save_steps": 4, "logging_steps": 2, "seed": 7}
+    settings.update(train)
+    return {
+        "model": {"name": model_dir, "lora": {"r": 8, "alpha": 16, "dropout": 0.1}},
+        "data": {"train": write_cafe(tmp_path / "train.jsonl", 48, 1), "val": write_cafe(tmp_path / "val.jsonl", 8, 2), "max_length": 256},
+        "train": settings,
+        "output": {"dir": str(tmp_path / out)},
+    }
+
+
+def test_run_directory_contract(tmp_path, tiny_model_dir):
+    summary = train(load(data=tiny_config(tmp_path, tiny_model_dir, "run")))
+    run = tmp_path / "run"
+    assert {p.name for p in run.iterdir()} == {"config.yaml", "data_report.json", "metrics.jsonl", "checkpoints", "adapter", "summary.json"}
+    resolved = yaml.safe_load((run / "config.yaml").read_text())
+    assert resolved["train"]["scheduler"] == "cosine" and resolved["model"]["lora"]["target_modules"] == "all-linear"
+    rows = rundir.read_jsonl(run / "metrics.jsonl")
+    names = {(r["split"], r["name"]) for r in rows}
+    assert {("train", "loss"), ("train", "learning_rate"), ("val", "loss")} <= names
+    val = [r["value"] for r in rows if (r["split"], r["name"]) == ("val", "loss")]
+    assert len(val) == 4 and val[2] < val[0]  # every 4 steps, then the final evaluation; it learns
+    assert summary["steps"] == 12 and summary["final_val_loss"] == pytest.approx(min(val[:3]), abs=1e-6)  # best kept
+    report = rundir.read_json(run / "data_report.json")
+    assert report["files"][0]["read"] == 48 and report["train"]["examples"] == 48
+    assert (run / "adapter" / "adapter_config.json").exists()
+
+
+def test_full_fine_tuning_writes_a_model(tmp_path, tiny_model_dir):
+    cfg = tiny_config(tmp_path, tiny_model_dir, "full", max_steps=4)
+    cfg["model"]["adapter"] = "full"
+    train(load(data=cfg))
+    assert (tmp_path / "full" / "model" / "config.json").exists()
+
+
+def test_target_only_head_gives_the_stock_loss(tmp_path, tiny_model_dir):
+    import torch
+
+    from tunelab.train.sft import CountingTrainer, ExampleDataset, PadCollator, load_base, training_arguments
+    from tunelab.train.callbacks import TokenProgressCallback
+    from tunelab.data.prepare import prepare
+
+    config = load(data=tiny_config(tmp_path, tiny_model_dir, "x"))
+    model, tokenizer = load_base(config)
+    data = prepare(config.data, tokenizer, tmp_path)
+    batch = PadCollator(tokenizer.pad_token_id)([ExampleDataset(data.train)[i] for i in range(4)])
+    trainer = CountingTrainer(model=model, args=training_arguments(config, tmp_path / "x", False), progress=TokenProgressCallback())
+    with torch.no_grad():
+        fast = trainer.compute_loss(model, dict(batch))
+        stock = model(**batch).loss
+    assert fast.item() == pytest.approx(stock.item(), rel=1e-5)
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path, tiny_model_dir):
+    steps = {"max_steps": 24, "save_steps": 4, "eval_steps": 4}
+    straight = train(load(data=tiny_config(tmp_path, tiny_model_dir, "straight", **steps)))
+
+    cfg = tiny_config(tmp_path, tiny_model_dir, "killed", **steps)
+    cfg_path = tmp_path / "killed.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "tunelab.cli", "train", str(cfg_path)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = tmp_path / "killed" / "checkpoints" / "checkpoint-8" / "trainer_state.json"
+    deadline = time.time() + 300
+    while not marker.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    assert proc.poll() is None, "training ended before it could be killed mid-run"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "summary.json").exists()
+
+    resumed = train(load(cfg_path), resume=True)
+    assert resumed["steps"] == 24
+    assert resumed["final_val_loss"] == pytest.approx(straight["final_val_loss"], abs=1e-4)
+    steps_logged = [r["step"] for r in rundir.read_jsonl(tmp_path / "killed" / "metrics.jsonl") if r["name"] == "loss" and r["split"] == "train"]
+    assert steps_logged == sorted(set(steps_logged))  # no step logged twice after the resume
+
+
+def test_refuses_to_overwrite_or_resume_nothing(tmp_path, tiny_model_dir):
+    config = load(data=tiny_config(tmp_path, tiny_model_dir, "fresh"))
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        train(config, resume=True)
+
+
+def test_unknown_key_names_it_and_suggests(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  train: x.jsonl\ntrain:\n  learnig_rate: 0.1\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'train.learnig_rate' — did you mean 'train.learning_rate'\?"):
+        load(path)
+    with pytest.raises(ConfigError, match="missing required key 'data.train'"):
+        load(data={"data": {}})
+    with pytest.raises(ConfigError, match="'train.batch_size'"):
+        load(data={"data": {"train": "x"}}, overrides=["train.batch_size=0"])
+
+
+def test_overrides_are_typed_and_defaults_are_filled():
+    config = load(data={"data": {"train": "x"}}, overrides=["train.learning_rate=3e-4", "model.lora.target_modules=[q_proj, v_proj]"])
+    assert config.train.learning_rate == 3e-4 and config.model.lora.target_modules == ["q_proj", "v_proj"]
+    assert config.model.name == "smollm2-135m" and config.train.epochs == 1.0
+
+
+@pytest.mark.slow
+def test_real_smollm2_trains_and_reloads(tmp_path, smol_dir):
+    import torch
+
+    from tunelab.models.load import load_model
+
+    cfg = tiny_config(tmp_path, "smollm2-135m", "smol", max_steps=2, batch_size=2, eval_steps=2, save_steps=2)
+    summary = train(load(data=cfg))
+    assert summary["steps"] == 2 and summary["final_val_loss"] < 5
+    model, tokenizer = load_model(str(tmp_path / "smol"))
+    assert type(model).__name__ == "PeftModelForCausalLM"
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": "A latte, please."}], add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        out = model.generate(**ids, max_new_tokens=8, do_sample=False)
+    assert out.shape[1] > ids["input_ids"].shape[1]
