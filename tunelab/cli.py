@@ -26,8 +26,8 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Check, inspect and convert training data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)  # file paths must stay whole, to be copied
+err = Console(stderr=True, soft_wrap=True)
 
 EXPECTED_ERRORS = (FileNotFoundError, FileExistsError, ValueError, RuntimeError)
 
@@ -156,6 +156,7 @@ def data_inspect(
 OPTIONAL_COMMANDS = {
     "tunelab.commands.evaluate": app,
     "tunelab.commands.ship": app,
+    "tunelab.commands.choose": app,
     "tunelab.commands.taskmaster": data_app,
 }
 

@@ -26,10 +26,26 @@ class LoraConfig(Section):
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
 
 
+class PromptConfig(Section):
+    """Prompt tuning and P-tuning: trained virtual tokens prepended to every input."""
+
+    num_virtual_tokens: int = Field(16, ge=1)
+    encoder_hidden_size: int = Field(128, ge=1)  # P-tuning's prompt encoder (MLP) width
+
+
+class IA3Config(Section):
+    # None: peft's default modules for the architecture (attention k/v and the MLP down projection).
+    target_modules: list[str] | None = None
+    feedforward_modules: list[str] | None = None
+
+
 class ModelConfig(Section):
     name: str = "smollm2-135m"  # registry name, local directory or hub id
-    adapter: Literal["lora", "full"] = "lora"
+    # dora: LoRA with a learned magnitude; qlora: LoRA on a 4-bit base (needs CUDA + bitsandbytes).
+    adapter: Literal["lora", "dora", "qlora", "ia3", "prompt_tuning", "p_tuning", "full"] = "lora"
     lora: LoraConfig = LoraConfig()
+    ia3: IA3Config = IA3Config()
+    prompt: PromptConfig = PromptConfig()
     system_prompt: str | None = None  # inserted when a conversation has none
 
 
@@ -43,8 +59,61 @@ class DataConfig(Section):
     seed: int = 0
 
 
+class LogColumns(Section):
+    """Column names in a feedback log (CSV header, JSON keys or Parquet columns)."""
+
+    question: str = "question"
+    answer: str = "answer"
+    label: str = "label"  # good/bad, 1/0, yes/no, true/false, any case
+    contexts: str | None = "contexts"  # a list, or one string split on logs.context_separator; None: no contexts
+    comment: str | None = "comment"
+    id: str | None = "id"  # None or an absent column: "<file>:<line>"
+    tags: list[str] = ["role", "campus", "level"]
+
+
+class HygieneConfig(Section):
+    """Optional clean-up before training; each step is counted in the data report."""
+
+    normalize: bool = True  # Unicode NFC
+    pii: bool = True  # e-mails, phones, ID-like numbers, personal URLs -> [EMAIL], [PHONE], [ID], [URL]
+    dedupe: bool = True  # exact duplicates
+    near_duplicates: float | None = Field(0.95, gt=0.0, le=1.0)  # similarity threshold; None: off
+
+
+class LogsConfig(Section):
+    columns: LogColumns = LogColumns()
+    context_separator: str = "||"
+    template: str | None = None  # Jinja template of the user turn; None: tunelab.data.logs.DEFAULT_TEMPLATE
+    hygiene: HygieneConfig = HygieneConfig()
+
+
+class BakeConfig(Section):
+    """recipe: bake — train the model to behave without the system prompt as the teacher does with it."""
+
+    system_prompt_file: str | None = None  # YAML prompt file (tunelab.prompts); required by recipe bake
+    # logged: good answers from the logs; teacher: teacher samples that pass every rule;
+    # distill: KL(teacher with prompt || student without) over the reply tokens.
+    targets: list[Literal["logged", "teacher", "distill"]] = ["logged", "teacher"]
+    teacher: str | None = None  # None: the base model itself, with the adapter switched off
+    samples_per_question: int = Field(2, ge=1)
+    temperature: float = Field(0.8, gt=0.0)
+    max_new_tokens: int = Field(96, ge=1)
+    max_teacher_questions: int | None = Field(None, ge=1)  # cap the (slow) teacher sampling
+    distill_weight: float = Field(1.0, gt=0.0)
+
+
+class PreferenceConfig(Section):
+    """recipes kto and dpo (TRL)."""
+
+    beta: float = Field(0.1, gt=0.0)
+    max_length: int = Field(512, ge=16)
+    dpo_loss: Literal["sigmoid", "ipo", "hinge"] = "sigmoid"
+    desirable_weight: float = Field(1.0, gt=0.0)  # KTO
+    undesirable_weight: float = Field(1.0, gt=0.0)  # KTO
+
+
 class TrainConfig(Section):
-    recipe: Literal["sft"] = "sft"
+    recipe: Literal["sft", "bake", "kto", "dpo"] = "sft"
     epochs: float = Field(1.0, gt=0)
     max_steps: int | None = Field(None, ge=1)  # overrides epochs when set
     learning_rate: float = Field(2e-4, gt=0)
@@ -72,6 +141,14 @@ class Config(Section):
     data: DataConfig
     train: TrainConfig = TrainConfig()
     output: OutputConfig = OutputConfig()
+    logs: LogsConfig = LogsConfig()  # how recipes bake/kto/dpo read data.train as a feedback log
+    bake: BakeConfig = BakeConfig()
+    preference: PreferenceConfig = PreferenceConfig()
+    # Experiment trackers fed alongside metrics.jsonl (which is always written).
+    track: list[Literal["wandb", "mlflow", "tensorboard", "trackio"]] = []
+    run_name: str | None = None  # trackers' run name; default: the name of output.dir
+    tags: list[str] = []
+    project: str = "tunelab"  # trackers' project / experiment name
 
 
 class ConfigError(ValueError):

@@ -21,8 +21,10 @@ from tunelab import rundir
 from tunelab.config import Config, dump
 from tunelab.data.prepare import Prepared, prepare
 from tunelab.data.tokenize import IGNORE, ensure_template
+from tunelab.models.adapters import apply_adapter, can_merge, is_adapter, load_kwargs
 from tunelab.models.registry import resolve
 from tunelab.train.callbacks import MetricsFileCallback, TokenProgressCallback
+from tunelab.train.tracking import close_trackers, tracking_callbacks
 from tunelab.types import Example
 
 log = logging.getLogger(__name__)
@@ -60,15 +62,55 @@ class PadCollator:
 
 
 class CountingTrainer(Trainer):
-    """Trainer that reports the tokens of each batch to the progress bar."""
+    """Trainer that counts tokens for the progress bar and, in one process, computes the output
+    head only where there is a target.
 
-    def __init__(self, *args: Any, progress: TokenProgressCallback, **kwargs: Any):
+    In masked SFT most positions carry no loss, yet the stock forward pass multiplies every
+    position's hidden state by the whole vocabulary (49k rows for SmolLM2, about a fifth of the
+    model's FLOPs). The loss is the same mean over target tokens either way. Under DDP the stock
+    path is kept, because gradient synchronisation hooks hang off the wrapped module's forward.
+    """
+
+    def __init__(self, *args: Any, progress: TokenProgressCallback, target_only_head: bool = True, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.progress = progress
+        self.target_only_head = target_only_head
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         self.progress.count_tokens(int(inputs["attention_mask"].sum()), int((inputs["labels"] != IGNORE).sum()))
         return super().training_step(model, inputs, num_items_in_batch)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        base = _decoder_and_head(self.accelerator.unwrap_model(model))
+        if return_outputs or not self.target_only_head or base is None or self.accelerator.num_processes > 1:
+            self.loss_is_scaled_for_ga = None
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        decoder, head = base
+        labels = inputs["labels"][:, 1:]
+        keep = labels != IGNORE
+        hidden = decoder(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).last_hidden_state
+        logits = head(hidden[:, :-1][keep]).float()
+        loss = torch.nn.functional.cross_entropy(logits, labels[keep], reduction="sum")
+        # With gradient accumulation, Trainer counts the targets of the whole accumulated batch.
+        self.loss_is_scaled_for_ga = num_items_in_batch is not None
+        return loss / (num_items_in_batch if num_items_in_batch is not None else keep.sum().clamp(min=1))
+
+
+def _decoder_and_head(model: Any) -> tuple[Any, Any] | None:
+    """(decoder, output head) of a causal LM, through a peft wrapper whose adapters live inside
+    the layers (LoRA, DoRA, IA3); None for adapters that change the inputs (prompt tuning)."""
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel):
+        if model.active_peft_config.is_prompt_learning:
+            return None
+        model = model.get_base_model()
+    config = getattr(model, "config", None)
+    if getattr(config, "final_logit_softcapping", None):
+        return None  # the stock forward applies the cap; keep one source of truth for it
+    get_decoder, head = getattr(model, "get_decoder", None), model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    decoder = get_decoder() if get_decoder else None
+    return (decoder, head) if decoder is not None and head is not None else None
 
 
 def load_base(config: Config) -> tuple[Any, Any]:
@@ -76,14 +118,8 @@ def load_base(config: Config) -> tuple[Any, Any]:
 
     path = resolve(config.model.name)
     tokenizer = ensure_template(AutoTokenizer.from_pretrained(path))
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    if config.model.adapter == "lora":
-        from peft import LoraConfig, get_peft_model
-
-        lora = config.model.lora
-        peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules, task_type="CAUSAL_LM")
-        model = get_peft_model(model, peft_config)
-    return model, tokenizer
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **load_kwargs(config.model))
+    return apply_adapter(model, config.model), tokenizer
 
 
 def last_complete_checkpoint(checkpoints: Path) -> Path | None:
@@ -139,14 +175,16 @@ def training_arguments(config: Config, run_dir: Path, has_val: bool) -> Training
 
 def save_final(trainer: Trainer, config: Config, tokenizer: Any, run_dir: Path) -> Path:
     """Write adapter/ (LoRA) or model/ (full) atomically: to a temporary folder, then rename."""
-    target = run_dir / (rundir.ADAPTER if config.model.adapter == "lora" else rundir.MODEL)
+    target = run_dir / (rundir.ADAPTER if is_adapter(config.model) else rundir.MODEL)
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     trainer.model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(target, ignore_errors=True)
     tmp.replace(target)
-    if config.model.adapter == "lora" and config.output.merge:
+    if config.output.merge and is_adapter(config.model) and not can_merge(config.model):
+        log.warning("output.merge: skipped, a %s adapter adds virtual tokens and cannot be folded into the weights; load the run dir with its adapter/", config.model.adapter)
+    elif is_adapter(config.model) and config.output.merge:
         merged = trainer.model.merge_and_unload()
         merged_tmp = run_dir / (rundir.MERGED + ".tmp")
         shutil.rmtree(merged_tmp, ignore_errors=True)
@@ -157,8 +195,11 @@ def save_final(trainer: Trainer, config: Config, tokenizer: Any, run_dir: Path) 
     return target
 
 
-def train(config: Config, resume: bool = False) -> dict[str, Any]:
-    """Run the whole SFT job; returns the summary also written to summary.json."""
+def train(config: Config, resume: bool = False, extra_callbacks: list[Any] | None = None) -> dict[str, Any]:
+    """Run the whole SFT job; returns the summary also written to summary.json.
+
+    `extra_callbacks` (e.g. a sweep's pruning callback) join the Trainer's callbacks.
+    """
     run_dir = Path(config.output.dir)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
@@ -177,20 +218,24 @@ def train(config: Config, resume: bool = False) -> dict[str, Any]:
     data: Prepared = prepare(config.data, tokenizer, run_dir, config.model.system_prompt)
     rundir.write_json(run_dir / rundir.DATA_REPORT, data.report)
     progress = TokenProgressCallback()
+    trackers = tracking_callbacks(config, run_dir)
     trainer = CountingTrainer(
         model=model,
         args=training_arguments(config, run_dir, has_val=bool(data.val)),
         train_dataset=ExampleDataset(data.train),
         eval_dataset=ExampleDataset(data.val) if data.val else None,
         data_collator=PadCollator(tokenizer.pad_token_id),
-        callbacks=[MetricsFileCallback(run_dir), progress],
+        callbacks=[MetricsFileCallback(run_dir), progress, *trackers, *(extra_callbacks or [])],
         progress=progress,
     )
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    final_val = trainer.evaluate()["eval_loss"] if data.val else None
+    try:
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        final_val = trainer.evaluate()["eval_loss"] if data.val else None
+    finally:
+        close_trackers(trackers)  # after the final evaluation, so trackers record it too
     saved = save_final(trainer, config, tokenizer, run_dir)
     summary = {
         "run_dir": str(run_dir),
