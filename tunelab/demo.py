@@ -48,7 +48,7 @@ def behaviour_scores(model: Any, tokenizer: Any, convs: list[Conversation], labe
     rows = []
     for ctx, reply in zip(contexts, replies):
         expect = _expect(convs, ctx)
-        rows.append({"conversation_id": ctx.conversation_id, "turn": ctx.turn_index, "expected": expect, "reference": ctx.reference, "reply": reply.text, "right": cafe.judge_reply(reply.text, expect)})
+        rows.append({"conversation_id": ctx.conversation_id, "turn": ctx.turn_index, "context": [m.to_openai() for m in ctx.messages], "expected": expect, "reference": ctx.reference, "reply": reply.text, "right": cafe.judge_reply(reply.text, expect)})
 
     def share(act: str) -> float:
         picked = [r["right"] for r in rows if r["expected"]["act"] == act]
@@ -103,8 +103,23 @@ def run_demo(out: Path, n_train: int = 320, n_val: int = 40, seed: int = 0, **tr
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
     rundir.write_json(out / "demo_results.json", result)
+    write_run_artifacts(Path(summary["run_dir"]), before, after)
     show(result)
     return result
+
+
+def write_run_artifacts(run_dir: Path, before: dict[str, Any], after: dict[str, Any]) -> None:
+    """Side-by-side replies and the behaviour scores in the run directory, then its HTML report."""
+    from tunelab.report import write_report
+
+    pairs = [
+        {"context": b["context"], "expected": b["expected"], "reference": b["reference"], "base": b["reply"], "tuned": a["reply"], "base_right": b["right"], "tuned_right": a["right"]}
+        for b, a in zip(before["rows"], after["rows"])
+    ]
+    rundir.write_jsonl(run_dir / "before_after.jsonl", pairs)
+    keys = ("ask_when_missing", "confirm_when_complete", "overall", "n_ask", "n_confirm")
+    rundir.write_json(run_dir / "demo_scores.json", {"base": {k: before[k] for k in keys}, "tuned": {k: after[k] for k in keys}})
+    write_report(run_dir)
 
 
 def show(result: dict[str, Any]) -> None:
@@ -126,4 +141,5 @@ def show(result: dict[str, Any]) -> None:
         out.print(f"[dim]expected {row_b['expected']['act']}[/]  base: {row_b['reply'][:90]!r}\n{'':>17}tuned: {row_a['reply'][:90]!r}")
     t = result["train"]
     out.print(f"run directory: [bold]{t['run_dir']}[/]  (final validation loss {t['final_val_loss']:.3f}, {t['steps']} steps)")
+    out.print(f"report: {Path(t['run_dir']) / rundir.REPORT}")
     out.print(f"wall time: {result['wall_seconds']:.0f} s")
