@@ -1,0 +1,489 @@
+"""An OpenAI-compatible chat server around a run directory or model.
+
+One background thread owns the model. Requests are queued; the worker waits `batch_window`
+seconds after the first arrival, takes every queued request with the same sampling settings,
+and generates them in one left-padded `generate` call. Each row stops on its own (EOS, its stop
+strings, its max_tokens) through a per-row stopping criterion that also streams its text out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServeSettings:
+    model_name: str
+    api_key: str | None = None
+    system_prompt: str | None = None  # used when a request brings no system message
+    max_tokens_limit: int = 1024
+    default_max_tokens: int = 256
+    batch_window: float = 0.01  # seconds the worker waits for companions of the first request
+    max_batch: int = 16
+    max_queue: int = 256
+
+
+@dataclass
+class Job:
+    """One chat completion in flight; the worker thread fills it, the event loop reads events."""
+
+    prompt_ids: list[int]
+    max_new_tokens: int
+    temperature: float
+    top_p: float
+    stop: tuple[str, ...]
+    stream: bool
+    loop: asyncio.AbstractEventLoop
+    events: asyncio.Queue = field(default_factory=asyncio.Queue)
+    cancelled: bool = False
+    tokens: list[int] = field(default_factory=list)
+    text: str = ""
+    emitted: int = 0
+    finish_reason: str | None = None
+    batch_size: int = 0
+
+    @property
+    def settings_key(self) -> tuple:
+        # Greedy rows batch with any greedy row; sampled rows only with identical settings.
+        return ("greedy",) if self.temperature <= 0 else ("sample", self.temperature, self.top_p)
+
+    def send(self, kind: str, payload: Any = None) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.events.put_nowait, (kind, payload))
+        except RuntimeError:  # the client's loop is gone (server shutting down)
+            self.cancelled = True
+
+
+class _RowTracker:
+    """A StoppingCriteria that decides per row when it is done and streams each row's new text."""
+
+    def __init__(self, jobs: list[Job], prompt_width: int, tokenizer: Any, eos_ids: set[int]):
+        self.jobs, self.width, self.tokenizer, self.eos_ids = jobs, prompt_width, tokenizer, eos_ids
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        last = input_ids[:, -1].tolist()
+        for job, token in zip(self.jobs, last):
+            if job.finish_reason is None:
+                self._step(job, int(token))
+        return torch.tensor([j.finish_reason is not None for j in self.jobs], device=input_ids.device)
+
+    def _step(self, job: Job, token: int) -> None:
+        if job.cancelled:
+            job.finish_reason = "cancelled"
+        elif token in self.eos_ids:
+            job.finish_reason = "stop"
+        else:
+            job.tokens.append(token)
+            self._update_text(job)
+            if job.finish_reason is None and len(job.tokens) >= job.max_new_tokens:
+                job.finish_reason = "length"
+        if job.finish_reason is not None:
+            self.finish(job)
+        elif job.stream:
+            self._emit(job, final=False)
+
+    def _update_text(self, job: Job) -> None:
+        text = self.tokenizer.decode(job.tokens, skip_special_tokens=True)
+        hits = [text.find(s) for s in job.stop if s and s in text]
+        if hits:
+            text, job.finish_reason = text[: min(hits)], "stop"
+        job.text = text
+
+    def _emit(self, job: Job, *, final: bool) -> None:
+        end = len(job.text)
+        if not final:
+            # Hold back what may be the start of a stop string or half of a multi-byte character.
+            end -= max((len(s) for s in job.stop), default=1) - 1
+            while end > job.emitted and job.text[end - 1] == "\ufffd":
+                end -= 1
+        if end > job.emitted:
+            job.send("delta", job.text[job.emitted : end])
+            job.emitted = end
+
+    def finish(self, job: Job) -> None:
+        job.finish_reason = job.finish_reason or "length"
+        if job.stream:
+            self._emit(job, final=True)
+        job.send("done", None)
+
+
+class Engine:
+    """The model, its tokenizer and the batching worker thread."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, batch_window: float = 0.01, max_batch: int = 16, max_queue: int = 256):
+        self.model, self.tokenizer = model, tokenizer
+        self.batch_window, self.max_batch = batch_window, max_batch
+        self.context_length = int(getattr(model.config, "max_position_embeddings", 2048))
+        self.eos_ids = end_of_turn_ids(model, tokenizer)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
+        self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
+        self.batch_sizes: deque[int] = deque(maxlen=1000)
+        self.requests = 0
+        self._thread = threading.Thread(target=self._work, name="tunelab-generate", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Job) -> None:
+        """Queue a job; raises queue.Full when the server is overloaded."""
+        self._queue.put_nowait(job)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def stats(self) -> dict[str, Any]:
+        sizes = list(self.batch_sizes)
+        return {"requests": self.requests, "batches": len(sizes), "batch_sizes": sizes,
+                "max_batch_size": max(sizes, default=0), "queued": self._queue.qsize()}
+
+    def _collect(self, first: Job) -> tuple[list[Job], bool]:
+        batch, deadline = [first], time.monotonic() + self.batch_window
+        while len(batch) < self.max_batch:
+            remaining = deadline - time.monotonic()
+            try:
+                job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                return batch, True
+            batch.append(job)
+        return batch, False
+
+    def _work(self) -> None:
+        closing = False
+        while not closing:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch, closing = self._collect(first)
+            groups: dict[tuple, list[Job]] = {}
+            for job in batch:
+                groups.setdefault(job.settings_key, []).append(job)
+            for group in groups.values():
+                try:
+                    self._generate(group)
+                except Exception as exc:  # a failed batch must not kill the worker
+                    log.exception("generation failed for a batch of %d", len(group))
+                    for job in group:
+                        job.send("error", f"generation failed: {exc}")
+
+    def _generate(self, jobs: list[Job]) -> None:
+        import torch
+        from transformers import GenerationConfig, StoppingCriteriaList
+
+        width = max(len(j.prompt_ids) for j in jobs)
+        ids = torch.full((len(jobs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(jobs), width), dtype=torch.long)
+        for row, job in enumerate(jobs):  # left padding keeps every row's last token aligned
+            ids[row, width - len(job.prompt_ids) :] = torch.tensor(job.prompt_ids)
+            mask[row, width - len(job.prompt_ids) :] = 1
+            job.batch_size = len(jobs)
+        sample = jobs[0].temperature > 0
+        config = GenerationConfig(
+            max_new_tokens=max(j.max_new_tokens for j in jobs), do_sample=sample,
+            temperature=jobs[0].temperature if sample else None, top_p=jobs[0].top_p if sample else None,
+            top_k=None, pad_token_id=self.pad_id, eos_token_id=sorted(self.eos_ids),
+        )
+        tracker = _RowTracker(jobs, width, self.tokenizer, self.eos_ids)
+        self.batch_sizes.append(len(jobs))
+        self.requests += len(jobs)
+        with torch.inference_mode():
+            self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
+                                stopping_criteria=StoppingCriteriaList([tracker]))
+        for job in jobs:
+            if job.finish_reason is None:  # stopped by generate's own length limit
+                tracker.finish(job)
+
+
+def end_of_turn_ids(model: Any, tokenizer: Any) -> set[int]:
+    """EOS ids of the model plus whichever common end-of-turn markers its tokenizer knows."""
+    from tunelab.eval.generate import END_OF_TURN_TOKENS
+
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
+    vocab = tokenizer.get_vocab()
+    ids |= {vocab[t] for t in END_OF_TURN_TOKENS if t in vocab}
+    return {i for i in ids if i is not None}
+
+
+def build_prompt(tokenizer: Any, messages: list[dict[str, Any]], system_prompt: str | None) -> list[int]:
+    if system_prompt and not any(m["role"] == "system" for m in messages):
+        messages = [{"role": "system", "content": system_prompt}, *messages]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def free_socket(host: str = "127.0.0.1") -> socket.socket:
+    """A listening-ready socket bound to a free port (no race between choosing and binding)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    return sock
+
+
+class ServerThread:
+    """Run a real uvicorn server on 127.0.0.1 in a thread: `with ServerThread(app) as url: ...`."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1"):
+        import uvicorn
+
+        self.sock = free_socket(host)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://{host}:{self.port}/v1"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        return self.url
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+def load_engine(spec: str, settings: ServeSettings) -> Engine:
+    from tunelab.models.load import load_model
+
+    model, tokenizer = load_model(spec, merge=True)
+    return Engine(model, tokenizer, batch_window=settings.batch_window, max_batch=settings.max_batch,
+                  max_queue=settings.max_queue)
+
+
+def serve(spec: str, *, host: str = "127.0.0.1", port: int = 8000, settings: ServeSettings | None = None) -> None:
+    """Load `spec` and serve it until interrupted."""
+    import uvicorn
+
+    from tunelab.models.load import describe
+
+    settings = settings or ServeSettings(model_name=default_model_name(spec))
+    where = describe(spec)
+    engine = load_engine(spec, settings)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("binding %s: the server is reachable from other machines%s", host,
+                    "" if settings.api_key else " and has no API key")
+    log.info("serving %s (base %s, adapter %s) as '%s' on http://%s:%d/v1", spec, where["base"],
+             where["adapter"], settings.model_name, host, port)
+    try:
+        uvicorn.run(create_app(engine, settings), host=host, port=port, log_level="info")
+    finally:
+        engine.close()
+
+
+def default_model_name(spec: str) -> str:
+    from pathlib import Path
+
+    path = Path(spec)
+    return path.resolve().name if path.exists() else spec
+
+
+def new_id() -> str:
+    return "chatcmpl-" + uuid.uuid4().hex[:24]
+
+
+# ---- HTTP layer -------------------------------------------------------------------------------
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt  # noqa: E402
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: str = Field(pattern="^(system|developer|user|assistant|tool)$")
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+    def for_template(self, index: int) -> dict[str, Any]:
+        content = self.content
+        if isinstance(content, list):
+            if any(part.type != "text" or part.text is None for part in content):
+                raise ApiError(400, "only text content parts are supported", f"messages.{index}.content")
+            content = "".join(part.text or "" for part in content)
+        out: dict[str, Any] = {"role": "system" if self.role == "developer" else self.role, "content": content or ""}
+        if self.tool_calls:
+            out["tool_calls"] = self.tool_calls
+        if self.tool_call_id:
+            out["tool_call_id"] = self.tool_call_id
+        return out
+
+
+class StreamOptions(BaseModel):
+    include_usage: StrictBool = False
+
+
+class ChatRequest(BaseModel):
+    # Unknown OpenAI fields (user, seed, ...) are accepted and ignored; known ones are type-checked.
+    model_config = ConfigDict(extra="allow")
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: StrictInt | None = Field(None, ge=1)
+    max_completion_tokens: StrictInt | None = Field(None, ge=1)
+    temperature: float = Field(1.0, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    stop: str | list[str] | None = None
+    n: StrictInt = 1
+    stream: StrictBool = False
+    stream_options: StreamOptions | None = None
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
+                 kind: str = "invalid_request_error"):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
+
+    def response(self) -> Any:
+        from fastapi.responses import JSONResponse
+
+        body = {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
+        return JSONResponse(body, status_code=self.status)
+
+
+def _validation_error(exc: Any) -> ApiError:
+    first = exc.errors()[0]
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    if first.get("type") == "json_invalid":
+        return ApiError(400, f"request body is not valid JSON: {first.get('ctx', {}).get('error', '')}", None, "invalid_json")
+    where = ".".join(loc) or None
+    return ApiError(400, f"{where or 'body'}: {first.get('msg')}", where, "invalid_value")
+
+
+def _prepare(body: ChatRequest, engine: Engine, settings: ServeSettings) -> Job:
+    if body.model != settings.model_name:
+        raise ApiError(404, f"model '{body.model}' is not served here; use '{settings.model_name}'", "model", "model_not_found")
+    if body.n != 1:
+        raise ApiError(400, "only n=1 is supported", "n", "unsupported_value")
+    max_new = body.max_completion_tokens or body.max_tokens
+    if max_new is not None and max_new > settings.max_tokens_limit:
+        raise ApiError(400, f"max_tokens={max_new} is over this server's limit of {settings.max_tokens_limit}", "max_tokens", "invalid_value")
+    messages = [m.for_template(i) for i, m in enumerate(body.messages)]
+    try:
+        prompt = build_prompt(engine.tokenizer, messages, settings.system_prompt)
+    except Exception as exc:  # the chat template rejects this role order / content
+        raise ApiError(400, f"the chat template cannot render these messages: {exc}", "messages", "invalid_value") from exc
+    room = engine.context_length - len(prompt)
+    if room < (max_new or 1):
+        raise ApiError(400, f"this model's maximum context length is {engine.context_length} tokens; the messages use "
+                       f"{len(prompt)} and max_tokens asks for {max_new or 1} more", "messages", "context_length_exceeded")
+    stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
+    return Job(prompt_ids=prompt, max_new_tokens=max_new or min(settings.default_max_tokens, room),
+               temperature=body.temperature, top_p=body.top_p, stop=stop, stream=body.stream,
+               loop=asyncio.get_running_loop())
+
+
+def _usage(job: Job) -> dict[str, int]:
+    prompt, completion = len(job.prompt_ids), len(job.tokens)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+async def _sse(job: Job, cid: str, model: str, include_usage: bool) -> Any:
+    import json
+
+    created = int(time.time())
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+        choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]
+        body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": choices, **extra}
+        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        while True:
+            kind, payload = await job.events.get()
+            if kind == "delta":
+                yield chunk({"content": payload})
+                continue
+            if kind == "error":
+                err = {"error": {"message": payload, "type": "server_error", "param": None, "code": None}}
+                yield f"data: {json.dumps(err)}\n\n"
+            else:
+                yield chunk({}, job.finish_reason)
+                if include_usage:
+                    yield chunk(None, usage=_usage(job))  # type: ignore[arg-type]
+            break
+        yield "data: [DONE]\n\n"
+    finally:
+        job.cancelled = True  # a client that went away frees its batch row
+
+
+def create_app(engine: Engine, settings: ServeSettings) -> Any:
+    import hmac
+
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import StreamingResponse
+    from starlette.exceptions import HTTPException
+
+    app = FastAPI(title="tunelab", docs_url=None, redoc_url=None)
+
+    @app.middleware("http")
+    async def require_key(request: Request, call_next: Any) -> Any:
+        if settings.api_key:
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {settings.api_key}".encode()):
+                return ApiError(401, "missing or wrong API key (send 'Authorization: Bearer KEY')", None, "invalid_api_key").response()
+        try:
+            return await call_next(request)
+        except Exception:  # never let a crash reach the client as a bare 500 page
+            log.exception("unhandled error on %s", request.url.path)
+            return ApiError(500, "internal server error", kind="server_error").response()
+
+    app.exception_handler(ApiError)(lambda request, exc: exc.response())
+    app.exception_handler(RequestValidationError)(lambda request, exc: _validation_error(exc).response())
+    app.exception_handler(HTTPException)(lambda request, exc: ApiError(exc.status_code, str(exc.detail)).response())
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": settings.model_name, "object": "model", "created": 0, "owned_by": "tunelab"}]}
+
+    @app.get("/v1/stats")
+    async def stats() -> dict[str, Any]:
+        return engine.stats()
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(body: ChatRequest) -> Any:
+        job = _prepare(body, engine, settings)
+        try:
+            engine.submit(job)
+        except queue.Full:
+            raise ApiError(503, "server overloaded: too many queued requests, retry later", None, "overloaded", "server_error")
+        cid = new_id()
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            return StreamingResponse(_sse(job, cid, settings.model_name, include_usage), media_type="text/event-stream")
+        kind, payload = await job.events.get()
+        while kind == "delta":
+            kind, payload = await job.events.get()
+        if kind == "error":
+            raise ApiError(500, payload, kind="server_error")
+        return {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": settings.model_name,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": job.text},
+                             "finish_reason": job.finish_reason, "logprobs": None}],
+                "usage": _usage(job)}
+
+    return app
