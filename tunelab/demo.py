@@ -40,10 +40,10 @@ def demo_config(out: Path, train_file: Path, val_file: Path, **train_overrides: 
 
 def behaviour_scores(model: Any, tokenizer: Any, convs: list[Conversation], label: str) -> dict[str, Any]:
     """Greedy replies to every ask/confirm context of `convs`, judged by the generator's expectations."""
-    from tunelab.eval.generate import GenerationSettings, build_contexts, generate_replies, render_prompt
+    from tunelab.eval.generate import GenerationSettings, build_contexts, generate_replies, render_prompts
 
     contexts = [c for c in build_contexts(convs) if _expect(convs, c)["act"] in SCORED_ACTS]
-    prompts = [render_prompt(tokenizer, c.messages) for c in contexts]
+    prompts = render_prompts(tokenizer, [c.messages for c in contexts])
     replies = generate_replies(model, tokenizer, prompts, GenerationSettings(max_new_tokens=48, batch_size=16), description=f"{label}: generating")
     rows = []
     for ctx, reply in zip(contexts, replies):
