@@ -5,7 +5,6 @@ Nothing imports this module; every command's work lives in the package.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
@@ -44,16 +43,16 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from the last complete checkpoint in output.dir."),
     merge: bool = typer.Option(False, "--merge", help="Also write merged/, a full model plain transformers loads."),
 ) -> None:
-    """Fine-tune a model on conversations (loss on assistant turns only).
+    """Fine-tune a model: recipe sft (loss on assistant turns only), bake (a system prompt into the weights), kto or dpo.
 
     Example:  tunelab train examples/cafe.yaml --set train.epochs=2 --set output.dir=runs/cafe2
     """
     from tunelab.config import load
-    from tunelab.train.sft import train as run
+    from tunelab.train.run import run
 
     cfg = load(config, [*set_, *(["output.merge=true"] if merge else [])])
     summary = run(cfg, resume=resume)
-    val = summary["final_val_loss"]
+    val = summary.get("final_val_loss")
     console.print(f"done: {summary['steps']} steps, final validation loss {val:.4f}" if val is not None else f"done: {summary['steps']} steps")
     console.print(f"run directory: [bold]{summary['run_dir']}[/]")
 
@@ -61,20 +60,28 @@ def train(
 @app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Where the data and the run go."),
-    n_train: int = typer.Option(320, help="Training dialogues to generate."),
+    n_train: int = typer.Option(240, help="Training dialogues to generate."),
     n_val: int = typer.Option(40, help="Held-out dialogues to measure on."),
     seed: int = typer.Option(0, help="Seed for the dialogue generator."),
+    scenario: str = typer.Option("cafe", "--scenario", help="cafe (dialogue SFT) | helpdesk (labelled logs -> bake a system prompt in -> adherence table)."),
 ) -> None:
     """The main job: teach SmolLM2-135M to ask for missing order details and confirm complete orders.
 
     Generates cafe dialogues, measures the base model, fine-tunes LoRA, measures again.
-    Example:  tunelab demo --out runs/demo
+    Example:  tunelab demo --out runs/demo        or   tunelab demo --scenario helpdesk --out runs/helpdesk
     """
-    from tunelab.demo import run_demo
-
-    if (out / "run" / "metrics.jsonl").exists():
+    if any(out.glob("**/metrics.jsonl")):
         fail(f"{out} already holds a demo run; remove it or pass --out elsewhere")
-    run_demo(out, n_train=n_train, n_val=n_val, seed=seed)
+    if scenario == "helpdesk":
+        from tunelab.helpdesk_demo import run_helpdesk_demo
+
+        run_helpdesk_demo(out)
+    elif scenario == "cafe":
+        from tunelab.demo import run_demo
+
+        run_demo(out, n_train=n_train, n_val=n_val, seed=seed)
+    else:
+        fail(f"unknown scenario {scenario!r}: choose cafe or helpdesk")
 
 
 @data_app.command("validate")
@@ -153,33 +160,13 @@ def data_inspect(
 
 
 # Commands contributed by the package's areas, each a module with register(app).
-OPTIONAL_COMMANDS = {
-    "tunelab.commands.evaluate": app,
-    "tunelab.commands.ship": app,
-    "tunelab.commands.choose": app,
-    "tunelab.commands.taskmaster": data_app,
-}
+from tunelab.commands import bake, choose, evaluate, ship, taskmaster  # noqa: E402
+from tunelab.knowledge.cli import app as lab_app  # noqa: E402
 
-
-def _register_all() -> None:
-    for module_name, target in OPTIONAL_COMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        module.register(target)
-    try:
-        from tunelab.knowledge.cli import app as lab_app
-    except ModuleNotFoundError as exc:
-        if exc.name != "tunelab.knowledge.cli":
-            raise
-    else:
-        app.add_typer(lab_app, name="lab", help="The knowledge lab: how a language model acquires facts.")
-
-
-_register_all()
+for _module in (evaluate, ship, choose, bake):
+    _module.register(app)
+taskmaster.register(data_app)
+app.add_typer(lab_app, name="lab", help="The knowledge lab: how a language model acquires facts.")
 
 
 def main() -> None:

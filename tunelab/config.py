@@ -129,6 +129,10 @@ class TrainConfig(Section):
     save_steps: int = Field(50, ge=1)  # checkpoint every N steps; must be a multiple of eval_steps
     keep_checkpoints: int = Field(2, ge=1)
     threads: int | None = Field(None, ge=1)  # torch CPU threads; default: all cores
+    # auto: bf16 autocast where measured faster (CUDA with bf16), fp32 elsewhere; see tunelab/train/speed.py
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    # Batch examples of similar length together (less padding); the order stays seeded.
+    group_by_length: bool = False
 
 
 class OutputConfig(Section):

@@ -78,7 +78,7 @@ def write_data(out: Path, n_train: int, n_val: int, seed: int) -> tuple[Path, Pa
     return train_file, val_file, val
 
 
-def run_demo(out: Path, n_train: int = 320, n_val: int = 40, seed: int = 0, **train_overrides: Any) -> dict[str, Any]:
+def run_demo(out: Path, n_train: int = 240, n_val: int = 40, seed: int = 0, **train_overrides: Any) -> dict[str, Any]:
     from tunelab.models.load import load_model
     from tunelab.train.sft import train
 

@@ -24,6 +24,7 @@ from tunelab.data.tokenize import IGNORE, ensure_template
 from tunelab.models.adapters import apply_adapter, can_merge, is_adapter, load_kwargs
 from tunelab.models.registry import resolve
 from tunelab.train.callbacks import MetricsFileCallback, TokenProgressCallback
+from tunelab.train.speed import resolve_precision
 from tunelab.train.tracking import close_trackers, tracking_callbacks
 from tunelab.types import Example
 
@@ -170,6 +171,8 @@ def training_arguments(config: Config, run_dir: Path, has_val: bool) -> Training
         dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=True,  # our own bar shows tokens/s
+        bf16=resolve_precision(t.precision) == "bf16",
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
     )
 
 
@@ -236,7 +239,9 @@ def train(config: Config, resume: bool = False, extra_callbacks: list[Any] | Non
         final_val = trainer.evaluate()["eval_loss"] if data.val else None
     finally:
         close_trackers(trackers)  # after the final evaluation, so trackers record it too
-    saved = save_final(trainer, config, tokenizer, run_dir)
+    # Under `accelerate launch` every process gets here; one writes the outputs, the others wait for them.
+    saved = save_final(trainer, config, tokenizer, run_dir) if trainer.is_world_process_zero() else None
+    trainer.accelerator.wait_for_everyone()
     summary = {
         "run_dir": str(run_dir),
         "model": config.model.name,
@@ -248,5 +253,6 @@ def train(config: Config, resume: bool = False, extra_callbacks: list[Any] | Non
         "val_examples": len(data.val),
         "throughput": progress.throughput(),
     }
-    rundir.write_json(run_dir / rundir.SUMMARY, summary)
+    if trainer.is_world_process_zero():
+        rundir.write_json(run_dir / rundir.SUMMARY, summary)
     return summary

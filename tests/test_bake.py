@@ -1,0 +1,82 @@
+"""recipe bake: held-out split, aligned reply tokens, the distillation loss, and a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+from tunelab.data.logs import LogRecord
+from tunelab.train.bake import BakeCollator, build_examples, reply_kl, split_by_question
+from tunelab.prompts import PromptSpec
+
+
+def test_held_out_questions_are_never_trained_on():
+    records = [LogRecord(id=f"{i}", question=f"Question {i % 10}?", answer="a", label=True, tags={"role": r}) for i in range(60) for r in ("x",)]
+    train, held = split_by_question(records, 0.2, seed=0)
+    assert len(train) + len(held) == 60 and held
+    assert not {r.question for r in train} & {r.question for r in held}
+    assert len({r.question for r in held}) == 2
+
+
+def test_reply_kl_is_zero_for_equal_distributions_and_positive_otherwise():
+    torch.manual_seed(0)
+    # student: 1 prompt token + 3 reply tokens; teacher: 3 prompt tokens + the same 3 reply tokens
+    s_labels = torch.tensor([[-100, 5, 6, 7]])
+    t_labels = torch.tensor([[-100, -100, -100, 5, 6, 7]])
+    reply_logits = torch.randn(3, 11)
+    s_logits = torch.cat([reply_logits, torch.randn(1, 11)]).unsqueeze(0)  # positions 0..2 predict the reply
+    t_logits = torch.cat([torch.randn(2, 11), reply_logits, torch.randn(1, 11)]).unsqueeze(0)
+    assert reply_kl(s_logits, s_labels, t_logits, t_labels).item() == pytest.approx(0.0, abs=1e-6)
+    other = t_logits.clone()
+    other[0, 3] += torch.randn(11) * 3
+    assert reply_kl(s_logits, s_labels, other, t_labels).item() > 0.01
+
+
+def test_teacher_and_student_views_hold_the_same_reply_tokens(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    spec = PromptSpec(name="p", prompt="You are a helpdesk. Always greet the user. " * 5)
+    rows, skipped = build_examples(tokenizer, [("User: role=student\nQuestion: Когда открыта библиотека?", "Уважаемый студент, с 8:00. Что-то ещё?")], spec, True, 512)
+    assert skipped == {"too_long": 0, "reply_tokens_differ": 0}
+    row = rows[0]
+    student = [t for t in row["labels"] if t != -100]
+    teacher = [t for t in row["teacher_labels"] if t != -100]
+    assert student == teacher and student
+    assert len(row["teacher_input_ids"]) > len(row["input_ids"]) + 40  # the prompt is only on the teacher side
+    assert "Уважаемый студент" in tokenizer.decode(student)
+    batch = BakeCollator(tokenizer.pad_token_id)([row, {**row, "input_ids": row["input_ids"][:-2], "labels": row["labels"][:-2]}])
+    assert batch["input_ids"].shape == batch["attention_mask"].shape and batch["attention_mask"][1, -1] == 0
+
+
+@pytest.mark.slow
+def test_bake_end_to_end_on_a_tiny_model(tmp_path, tiny_model_dir):
+    from tunelab import rundir
+    from tunelab.config import load
+    from tunelab.data.synth.helpdesk import PROMPT_YAML, generate_logs
+    from tunelab.models.load import load_model
+    from tunelab.train.run import run
+
+    logs = rundir.write_jsonl(tmp_path / "logs.jsonl", generate_logs(24, seed=2))
+    rundir.write_text(tmp_path / "prompt.yaml", PROMPT_YAML)
+    out = tmp_path / "run"
+    cfg = load(data={"model": {"name": tiny_model_dir}, "data": {"train": str(logs), "val_fraction": 0.25},
+                     "train": {"recipe": "bake", "max_steps": 2, "batch_size": 2, "logging_steps": 1, "eval_steps": 2, "save_steps": 2},
+                     "bake": {"system_prompt_file": str(tmp_path / "prompt.yaml"), "targets": ["logged", "teacher", "distill"],
+                              "samples_per_question": 1, "max_teacher_questions": 2, "max_new_tokens": 4},
+                     "output": {"dir": str(out)}})
+    summary = run(cfg)
+    assert summary["steps"] == 2 and summary["teacher"]["sampled"] == 2
+    assert {"config.yaml", "data_report.json", "metrics.jsonl", "adapter", "summary.json", "heldout.jsonl", "prompt.yaml", "teacher_samples.jsonl"} <= set(os.listdir(out))
+    report = json.loads((out / "data_report.json").read_text(encoding="utf-8"))
+    assert report["read"] == report["kept"] + report["rejected"]
+    assert report["train_records"] + report["heldout_records"] == report["after_hygiene"]
+    held = {r["question"] for r in rundir.read_jsonl(out / "heldout.jsonl")}
+    trained = {r["question"] for r in rundir.read_jsonl(logs)} - held
+    assert held and trained and not held & trained
+    assert [r["name"] for r in rundir.read_metrics(out, name="loss")]
+    model, _ = load_model(str(out))
+    assert type(model).__name__ == "PeftModelForCausalLM"

@@ -1,0 +1,87 @@
+"""SFT/KTO/DPO sets and statistics from one log; the kto and dpo recipes on a tiny model."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from tunelab.data.logs import LogRecord
+from tunelab.data.preference import dpo_pairs, kto_rows, sft_rows, statistics, write_sets
+
+
+def rec(i: str, question: str, answer: str, label: bool, comment: str = "", role: str = "student") -> LogRecord:
+    return LogRecord(id=i, question=question, answer=answer, label=label, tags={"role": role}, contexts=("ctx",), comment=comment)
+
+
+RECORDS = [
+    rec("1", "Q1", "good one", True),
+    rec("2", "Q1", "bad one", False, "Too long."),
+    rec("3", "Q1", "another bad", False, "too long"),
+    rec("4", "Q2", "good two", True, role="staff"),
+    rec("5", "Q1", "bad staff", False, "wrong language", role="staff"),  # same question, other tags: other prompt
+]
+
+
+def test_sft_kto_and_dpo_sets():
+    sft = sft_rows(RECORDS)
+    assert [r["messages"][-1]["content"] for r in sft] == ["good one", "good two"]
+    kto = kto_rows(RECORDS)
+    assert [r["label"] for r in kto] == [True, False, False, True, False]
+    assert kto[0]["prompt"][0]["role"] == "user" and kto[0]["completion"] == [{"role": "assistant", "content": "good one"}]
+    pairs = dpo_pairs(RECORDS)
+    assert [(p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in pairs] == [("good one", "bad one"), ("good one", "another bad")]
+    assert all("role=student" in p["prompt"][0]["content"] for p in pairs)
+
+
+def test_statistics_by_label_tag_and_comment_theme(tmp_path):
+    stats = statistics(RECORDS)
+    assert stats["by_label"] == {"good": 2, "bad": 3}
+    assert stats["by_tag"]["role"] == {"staff": {"good": 1, "bad": 1}, "student": {"good": 1, "bad": 2}}
+    assert stats["comment_themes"][0] == {"comment": "too long", "count": 2}
+    counts = write_sets(RECORDS, tmp_path)
+    assert (counts["sft"], counts["kto"], counts["dpo"]) == (2, 5, 2)
+    assert len((tmp_path / "dpo.jsonl").read_text(encoding="utf-8").splitlines()) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", ["kto", "dpo"])
+def test_preference_recipe_trains_and_reloads(tmp_path, tiny_model_dir, recipe):
+    from tunelab import rundir
+    from tunelab.config import load
+    from tunelab.data.synth.helpdesk import generate_logs
+    from tunelab.models.load import load_model
+    from tunelab.train.run import run
+
+    logs = rundir.write_jsonl(tmp_path / "logs.jsonl", generate_logs(16, seed=1))
+    out = tmp_path / "run"
+    cfg = load(data={"model": {"name": tiny_model_dir}, "data": {"train": str(logs)},
+                     "train": {"recipe": recipe, "max_steps": 2, "batch_size": 2, "logging_steps": 1, "eval_steps": 2, "save_steps": 2},
+                     "preference": {"max_length": 256}, "output": {"dir": str(out)}})
+    summary = run(cfg)
+    assert summary["steps"] == 2 and summary["recipe"] == recipe
+    assert {"config.yaml", "data_report.json", "metrics.jsonl", "adapter", "summary.json"} <= set(os.listdir(out))
+    names = {r["name"] for r in rundir.read_metrics(out)}
+    assert "loss" in names and "rewards/chosen" in names
+    model, tokenizer = load_model(str(out))
+    assert type(model).__name__ == "PeftModelForCausalLM"
+    assert json.loads((out / "summary.json").read_text())["train_rows"] > 0
+
+
+def test_data_logs_command_reports_and_writes_sets(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from tunelab.commands.bake import register
+
+    app = typer.Typer()
+    data = typer.Typer()
+    app.add_typer(data, name="data")
+    register(app)
+    result = CliRunner().invoke(app, ["data", "logs", "examples/helpdesk/logs.csv", "--config", "examples/helpdesk/logs_csv.yaml", "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "read 52, kept 52, rejected 0" in result.output and "user_role:" in result.output
+    assert {"sft.jsonl", "kto.jsonl", "dpo.jsonl", "stats.json", "clean.jsonl"} <= {p.name for p in tmp_path.iterdir()}
+    first = json.loads((tmp_path / "kto.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    assert first["prompt"][0]["content"].endswith("Question: Кто сбрасывает забытый пароль?")  # UTF-8 intact end to end

@@ -1,0 +1,218 @@
+"""Feedback logs: question, user tags, retrieved contexts, answer, good/bad label, comment.
+
+Read from CSV, JSONL or Parquet with column names mapped in the config (`logs.columns`). Every
+row becomes a LogRecord or a Rejected record naming file:line and the field, so kept + rejected
+= read always holds. "line" is the physical line a CSV row starts on, the line of a JSONL file,
+or the 1-based row number of a Parquet file.
+
+The user turn the model sees is rendered from a Jinja template (`logs.template`; default
+DEFAULT_TEMPLATE) with these variables:
+  question  the question text
+  tags      a dict of tag name -> value (only tags present in the row)
+  contexts  a list of passage strings
+For example, `"[{{ tags.role }}] {{ question }}"` sends the role and the question only.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import jinja2
+import jinja2.sandbox
+
+from tunelab.config import LogsConfig
+from tunelab.data.formats import Rejected, RowError
+from tunelab.types import Conversation, Message
+
+DEFAULT_TEMPLATE = (
+    "{% if tags %}User: {% for k, v in tags.items() %}{{ k }}={{ v }}{% if not loop.last %}, {% endif %}{% endfor %}\n{% endif %}"
+    "{% if contexts %}Retrieved passages:\n{% for c in contexts %}[{{ loop.index }}] {{ c }}\n{% endfor %}{% endif %}"
+    "Question: {{ question }}"
+)
+LOG_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+_LABELS = {"good": True, "bad": False, "1": True, "0": False, "yes": True, "no": False, "true": True, "false": False}
+
+
+class LogFileError(ValueError):
+    """A problem with the whole file (unknown format, a mapped column that does not exist)."""
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    id: str
+    question: str
+    answer: str
+    label: bool
+    tags: dict[str, str] = field(default_factory=dict, hash=False)
+    contexts: tuple[str, ...] = ()
+    comment: str = ""
+    source: str = ""  # "file:line"
+
+    def to_row(self) -> dict[str, Any]:
+        return {"id": self.id, "question": self.question, **self.tags, "contexts": list(self.contexts),
+                "answer": self.answer, "label": "good" if self.label else "bad", "comment": self.comment}
+
+
+@dataclass
+class LogReadResult:
+    path: str
+    fmt: str
+    records: list[LogRecord] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+    @property
+    def n_read(self) -> int:
+        return len(self.records) + len(self.rejected)
+
+
+def parse_label(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    key = str(value).strip().lower() if value is not None else ""
+    if key not in _LABELS:
+        raise RowError("label", f"expected good/bad, 1/0, yes/no or true/false (any case), got {value!r}")
+    return _LABELS[key]
+
+
+def parse_contexts(value: Any, separator: str, name: str) -> tuple[str, ...]:
+    if value is None or (isinstance(value, float) and value != value):  # missing, or NaN from pandas
+        return ()
+    if hasattr(value, "tolist"):  # a numpy array from Parquet
+        value = value.tolist()
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise RowError(name, f"looks like a JSON list but does not parse: {exc.msg}") from None
+        else:
+            return tuple(p.strip() for p in text.split(separator) if p.strip())
+    if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+        raise RowError(name, f"must be a list of strings or a string split on {separator!r}")
+    return tuple(c.strip() for c in value if c.strip())
+
+
+def _text(row: dict[str, Any], name: str, required: bool) -> str:
+    value = row.get(name)
+    if value is None or (isinstance(value, float) and value != value):
+        value = ""
+    if not isinstance(value, (str, int, float)):
+        raise RowError(name, f"must be text, got {type(value).__name__}")
+    text = str(value).strip()
+    if required and not text:
+        raise RowError(name, "is missing or empty")
+    return text
+
+
+def row_to_record(row: dict[str, Any], cfg: LogsConfig, source: str) -> LogRecord:
+    cols = cfg.columns
+    if not isinstance(row, dict):
+        raise RowError("(row)", f"must be an object, got {type(row).__name__}")
+    question = _text(row, cols.question, True)
+    answer = _text(row, cols.answer, True)
+    if cols.label not in row:
+        raise RowError(cols.label, "is missing")
+    label = parse_label(row[cols.label])
+    tags = {t: _text(row, t, False) for t in cols.tags}
+    contexts = parse_contexts(row.get(cols.contexts), cfg.context_separator, cols.contexts) if cols.contexts else ()
+    comment = _text(row, cols.comment, False) if cols.comment else ""
+    rid = _text(row, cols.id, False) if cols.id else ""
+    return LogRecord(id=rid or source, question=question, answer=answer, label=label,
+                     tags={k: v for k, v in tags.items() if v}, contexts=contexts, comment=comment, source=source)
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle)
+        start = 2  # the header is line 1; a quoted field may span lines, so track where each row starts
+        for row in reader:
+            yield start, row
+            start = reader.line_num + 1
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield number, RowError("(json)", f"not valid JSON: {exc.msg} at column {exc.colno}")
+
+
+def _parquet_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    import pyarrow.parquet as pq
+
+    for number, row in enumerate(pq.read_table(path).to_pylist(), 1):
+        yield number, row
+
+
+def _columns_present(path: Path, fmt: str) -> set[str] | None:
+    """The file's column names when the format has a header (CSV, Parquet); None for JSONL."""
+    if fmt == "csv":
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            return set(next(csv.reader(handle), []))
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return set(pq.read_schema(path).names)
+    return None
+
+
+def read_logs(path: str | Path, cfg: LogsConfig = LogsConfig()) -> LogReadResult:
+    path = Path(path)
+    fmt = LOG_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise LogFileError(f"{path}: unknown log format {path.suffix!r}; use one of {sorted(LOG_FORMATS)}")
+    if not path.exists():
+        raise LogFileError(f"{path}: no such file")
+    present = _columns_present(path, fmt)
+    if present is not None:
+        cols = cfg.columns
+        needed = [c for c in (cols.question, cols.answer, cols.label) if c not in present]
+        if needed:
+            raise LogFileError(f"{path}: column(s) {needed} not in the file (it has {sorted(present)}); map them under logs.columns")
+    rows = {"csv": _csv_rows, "jsonl": _jsonl_rows, "parquet": _parquet_rows}[fmt](path)
+    result = LogReadResult(path=str(path), fmt=fmt)
+    for line, row in rows:
+        source = f"{path}:{line}"
+        try:
+            if isinstance(row, RowError):
+                raise row
+            result.records.append(row_to_record(row, cfg, source))
+        except RowError as err:
+            raw = json.dumps(row, ensure_ascii=False, default=str) if not isinstance(row, RowError) else ""
+            result.rejected.append(Rejected(source=source, field=err.field, reason=err.reason, raw=raw[:2000]))
+    return result
+
+
+def compile_template(template: str | None) -> jinja2.Template:
+    env = jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
+    try:
+        return env.from_string(template or DEFAULT_TEMPLATE)
+    except jinja2.TemplateSyntaxError as exc:
+        raise ValueError(f"logs.template: line {exc.lineno}: {exc.message}") from None
+
+
+def render_user_turn(record: LogRecord, template: jinja2.Template | str | None = None) -> str:
+    compiled = template if isinstance(template, jinja2.Template) else compile_template(template)
+    try:
+        return compiled.render(question=record.question, tags=dict(record.tags), contexts=list(record.contexts)).strip()
+    except jinja2.UndefinedError as exc:
+        raise ValueError(f"logs.template: {exc.message} (while rendering {record.source})") from None
+
+
+def to_conversation(record: LogRecord, template: jinja2.Template | str | None = None, system_prompt: str | None = None) -> Conversation:
+    """The record as a chat: [system], user (rendered template), assistant (the logged answer)."""
+    messages = [Message("system", system_prompt)] if system_prompt else []
+    messages += [Message("user", render_user_turn(record, template)), Message("assistant", record.answer)]
+    return Conversation(id=record.id, messages=tuple(messages), source=record.source,
+                        meta={"label": record.label, "tags": dict(record.tags)})

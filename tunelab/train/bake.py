@@ -1,0 +1,252 @@
+"""recipe: bake — train a model that behaves WITHOUT the system prompt as the teacher does WITH it.
+
+Inputs: the questions of a feedback log (data.train, read with the `logs` section), each with its
+tags and contexts rendered into the user turn. Held out first: data.val_fraction of the distinct
+questions (by question text, so no held-out wording is ever trained on); they are written to
+heldout.jsonl for the adherence evaluation. Targets (`bake.targets`, combinable):
+  logged   the good answers of the log;
+  teacher  replies the teacher samples WITH the system prompt, kept only when they pass every
+           machine-checkable rule (so the student can end up better than its teacher);
+  distill  KL(teacher with prompt || student without) over the reply tokens, added to the
+           cross-entropy of the targets above (alone, it runs over every teacher sample).
+The teacher is `bake.teacher`, or the base model itself with the LoRA adapter switched off.
+The run directory follows the SFT contract: config.yaml, data_report.json, metrics.jsonl,
+adapter/ (or model/), summary.json; plus prompt.yaml, heldout.jsonl and teacher_samples.jsonl.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import set_seed
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+from tunelab import rundir
+from tunelab.config import Config, dump
+from tunelab.data.hygiene import clean
+from tunelab.data.logs import LogRecord, compile_template, read_logs, render_user_turn
+from tunelab.data.tokenize import IGNORE, template_info, tokenize_conversation
+from tunelab.prompts import CheckItem, PromptSpec, check_all, load_prompt, passes_all, dump_prompt
+from tunelab.train.callbacks import MetricsFileCallback, TokenProgressCallback
+from tunelab.train.sft import CountingTrainer, load_base, save_final, training_arguments
+from tunelab.types import Conversation, Message
+
+log = logging.getLogger(__name__)
+HELDOUT = "heldout.jsonl"
+PROMPT = "prompt.yaml"
+TEACHER_SAMPLES = "teacher_samples.jsonl"
+
+
+def check_item(record: LogRecord) -> CheckItem:
+    return CheckItem(question=record.question, tags=dict(record.tags), contexts=tuple(record.contexts))
+
+
+def load_records(config: Config, out_dir: Path) -> tuple[list[LogRecord], dict[str, Any]]:
+    """Read data.train as a feedback log, write rejected rows, apply hygiene; returns records and report."""
+    read = read_logs(config.data.train, config.logs)
+    rejected_file = None
+    if read.rejected:
+        rejected_file = rundir.write_jsonl(out_dir / "rejected" / f"{Path(read.path).stem}.rejected.jsonl", [r.to_row() for r in read.rejected])
+        for r in read.rejected[:5]:
+            log.warning("rejected %s", r.message())
+    records, hygiene = clean(read.records, config.logs.hygiene)
+    report = {"file": read.path, "format": read.fmt, "read": read.n_read, "kept": len(read.records), "rejected": len(read.rejected),
+              "rejected_file": str(rejected_file) if rejected_file else None, "hygiene": hygiene.to_dict(), "after_hygiene": len(records)}
+    return records, report
+
+
+def split_by_question(records: list[LogRecord], fraction: float, seed: int) -> tuple[list[LogRecord], list[LogRecord]]:
+    """(train, held-out): whole question texts go to one side."""
+    questions = sorted({" ".join(r.question.casefold().split()) for r in records})
+    random.Random(seed).shuffle(questions)
+    held = set(questions[: round(len(questions) * fraction)])
+    train = [r for r in records if " ".join(r.question.casefold().split()) not in held]
+    return train, [r for r in records if r not in train]
+
+
+def unique_questions(records: list[LogRecord], template: Any) -> list[LogRecord]:
+    """One record per distinct rendered user turn (question + tags + contexts)."""
+    seen: dict[str, LogRecord] = {}
+    for r in records:
+        seen.setdefault(render_user_turn(r, template), r)
+    return list(seen.values())
+
+
+def chat(user: str, reply: str | None = None, system: str | None = None) -> tuple[Message, ...]:
+    msgs = ([Message("system", system)] if system else []) + [Message("user", user)]
+    return tuple(msgs + ([Message("assistant", reply)] if reply is not None else []))
+
+
+def sample_teacher(teacher: Any, tokenizer: Any, spec: PromptSpec, questions: list[LogRecord], template: Any, config: Config) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Sample replies WITH the system prompt and check each against the rules."""
+    from tunelab.eval.generate import GenerationSettings, generate_replies, render_prompts
+
+    b = config.bake
+    asked = [q for q in questions for _ in range(b.samples_per_question)]
+    prompts = render_prompts(tokenizer, [chat(render_user_turn(q, template), system=spec.prompt) for q in asked])
+    settings = GenerationSettings(max_new_tokens=b.max_new_tokens, do_sample=True, temperature=b.temperature, batch_size=16, seed=config.train.seed)
+    replies = generate_replies(teacher, tokenizer, prompts, settings, description="teacher samples")
+    samples, fails = [], {r.id: 0 for r in spec.rules}
+    for q, reply in zip(asked, replies):
+        results = check_all(spec, reply.text, check_item(q))
+        for res in results:
+            fails[res.rule] += res.applicable and not res.passed
+        samples.append({"id": q.id, "question": q.question, "reply": reply.text, "passed": passes_all(results),
+                        "failed_rules": [res.rule for res in results if res.applicable and not res.passed]})
+    kept = sum(s["passed"] for s in samples)
+    return samples, {"questions": len(questions), "sampled": len(samples), "kept": kept, "failures_by_rule": fails}
+
+
+def build_examples(tokenizer: Any, pairs: list[tuple[str, str]], spec: PromptSpec, distill: bool, max_length: int) -> tuple[list[dict[str, list[int]]], dict[str, int]]:
+    """Student rows (user turn without prompt -> reply) and, for distillation, the teacher's view
+    (with the prompt) of the same reply tokens."""
+    info = template_info(tokenizer)
+    rows, skipped = [], {"too_long": 0, "reply_tokens_differ": 0}
+    for user, reply in pairs:
+        student = tokenize_conversation(tokenizer, Conversation("s", chat(user, reply)), max_length, info)
+        if student is None:
+            skipped["too_long"] += 1
+            continue
+        row = {"input_ids": student.input_ids, "labels": student.labels}
+        if distill:
+            teacher = tokenize_conversation(tokenizer, Conversation("t", chat(user, reply, spec.prompt)), max_length, info)
+            if teacher is None:
+                skipped["too_long"] += 1
+                continue
+            if [t for t in teacher.labels if t != IGNORE] != [t for t in student.labels if t != IGNORE]:
+                skipped["reply_tokens_differ"] += 1  # the template tokenised the reply differently; no aligned KL
+                continue
+            row |= {"teacher_input_ids": teacher.input_ids, "teacher_labels": teacher.labels}
+        rows.append(row)
+    return rows, skipped
+
+
+class BakeCollator:
+    """Right-pads student (and teacher) sequences; padding carries no loss and no attention."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def _pad(self, seqs: list[list[int]], value: int) -> torch.Tensor:
+        out = torch.full((len(seqs), max(map(len, seqs))), value, dtype=torch.long)
+        for i, s in enumerate(seqs):
+            out[i, : len(s)] = torch.tensor(s)
+        return out
+
+    def __call__(self, rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        batch = {}
+        for prefix in ("", "teacher_") if "teacher_input_ids" in rows[0] else ("",):
+            ids = [r[prefix + "input_ids"] for r in rows]
+            batch[prefix + "input_ids"] = self._pad(ids, self.pad_id)
+            batch[prefix + "labels"] = self._pad([r[prefix + "labels"] for r in rows], IGNORE)
+            batch[prefix + "attention_mask"] = self._pad([[1] * len(s) for s in ids], 0)
+        return batch
+
+
+def reply_kl(student_logits: torch.Tensor, student_labels: torch.Tensor, teacher_logits: torch.Tensor, teacher_labels: torch.Tensor) -> torch.Tensor:
+    """Mean over reply tokens of KL(teacher || student) between next-token distributions.
+
+    Position t's logits predict token t+1, so a reply token at t+1 is scored from logits at t.
+    Both sides hold the same reply tokens in the same order (build_examples checks it)."""
+    s_mask = student_labels[:, 1:] != IGNORE
+    t_mask = teacher_labels[:, 1:] != IGNORE
+    s = torch.log_softmax(student_logits[:, :-1][s_mask].float(), dim=-1)
+    t = torch.log_softmax(teacher_logits[:, :-1][t_mask].float(), dim=-1)
+    return torch.nn.functional.kl_div(s, t, log_target=True, reduction="batchmean")
+
+
+class BakeTrainer(CountingTrainer):
+    def __init__(self, *args: Any, teacher: Any = None, ce_weight: float = 1.0, kl_weight: float = 0.0, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.teacher, self.ce_weight, self.kl_weight = teacher, ce_weight, kl_weight
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], labels=inputs["labels"] if self.ce_weight else None)
+        loss = out.loss * self.ce_weight if self.ce_weight else 0.0
+        if self.kl_weight:
+            # Without a separate teacher, the teacher is the base: this model with its adapter off.
+            ctx = model.disable_adapter() if self.teacher is None else nullcontext()
+            with torch.no_grad(), ctx:
+                t_logits = (self.teacher or model)(input_ids=inputs["teacher_input_ids"], attention_mask=inputs["teacher_attention_mask"]).logits
+            kl = reply_kl(out.logits, inputs["labels"], t_logits, inputs["teacher_labels"])
+            loss = loss + self.kl_weight * kl
+        return (loss, out) if return_outputs else loss
+
+
+def _teacher_model(config: Config) -> Any:
+    """None when the base with its adapter off can teach; else a separately loaded model."""
+    if config.bake.teacher is None and config.model.adapter in ("lora", "dora"):
+        return None
+    from tunelab.models.load import load_model
+
+    source = config.bake.teacher or config.model.name
+    model, _ = load_model(source)
+    log.info("teacher: %s (loaded separately)", source)
+    return model
+
+
+def train(config: Config, resume: bool = False) -> dict[str, Any]:
+    """Run the whole bake job; returns the summary also written to summary.json."""
+    b = config.bake
+    if not b.system_prompt_file:
+        raise ValueError("recipe bake needs bake.system_prompt_file (a YAML prompt file, see tunelab.prompts)")
+    if resume:
+        raise NotImplementedError("recipe bake does not resume yet; start a new output.dir")
+    run_dir = Path(config.output.dir)
+    if (run_dir / rundir.METRICS).exists():
+        raise FileExistsError(f"{run_dir} already holds a run; choose another output.dir")
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    spec = load_prompt(b.system_prompt_file)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rundir.write_text(run_dir / rundir.CONFIG, dump(config))
+    rundir.write_text(run_dir / PROMPT, dump_prompt(spec))
+    set_seed(config.train.seed)
+    template = compile_template(config.logs.template)
+    records, report = load_records(config, run_dir)
+    train_recs, held = split_by_question(records, config.data.val_fraction, config.data.seed)
+    rundir.write_jsonl(run_dir / HELDOUT, [r.to_row() for r in held])
+    model, tokenizer = load_base(config)
+    teacher = _teacher_model(config) if ("teacher" in b.targets or "distill" in b.targets) else None
+    pairs: list[tuple[str, str]] = []
+    if "logged" in b.targets:
+        pairs += [(render_user_turn(r, template), r.answer) for r in train_recs if r.label]
+    teacher_report = None
+    if "teacher" in b.targets or b.targets == ["distill"]:
+        questions = unique_questions(train_recs, template)[: b.max_teacher_questions]
+        gen_model = teacher if teacher is not None else model
+        with (gen_model.disable_adapter() if teacher is None and hasattr(gen_model, "disable_adapter") else nullcontext()):
+            samples, teacher_report = sample_teacher(gen_model, tokenizer, spec, questions, template, config)
+        rundir.write_jsonl(run_dir / TEACHER_SAMPLES, samples)
+        by_id = {q.id: q for q in questions}
+        keep_all = b.targets == ["distill"]  # pure context distillation learns from every teacher sample
+        pairs += [(render_user_turn(by_id[s["id"]], template), s["reply"]) for s in samples if (s["passed"] or keep_all) and s["reply"].strip()]
+    distill = "distill" in b.targets
+    rows, skipped = build_examples(tokenizer, pairs, spec, distill, config.data.max_length)
+    report |= {"train_records": len(train_recs), "heldout_records": len(held), "teacher": teacher_report, "examples": len(rows), "skipped": skipped,
+               "targets": list(b.targets)}
+    rundir.write_json(run_dir / rundir.DATA_REPORT, report)
+    if not rows:
+        raise RuntimeError(f"{config.data.train}: no training example for targets {b.targets} (see {run_dir / rundir.DATA_REPORT})")
+    progress = TokenProgressCallback()
+    trainer = BakeTrainer(
+        model=model, args=training_arguments(config, run_dir, has_val=False), train_dataset=rows,
+        data_collator=BakeCollator(tokenizer.pad_token_id), callbacks=[MetricsFileCallback(run_dir), progress], progress=progress,
+        teacher=teacher, ce_weight=0.0 if b.targets == ["distill"] else 1.0, kl_weight=b.distill_weight if distill else 0.0,
+    )
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    trainer.train()
+    saved = save_final(trainer, config, tokenizer, run_dir)
+    summary = {"run_dir": str(run_dir), "recipe": "bake", "model": config.model.name, "saved": str(saved), "steps": trainer.state.global_step,
+               "targets": list(b.targets), "train_examples": len(rows), "heldout_records": len(held), "teacher": teacher_report,
+               "throughput": progress.throughput()}
+    rundir.write_json(run_dir / rundir.SUMMARY, summary)
+    return summary

@@ -1,0 +1,140 @@
+"""recipes kto and dpo: preference training with LoRA on TRL's KTOTrainer / DPOTrainer.
+
+data.train is either a feedback log (CSV/JSONL/Parquet, read with the `logs` section and its
+hygiene; KTO uses every labelled answer, DPO the good/bad pairs of the same user turn), or a
+JSONL file already in TRL's conversational form: rows {prompt, completion, label} for KTO or
+{prompt, chosen, rejected} for DPO. The reference model is the base itself with the adapter
+switched off (TRL does this for peft models), so no second copy is held in memory.
+
+Same run-directory contract as SFT: config.yaml, data_report.json, metrics.jsonl, checkpoints/,
+adapter/, summary.json.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import set_seed
+
+from tunelab import rundir
+from tunelab.config import Config, dump
+from tunelab.data.preference import dpo_pairs, kto_rows
+from tunelab.train.callbacks import MetricsFileCallback
+
+log = logging.getLogger(__name__)
+KTO_KEYS = {"prompt", "completion", "label"}
+DPO_KEYS = {"prompt", "chosen", "rejected"}
+
+
+def _first_row(path: Path) -> dict[str, Any] | None:
+    if path.suffix.lower() not in (".jsonl", ".json"):
+        return None
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    return None
+                return row if isinstance(row, dict) else None
+    return None
+
+
+def load_rows(config: Config, run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The training rows for the recipe, and a data report."""
+    path = Path(config.data.train)
+    recipe = config.train.recipe
+    keys = KTO_KEYS if recipe == "kto" else DPO_KEYS
+    first = _first_row(path)
+    if first is not None and keys <= set(first):
+        rows = [r for r in rundir.read_jsonl(path)]
+        bad = [i for i, r in enumerate(rows, 1) if not keys <= set(r)]
+        if bad:
+            raise ValueError(f"{path}:{bad[0]}: a {recipe} row needs the fields {sorted(keys)}")
+        return [{k: r[k] for k in keys} for r in rows], {"file": str(path), "format": f"trl-{recipe}", "rows": len(rows)}
+    from tunelab.train.bake import load_records
+
+    records, report = load_records(config, run_dir)
+    rows = kto_rows(records, config.logs.template) if recipe == "kto" else dpo_pairs(records, config.logs.template)
+    return [{k: r[k] for k in keys} for r in rows], {**report, "rows": len(rows)}
+
+
+def trl_args(config: Config, run_dir: Path) -> Any:
+    """KTOConfig or DPOConfig from the train/preference sections (TRL 1.16's argument names)."""
+    from trl import DPOConfig, KTOConfig
+
+    t, p = config.train, config.preference
+    common = dict(
+        output_dir=str(run_dir / rundir.CHECKPOINTS), num_train_epochs=t.epochs, max_steps=t.max_steps or -1,
+        learning_rate=t.learning_rate, lr_scheduler_type=t.scheduler, warmup_steps=t.warmup_ratio,
+        per_device_train_batch_size=t.batch_size, gradient_accumulation_steps=t.grad_accum, weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm, seed=t.seed, data_seed=t.seed, logging_steps=t.logging_steps, logging_first_step=True,
+        save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.keep_checkpoints, report_to="none",
+        use_cpu=not torch.cuda.is_available(), bf16=False, gradient_checkpointing=False,  # TRL defaults both on; CPU float32 wants neither
+        dataloader_num_workers=0, disable_tqdm=True, beta=p.beta, max_length=p.max_length,
+    )
+    if config.train.recipe == "kto":
+        return KTOConfig(**common, desirable_weight=p.desirable_weight, undesirable_weight=p.undesirable_weight)
+    return DPOConfig(**common, loss_type=[p.dpo_loss])
+
+
+def peft_config(config: Config) -> Any:
+    from peft import LoraConfig
+
+    if config.model.adapter != "lora":
+        raise ValueError(f"recipes kto/dpo train a LoRA adapter; model.adapter={config.model.adapter!r} is not supported here")
+    lora = config.model.lora
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules, task_type="CAUSAL_LM")
+
+
+def train(config: Config, resume: bool = False) -> dict[str, Any]:
+    """Run a KTO or DPO job; returns the summary also written to summary.json."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOTrainer, KTOTrainer
+
+    from tunelab.data.tokenize import ensure_template
+    from tunelab.models.registry import resolve
+    from tunelab.train.sft import last_complete_checkpoint, save_final
+
+    recipe = config.train.recipe
+    if recipe not in ("kto", "dpo"):
+        raise ValueError(f"tunelab.train.preference runs recipes kto and dpo, not {recipe!r}")
+    run_dir = Path(config.output.dir)
+    checkpoint = last_complete_checkpoint(run_dir / rundir.CHECKPOINTS) if resume else None
+    if resume and checkpoint is None:
+        raise FileNotFoundError(f"{run_dir}: nothing to resume (no complete checkpoint in {rundir.CHECKPOINTS}/)")
+    if not resume and (run_dir / rundir.METRICS).exists():
+        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another output.dir")
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rundir.write_text(run_dir / rundir.CONFIG, dump(config))
+    set_seed(config.train.seed)
+    rows, report = load_rows(config, run_dir)
+    rundir.write_json(run_dir / rundir.DATA_REPORT, report)
+    if recipe == "dpo" and not rows:
+        raise RuntimeError(f"{config.data.train}: no DPO pair (no user turn has both a good and a bad answer)")
+    if recipe == "kto" and len({r["label"] for r in rows}) < 2:
+        log.warning("KTO data holds only %s examples; KTO learns most from both kinds", "good" if rows and rows[0]["label"] else "bad")
+    path = resolve(config.model.name)
+    tokenizer = ensure_template(AutoTokenizer.from_pretrained(path))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    trainer_cls = KTOTrainer if recipe == "kto" else DPOTrainer
+    trainer = trainer_cls(model=model, args=trl_args(config, run_dir), train_dataset=Dataset.from_list(rows),
+                          processing_class=tokenizer, peft_config=peft_config(config), callbacks=[MetricsFileCallback(run_dir)])
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    saved = save_final(trainer, config, tokenizer, run_dir)
+    last = {k: v for row in trainer.state.log_history for k, v in row.items() if isinstance(v, (int, float))}
+    summary = {"run_dir": str(run_dir), "recipe": recipe, "model": config.model.name, "saved": str(saved),
+               "steps": trainer.state.global_step, "train_rows": len(rows), "last_logged": last}
+    rundir.write_json(run_dir / rundir.SUMMARY, summary)
+    return summary

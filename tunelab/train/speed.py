@@ -1,0 +1,47 @@
+"""Training-speed levers: numeric precision, and a measured matrix-multiply peak to judge against.
+
+Precision. `train.precision: auto` picks bf16 autocast only where it was measured faster: on a
+CUDA GPU that supports bf16. On CPU it picks fp32, even with AMX. On the 2-core AMX Xeon that
+bench/train_throughput.py ran on, bf16 autocast was not faster for SmolLM2-135M LoRA steps
+(docs/performance.md): at hidden size 576 the matmuls are small, and autocast re-casts every
+frozen fp32 weight to bf16 on every forward, which eats the gain. Loading the base in bf16
+instead (LoRA kept fp32) was slower still, since several CPU kernels have no fast bf16
+backward. Users who measure otherwise on their machine set `precision: bf16`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def resolve_precision(precision: str) -> str:
+    """"fp32" or "bf16" for the configured `train.precision`; says why when it was "auto"."""
+    if precision != "auto":
+        return precision
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        log.info("train.precision=auto: bf16 autocast (CUDA with bf16 support)")
+        return "bf16"
+    log.info("train.precision=auto: fp32 (on CPU, bf16 autocast was measured no faster; see docs/performance.md)")
+    return "fp32"
+
+
+def matmul_peak(dtype: torch.dtype = torch.float32, n: int = 1024, seconds: float = 2.0) -> float:
+    """Measured GFLOP/s of square n x n matrix multiplies in `dtype` on this machine's CPU threads.
+
+    The best of several timed repetitions, since other processes on a shared machine only ever
+    make a repetition slower.
+    """
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    torch.mm(a, b)  # warm-up: oneDNN picks and JITs its kernel on the first call
+    best, deadline = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        started = time.perf_counter()
+        for _ in range(4):
+            torch.mm(a, b)
+        best = min(best, (time.perf_counter() - started) / 4)
+    return 2 * n**3 / best / 1e9
