@@ -4,9 +4,9 @@ Precision. `train.precision: auto` picks bf16 autocast only where it was measure
 CUDA GPU that supports bf16. On CPU it picks fp32, even with AMX. On the 2-core AMX Xeon that
 bench/train_throughput.py ran on, bf16 autocast was not faster for SmolLM2-135M LoRA steps
 (docs/performance.md): at hidden size 576 the matmuls are small, and autocast re-casts every
-frozen fp32 weight to bf16 on every forward, which eats the gain. Loading the base in bf16
-instead (LoRA kept fp32) was slower still, since several CPU kernels have no fast bf16
-backward. Users who measure otherwise on their machine set `precision: bf16`.
+frozen fp32 weight to bf16 on every forward, which eats the gain; the validation loss was also
+2% worse. A bf16 base with fp32 LoRA weights is not offered: it has not been measured to the
+end here. Users who measure bf16 faster on their machine set `precision: bf16`.
 """
 
 from __future__ import annotations

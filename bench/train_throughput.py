@@ -1,0 +1,264 @@
+"""LoRA SFT training speed: tunelab's trainer against TRL's SFTTrainer, in the same run.
+
+Both train SmolLM2-135M-Instruct (fp32 unless a variant says otherwise), LoRA r=16 alpha=32 on
+every linear layer, batch 8, the same learning rate and schedule, on the demo's cafe dialogues
+(256 train + 32 validation conversations, seed 0). Both get the SAME pre-tokenized examples:
+input_ids + labels from tunelab's chat-template masking (loss on assistant turns only), so
+they train on exactly the same target tokens; TRL takes a tokenized dataset with a `labels`
+column as is (SmolLM2's template has no `{% generation %}` markers for `assistant_only_loss`).
+Both see the batches in the same seeded random order. TRL runs with its own defaults (its
+SFTConfig turns gradient checkpointing on); variant trl-nockpt turns that off.
+
+Each run is its own process (so peak RSS and time to the first step are its own), and the
+variants alternate A B A B. Reported per run: all tokens/s (non-padding) and target tokens/s
+over the steps after the first (the first holds one-off warm-up), peak RSS, time from process
+start to the end of the first step, and the validation loss afterwards computed by one shared
+function (mean cross-entropy over the validation targets) for every variant. Then the ratios,
+and the FLOP utilisation against this machine's measured matmul peak.
+
+    .venv/bin/python bench/train_throughput.py [--steps 4] [--rounds 2] [--variants trl,tunelab]
+    .venv/bin/python bench/train_throughput.py --steps 3 --val 8 --rounds 1 \
+        --variants trl,tunelab,tunelab-bf16,trl,tunelab,tunelab-grouped    # the levers, one each
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+STARTED = time.perf_counter()
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# variant -> (trainer, settings). Levers are measured one at a time against "tunelab".
+VARIANTS = {
+    "trl": ("trl", {}),
+    "trl-bf16": ("trl", {"precision": "bf16"}),
+    "trl-nockpt": ("trl", {"gradient_checkpointing": False}),  # TRL's SFTConfig turns it on by default
+    "tunelab": ("tunelab", {}),
+    "tunelab-fullhead": ("tunelab", {"target_only_head": False}),
+    "tunelab-grouped": ("tunelab", {"group_by_length": True}),
+    "tunelab-bf16": ("tunelab", {"precision": "bf16"}),
+    "tunelab-compile": ("tunelab", {"compile": True}),
+    "tunelab-1thread": ("tunelab", {"threads": 1}),
+}
+LR, MAX_LENGTH, BATCH, SEED = 1e-3, 384, 8, 0
+
+
+def examples(n_train: int, n_val: int):
+    from transformers import AutoTokenizer
+
+    from tunelab.data.split import split
+    from tunelab.data.synth import cafe
+    from tunelab.data.tokenize import ensure_template, tokenize_conversation
+    from tunelab.models.registry import resolve
+
+    tokenizer = ensure_template(AutoTokenizer.from_pretrained(resolve("smollm2-135m")))
+    train, val = split(cafe.generate(n_train + n_val, seed=SEED), n_val / (n_train + n_val), SEED)
+    tok = lambda convs: [e for e in (tokenize_conversation(tokenizer, c, MAX_LENGTH) for c in convs) if e is not None]
+    return tokenizer, tok(train), tok(val)
+
+
+def val_loss(model, val, pad_id: int) -> float:
+    """Mean cross-entropy over every validation target token (the same function for every variant)."""
+    import torch
+
+    from tunelab.train.sft import PadCollator
+
+    collate, total, count = PadCollator(pad_id), 0.0, 0
+    model.eval()
+    with torch.inference_mode():
+        for i in range(0, len(val), BATCH):
+            batch = collate([{"input_ids": e.input_ids, "labels": e.labels} for e in val[i : i + BATCH]])
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
+            labels = batch["labels"][:, 1:]
+            total += torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, reduction="sum").item()
+            count += int((labels != -100).sum())
+    return total / count
+
+
+def step_clock():
+    """A callback recording when each optimizer step ends."""
+    from transformers import TrainerCallback
+
+    class Clock(TrainerCallback):
+        ends: list[float] = []
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.ends.append(time.perf_counter())
+
+    return Clock()
+
+
+def counting(trainer_cls):
+    """`trainer_cls` counting each step's non-padding and target tokens."""
+
+    class Counting(trainer_cls):
+        step_tokens: list[tuple[int, int]] = []
+
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            self.step_tokens.append((int(inputs["attention_mask"].sum()), int((inputs["labels"] != -100).sum())))
+            return super().training_step(model, inputs, num_items_in_batch)
+
+    return Counting
+
+
+def build_tunelab(settings: dict, train, tokenizer, out: str, steps: int, clock):
+    from tunelab.config import load
+    from tunelab.train.callbacks import TokenProgressCallback
+    from tunelab.train.sft import CountingTrainer, ExampleDataset, PadCollator, load_base, training_arguments
+
+    train_cfg = {"max_steps": steps, "learning_rate": LR, "batch_size": BATCH, "seed": SEED, "logging_steps": 1, "warmup_ratio": 0.05}
+    train_cfg.update({k: settings[k] for k in ("precision", "group_by_length", "threads") if k in settings})
+    config = load(data={"model": {"name": "smollm2-135m", "lora": {"r": 16, "alpha": 32}}, "data": {"train": "unused.jsonl", "max_length": MAX_LENGTH}, "train": train_cfg, "output": {"dir": out}})
+    if config.train.threads:
+        import torch
+
+        torch.set_num_threads(config.train.threads)
+    model, _ = load_base(config)
+    args = training_arguments(config, __import__("pathlib").Path(out), has_val=False)
+    args.torch_compile = bool(settings.get("compile"))
+    progress = TokenProgressCallback()
+    trainer = counting(CountingTrainer)(
+        model=model, args=args, train_dataset=ExampleDataset(train), data_collator=PadCollator(tokenizer.pad_token_id),
+        callbacks=[clock], progress=progress, target_only_head=settings.get("target_only_head", True),
+    )
+    return trainer, model
+
+
+def build_trl(settings: dict, train, tokenizer, out: str, steps: int, clock):
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    from tunelab.models.registry import resolve
+
+    args = SFTConfig(
+        output_dir=out, max_steps=steps, learning_rate=LR, lr_scheduler_type="cosine", warmup_steps=0.05,
+        per_device_train_batch_size=BATCH, seed=SEED, data_seed=SEED, logging_steps=1, save_strategy="no",
+        report_to="none", use_cpu=True, max_length=MAX_LENGTH, bf16=settings.get("precision") == "bf16",
+        dataloader_num_workers=0, disable_tqdm=True, max_grad_norm=1.0, weight_decay=0.0,
+        gradient_checkpointing=settings.get("gradient_checkpointing", True),
+    )
+    model = AutoModelForCausalLM.from_pretrained(resolve("smollm2-135m"), dtype=torch.float32)
+    data = Dataset.from_list([{"input_ids": e.input_ids, "labels": e.labels} for e in train])
+    peft = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+    trainer = counting(SFTTrainer)(model=model, args=args, train_dataset=data, processing_class=tokenizer, peft_config=peft, callbacks=[clock])
+    return trainer, trainer.model
+
+
+def run_one(variant: str, steps: int, n_train: int, n_val: int, out: str) -> dict:
+    """Train one variant in this process and measure it."""
+    import torch
+    from transformers import set_seed
+
+    kind, settings = VARIANTS[variant]
+    tokenizer, train, val = examples(n_train, n_val)
+    set_seed(SEED)
+    clock = step_clock()
+    build = build_trl if kind == "trl" else build_tunelab
+    trainer, model = build(settings, train, tokenizer, out, steps, clock)
+    trainer.train()
+    first = clock.ends[0] - STARTED
+    tokens = trainer.step_tokens[1:steps]
+    seconds = clock.ends[steps - 1] - clock.ends[0]
+    loss = val_loss(model, val, tokenizer.pad_token_id)
+    return {
+        "variant": variant, "steps": steps, "threads": torch.get_num_threads(),
+        "tokens_per_s": sum(t for t, _ in tokens) / seconds, "target_tokens_per_s": sum(t for _, t in tokens) / seconds,
+        "all_tokens": sum(t for t, _ in trainer.step_tokens), "target_tokens": sum(t for _, t in trainer.step_tokens),
+        "first_step_s": first, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "val_loss": loss, "loadavg": os.getloadavg()[0],
+    }
+
+
+def flops_per_step(tokens: int, targets: int) -> float:
+    """FLOPs a LoRA step needs: forward and input-gradient through the frozen body for every token
+    (2 + 2 per weight; frozen weights get no weight gradient), the head for target tokens only."""
+    from transformers import AutoConfig
+
+    from tunelab.models.registry import resolve
+
+    c = AutoConfig.from_pretrained(resolve("smollm2-135m"))
+    kv = c.num_key_value_heads * (c.hidden_size // c.num_attention_heads)
+    body = c.num_hidden_layers * (2 * c.hidden_size**2 + 2 * c.hidden_size * kv + 3 * c.hidden_size * c.intermediate_size)
+    return 4 * body * tokens + 4 * c.vocab_size * c.hidden_size * targets
+
+
+def load_seconds() -> list[float]:
+    """[imports, first load, second load] seconds in a fresh process: the cached converted model +
+    tokenizer. The first load also pays transformers' lazy imports (tokenizers, the Llama code)."""
+    code = (
+        "import time;t=time.perf_counter();import torch;from tunelab.models.registry import resolve;"
+        "from transformers import AutoModelForCausalLM, AutoTokenizer;out=[time.perf_counter()-t]\n"
+        "for _ in range(2):\n"
+        " t=time.perf_counter();p=resolve('smollm2-135m');AutoTokenizer.from_pretrained(p);"
+        "AutoModelForCausalLM.from_pretrained(p, dtype=torch.float32);out.append(time.perf_counter()-t)\n"
+        "print(*out)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return [round(float(x), 2) for x in done.stdout.split()[-3:]]
+
+
+def summarize(results: list[dict], peaks: dict[str, float]) -> None:
+    by: dict[str, list[dict]] = {}
+    for r in results:
+        by.setdefault(r["variant"], []).append(r)
+    mean = lambda rows, k: sum(r[k] for r in rows) / len(rows)
+    print(f"\n{'variant':18} {'tok/s':>7} {'target/s':>8} {'1st step s':>10} {'RSS MB':>7} {'val loss':>8} {'util fp32':>9} {'util bf16':>9}")
+    for name, rows in by.items():
+        tps, tgt = mean(rows, "tokens_per_s"), mean(rows, "target_tokens_per_s")
+        flops = flops_per_step(tps, tgt)  # per second of training
+        print(f"{name:18} {tps:7.1f} {tgt:8.1f} {mean(rows, 'first_step_s'):10.1f} {max(r['peak_rss_mb'] for r in rows):7.0f} {mean(rows, 'val_loss'):8.4f} {flops / 1e9 / peaks['fp32']:9.1%} {flops / 1e9 / peaks['bf16']:9.1%}")
+    if "trl" in by:
+        base = by["trl"]
+        for name, rows in by.items():
+            if name != "trl":
+                print(f"{name} / trl: tokens/s x{mean(rows, 'tokens_per_s') / mean(base, 'tokens_per_s'):.2f}, "
+                      f"val loss {100 * (mean(rows, 'val_loss') / mean(base, 'val_loss') - 1):+.2f}%")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--variants", default="trl,tunelab", help=f"comma-separated, from: {', '.join(VARIANTS)}")
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--train", type=int, default=256)
+    parser.add_argument("--val", type=int, default=32)
+    parser.add_argument("--out", default="/tmp/tunelab-bench-train")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # child process: run this variant, print JSON
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_one(args.one, args.steps, args.train, args.val, f"{args.out}/{args.one}")))
+        return
+    import torch
+
+    from tunelab.train.speed import matmul_peak
+
+    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    print(f"cpu threads {torch.get_num_threads()}, load average {os.getloadavg()}, matmul peak GFLOP/s: fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f}")
+    print(f"cached model in a fresh process, seconds [imports, first load, second load]: {load_seconds()}")
+    results = []
+    for round_ in range(args.rounds):
+        for variant in args.variants.split(","):
+            cmd = [sys.executable, __file__, "--one", variant, "--steps", str(args.steps), "--train", str(args.train), "--val", str(args.val), "--out", args.out]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode:
+                sys.exit(f"{variant} failed:\n{done.stderr[-3000:]}")
+            results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(f"round {round_ + 1} {json.dumps(results[-1])}", flush=True)
+    # The peak is what the machine can do: other users' jobs only ever lower a measurement.
+    peaks = {"fp32": max(peaks["fp32"], matmul_peak(torch.float32)), "bf16": max(peaks["bf16"], matmul_peak(torch.bfloat16))}
+    print(f"matmul peak GFLOP/s, best of before and after: fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f}; load average {os.getloadavg()}")
+    summarize(results, peaks)
+
+
+if __name__ == "__main__":
+    main()
