@@ -60,7 +60,7 @@ def train(
 @app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Where the data and the run go."),
-    n_train: int = typer.Option(240, help="Training dialogues to generate."),
+    n_train: int = typer.Option(200, help="Training dialogues to generate."),
     n_val: int = typer.Option(40, help="Held-out dialogues to measure on."),
     seed: int = typer.Option(0, help="Seed for the dialogue generator."),
     scenario: str = typer.Option("cafe", "--scenario", help="cafe (dialogue SFT) | helpdesk (labelled logs -> bake a system prompt in -> adherence table)."),

@@ -27,7 +27,7 @@ SCORED_ACTS = ("ask", "confirm")
 
 def demo_config(out: Path, train_file: Path, val_file: Path, **train_overrides: Any) -> Config:
     # Length-grouped batches waste less compute on padding (+26% tokens/s in bench/train_throughput.py).
-    train = {"epochs": 1, "learning_rate": 1e-3, "batch_size": 8, "eval_steps": 15, "save_steps": 15, "logging_steps": 5, "warmup_ratio": 0.05, "group_by_length": True}
+    train = {"epochs": 2, "learning_rate": 1e-3, "batch_size": 8, "eval_steps": 15, "save_steps": 15, "logging_steps": 5, "warmup_ratio": 0.05, "group_by_length": True}
     train.update(train_overrides)
     return load(
         data={
@@ -79,7 +79,7 @@ def write_data(out: Path, n_train: int, n_val: int, seed: int) -> tuple[Path, Pa
     return train_file, val_file, val
 
 
-def run_demo(out: Path, n_train: int = 240, n_val: int = 40, seed: int = 0, **train_overrides: Any) -> dict[str, Any]:
+def run_demo(out: Path, n_train: int = 200, n_val: int = 40, seed: int = 0, **train_overrides: Any) -> dict[str, Any]:
     from tunelab.models.load import load_model
     from tunelab.train.sft import train
 
