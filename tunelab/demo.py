@@ -43,13 +43,18 @@ def behaviour_scores(model: Any, tokenizer: Any, convs: list[Conversation], labe
     """Greedy replies to every ask/confirm context of `convs`, judged by the generator's expectations."""
     from tunelab.eval.generate import GenerationSettings, build_contexts, generate_replies, render_prompts
 
-    contexts = [c for c in build_contexts(convs) if _expect(convs, c)["act"] in SCORED_ACTS]
+    turns = {c.id: c.meta["turns"] for c in convs}
+
+    def expect(ctx: Any) -> dict[str, Any]:
+        return turns[ctx.conversation_id].get(str(ctx.turn_index), {"act": "other"})
+
+    contexts = [c for c in build_contexts(convs) if expect(c)["act"] in SCORED_ACTS]
     prompts = render_prompts(tokenizer, [c.messages for c in contexts])
     replies = generate_replies(model, tokenizer, prompts, GenerationSettings(max_new_tokens=48, batch_size=16), description=f"{label}: generating")
     rows = []
     for ctx, reply in zip(contexts, replies):
-        expect = _expect(convs, ctx)
-        rows.append({"conversation_id": ctx.conversation_id, "turn": ctx.turn_index, "context": [m.to_openai() for m in ctx.messages], "expected": expect, "reference": ctx.reference, "reply": reply.text, "right": cafe.judge_reply(reply.text, expect)})
+        wanted = expect(ctx)
+        rows.append({"conversation_id": ctx.conversation_id, "turn": ctx.turn_index, "context": [m.to_openai() for m in ctx.messages], "expected": wanted, "reference": ctx.reference, "reply": reply.text, "right": cafe.judge_reply(reply.text, wanted)})
 
     def share(act: str) -> float:
         picked = [r["right"] for r in rows if r["expected"]["act"] == act]
@@ -63,11 +68,6 @@ def behaviour_scores(model: Any, tokenizer: Any, convs: list[Conversation], labe
         "n_confirm": sum(r["expected"]["act"] == "confirm" for r in rows),
         "rows": rows,
     }
-
-
-def _expect(convs: list[Conversation], ctx: Any) -> dict[str, Any]:
-    by_id = {c.id: c for c in convs}
-    return by_id[ctx.conversation_id].meta["turns"].get(str(ctx.turn_index), {"act": "other"})
 
 
 def write_data(out: Path, n_train: int, n_val: int, seed: int) -> tuple[Path, Path, list[Conversation]]:

@@ -8,9 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tunelab import rundir
 from tunelab.data.formats import ReadResult, Rejected, read_conversations
-from tunelab.data.prepare import token_stats, tokenize_all
+from tunelab.data.prepare import token_stats, tokenize_all, write_rejected
 from tunelab.data.tokenize import IGNORE, ensure_template, target_spans, template_info, tokenize_conversation
 
 log = logging.getLogger(__name__)
@@ -22,13 +21,13 @@ def load_tokenizer(model: str) -> Any:
     return ensure_template(load(model))
 
 
-def rejected_path(data_file: Path, out_dir: Path | None) -> Path:
+def rejected_folder(data_file: Path, out_dir: Path | None) -> Path:
     """Beside the data file, unless told otherwise or that folder is read-only (then the cwd, logged)."""
     folder = out_dir or data_file.parent
     if out_dir is None and not os.access(folder, os.W_OK):
         log.warning("%s is read-only; writing the rejected rows to the current directory", folder)
         folder = Path.cwd()
-    return folder / f"{data_file.stem}.rejected.jsonl"
+    return folder
 
 
 def validate_file(path: str | Path, tokenizer: Any, max_length: int | None, fmt: str = "auto", out_dir: Path | None = None) -> dict[str, Any]:
@@ -40,10 +39,7 @@ def validate_file(path: str | Path, tokenizer: Any, max_length: int | None, fmt:
     for conv in tokenized.too_long:
         result.rejected.append(Rejected(source=conv.source, field="messages", reason=f"longer than max length {max_length} even after dropping old turns"))
     kept = len(result.conversations) - len(tokenized.too_long)
-    target = None
-    if result.rejected:
-        target = rejected_path(path, out_dir)
-        rundir.write_jsonl(target, [r.to_row() for r in result.rejected])
+    target = write_rejected(result, rejected_folder(path, out_dir))
     stats = token_stats(tokenized.examples)
     return {
         "file": str(path),

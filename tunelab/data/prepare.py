@@ -22,6 +22,7 @@ class NoUsableData(RuntimeError):
 @dataclass
 class Tokenized:
     examples: list[Example] = field(default_factory=list)
+    kept: list[Conversation] = field(default_factory=list)  # the conversations behind `examples`
     too_long: list[Conversation] = field(default_factory=list)
 
     @property
@@ -44,6 +45,7 @@ def tokenize_all(tokenizer: Any, convs: list[Conversation], max_length: int, inf
             out.too_long.append(conv)
         else:
             out.examples.append(example)
+            out.kept.append(conv)
     return out
 
 
@@ -133,7 +135,7 @@ def prepare(cfg: DataConfig, tokenizer: Any, out_dir: Path, system_prompt: str |
     return Prepared(
         train=train_tok.examples,
         val=val_tok.examples,
-        train_conversations=[c for c in train_convs if c not in train_tok.too_long],
-        val_conversations=[c for c in val_convs if c not in val_tok.too_long],
+        train_conversations=train_tok.kept,
+        val_conversations=val_tok.kept,
         report=report,
     )
