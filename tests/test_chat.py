@@ -25,7 +25,7 @@ def app():
 
 
 def plain_greedy(session, messages, n=10) -> str:
-    from tunelab.serve import build_prompt, end_of_turn_ids
+    from tunelab.batching import build_prompt, end_of_turn_ids
 
     ids = build_prompt(session.tokenizer, messages, None)
     with torch.inference_mode():

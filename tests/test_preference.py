@@ -85,3 +85,67 @@ def test_data_logs_command_reports_and_writes_sets(tmp_path):
     assert {"sft.jsonl", "kto.jsonl", "dpo.jsonl", "stats.json", "clean.jsonl"} <= {p.name for p in tmp_path.iterdir()}
     first = json.loads((tmp_path / "kto.jsonl").read_text(encoding="utf-8").splitlines()[0])
     assert first["prompt"][0]["content"].endswith("Question: Кто сбрасывает забытый пароль?")  # UTF-8 intact end to end
+
+
+def _judgement(cid: str, reply: dict, label: bool, turns: int = 1) -> dict:
+    context = []
+    for k in range(turns):
+        context += [{"role": "user", "content": f"I'd like a latte number {k}, please."}, {"role": "assistant", "content": "What size?"}]
+    context += [{"role": "user", "content": "Large."}]
+    return {"conversation_id": cid, "context": context, "completion": reply, "label": label}
+
+
+CALL = {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "add_item", "arguments": "{\"item\": \"latte\", \"size\": \"large\"}"}}]}
+WRONG = {"role": "assistant", "content": "Sorry, we are closed."}
+
+
+def test_judgement_rows_render_tool_calls_like_sft_and_pair_by_context(smol_dir):
+    from transformers import AutoTokenizer
+
+    from tunelab.train.preference import judgement_rows
+
+    tokenizer = AutoTokenizer.from_pretrained(smol_dir)
+    rows = [_judgement("a", CALL, True), _judgement("a", WRONG, False), _judgement("b", CALL, True, turns=2)]
+    kto, dropped = judgement_rows(rows, "kto", tokenizer, max_length=None)
+    assert dropped == 0 and [r["label"] for r in kto] == [True, False, True]
+    assert kto[0]["completion"] == [{"role": "assistant", "content": '<tool_call>{"name": "add_item", "arguments": {"item": "latte", "size": "large"}}</tool_call>'}]
+    assert kto[0]["prompt"][-1] == {"role": "user", "content": "Large."}
+    dpo, _ = judgement_rows(rows, "dpo", tokenizer, max_length=None)
+    assert len(dpo) == 1  # only conversation a has a good and a bad reply for the same context
+    assert dpo[0]["chosen"][0]["content"].startswith("<tool_call>") and dpo[0]["rejected"][0]["content"] == "Sorry, we are closed."
+
+
+def test_judgement_rows_drop_oldest_exchanges_not_the_reply(smol_dir):
+    from transformers import AutoTokenizer
+
+    from tunelab.train.preference import judgement_rows
+
+    tokenizer = AutoTokenizer.from_pretrained(smol_dir)
+    long_row = _judgement("a", CALL, True, turns=12)
+    full, _ = judgement_rows([long_row], "kto", tokenizer, max_length=None)
+    cut, dropped = judgement_rows([long_row], "kto", tokenizer, max_length=120)
+    assert dropped == 0 and len(cut[0]["prompt"]) < len(full[0]["prompt"])
+    assert cut[0]["completion"] == full[0]["completion"] and cut[0]["prompt"][-1] == full[0]["prompt"][-1]
+    text = tokenizer.apply_chat_template(cut[0]["prompt"] + cut[0]["completion"], tokenize=True, return_dict=False)
+    assert len(text) <= 120
+    _, dropped = judgement_rows([long_row], "kto", tokenizer, max_length=20)  # not even the last exchange fits
+    assert dropped == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", ["kto", "dpo"])
+def test_preference_recipe_trains_on_a_judgement_set(tmp_path, tiny_model_dir, recipe):
+    from tunelab import rundir
+    from tunelab.config import load
+    from tunelab.train.run import run
+
+    rows = [_judgement(str(i % 3), CALL if i % 2 == 0 else WRONG, i % 2 == 0) for i in range(8)]
+    data = rundir.write_jsonl(tmp_path / "judgements.jsonl", rows)
+    out = tmp_path / "run"
+    cfg = load(data={"model": {"name": tiny_model_dir}, "data": {"train": str(data)},
+                     "train": {"recipe": recipe, "max_steps": 2, "batch_size": 2, "logging_steps": 1, "eval_steps": 2, "save_steps": 2},
+                     "preference": {"max_length": 256}, "output": {"dir": str(out)}})
+    summary = run(cfg)
+    report = json.loads((out / "data_report.json").read_text())
+    assert report["format"] == "judgements" and report["judgements"] == 8 and (report["good"], report["bad"]) == (4, 4)
+    assert summary["steps"] == 2 and summary["train_rows"] == (8 if recipe == "kto" else report["rows"]) and report["rows"] > 0

@@ -44,7 +44,7 @@ def direct_greedy(engine, messages, max_new_tokens):
     """The reference: plain `generate` on one unpadded prompt."""
     import torch
 
-    from tunelab.serve import build_prompt
+    from tunelab.batching import build_prompt
 
     ids = build_prompt(engine.tokenizer, messages, "You take coffee orders.")
     with torch.inference_mode():
@@ -76,7 +76,7 @@ def test_greedy_reply_equals_plain_generate_with_the_adapter(served):
 
 
 def test_default_system_prompt_is_used_only_when_the_request_has_none(served):
-    from tunelab.serve import build_prompt
+    from tunelab.batching import build_prompt
 
     tok = served["engine"].tokenizer
     user = {"role": "user", "content": "hi"}

@@ -139,3 +139,29 @@ def test_real_smollm2_trains_and_reloads(tmp_path, smol_dir):
     with torch.no_grad():
         out = model.generate(**ids, max_new_tokens=8, do_sample=False)
     assert out.shape[1] > ids["input_ids"].shape[1]
+
+
+def test_bf16_base_trains_fp32_adapter_and_merges_into_the_fp32_base(tmp_path, tiny_model_dir):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    cfg = tiny_config(tmp_path, tiny_model_dir, "bf16", max_steps=8, precision="bf16_base")
+    cfg["output"]["merge"] = True
+    summary = train(load(data=cfg))
+    rows = rundir.read_jsonl(tmp_path / "bf16" / "metrics.jsonl")
+    val = [r["value"] for r in rows if (r["split"], r["name"]) == ("val", "loss")]
+    assert val[1] < val[0] and summary["final_val_loss"] is not None  # it learns
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "bf16" / "merged")
+    assert {p.dtype for p in merged.parameters()} == {torch.float32}
+    # the merged weights are the adapter folded into the fp32 base, not into a bf16-rounded copy
+    on_base = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32), tmp_path / "bf16" / "adapter").merge_and_unload()
+    for (name, a), b in zip(merged.state_dict().items(), on_base.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_bf16_base_refuses_full_fine_tuning(tmp_path, tiny_model_dir):
+    cfg = tiny_config(tmp_path, tiny_model_dir, "full-bf16", precision="bf16_base")
+    cfg["model"]["adapter"] = "full"
+    with pytest.raises(ConfigError, match="bf16_base"):
+        load(data=cfg)

@@ -40,7 +40,7 @@ class ChatSession:
         """Add the user's `text`, generate the answer (streamed to `on_text`), keep both in history."""
         from transformers import TextIteratorStreamer
 
-        from tunelab.serve import build_prompt
+        from tunelab.batching import build_prompt
 
         self.history.append({"role": "user", "content": text})
         ids = build_prompt(self.tokenizer, self.messages(), None)
@@ -64,7 +64,7 @@ class ChatSession:
     def _generate(self, ids: list[int], streamer: Any, failure: list[BaseException]) -> None:
         import torch
 
-        from tunelab.serve import end_of_turn_ids
+        from tunelab.batching import end_of_turn_ids
 
         sample = self.temperature > 0
         try:

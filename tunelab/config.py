@@ -112,6 +112,15 @@ class PreferenceConfig(Section):
     undesirable_weight: float = Field(1.0, gt=0.0)  # KTO
 
 
+class BehaviourEvalConfig(Section):
+    """Generation-based behaviour evaluation at every eval_steps (recipe sft, needs validation data)."""
+
+    enabled: bool = False  # costs one batched greedy generation over `contexts` per evaluation
+    contexts: int = Field(16, ge=1)  # validation assistant turns, drawn with data.seed, fixed for the run
+    max_new_tokens: int = Field(48, ge=1)
+    batch_size: int = Field(16, ge=1)  # generation batch
+
+
 class TrainConfig(Section):
     recipe: Literal["sft", "bake", "kto", "dpo"] = "sft"
     epochs: float = Field(1.0, gt=0)
@@ -129,10 +138,16 @@ class TrainConfig(Section):
     save_steps: int = Field(50, ge=1)  # checkpoint every N steps; must be a multiple of eval_steps
     keep_checkpoints: int = Field(2, ge=1)
     threads: int | None = Field(None, ge=1)  # torch CPU threads; default: all cores
-    # auto: bf16 autocast where measured faster (CUDA with bf16), fp32 elsewhere; see tunelab/train/speed.py
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    # auto: bf16 autocast where measured faster (CUDA with bf16), fp32 elsewhere; bf16_base: the
+    # frozen base weights stored in bf16, adapter weights and optimizer state in fp32 (adapters
+    # only); see tunelab/train/speed.py for what each was measured to do
+    precision: Literal["auto", "fp32", "bf16", "bf16_base"] = "auto"
     # Batch examples of similar length together (less padding); the order stays seeded.
     group_by_length: bool = False
+    behaviour_eval: BehaviourEvalConfig = BehaviourEvalConfig()
+    # The evaluation metric that picks the best checkpoint (kept and loaded at the end): the
+    # validation loss (lower is better) or a behaviour rate from behaviour_eval (higher is better).
+    best_metric: Literal["loss", "behaviour_appropriate", "behaviour_correct"] = "loss"
 
 
 class OutputConfig(Section):
@@ -220,7 +235,22 @@ def load(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] 
         raise _explain(err, source) from None
     if config.train.save_steps % config.train.eval_steps:
         raise ConfigError(f"{source}: train.save_steps ({config.train.save_steps}) must be a multiple of train.eval_steps ({config.train.eval_steps}) so the best checkpoint can be kept")
+    _check_behaviour_eval(config, source)
+    if config.train.precision == "bf16_base" and config.model.adapter == "full":
+        raise ConfigError(f"{source}: train.precision bf16_base keeps only adapter weights in fp32; with model.adapter full every weight trains, use fp32 or bf16")
     return config
+
+
+def _check_behaviour_eval(config: Config, source: str) -> None:
+    t = config.train
+    if t.best_metric != "loss" and not t.behaviour_eval.enabled:
+        raise ConfigError(f"{source}: train.best_metric '{t.best_metric}' needs train.behaviour_eval.enabled: true")
+    if not t.behaviour_eval.enabled:
+        return
+    if t.recipe != "sft":
+        raise ConfigError(f"{source}: train.behaviour_eval / train.best_metric work with recipe sft only (got recipe '{t.recipe}')")
+    if config.data.val is None and config.data.val_fraction == 0:
+        raise ConfigError(f"{source}: train.behaviour_eval needs validation data: set data.val or a data.val_fraction above 0")
 
 
 def dump(config: Config) -> str:

@@ -30,7 +30,8 @@ class Tokenized:
         return sum(1 for e in self.examples if e.dropped_turns)
 
 
-def with_system_prompt(conv: Conversation, prompt: str | None) -> Conversation:
+def add_default_system_prompt(conv: Conversation, prompt: str | None) -> Conversation:
+    """Give a conversation without a system message the configured one; its own one wins."""
     if not prompt or (conv.messages and conv.messages[0].role == "system"):
         return conv
     return Conversation(id=conv.id, messages=(Message("system", prompt), *conv.messages), source=conv.source, meta=conv.meta)
@@ -106,12 +107,12 @@ def prepare(cfg: DataConfig, tokenizer: Any, out_dir: Path, system_prompt: str |
     for r in reads:
         rejected_path = write_rejected(r, out_dir / "rejected")
         files.append({"path": r.path, "format": r.fmt, "read": r.n_read, "kept": len(r.conversations), "rejected": len(r.rejected), "rejected_file": str(rejected_path) if rejected_path else None})
-    train_convs = [with_system_prompt(c, system_prompt) for c in reads[0].conversations]
+    train_convs = [add_default_system_prompt(c, system_prompt) for c in reads[0].conversations]
     duplicates = 0
     if cfg.dedupe:
         train_convs, duplicates = dedupe(train_convs)
     if cfg.val:
-        val_convs = [with_system_prompt(c, system_prompt) for c in reads[1].conversations]
+        val_convs = [add_default_system_prompt(c, system_prompt) for c in reads[1].conversations]
         # A validation conversation that also appears in training would flatter the model.
         train_keys = {fingerprint(c) for c in train_convs}
         val_convs, leaked = dedupe(val_convs, seen=train_keys)

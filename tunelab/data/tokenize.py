@@ -157,7 +157,7 @@ def _encode(tokenizer: Any, text: str, spans: list[tuple[int, int]]) -> tuple[li
     return ids, labels
 
 
-def _drop_oldest_exchange(msgs: tuple[Message, ...]) -> tuple[tuple[Message, ...], int]:
+def drop_oldest_exchange(msgs: tuple[Message, ...]) -> tuple[tuple[Message, ...], int]:
     """Remove the first user turn and everything up to the next user turn (system prompt kept)."""
     head = msgs[:1] if msgs and msgs[0].role == "system" else ()
     body = msgs[len(head) :]
@@ -180,7 +180,7 @@ def tokenize_conversation(
         ids, labels = _encode(tokenizer, text, spans)
         if max_length is None or len(ids) <= max_length:
             break
-        msgs, lost = _drop_oldest_exchange(msgs)
+        msgs, lost = drop_oldest_exchange(msgs)
         if lost == 0 and len(msgs) == len(current.messages):
             return None
         dropped += lost

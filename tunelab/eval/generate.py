@@ -73,7 +73,7 @@ def message_text(message: Message) -> str:
     return "\n".join(part for part in (message.content.strip(), render_tool_calls(message.tool_calls)) if part)
 
 
-def with_system_prompt(messages: Sequence[Message], system_prompt: str | None) -> tuple[Message, ...]:
+def replace_system_prompt(messages: Sequence[Message], system_prompt: str | None) -> tuple[Message, ...]:
     """Replace the leading system message with `system_prompt`, or insert one; None leaves as is."""
     if system_prompt is None:
         return tuple(messages)
@@ -97,7 +97,7 @@ def build_contexts(
                 Context(
                     conversation_id=conv.id,
                     turn_index=index,
-                    messages=with_system_prompt(conv.messages[:index], system_prompt),
+                    messages=replace_system_prompt(conv.messages[:index], system_prompt),
                     reference=message_text(conv.messages[index]),
                     source=conv.source,
                 )

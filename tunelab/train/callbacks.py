@@ -74,7 +74,8 @@ class TokenProgressCallback(TrainerCallback):
         if logs and "loss" in logs:
             self.last_loss = float(logs["loss"])
         if self.bar is not None and logs and "eval_loss" in logs:
-            self.bar.write(f"step {state.global_step}: validation loss {logs['eval_loss']:.4f}")
+            behaviour = "".join(f", {key[len('eval_behaviour_'):]} {value:.0%}" for key, value in logs.items() if key.startswith("eval_behaviour_"))
+            self.bar.write(f"step {state.global_step}: validation loss {logs['eval_loss']:.4f}{behaviour}")
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.bar is not None:

@@ -1,9 +1,14 @@
 """recipes kto and dpo: preference training with LoRA on TRL's KTOTrainer / DPOTrainer.
 
-data.train is either a feedback log (CSV/JSONL/Parquet, read with the `logs` section and its
-hygiene; KTO uses every labelled answer, DPO the good/bad pairs of the same user turn), or a
-JSONL file already in TRL's conversational form: rows {prompt, completion, label} for KTO or
-{prompt, chosen, rejected} for DPO. The reference model is the base itself with the adapter
+data.train is one of:
+- a feedback log (CSV/JSONL/Parquet, read with the `logs` section and its hygiene; KTO uses every
+  labelled answer, DPO the good/bad pairs of the same user turn);
+- a judgement set, JSONL rows {context: [messages], completion: message, label: bool} as
+  `tunelab data import taskmaster --reward-out` writes (KTO uses every row, DPO every good/bad
+  pair that shares a context); tool calls and tool results are rendered for the chat template
+  exactly as SFT renders them, so preference tuning sees the same text as SFT;
+- a JSONL file already in TRL's conversational form: rows {prompt, completion, label} for KTO or
+  {prompt, chosen, rejected} for DPO. The reference model is the base itself with the adapter
 switched off (TRL does this for peft models), so no second copy is held in memory.
 
 Same run-directory contract as SFT: config.yaml, data_report.json, metrics.jsonl, checkpoints/,
@@ -29,6 +34,7 @@ from tunelab.train.callbacks import MetricsFileCallback
 log = logging.getLogger(__name__)
 KTO_KEYS = {"prompt", "completion", "label"}
 DPO_KEYS = {"prompt", "chosen", "rejected"}
+JUDGEMENT_KEYS = {"context", "completion", "label"}
 
 
 def _first_row(path: Path) -> dict[str, Any] | None:
@@ -45,12 +51,68 @@ def _first_row(path: Path) -> dict[str, Any] | None:
     return None
 
 
-def load_rows(config: Config, run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def judgement_rows(rows: list[dict[str, Any]], recipe: str, tokenizer: Any, max_length: int | None, source: str = "judgements") -> tuple[list[dict[str, Any]], int]:
+    """Judgement rows {context, completion, label} as TRL KTO rows or DPO pairs, rendered the way
+    SFT renders the same messages for this tokenizer's chat template, and how many were dropped.
+
+    TRL cuts over-long sequences from the right, which would cut the judged reply itself; so, as
+    in SFT, whole oldest exchanges of the context are dropped until context + reply fit, and a
+    row whose last exchange alone does not fit is dropped (counted in the data report)."""
+    from tunelab.data.formats import RowError, parse_openai
+    from tunelab.data.taskmaster import preference_pairs
+    from tunelab.data.tokenize import drop_oldest_exchange, template_info, to_template_messages
+
+    info = template_info(tokenizer)
+
+    def length(messages: tuple, reply: list) -> int:
+        return len(tokenizer.apply_chat_template(to_template_messages(messages + tuple(reply), info), tokenize=True, return_dict=False))
+
+    def render(row: dict[str, Any], replies: list[dict[str, Any]], where: str) -> tuple[list, list[list]] | None:
+        try:
+            context = tuple(parse_openai({"messages": row["context"]}))
+            parsed = [parse_openai({"messages": [r]}) for r in replies]
+        except RowError as err:
+            raise ValueError(f"{where}: {err.field}: {err.reason}") from None
+        while max_length is not None and max(length(context, r) for r in parsed) > max_length:
+            shorter, _ = drop_oldest_exchange(context)
+            if len(shorter) == len(context):
+                return None
+            context = shorter
+        return to_template_messages(context, info), [to_template_messages(r, info) for r in parsed]
+
+    out, dropped = [], 0
+    if recipe == "kto":
+        for i, r in enumerate(rows, 1):
+            done = render(r, [r["completion"]], f"{source}:{i}")
+            if done is None:
+                dropped += 1
+                continue
+            out.append({"prompt": done[0], "completion": done[1][0], "label": bool(r["label"])})
+        return out, dropped
+    line = {id(r): i for i, r in enumerate(rows, 1)}
+    for good, bad in preference_pairs(rows):
+        done = render(good, [good["completion"], bad["completion"]], f"{source}:{line[id(good)]}")
+        if done is None:
+            dropped += 1
+            continue
+        out.append({"prompt": done[0], "chosen": done[1][0], "rejected": done[1][1]})
+    return out, dropped
+
+
+def load_rows(config: Config, run_dir: Path, tokenizer: Any = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The training rows for the recipe, and a data report."""
     path = Path(config.data.train)
     recipe = config.train.recipe
     keys = KTO_KEYS if recipe == "kto" else DPO_KEYS
     first = _first_row(path)
+    if first is not None and JUDGEMENT_KEYS <= set(first) and tokenizer is not None:
+        judged = rundir.read_jsonl(path)
+        bad = [i for i, r in enumerate(judged, 1) if not JUDGEMENT_KEYS <= set(r)]
+        if bad:
+            raise ValueError(f"{path}:{bad[0]}: a judgement row needs the fields {sorted(JUDGEMENT_KEYS)}")
+        rows, dropped = judgement_rows(judged, recipe, tokenizer, config.preference.max_length, str(path))
+        return rows, {"file": str(path), "format": "judgements", "judgements": len(judged), "rows": len(rows), "dropped_too_long": dropped,
+                      "good": sum(bool(r["label"]) for r in judged), "bad": sum(not r["label"] for r in judged)}
     if first is not None and keys <= set(first):
         rows = [r for r in rundir.read_jsonl(path)]
         bad = [i for i, r in enumerate(rows, 1) if not keys <= set(r)]
@@ -116,16 +178,16 @@ def train(config: Config, resume: bool = False) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     rundir.write_text(run_dir / rundir.CONFIG, dump(config))
     set_seed(config.train.seed)
-    rows, report = load_rows(config, run_dir)
-    rundir.write_json(run_dir / rundir.DATA_REPORT, report)
-    if recipe == "dpo" and not rows:
-        raise RuntimeError(f"{config.data.train}: no DPO pair (no user turn has both a good and a bad answer)")
-    if recipe == "kto" and len({r["label"] for r in rows}) < 2:
-        log.warning("KTO data holds only %s examples; KTO learns most from both kinds", "good" if rows and rows[0]["label"] else "bad")
     path = resolve(config.model.name)
     tokenizer = ensure_template(AutoTokenizer.from_pretrained(path))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    rows, report = load_rows(config, run_dir, tokenizer)
+    rundir.write_json(run_dir / rundir.DATA_REPORT, report)
+    if recipe == "dpo" and not rows:
+        raise RuntimeError(f"{config.data.train}: no DPO pair (no user turn / context has both a good and a bad answer)")
+    if recipe == "kto" and len({r["label"] for r in rows}) < 2:
+        log.warning("KTO data holds only %s examples; KTO learns most from both kinds", "good" if rows and rows[0]["label"] else "bad")
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     trainer_cls = KTOTrainer if recipe == "kto" else DPOTrainer
     trainer = trainer_cls(model=model, args=trl_args(config, run_dir), train_dataset=Dataset.from_list(rows),

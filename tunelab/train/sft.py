@@ -19,12 +19,13 @@ from transformers.trainer_callback import ProgressCallback, PrinterCallback
 
 from tunelab import rundir
 from tunelab.config import Config, dump
-from tunelab.data.prepare import Prepared, prepare
+from tunelab.data.prepare import NoUsableData, Prepared, prepare
 from tunelab.data.tokenize import IGNORE, ensure_template
 from tunelab.models.adapters import apply_adapter, can_merge, is_adapter, load_kwargs
 from tunelab.models.registry import resolve
+from tunelab.train.behaviour_eval import BehaviourEval, best_model_arguments
 from tunelab.train.callbacks import MetricsFileCallback, TokenProgressCallback
-from tunelab.train.speed import resolve_precision
+from tunelab.train.speed import base_dtype, resolve_precision
 from tunelab.train.tracking import close_trackers, tracking_callbacks
 from tunelab.types import Example
 
@@ -70,12 +71,25 @@ class CountingTrainer(Trainer):
     position's hidden state by the whole vocabulary (49k rows for SmolLM2, about a fifth of the
     model's FLOPs). The loss is the same mean over target tokens either way. Under DDP the stock
     path is kept, because gradient synchronisation hooks hang off the wrapped module's forward.
+
+    With `behaviour`, every evaluation also generates replies to a few validation contexts and
+    adds their behaviour rates to the metrics, where `metric_for_best_model` can select on them.
     """
 
-    def __init__(self, *args: Any, progress: TokenProgressCallback, target_only_head: bool = True, **kwargs: Any):
+    def __init__(self, *args: Any, progress: TokenProgressCallback, target_only_head: bool = True,
+                 behaviour: BehaviourEval | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.progress = progress
         self.target_only_head = target_only_head
+        self.behaviour = behaviour
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"):
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        # Added here, before evaluate() logs the metrics and _determine_best_metric reads them.
+        if self.behaviour is not None and metric_key_prefix == "eval":
+            scores = self.behaviour(self.accelerator.unwrap_model(self.model))
+            output.metrics.update({f"{metric_key_prefix}_{name}": value for name, value in scores.items()})
+        return output
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         self.progress.count_tokens(int(inputs["attention_mask"].sum()), int((inputs["labels"] != IGNORE).sum()))
@@ -119,7 +133,7 @@ def load_base(config: Config) -> tuple[Any, Any]:
 
     path = resolve(config.model.name)
     tokenizer = ensure_template(AutoTokenizer.from_pretrained(path))
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **load_kwargs(config.model))
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=base_dtype(config), **load_kwargs(config.model))
     return apply_adapter(model, config.model), tokenizer
 
 
@@ -164,8 +178,7 @@ def training_arguments(config: Config, run_dir: Path, has_val: bool) -> Training
         save_steps=t.save_steps,
         save_total_limit=t.keep_checkpoints,
         load_best_model_at_end=has_val,
-        metric_for_best_model="eval_loss",
-        greater_is_better=False,
+        **best_model_arguments(t),
         report_to="none",
         remove_unused_columns=False,
         dataloader_num_workers=0,
@@ -174,6 +187,18 @@ def training_arguments(config: Config, run_dir: Path, has_val: bool) -> Training
         bf16=resolve_precision(t.precision) == "bf16",
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
     )
+
+
+def _merge(model: Any, config: Config, adapter_dir: Path) -> Any:
+    """The adapter folded into the base. A bf16-stored training base (precision bf16_base) would
+    round the merged weights to bf16, so the saved adapter is folded into the fp32 base instead."""
+    if base_dtype(config) == torch.float32:
+        return model.merge_and_unload()
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(resolve(config.model.name), dtype=torch.float32)
+    return PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
 
 
 def save_final(trainer: Trainer, config: Config, tokenizer: Any, run_dir: Path) -> Path:
@@ -188,7 +213,7 @@ def save_final(trainer: Trainer, config: Config, tokenizer: Any, run_dir: Path) 
     if config.output.merge and is_adapter(config.model) and not can_merge(config.model):
         log.warning("output.merge: skipped, a %s adapter adds virtual tokens and cannot be folded into the weights; load the run dir with its adapter/", config.model.adapter)
     elif is_adapter(config.model) and config.output.merge:
-        merged = trainer.model.merge_and_unload()
+        merged = _merge(trainer.model, config, target)
         merged_tmp = run_dir / (rundir.MERGED + ".tmp")
         shutil.rmtree(merged_tmp, ignore_errors=True)
         merged.save_pretrained(merged_tmp)
@@ -196,6 +221,14 @@ def save_final(trainer: Trainer, config: Config, tokenizer: Any, run_dir: Path) 
         shutil.rmtree(run_dir / rundir.MERGED, ignore_errors=True)
         merged_tmp.replace(run_dir / rundir.MERGED)
     return target
+
+
+def _behaviour_eval(config: Config, data: Prepared, tokenizer: Any) -> BehaviourEval | None:
+    if not config.train.behaviour_eval.enabled:
+        return None
+    if not data.val:
+        raise NoUsableData(f"{config.data.val or config.data.train}: train.behaviour_eval is on but no validation example is left (see {rundir.DATA_REPORT})")
+    return BehaviourEval.from_config(config, data.val_conversations, tokenizer)
 
 
 def train(config: Config, resume: bool = False, extra_callbacks: list[Any] | None = None) -> dict[str, Any]:
@@ -220,6 +253,7 @@ def train(config: Config, resume: bool = False, extra_callbacks: list[Any] | Non
     model, tokenizer = load_base(config)
     data: Prepared = prepare(config.data, tokenizer, run_dir, config.model.system_prompt)
     rundir.write_json(run_dir / rundir.DATA_REPORT, data.report)
+    behaviour = _behaviour_eval(config, data, tokenizer)
     progress = TokenProgressCallback()
     trackers = tracking_callbacks(config, run_dir)
     trainer = CountingTrainer(
@@ -230,13 +264,14 @@ def train(config: Config, resume: bool = False, extra_callbacks: list[Any] | Non
         data_collator=PadCollator(tokenizer.pad_token_id),
         callbacks=[MetricsFileCallback(run_dir), progress, *trackers, *(extra_callbacks or [])],
         progress=progress,
+        behaviour=behaviour,
     )
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-        final_val = trainer.evaluate()["eval_loss"] if data.val else None
+        final = trainer.evaluate() if data.val else {}
     finally:
         close_trackers(trackers)  # after the final evaluation, so trackers record it too
     # Under `accelerate launch` every process gets here; one writes the outputs, the others wait for them.
@@ -248,7 +283,11 @@ def train(config: Config, resume: bool = False, extra_callbacks: list[Any] | Non
         "saved": str(saved),
         "steps": trainer.state.global_step,
         "best_checkpoint": trainer.state.best_model_checkpoint,
-        "final_val_loss": final_val,
+        "final_val_loss": final.get("eval_loss"),
+        # Which evaluation metric chose best_checkpoint, and its value there.
+        "best_metric": {"name": config.train.best_metric, "value": trainer.state.best_metric} if data.val else None,
+        "final_val_behaviour": {k[len("eval_"):]: v for k, v in final.items() if k.startswith("eval_behaviour_")} or None,
+        "behaviour_eval_contexts": len(behaviour.contexts) if behaviour else None,
         "train_examples": len(data.train),
         "val_examples": len(data.val),
         "throughput": progress.throughput(),

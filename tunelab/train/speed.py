@@ -5,14 +5,19 @@ CUDA GPU that supports bf16. On CPU it picks fp32, even with AMX. On the 2-core 
 bench/train_throughput.py ran on, bf16 autocast was not faster for SmolLM2-135M LoRA steps
 (docs/performance.md): at hidden size 576 the matmuls are small, and autocast re-casts every
 frozen fp32 weight to bf16 on every forward, which eats the gain; the validation loss was also
-2% worse. A bf16 base with fp32 LoRA weights is not offered: it has not been measured to the
-end here. Users who measure bf16 faster on their machine set `precision: bf16`.
+2% worse. Users who measure bf16 faster on their machine set `precision: bf16`.
+
+`precision: bf16_base` stores the frozen base weights in bf16 once, so there is nothing to
+re-cast: the big matmuls run on AMX in bf16, while the adapter weights, their gradients and
+the optimizer state stay fp32 (peft keeps adapter weights fp32 on a bf16 base). Only adapters
+can use it: a fully fine-tuned model would be updated in bf16.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import torch
 
@@ -21,6 +26,8 @@ log = logging.getLogger(__name__)
 
 def resolve_precision(precision: str) -> str:
     """"fp32" or "bf16" for the configured `train.precision`; says why when it was "auto"."""
+    if precision == "bf16_base":
+        return "fp32"  # no autocast: the base already is bf16 and the adapter computes in fp32
     if precision != "auto":
         return precision
     if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
@@ -28,6 +35,12 @@ def resolve_precision(precision: str) -> str:
         return "bf16"
     log.info("train.precision=auto: fp32 (on CPU, bf16 autocast was measured no faster; see docs/performance.md)")
     return "fp32"
+
+
+def base_dtype(config: Any) -> torch.dtype:
+    """The dtype the base model is loaded in for training."""
+    # config.load refuses bf16_base with a full fine-tune (every weight would train in bf16)
+    return torch.bfloat16 if config.train.precision == "bf16_base" else torch.float32
 
 
 def matmul_peak(dtype: torch.dtype = torch.float32, n: int = 1024, seconds: float = 2.0) -> float:
