@@ -9,16 +9,39 @@ import pytest
 import torch
 
 from tunelab.data.logs import LogRecord
-from tunelab.train.bake import BakeCollator, build_examples, reply_kl, split_by_question
+from tunelab.train.bake import BakeCollator, build_examples, question_groups, reply_kl, split_by_question
 from tunelab.prompts import PromptSpec
 
 
+QUESTIONS = ["When is the library open?", "What is the tuition payment deadline?", "Who assigns dormitory rooms?", "How can I request an exam retake?",
+             "Where can I replace a lost student card?", "How do staff request annual leave?", "Where can I reset my account password?",
+             "Who receives the academic scholarship?", "When must I submit my master's thesis?", "Когда открыта библиотека?"]
+
+
 def test_held_out_questions_are_never_trained_on():
-    records = [LogRecord(id=f"{i}", question=f"Question {i % 10}?", answer="a", label=True, tags={"role": r}) for i in range(60) for r in ("x",)]
+    records = [LogRecord(id=f"{i}", question=QUESTIONS[i % 10], answer="a", label=True, tags={"role": "x"}) for i in range(60)]
     train, held = split_by_question(records, 0.2, seed=0)
     assert len(train) + len(held) == 60 and held
     assert not {r.question for r in train} & {r.question for r in held}
     assert len({r.question for r in held}) == 2
+
+
+def test_rewordings_and_scrubbed_variants_stay_on_one_side():
+    groups = question_groups([
+        "What is the tuition payment deadline?", "By when must the tuition payment be made?",
+        "When is the library open? My email is [EMAIL] and my phone is [PHONE].", "When is the library open?",
+        "Who will win the football match tonight?"])
+    assert sorted(map(len, groups)) == [1, 2, 2]
+    records = [LogRecord(id=f"{i}-{j}", question=q, answer="a", label=True) for i, q in enumerate(
+        ["When is the library open?", "Until what time is the library open on weekdays?", "When is the library open? My email is [EMAIL].",
+         *QUESTIONS[1:9]]) for j in range(3)]
+    library_held = 0
+    for seed in range(8):
+        train, held = split_by_question(records, 0.2, seed=seed)
+        sides = {"held" if r in held else "train" for r in records if "library" in r.question}
+        assert held and len(sides) == 1, seed
+        library_held += sides == {"held"}
+    assert 0 < library_held < 8  # the library group does get held out, always whole
 
 
 def test_reply_kl_is_zero_for_equal_distributions_and_positive_otherwise():
@@ -80,3 +103,34 @@ def test_bake_end_to_end_on_a_tiny_model(tmp_path, tiny_model_dir):
     assert [r["name"] for r in rundir.read_metrics(out, name="loss")]
     model, _ = load_model(str(out))
     assert type(model).__name__ == "PeftModelForCausalLM"
+    merged, _ = load_model(str(out), merge=True)  # what adherence times: no adapter layers left
+    assert not any("lora" in name for name, _ in merged.named_modules())
+
+
+@pytest.mark.slow
+def test_bake_resumes_from_the_last_complete_checkpoint(tmp_path, tiny_model_dir):
+    from tunelab import rundir
+    from tunelab.config import load
+    from tunelab.data.synth.helpdesk import PROMPT_YAML, generate_logs
+    from tunelab.train.run import run
+
+    logs = rundir.write_jsonl(tmp_path / "logs.jsonl", generate_logs(24, seed=2))
+    rundir.write_text(tmp_path / "prompt.yaml", PROMPT_YAML)
+    out = tmp_path / "run"
+
+    def config(steps):
+        return load(data={"model": {"name": tiny_model_dir}, "data": {"train": str(logs), "val_fraction": 0.25},
+                          "train": {"recipe": "bake", "max_steps": steps, "batch_size": 2, "logging_steps": 1, "eval_steps": 1, "save_steps": 1},
+                          "bake": {"system_prompt_file": str(tmp_path / "prompt.yaml"), "targets": ["logged", "teacher"],
+                                   "samples_per_question": 1, "max_teacher_questions": 2, "max_new_tokens": 4},
+                          "output": {"dir": str(out)}})
+
+    run(config(2))
+    samples = (out / "teacher_samples.jsonl").read_text(encoding="utf-8")
+    with pytest.raises(FileExistsError):
+        run(config(4))
+    summary = run(config(4), resume=True)
+    assert summary["steps"] == 4
+    assert (out / "teacher_samples.jsonl").read_text(encoding="utf-8") == samples  # same data under the checkpoint
+    steps = [r["step"] for r in rundir.read_metrics(out, name="loss")]
+    assert steps == [1, 2, 3, 4]  # continued at step 3, nothing logged twice

@@ -1,9 +1,9 @@
 """recipe: bake — train a model that behaves WITHOUT the system prompt as the teacher does WITH it.
 
 Inputs: the questions of a feedback log (data.train, read with the `logs` section), each with its
-tags and contexts rendered into the user turn. Held out first: data.val_fraction of the distinct
-questions (by question text, so no held-out wording is ever trained on); they are written to
-heldout.jsonl for the adherence evaluation. Targets (`bake.targets`, combinable):
+tags and contexts rendered into the user turn. Held out first: about data.val_fraction of the
+distinct questions, in whole groups of rewordings (question_groups), so no held-out question is
+trained on, not even reworded; they are written to heldout.jsonl for the adherence evaluation. Targets (`bake.targets`, combinable):
   logged   the good answers of the log;
   teacher  replies the teacher samples WITH the system prompt, kept only when they pass every
            machine-checkable rule (so the student can end up better than its teacher);
@@ -33,8 +33,9 @@ from tunelab.data.hygiene import clean
 from tunelab.data.logs import LogRecord, compile_template, read_logs, render_user_turn
 from tunelab.data.tokenize import IGNORE, template_info, tokenize_conversation
 from tunelab.prompts import CheckItem, PromptSpec, check_all, load_prompt, passes_all, dump_prompt
+from tunelab.prompts import _stems  # the rule checks' crude stems, so grouping and grading agree on words
 from tunelab.train.callbacks import MetricsFileCallback, TokenProgressCallback
-from tunelab.train.sft import CountingTrainer, load_base, save_final, training_arguments
+from tunelab.train.sft import CountingTrainer, _forget_metrics_after, last_complete_checkpoint, load_base, save_final, training_arguments
 from tunelab.types import Conversation, Message
 
 log = logging.getLogger(__name__)
@@ -61,13 +62,51 @@ def load_records(config: Config, out_dir: Path) -> tuple[list[LogRecord], dict[s
     return records, report
 
 
+def _norm(question: str) -> str:
+    return " ".join(question.casefold().split())
+
+
+def question_groups(questions: list[str], containment: float = 0.3) -> list[list[str]]:
+    """Questions in groups of rewordings: two questions join when one holds at least `containment`
+    of the other's content words (crude stems, as the rule checks use), transitively. This catches
+    a question with a scrubbed e-mail appended and most same-language rewordings ("What is the
+    tuition deadline?" / "By when must tuition be paid?"); translations stay separate groups."""
+    stems = [set(_stems(q)) for q in questions]
+    parent = list(range(len(questions)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    by_stem: dict[str, list[int]] = {}
+    for i, st in enumerate(stems):
+        for w in st:
+            by_stem.setdefault(w, []).append(i)
+    for members in by_stem.values():  # only questions sharing a word can be rewordings of each other
+        for a_pos, a in enumerate(members):
+            for b in members[a_pos + 1:]:
+                if len(stems[a] & stems[b]) >= containment * min(len(stems[a]), len(stems[b])):
+                    parent[root(a)] = root(b)
+    groups: dict[int, list[str]] = {}
+    for i, q in enumerate(questions):
+        groups.setdefault(root(i), []).append(q)
+    return sorted(groups.values())
+
+
 def split_by_question(records: list[LogRecord], fraction: float, seed: int) -> tuple[list[LogRecord], list[LogRecord]]:
-    """(train, held-out): whole question texts go to one side."""
-    questions = sorted({" ".join(r.question.casefold().split()) for r in records})
-    random.Random(seed).shuffle(questions)
-    held = set(questions[: round(len(questions) * fraction)])
-    train = [r for r in records if " ".join(r.question.casefold().split()) not in held]
-    return train, [r for r in records if r not in train]
+    """(train, held-out): whole groups of reworded questions (question_groups) go to one side,
+    about `fraction` of the distinct questions held out, so nothing held out is trained on reworded."""
+    groups = question_groups(sorted({_norm(r.question) for r in records}))
+    random.Random(seed).shuffle(groups)
+    target, held = round(sum(map(len, groups)) * fraction), set()
+    for group in groups:
+        if len(held) >= target:
+            break
+        held |= set(group)
+    train = [r for r in records if _norm(r.question) not in held]
+    return train, [r for r in records if _norm(r.question) in held]
 
 
 def unique_questions(records: list[LogRecord], template: Any) -> list[LogRecord]:
@@ -196,11 +235,15 @@ def train(config: Config, resume: bool = False) -> dict[str, Any]:
     b = config.bake
     if not b.system_prompt_file:
         raise ValueError("recipe bake needs bake.system_prompt_file (a YAML prompt file, see tunelab.prompts)")
-    if resume:
-        raise NotImplementedError("recipe bake does not resume yet; start a new output.dir")
     run_dir = Path(config.output.dir)
-    if (run_dir / rundir.METRICS).exists():
-        raise FileExistsError(f"{run_dir} already holds a run; choose another output.dir")
+    checkpoint = None
+    if resume:  # as SFT: the newest complete checkpoint; the data is rebuilt identically (seeded split, saved teacher samples)
+        checkpoint = last_complete_checkpoint(run_dir / rundir.CHECKPOINTS)
+        if checkpoint is None:
+            raise FileNotFoundError(f"{run_dir}: nothing to resume (no complete checkpoint in {rundir.CHECKPOINTS}/)")
+        _forget_metrics_after(run_dir, int(checkpoint.name.split("-")[-1]))
+    elif (run_dir / rundir.METRICS).exists():
+        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another output.dir")
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     spec = load_prompt(b.system_prompt_file)
@@ -211,6 +254,9 @@ def train(config: Config, resume: bool = False) -> dict[str, Any]:
     template = compile_template(config.logs.template)
     records, report = load_records(config, run_dir)
     train_recs, held = split_by_question(records, config.data.val_fraction, config.data.seed)
+    if not train_recs:
+        raise ValueError(f"{config.data.train}: holding out whole groups of reworded questions left nothing to train on "
+                         f"({len(records)} records); lower data.val_fraction or add more distinct questions")
     rundir.write_jsonl(run_dir / HELDOUT, [r.to_row() for r in held])
     model, tokenizer = load_base(config)
     teacher = _teacher_model(config) if ("teacher" in b.targets or "distill" in b.targets) else None
@@ -220,10 +266,13 @@ def train(config: Config, resume: bool = False) -> dict[str, Any]:
     teacher_report = None
     if "teacher" in b.targets or b.targets == ["distill"]:
         questions = unique_questions(train_recs, template)[: b.max_teacher_questions]
-        gen_model = teacher if teacher is not None else model
-        with (gen_model.disable_adapter() if teacher is None and hasattr(gen_model, "disable_adapter") else nullcontext()):
-            samples, teacher_report = sample_teacher(gen_model, tokenizer, spec, questions, template, config)
-        rundir.write_jsonl(run_dir / TEACHER_SAMPLES, samples)
+        if checkpoint is not None:  # sampling again would change the data under the checkpoint
+            samples, teacher_report = rundir.read_jsonl(run_dir / TEACHER_SAMPLES), rundir.read_json(run_dir / rundir.DATA_REPORT)["teacher"]
+        else:
+            gen_model = teacher if teacher is not None else model
+            with (gen_model.disable_adapter() if teacher is None and hasattr(gen_model, "disable_adapter") else nullcontext()):
+                samples, teacher_report = sample_teacher(gen_model, tokenizer, spec, questions, template, config)
+            rundir.write_jsonl(run_dir / TEACHER_SAMPLES, samples)
         by_id = {q.id: q for q in questions}
         keep_all = b.targets == ["distill"]  # pure context distillation learns from every teacher sample
         pairs += [(render_user_turn(by_id[s["id"]], template), s["reply"]) for s in samples if (s["passed"] or keep_all) and s["reply"].strip()]
@@ -243,7 +292,7 @@ def train(config: Config, resume: bool = False) -> dict[str, Any]:
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    trainer.train()
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     saved = save_final(trainer, config, tokenizer, run_dir)
     summary = {"run_dir": str(run_dir), "recipe": "bake", "model": config.model.name, "saved": str(saved), "steps": trainer.state.global_step,
                "targets": list(b.targets), "train_examples": len(rows), "heldout_records": len(held), "teacher": teacher_report,

@@ -161,12 +161,20 @@ TOPICS: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
 }
 # Two topics close enough that one's passage half-answers the other's question.
 SIBLINGS = {"documents", "admission"}
+# Twelve per language, so that questions held out by wording still leave varied ones to learn from.
 OFF_TOPIC = {
     "en": ("Can you write me a poem about the sea?", "What is the best pizza place in town?", "Who will win the football match tonight?",
-           "Tell me a joke about cats.", "How do I fix the engine of my car?", "Give me a recipe for pancakes."),
+           "Tell me a joke about cats.", "How do I fix the engine of my car?", "Give me a recipe for pancakes.",
+           "What should I cook for dinner tonight?", "Recommend a good movie for the weekend.", "What is the weather like in Paris?",
+           "Write a short story about a dragon.", "How do I lose weight quickly?", "Which stocks should I buy this year?"),
     "ru": ("Напиши мне стихотворение о море.", "Где лучшая пицца в городе?", "Кто выиграет футбольный матч сегодня?",
-           "Расскажи анекдот про котов.", "Как починить двигатель машины?", "Дай рецепт блинов."),
+           "Расскажи анекдот про котов.", "Как починить двигатель машины?", "Дай рецепт блинов.",
+           "Что приготовить на ужин сегодня?", "Посоветуй хороший фильм на выходные.", "Какая погода в Париже?",
+           "Напиши рассказ про дракона.", "Как быстро похудеть?", "Какие акции купить в этом году?"),
 }
+# Share of each question kind. The rare kinds (no answer in the contexts, off-topic) are the hard
+# ones for a small model, so they get a quarter each rather than their production share.
+KIND_WEIGHTS = {"answerable": 0.5, "unanswerable": 0.25, "off_topic": 0.25}
 PII = {"en": " My email is {n}.petrov@example.com and my phone is +7 912 345-67-{d}.", "ru": " Моя почта {n}.ivanova@mail.ru, телефон +7 912 345-67-{d}."}
 FILLER = {
     "en": "Our university is one of the oldest in the region. It has many faculties. Students enjoy studying here.",
@@ -231,7 +239,7 @@ def bad_answer(kind: str, lang: str, role: str, body: str, rng: random.Random) -
 def sample_question(rng: random.Random, lang: str) -> dict[str, Any]:
     """One question with its tags, contexts and what kind it is (answerable/unanswerable/off_topic)."""
     role, campus, level = rng.choice(ROLES), rng.choice(list(CAMPUSES)), rng.choice(LEVELS)
-    kind = rng.choices(["answerable", "unanswerable", "off_topic"], weights=[0.7, 0.15, 0.15])[0]
+    kind = rng.choices(list(KIND_WEIGHTS), weights=list(KIND_WEIGHTS.values()))[0]
     topic = rng.choice(list(TOPICS))
     others = rng.sample([t for t in TOPICS if t != topic and {t, topic} != SIBLINGS], 2)
     if kind == "off_topic":
