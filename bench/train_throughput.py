@@ -18,7 +18,7 @@ and the FLOP utilisation against this machine's measured matmul peak.
 
     .venv/bin/python bench/train_throughput.py [--steps 4] [--rounds 2] [--variants trl,tunelab]
     .venv/bin/python bench/train_throughput.py --steps 3 --val 8 --rounds 1 \
-        --variants trl,tunelab,tunelab-bf16,trl,tunelab,tunelab-grouped    # the levers, one each
+        --variants trl,tunelab,tunelab-ungrouped,trl,tunelab,tunelab-bf16base    # the levers, one each
 """
 
 from __future__ import annotations
@@ -40,12 +40,11 @@ VARIANTS = {
     "trl": ("trl", {}),
     "trl-bf16": ("trl", {"precision": "bf16"}),
     "trl-nockpt": ("trl", {"gradient_checkpointing": False}),  # TRL's SFTConfig turns it on by default
-    "tunelab": ("tunelab", {}),
+    "tunelab": ("tunelab", {}),  # the defaults: target-only head, length-grouped batches, fp32
     "tunelab-fullhead": ("tunelab", {"target_only_head": False}),
-    "tunelab-grouped": ("tunelab", {"group_by_length": True}),
+    "tunelab-ungrouped": ("tunelab", {"group_by_length": False}),
     "tunelab-bf16": ("tunelab", {"precision": "bf16"}),
     "tunelab-bf16base": ("tunelab", {"precision": "bf16_base"}),
-    "tunelab-fast": ("tunelab", {"precision": "bf16_base", "group_by_length": True}),
     "tunelab-compile": ("tunelab", {"compile": True}),
     "tunelab-1thread": ("tunelab", {"threads": 1}),
 }
