@@ -113,12 +113,12 @@ def test_dialog_rejections_name_file_index_and_field(tm_dir: Path) -> None:
     result = convert_dialogs(tm_dir)
     assert result.n_read == 5 and len(result.rows) + len(result.rejected) == result.n_read
     assert {r["id"] for r in result.rows} == {"good", "repairable"}
-    by_id = {r["conversation_id"]: r for r in result.rejected}
-    assert by_id["broken"]["source"] == "data_00.json[2]"
-    assert by_id["broken"]["field"] == "utterances[0].annotations[api_call_0].response"
-    assert "invalid JSON" in by_id["broken"]["reason"]
-    assert by_id["speaker"]["field"] == "utterances[1].speaker"
-    assert "no assistant turn" in by_id["lonely"]["reason"]
+    by_id = {r.conversation_id: r for r in result.rejected}
+    assert by_id["broken"].source == "data_00.json[2]"
+    assert by_id["broken"].field == "utterances[0].annotations[api_call_0].response"
+    assert "invalid JSON" in by_id["broken"].reason
+    assert by_id["speaker"].field == "utterances[1].speaker"
+    assert "no assistant turn" in by_id["lonely"].reason
 
 
 def test_repairs_and_argumentless_calls_are_counted(tm_dir: Path) -> None:
@@ -142,7 +142,7 @@ def test_output_passes_the_openai_reader(tm_dir: Path, tmp_path: Path) -> None:
 def test_rewards_become_judgements_and_pairs(tm_dir: Path) -> None:
     result = convert_rewards(tm_dir)
     assert result.n_read == 4 and len(result.rows) == 3
-    assert result.rejected[0]["field"] == "context[2].api" and "empty function name" in result.rejected[0]["reason"]
+    assert result.rejected[0].field == "context[2].api" and "empty function name" in result.rejected[0].reason
     first = result.rows[0]
     # the welcome line is dropped so the context starts with the user
     assert [m["role"] for m in first["context"]] == ["user", "assistant", "tool"]
@@ -186,5 +186,5 @@ def test_real_taskmaster_file_converts_cleanly(tmp_path: Path) -> None:
                if c.tool_calls)
     rewards = convert_rewards(tmp_path)
     assert rewards.n_read == 500 and len(rewards.rows) + len(rewards.rejected) == 500
-    assert all(r["reason"] == "empty function name" for r in rewards.rejected)
+    assert all(r.reason == "empty function name" for r in rewards.rejected)
     assert {r["label"] for r in rewards.rows} == {True, False} and preference_pairs(rewards.rows)

@@ -21,7 +21,7 @@ def _report(kind: str, result: ConvertResult, out: Path, rejected_path: Path | N
     if rejected_path:
         typer.echo(f"  rejected rows with reasons: {rejected_path}")
         for row in result.rejected[:3]:
-            typer.echo(f"    {row['source']}: {row['field']}: {row['reason'][:120]}", err=True)
+            typer.echo(f"    {row.source}: {row.field}: {row.reason[:120]}", err=True)
     if summary.get("json_repaired"):
         typer.echo(f"  note: repaired {summary['json_repaired']} JSON values with doubled quotes "
                    f'(""id"" -> "id") in the source data', err=True)

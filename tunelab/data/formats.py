@@ -41,16 +41,20 @@ class RowError(ValueError):
 
 @dataclass
 class Rejected:
-    source: str  # "file:line"
+    source: str  # "file:line", or "file[index]" for formats that are one JSON list per file
     field: str
     reason: str
     raw: str = ""
+    conversation_id: str | None = None  # when the row had a readable id
 
     def message(self) -> str:
         return f"{self.source}: {self.field}: {self.reason}"
 
     def to_row(self) -> dict[str, Any]:
-        return {"source": self.source, "field": self.field, "reason": self.reason, "raw": self.raw}
+        row = {"source": self.source, "field": self.field, "reason": self.reason, "raw": self.raw}
+        if self.conversation_id is not None:
+            row["conversation_id"] = self.conversation_id
+        return row
 
 
 @dataclass

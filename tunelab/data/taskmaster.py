@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from tunelab.data.formats import Rejected, RowError
 from tunelab.rundir import write_jsonl
 from tunelab.types import Message, ToolCall
 
@@ -32,19 +33,18 @@ log = logging.getLogger(__name__)
 _DOUBLED_QUOTES = re.compile(r'""([^"\\,:{}\[\]]+)""')
 
 
-class TaskmasterError(ValueError):
+class TaskmasterError(RowError):
     """A dialogue or reward row that cannot be converted; `where` names file, index and field."""
 
     def __init__(self, where: str, message: str):
-        super().__init__(f"{where}: {message}")
+        super().__init__(where, message)
         self.where = where
-        self.reason = message
 
 
 @dataclass
 class ConvertResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
-    rejected: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
     n_read: int = 0
     stats: Counter = field(default_factory=Counter)
 
@@ -168,11 +168,11 @@ def _load_list(path: Path) -> list[Any]:
 
 
 def _reject(result: ConvertResult, where: str, conversation_id: Any, reason: str) -> None:
-    """Record a rejected row as {source: "file[index]", field, reason, conversation_id}."""
+    """Record a rejected row: source "file[index]", the field path inside it, the reason."""
     source, _, field_path = where.partition("].")
     source = source + "]" if field_path else where
-    result.rejected.append({"source": source, "field": field_path or "(row)", "reason": reason,
-                            "conversation_id": conversation_id})
+    result.rejected.append(Rejected(source=source, field=field_path or "(row)", reason=reason,
+                                    conversation_id=None if conversation_id is None else str(conversation_id)))
 
 
 def convert_dialogs(path: str | Path) -> ConvertResult:
@@ -317,7 +317,7 @@ def write_result(result: ConvertResult, out: str | Path) -> Path | None:
     write_jsonl(out, result.rows)
     rejected_path = out.with_name(out.name.removesuffix(".jsonl") + ".rejected.jsonl")
     if result.rejected:
-        write_jsonl(rejected_path, result.rejected)
+        write_jsonl(rejected_path, [r.to_row() for r in result.rejected])
         return rejected_path
     rejected_path.unlink(missing_ok=True)
     return None
