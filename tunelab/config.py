@@ -100,6 +100,11 @@ class BakeConfig(Section):
     max_new_tokens: int = Field(96, ge=1)
     max_teacher_questions: int | None = Field(None, ge=1)  # cap the (slow) teacher sampling
     distill_weight: float = Field(1.0, gt=0.0)
+    # More questions than the logs hold (tunelab/train/bake_inputs.py): a file of questions
+    # (logs' columns; answer/label not needed) for the teacher/distill targets, and N sampled
+    # teacher rewrites of every training question, which keep their original's answer.
+    questions_file: str | None = None
+    paraphrases: int = Field(0, ge=0)
 
 
 class PreferenceConfig(Section):
@@ -237,6 +242,8 @@ def load(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] 
     if config.train.save_steps % config.train.eval_steps:
         raise ConfigError(f"{source}: train.save_steps ({config.train.save_steps}) must be a multiple of train.eval_steps ({config.train.eval_steps}) so the best checkpoint can be kept")
     _check_behaviour_eval(config, source)
+    if config.bake.questions_file and not {"teacher", "distill"} & set(config.bake.targets):
+        raise ConfigError(f"{source}: bake.questions_file has questions without answers; they need bake.targets teacher or distill")
     if config.train.precision == "bf16_base" and config.model.adapter == "full":
         raise ConfigError(f"{source}: train.precision bf16_base keeps only adapter weights in fp32; with model.adapter full every weight trains, use fp32 or bf16")
     return config

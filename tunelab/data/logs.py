@@ -111,15 +111,17 @@ def _text(row: dict[str, Any], name: str, required: bool) -> str:
     return text
 
 
-def row_to_record(row: dict[str, Any], cfg: LogsConfig, source: str) -> LogRecord:
+def row_to_record(row: dict[str, Any], cfg: LogsConfig, source: str, questions_only: bool = False) -> LogRecord:
+    """One log row as a record. `questions_only`: a question list (answer and label may be absent;
+    such a record has label False, so it never serves as a good answer)."""
     cols = cfg.columns
     if not isinstance(row, dict):
         raise RowError("(row)", f"must be an object, got {type(row).__name__}")
     question = _text(row, cols.question, True)
-    answer = _text(row, cols.answer, True)
-    if cols.label not in row:
+    answer = _text(row, cols.answer, not questions_only)
+    if cols.label not in row and not questions_only:
         raise RowError(cols.label, "is missing")
-    label = parse_label(row[cols.label])
+    label = parse_label(row[cols.label]) if cols.label in row and not questions_only else False
     tags = {t: _text(row, t, False) for t in cols.tags}
     contexts = parse_contexts(row.get(cols.contexts), cfg.context_separator, cols.contexts) if cols.contexts else ()
     comment = _text(row, cols.comment, False) if cols.comment else ""
@@ -167,7 +169,9 @@ def _columns_present(path: Path, fmt: str) -> set[str] | None:
     return None
 
 
-def read_logs(path: str | Path, cfg: LogsConfig = LogsConfig()) -> LogReadResult:
+def read_logs(path: str | Path, cfg: LogsConfig = LogsConfig(), questions_only: bool = False) -> LogReadResult:
+    """Every row of a CSV/JSONL/Parquet log kept as a record or rejected with file:line and field.
+    With `questions_only` the file is a list of questions: only the question column is needed."""
     path = Path(path)
     fmt = LOG_FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -177,7 +181,7 @@ def read_logs(path: str | Path, cfg: LogsConfig = LogsConfig()) -> LogReadResult
     present = _columns_present(path, fmt)
     if present is not None:
         cols = cfg.columns
-        needed = [c for c in (cols.question, cols.answer, cols.label) if c not in present]
+        needed = [c for c in ((cols.question,) if questions_only else (cols.question, cols.answer, cols.label)) if c not in present]
         if needed:
             raise LogFileError(f"{path}: column(s) {needed} not in the file (it has {sorted(present)}); map them under logs.columns")
     rows = {"csv": _csv_rows, "jsonl": _jsonl_rows, "parquet": _parquet_rows}[fmt](path)
@@ -187,7 +191,7 @@ def read_logs(path: str | Path, cfg: LogsConfig = LogsConfig()) -> LogReadResult
         try:
             if isinstance(row, RowError):
                 raise row
-            result.records.append(row_to_record(row, cfg, source))
+            result.records.append(row_to_record(row, cfg, source, questions_only))
         except RowError as err:
             raw = json.dumps(row, ensure_ascii=False, default=str) if not isinstance(row, RowError) else ""
             result.rejected.append(Rejected(source=source, field=err.field, reason=err.reason, raw=raw[:2000]))

@@ -162,17 +162,13 @@ def train(config: Config, resume: bool = False) -> dict[str, Any]:
 
     from tunelab.data.tokenize import ensure_template
     from tunelab.models.registry import resolve
-    from tunelab.train.sft import last_complete_checkpoint, save_final
+    from tunelab.train.sft import checkpoint_to_resume, save_final
 
     recipe = config.train.recipe
     if recipe not in ("kto", "dpo"):
         raise ValueError(f"tunelab.train.preference runs recipes kto and dpo, not {recipe!r}")
     run_dir = Path(config.output.dir)
-    checkpoint = last_complete_checkpoint(run_dir / rundir.CHECKPOINTS) if resume else None
-    if resume and checkpoint is None:
-        raise FileNotFoundError(f"{run_dir}: nothing to resume (no complete checkpoint in {rundir.CHECKPOINTS}/)")
-    if not resume and (run_dir / rundir.METRICS).exists():
-        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another output.dir")
+    checkpoint = checkpoint_to_resume(run_dir, resume)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     run_dir.mkdir(parents=True, exist_ok=True)

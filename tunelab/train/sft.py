@@ -147,6 +147,20 @@ def last_complete_checkpoint(checkpoints: Path) -> Path | None:
     return None
 
 
+def checkpoint_to_resume(run_dir: Path, resume: bool) -> Path | None:
+    """With `resume`, the newest complete checkpoint (metrics logged after it are dropped, since
+    they will be logged again); without, None, refusing a directory that already holds a run."""
+    if not resume:
+        if (run_dir / rundir.METRICS).exists():
+            raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another output.dir")
+        return None
+    checkpoint = last_complete_checkpoint(run_dir / rundir.CHECKPOINTS)
+    if checkpoint is None:
+        raise FileNotFoundError(f"{run_dir}: nothing to resume (no complete checkpoint in {rundir.CHECKPOINTS}/)")
+    _forget_metrics_after(run_dir, int(checkpoint.name.split("-")[-1]))
+    return checkpoint
+
+
 def _forget_metrics_after(run_dir: Path, step: int) -> None:
     """On resume, rows logged after the checkpoint will be logged again; drop the stale ones."""
     path = run_dir / rundir.METRICS
@@ -239,14 +253,7 @@ def train(config: Config, resume: bool = False, extra_callbacks: list[Any] | Non
     run_dir = Path(config.output.dir)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
-    checkpoint = None
-    if resume:
-        checkpoint = last_complete_checkpoint(run_dir / rundir.CHECKPOINTS)
-        if checkpoint is None:
-            raise FileNotFoundError(f"{run_dir}: nothing to resume (no complete checkpoint in {rundir.CHECKPOINTS}/)")
-        _forget_metrics_after(run_dir, int(checkpoint.name.split("-")[-1]))
-    elif (run_dir / rundir.METRICS).exists():
-        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another output.dir")
+    checkpoint = checkpoint_to_resume(run_dir, resume)
     run_dir.mkdir(parents=True, exist_ok=True)
     rundir.write_text(run_dir / rundir.CONFIG, dump(config))
     set_seed(config.train.seed)

@@ -1,0 +1,99 @@
+"""More questions for recipe bake than the logs hold: a question file, and teacher paraphrases.
+
+- `bake.questions_file`: questions without answers (CSV/JSONL/Parquet with the logs' column
+  mapping; only the question column is required, tags and contexts are used when present). They
+  get targets from the teacher (rule-filtered samples) or distillation, never a logged answer.
+- `bake.paraphrases`: the teacher rewrites every training question N times (sampled). A rewrite
+  keeps its original's tags, contexts and logged answer, so it adds training pairs of every
+  target kind. Rewrites that come back empty, unchanged, too long, or as something other than
+  a single question are dropped and counted.
+
+Neither may leak the held-out questions: a candidate that falls into the same group of rewordings
+as a held-out question (bake.question_groups) is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from typing import Any
+
+from tunelab.config import Config
+from tunelab.data.hygiene import clean
+from tunelab.data.logs import LogRecord, read_logs
+
+log = logging.getLogger(__name__)
+
+PARAPHRASE_INSTRUCTION = (
+    "Rewrite the following question in other words, in the same language, keeping its meaning. "
+    "Reply with the rewritten question only.\n\nQuestion: {question}"
+)
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+def read_question_file(config: Config) -> tuple[list[LogRecord], dict[str, Any]]:
+    """The extra questions of bake.questions_file, with the logs' hygiene; rejected rows counted."""
+    path = config.bake.questions_file
+    read = read_logs(path, config.logs, questions_only=True)
+    for r in read.rejected[:5]:
+        log.warning("rejected %s", r.message())
+    records, hygiene = clean(read.records, config.logs.hygiene)
+    return records, {"file": str(path), "read": read.n_read, "kept": len(read.records), "rejected": len(read.rejected),
+                     "rejected_rows": [r.to_row() for r in read.rejected], "after_hygiene": len(records)}
+
+
+def clean_paraphrase(original: str, text: str, max_words: int = 60) -> str | None:
+    """The rewritten question from a teacher reply, or None when it is not a usable rewrite."""
+    first = text.strip().splitlines()[0].strip() if text.strip() else ""
+    first = re.sub(r"^(rewritten question|question|вопрос)\s*:\s*", "", first, flags=re.IGNORECASE).strip(" \"'«»")
+    if not first or _norm(first) == _norm(original) or len(first.split()) > max_words:
+        return None
+    if not first.endswith("?") or first.count("?") > 1:
+        return None
+    return first
+
+
+def paraphrase(model: Any, tokenizer: Any, records: list[LogRecord], n: int, config: Config) -> tuple[list[LogRecord], dict[str, int]]:
+    """`n` sampled rewrites of every distinct question, each a copy of its record with the new wording.
+    The model generates without any system prompt (the teacher with the adapter off, in bake)."""
+    from tunelab.eval.generate import GenerationSettings, generate_replies, render_prompts
+    from tunelab.types import Message
+
+    distinct = list({_norm(r.question): r.question for r in records}.values())
+    asked = [q for q in distinct for _ in range(n)]
+    prompts = render_prompts(tokenizer, [(Message("user", PARAPHRASE_INSTRUCTION.format(question=q)),) for q in asked])
+    settings = GenerationSettings(max_new_tokens=64, do_sample=True, temperature=config.bake.temperature, batch_size=16, seed=config.train.seed)
+    replies = generate_replies(model, tokenizer, prompts, settings, description="paraphrases")
+    rewrites: dict[str, dict[str, str]] = {}  # original (normalised) -> {rewrite normalised: rewrite}
+    stats = {"asked": len(asked), "unusable": 0, "duplicate": 0}
+    for q, reply in zip(asked, replies):
+        text = clean_paraphrase(q, reply.text)
+        if text is None:
+            stats["unusable"] += 1
+        elif _norm(text) in rewrites.setdefault(_norm(q), {}):
+            stats["duplicate"] += 1
+        else:
+            rewrites[_norm(q)][_norm(text)] = text
+    out = []
+    for r in records:  # records sharing a question share its rewrites
+        for i, text in enumerate(rewrites.get(_norm(r.question), {}).values()):
+            out.append(dataclasses.replace(r, id=f"{r.id}~p{i}", question=text, source=f"{r.source} (paraphrase)"))
+    stats["kept_wordings"] = sum(len(v) for v in rewrites.values())
+    return out, stats
+
+
+def drop_heldout(candidates: list[LogRecord], held: list[LogRecord]) -> tuple[list[LogRecord], int]:
+    """Candidates that are not a held-out question nor in a held-out question's group of rewordings."""
+    from tunelab.train.bake import question_groups
+
+    held_norm = {_norm(r.question) for r in held}
+    if not held_norm:
+        return candidates, 0
+    groups = question_groups(sorted(held_norm | {_norm(r.question) for r in candidates}))
+    tainted = {q for g in groups if held_norm & set(g) for q in g}
+    kept = [r for r in candidates if _norm(r.question) not in tainted]
+    return kept, len(candidates) - len(kept)
