@@ -146,7 +146,7 @@ def training_config(args: argparse.Namespace, paths: dict[str, Path], run_dir: P
     from tunelab.config import load
 
     overrides = [f"data.train={paths['train']}", f"output.dir={run_dir}", f"train.seed={args.seed}",
-                 f"data.seed={args.seed}", "train.threads=1"]
+                 f"data.seed={args.seed}"]  # threads: torch's default (all cores); --set train.threads=N to change
     if args.val:
         overrides.append(f"data.val={paths['val']}")
     base = load(args.config)
