@@ -4,14 +4,119 @@ seeded synthetic feedback logs in English and Russian.
 Each log row is what a team would export from production: the question, the user's tags (role,
 campus, education level), the retrieved contexts, the model's answer, a good/bad label and, for
 bad answers, a comment saying why. Questions come in three kinds: answerable from the contexts,
-unanswerable (retrieval returned unrelated passages), and off-topic. Good answers follow every
-rule of `PROMPT_YAML`; each bad answer breaks one rule, named by its comment.
+unanswerable (retrieval returned passages about other things), and off-topic. Good answers follow
+every rule of `PROMPT_YAML`; each bad answer breaks one rule, named by its comment.
+
+Questions are compositional: a campus service (library, sports hall, dental office... 45 of them)
+times an attribute (opening hours, room, contact person, fee, how to sign up), three wordings of
+each per language. The facts inside a passage (times, rooms, buildings, names, fees, dates) are
+drawn at random for every row, and a good answer copies them from its passage, so nothing about
+a service can be memorised: the only way to answer right is to read the passages. Whether a
+passage answers the question is decided with the rule checker's own word-overlap test
+(`prompts.is_answerable`), so the labels and the grading always agree.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from typing import Any
+
+from tunelab.prompts import CheckItem, is_answerable
+
+# service key -> (English name, Russian nominative, Russian genitive)
+SERVICES: dict[str, tuple[str, str, str]] = {
+    "library": ("library", "библиотека", "библиотеки"), "sports_hall": ("sports hall", "спортзал", "спортзала"),
+    "canteen": ("canteen", "столовая", "столовой"), "medical": ("medical centre", "медпункт", "медпункта"),
+    "it_desk": ("IT service desk", "IT-служба", "IT-службы"), "dean": ("dean's office", "деканат", "деканата"),
+    "admissions": ("admissions office", "приёмная комиссия", "приёмной комиссии"), "accounting": ("accounting office", "бухгалтерия", "бухгалтерии"),
+    "housing": ("housing office", "жилищный отдел", "жилищного отдела"), "career": ("career centre", "центр карьеры", "центра карьеры"),
+    "language": ("language centre", "языковой центр", "языкового центра"), "chem_lab": ("chemistry laboratory", "химическая лаборатория", "химической лаборатории"),
+    "computer_class": ("computer classroom", "компьютерный класс", "компьютерного класса"), "pool": ("swimming pool", "бассейн", "бассейна"),
+    "copy": ("copy centre", "копицентр", "копицентра"), "council": ("student council", "студенческий совет", "студенческого совета"),
+    "international": ("international office", "международный отдел", "международного отдела"), "personnel": ("personnel department", "отдел кадров", "отдела кадров"),
+    "psychology": ("psychological service", "психологическая служба", "психологической службы"), "museum": ("art museum", "художественный музей", "художественного музея"),
+    "bookshop": ("bookshop", "книжный магазин", "книжного магазина"), "mail": ("mail room", "почтовое отделение", "почтового отделения"),
+    "lost_found": ("lost property office", "бюро находок", "бюро находок"), "doctoral": ("doctoral school", "аспирантура", "аспирантуры"),
+    "scholarship": ("scholarship office", "стипендиальный отдел", "стипендиального отдела"), "exams": ("examination office", "экзаменационный отдел", "экзаменационного отдела"),
+    "stadium": ("stadium", "стадион", "стадиона"), "reading_room": ("reading room", "читальный зал", "читального зала"),
+    "archive": ("archive", "архив", "архива"), "printing": ("printing house", "типография", "типографии"),
+    "security": ("security service", "служба охраны", "службы охраны"), "theatre": ("theatre studio", "театральная студия", "театральной студии"),
+    "chess": ("chess club", "шахматный клуб", "шахматного клуба"), "dental": ("dental office", "стоматологический кабинет", "стоматологического кабинета"),
+    "physics_lab": ("physics laboratory", "физическая лаборатория", "физической лаборатории"),
+    "robotics_lab": ("robotics laboratory", "лаборатория робототехники", "лаборатории робототехники"),
+    "garden": ("botanical garden", "ботанический сад", "ботанического сада"), "observatory": ("observatory", "обсерватория", "обсерватории"),
+    "coworking": ("coworking space", "коворкинг", "коворкинга"), "music": ("music studio", "музыкальная студия", "музыкальной студии"),
+    "cafe": ("student cafe", "студенческое кафе", "студенческого кафе"), "bicycles": ("bicycle parking", "велопарковка", "велопарковки"),
+    "laundry": ("laundry", "прачечная", "прачечной"), "legal": ("legal clinic", "юридическая клиника", "юридической клиники"),
+    "writing": ("writing centre", "центр академического письма", "центра академического письма"),
+}
+# attribute -> {lang: (passage, three question wordings)}. In passages {s}/{n}/{g} are the service
+# (English / Russian nominative / genitive) and the other fields are the row's random facts.
+ATTRIBUTES: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
+    "hours": {
+        "en": ("The {s} on the {c} campus is open on weekdays from {t1} to {t2}.",
+               ("When is the {s} open?", "What are the hours when the {s} is open?", "Until what time is the {s} open on weekdays?")),
+        "ru": ("{N} работает по будням с {t1} до {t2}.",
+               ("Когда работает {n}?", "Какие часы работы у {g}?", "До скольки работает {n} по будням?")),
+    },
+    "room": {
+        "en": ("The {s} is in room {room} of building {b} on the {c} campus.",
+               ("Where is the {s}?", "In which room is the {s}?", "Which building is the {s} in?")),
+        "ru": ("{N} находится в аудитории {room}, корпус {b}.",
+               ("Где находится {n}?", "В какой аудитории находится {n}?", "В каком корпусе находится {n}?")),
+    },
+    "contact": {
+        "en": ("The contact person in charge of the {s} is {name}, extension {ext}.",
+               ("Who is the contact person at the {s}?", "Whom should I contact at the {s}?", "Who is in charge of the {s}?")),
+        "ru": ("За работу {g} отвечает {name}, номер {ext}.",
+               ("Кто отвечает за работу {g}?", "Кто отвечает за вопросы {g}?", "С кем связаться по работе {g}?")),
+    },
+    "fee": {
+        "en": ("Using the {s} costs {fee} roubles per semester, paid in the student portal.",
+               ("How much does the {s} charge per semester?", "What is the fee for the {s}?", "How much do I pay to use the {s}?")),
+        "ru": ("Услуги {g} стоят {fee} рублей за семестр.",
+               ("Сколько стоят услуги {g}?", "Какая оплата за услуги {g}?", "Нужно ли платить за услуги {g}?")),
+    },
+    "signup": {
+        "en": ("To sign up for the {s}, apply in the student portal before the deadline of {date}.",
+               ("How do I sign up for the {s}?", "What is the deadline to register for the {s}?", "Where do I apply to use the {s}?")),
+        "ru": ("Запись на услуги {g} через портал до {date}.",
+               ("Как записаться на услуги {g}?", "До какого числа подаётся заявка на услуги {g}?", "Где подать заявку на услуги {g}?")),
+    },
+}
+NAMES = {"en": ("Anna Berg", "Maria Lopez", "Peter Novak", "Laura Kim", "David Stone", "Elena Ross", "Tom Walker", "Nina Hart", "Oscar Lind", "Julia Grant"),
+         "ru": ("Анна Петрова", "Мария Соколова", "Ольга Смирнова", "Игорь Волков", "Дмитрий Орлов", "Елена Козлова", "Павел Морозов",
+                "Наталья Белова", "Сергей Лебедев", "Ирина Зайцева")}
+MONTHS = {"en": ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"),
+          "ru": ("января", "февраля", "марта", "апреля", "мая", "июня", "июля", "августа", "сентября", "октября", "ноября", "декабря")}
+BUILDINGS = {"en": "ABCDEF", "ru": "АБВГДЕ"}
+# Twenty-four per language, a translation pair sharing one wording group.
+OFF_TOPIC = {
+    "en": ("Can you write me a poem about the sea?", "What is the best pizza place in town?", "Who will win the football match tonight?",
+           "Tell me a joke about cats.", "How do I fix the engine of my car?", "Give me a recipe for pancakes.",
+           "What should I cook for dinner tonight?", "Recommend a good movie for the weekend.", "What is the weather like in Paris?",
+           "Write a short story about a dragon.", "How do I lose weight quickly?", "Which stocks should I buy this year?",
+           "How do I grow tomatoes on a balcony?", "Translate a love letter for my girlfriend.", "What is the capital of Australia?",
+           "Which smartphone should I buy?", "How do I train my puppy to sit?", "Tell me about the history of the Roman Empire.",
+           "Where can I buy cheap plane tickets to Rome?", "What horoscope sign fits me best?", "Compose a birthday song for my mother.",
+           "How do I bake sourdough bread?", "Which video game is the most fun?", "How do I knit a warm scarf?"),
+    "ru": ("Напиши мне стихотворение о море.", "Где лучшая пицца в городе?", "Кто выиграет футбольный матч сегодня?",
+           "Расскажи анекдот про котов.", "Как починить двигатель машины?", "Дай рецепт блинов.",
+           "Что приготовить на ужин сегодня?", "Посоветуй хороший фильм на выходные.", "Какая погода в Париже?",
+           "Напиши рассказ про дракона.", "Как быстро похудеть?", "Какие акции купить в этом году?",
+           "Как вырастить помидоры на балконе?", "Переведи любовную записку для моей девушки.", "Какая столица Австралии?",
+           "Какой смартфон купить?", "Как научить щенка сидеть?", "Расскажи историю Римской империи.",
+           "Где купить дешёвые билеты на самолёт в Рим?", "Какой знак гороскопа мне подходит?", "Сочини песню на день рождения мамы.",
+           "Как испечь хлеб на закваске?", "Какая видеоигра самая интересная?", "Как связать тёплый шарф?"),
+}
+
+
+def _topic_keywords() -> list[str]:
+    """Words that make a question on-topic for the checker: the service names, both languages."""
+    words = {w.lower() for en, nom, gen in SERVICES.values() for w in re.findall(r"[^\W\d_]+", f"{en} {nom} {gen}") if len(w) >= 4}
+    return sorted(words)
+
 
 PROMPT_YAML = """\
 name: university-helpdesk
@@ -32,9 +137,10 @@ prompt: |
   - When the passages do not contain the answer, say "I don't know" (in Russian "Я не знаю")
     and suggest contacting the helpdesk office; never guess.
   - Only help with questions about the university: studies, admission, exams, fees, housing,
-    the library, IT accounts and work at the university. Politely decline anything else
-    (poems, jokes, sports, cooking, personal advice) by saying "I can only help with university
-    questions" (in Russian "Я могу помочь только с вопросами об университете").
+    the library, IT accounts, campus services (offices, laboratories, sports, canteens, clinics,
+    clubs) and work at the university. Politely decline anything else (poems, jokes, sports
+    results, cooking, personal advice) by saying "I can only help with university questions"
+    (in Russian "Я могу помочь только с вопросами об университете").
   - Reply in the language of the question: English questions in English, Russian in Russian.
   - Keep it short: at most three sentences, no bullet points or numbered lists, no headings.
   - Never describe yourself as an AI or a language model.
@@ -66,9 +172,10 @@ rules:
       deadline, leave, password, account, scholarship, thesis, semester, campus, university, student,
       dean, course, lecture, библиотека, оплата, обучение, общежитие, экзамен, пересдача, студенческий,
       документы, приём, поступление, заявление, отпуск, пароль, стипендия, диплом, семестр, кампус,
-      университет, студент, деканат, зачисление, диссертацию, защиты, выпускную]
+      университет, студент, деканат, зачисление, диссертацию, защиты, выпускную,
+      KEYWORDS]
     decline_phrases: ["I can only help with university questions", "только с вопросами об университете"]
-"""
+""".replace("KEYWORDS", ", ".join(_topic_keywords()))
 
 ROLES = ("student", "applicant", "staff")
 CAMPUSES = {"north": ("North", "Северного"), "south": ("South", "Южного")}
@@ -79,102 +186,20 @@ GREETING = {
 }
 CLOSING = {
     "en": ("Can I help you with anything else?", "Is there anything else I can help with?"),
-    "ru": ("Могу ли я помочь чем-то ещё?", "Есть ли у вас другие вопросы?"),
+    "ru": ("Чем ещё помочь?", "Есть ещё вопросы?"),  # short: Russian costs 3-4 times the tokens
 }
 DONT_KNOW = {
     "en": "I don't know, the documents I have do not cover this, so please contact the helpdesk office.",
-    "ru": "Я не знаю, в моих документах об этом ничего нет, поэтому обратитесь в офис поддержки.",
+    "ru": "Я не знаю, в документах этого нет, обратитесь в офис поддержки.",
 }
 DECLINE = {
     "en": "I can only help with university questions.",
     "ru": "Я могу помочь только с вопросами об университете.",
 }
-
-# topic -> (English fact, Russian fact, English questions, Russian questions); {c} is the campus.
-TOPICS: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
-    "library": (
-        "the {c} campus library is open from 8:00 to 22:00 on weekdays and from 10:00 to 18:00 on Saturdays.",
-        "библиотека {c} кампуса открыта с 8:00 до 22:00 по будням и с 10:00 до 18:00 по субботам.",
-        ("When is the library open?", "What are the library opening hours on Saturdays?", "Until what time is the library open on weekdays?"),
-        ("Когда открыта библиотека?", "Какие часы работы библиотеки по субботам?", "До скольки открыта библиотека по будням?"),
-    ),
-    "tuition": (
-        "the tuition payment deadline for the autumn semester is September 15, and you pay through the student portal.",
-        "оплата обучения за осенний семестр вносится до 15 сентября через портал студента.",
-        ("What is the tuition payment deadline?", "How do I pay tuition for the autumn semester?", "By when must the tuition payment be made?"),
-        ("До какого числа нужна оплата обучения?", "Как внести оплату обучения за осенний семестр?", "Когда крайний срок оплаты обучения?"),
-    ),
-    "dormitory": (
-        "dormitory room applications are submitted in the student portal before August 1, and the housing office assigns the rooms.",
-        "заявление на общежитие подаётся на портале студента до 1 августа, комнаты распределяет жилищный отдел.",
-        ("Where do I send a dormitory room application?", "When are dormitory room applications due?", "Who assigns dormitory rooms?"),
-        ("Как подать заявление на общежитие?", "До какого числа подаётся заявление на общежитие?", "Кто распределяет комнаты в общежитии?"),
-    ),
-    "retake": (
-        "an exam retake is requested at the dean's office no later than ten days after the failed exam.",
-        "пересдача экзамена оформляется в деканате не позднее десяти дней после несданного экзамена.",
-        ("How can I request an exam retake?", "Where do I ask for an exam retake?", "How long do I have to request a retake after a failed exam?"),
-        ("Как оформить пересдачу экзамена?", "Куда обращаться для пересдачи экзамена?", "Сколько дней есть на оформление пересдачи после экзамена?"),
-    ),
-    "card": (
-        "a lost student card is replaced at the service centre in the main building for a fee of 300 roubles.",
-        "утерянный студенческий билет восстанавливают в сервисном центре главного корпуса, стоимость 300 рублей.",
-        ("I lost my student card, what should I do?", "Where can I replace a lost student card?", "How much does a new student card cost?"),
-        ("Я потерял студенческий билет, что делать?", "Где восстановить студенческий билет?", "Сколько стоит восстановление студенческого билета?"),
-    ),
-    "documents": (
-        "applicants submit these documents to the admissions office: a passport, a school certificate and two photos.",
-        "для поступления абитуриенты подают в приёмную комиссию документы: паспорт, аттестат и две фотографии.",
-        ("What documents do applicants bring to the admissions office?", "Which documents does the admissions office need?", "Do applicants need photos for admission?"),
-        ("Какие документы нужны для поступления?", "Какие документы подают абитуриенты в приёмную комиссию?", "Нужны ли фотографии абитуриентам для поступления?"),
-    ),
-    "admission": (
-        "the admissions office accepts applications for bachelor and master programmes until July 20.",
-        "приёмная комиссия принимает заявления на поступление в бакалавриат и магистратуру до 20 июля.",
-        ("Until when does the admissions office accept applications?", "What is the application deadline for master programmes?", "When do applications for bachelor programmes close?"),
-        ("До какого числа принимаются заявления на поступление?", "Когда заканчивается приём заявлений в магистратуру?", "До какого числа приёмная комиссия принимает заявления на бакалавриат?"),
-    ),
-    "leave": (
-        "staff request annual leave through the HR portal at least two weeks in advance.",
-        "сотрудники оформляют ежегодный отпуск через кадровый портал не позднее чем за две недели.",
-        ("How do staff request annual leave?", "How early must I request annual leave?", "Where do I apply for annual leave?"),
-        ("Как сотруднику оформить отпуск?", "За сколько недель нужно оформлять ежегодный отпуск?", "Где подать заявление на ежегодный отпуск?"),
-    ),
-    "password": (
-        "a forgotten university account password is reset at the IT service desk in room 105 of the main building.",
-        "забытый пароль от университетской учётной записи сбрасывают в IT-службе, кабинет 105 главного корпуса.",
-        ("I forgot my university account password, what do I do?", "Where can I reset my account password?", "Who resets a forgotten password for the university account?"),
-        ("Я забыл пароль от учётной записи, что делать?", "Где сбросить пароль от университетской учётной записи?", "Кто сбрасывает забытый пароль?"),
-    ),
-    "scholarship": (
-        "students with excellent grades receive an academic scholarship, paid monthly on the 25th.",
-        "студенты с отличными оценками получают академическую стипендию, её выплачивают ежемесячно 25 числа.",
-        ("Who receives the academic scholarship?", "When is the scholarship paid?", "Is the academic scholarship paid monthly?"),
-        ("Кто получает академическую стипендию?", "Когда выплачивают стипендию?", "Стипендию выплачивают ежемесячно?"),
-    ),
-    "thesis": (
-        "a master's thesis is submitted to the department two weeks before the defence.",
-        "магистерскую диссертацию сдают на кафедру за две недели до защиты.",
-        ("When must I submit my master's thesis?", "Where is the master's thesis submitted?", "How long before the defence is the thesis due?"),
-        ("Когда сдавать магистерскую диссертацию?", "Куда сдавать магистерскую диссертацию?", "За сколько недель до защиты сдают диссертацию?"),
-    ),
-}
-# Two topics close enough that one's passage half-answers the other's question.
-SIBLINGS = {"documents", "admission"}
-# Twelve per language, so that questions held out by wording still leave varied ones to learn from.
-OFF_TOPIC = {
-    "en": ("Can you write me a poem about the sea?", "What is the best pizza place in town?", "Who will win the football match tonight?",
-           "Tell me a joke about cats.", "How do I fix the engine of my car?", "Give me a recipe for pancakes.",
-           "What should I cook for dinner tonight?", "Recommend a good movie for the weekend.", "What is the weather like in Paris?",
-           "Write a short story about a dragon.", "How do I lose weight quickly?", "Which stocks should I buy this year?"),
-    "ru": ("Напиши мне стихотворение о море.", "Где лучшая пицца в городе?", "Кто выиграет футбольный матч сегодня?",
-           "Расскажи анекдот про котов.", "Как починить двигатель машины?", "Дай рецепт блинов.",
-           "Что приготовить на ужин сегодня?", "Посоветуй хороший фильм на выходные.", "Какая погода в Париже?",
-           "Напиши рассказ про дракона.", "Как быстро похудеть?", "Какие акции купить в этом году?"),
-}
-# Share of each question kind. The rare kinds (no answer in the contexts, off-topic) are the hard
-# ones for a small model, so they get a quarter each rather than their production share.
-KIND_WEIGHTS = {"answerable": 0.5, "unanswerable": 0.25, "off_topic": 0.25}
+# The answerable kind dominates, as in production, so that a question about a service the model
+# has never seen is answered from its passage rather than refused; the two hard kinds still get a
+# fifth each, far above their production share.
+KIND_WEIGHTS = {"answerable": 0.6, "unanswerable": 0.2, "off_topic": 0.2}
 PII = {"en": " My email is {n}.petrov@example.com and my phone is +7 912 345-67-{d}.", "ru": " Моя почта {n}.ivanova@mail.ru, телефон +7 912 345-67-{d}."}
 FILLER = {
     "en": "Our university is one of the oldest in the region. It has many faculties. Students enjoy studying here.",
@@ -198,10 +223,61 @@ COMMENTS = {
 }
 
 
-def fact(topic: str, lang: str, campus: str) -> str:
-    en, ru, _, _ = TOPICS[topic]
-    text = en if lang == "en" else ru
-    return text.format(c=CAMPUSES[campus][0 if lang == "en" else 1])
+def random_facts(rng: random.Random, lang: str, campus: str) -> dict[str, str]:
+    """One draw of every fact a passage may hold, in the language's own spelling."""
+    start, end = rng.randint(14, 21) * 30, rng.randint(32, 44) * 30  # 7:00-10:30 and 16:00-22:00, on the half hour
+    day, month = rng.randint(1, 28), rng.choice(MONTHS[lang])
+    return {"c": CAMPUSES[campus][0 if lang == "en" else 1], "t1": f"{start // 60}:{start % 60:02d}", "t2": f"{end // 60}:{end % 60:02d}",
+            "room": str(rng.randint(101, 599)), "b": rng.choice(BUILDINGS[lang]), "name": rng.choice(NAMES[lang]),
+            "ext": str(rng.randint(2000, 7999)), "fee": str(rng.randint(4, 60) * 50),
+            "date": f"{month} {day}" if lang == "en" else f"{day} {month}"}
+
+
+def _fill(template: str, service: str, lang: str, facts: dict[str, str]) -> str:
+    en, nom, gen = SERVICES[service]
+    return template.format(s=en, n=nom, N=nom[0].upper() + nom[1:], g=gen, **facts)
+
+
+def passage(service: str, attribute: str, lang: str, facts: dict[str, str]) -> str:
+    return _fill(ATTRIBUTES[attribute][lang][0], service, lang, facts)
+
+
+def question_text(service: str, attribute: str, lang: str, wording: int) -> str:
+    return _fill(ATTRIBUTES[attribute][lang][1][wording], service, lang, {})
+
+
+def _distractors(rng: random.Random, question: str, lang: str, campus: str, avoid: tuple[str, str] | None, k: int) -> list[str]:
+    """k passages about other (service, attribute) pairs that the checker agrees do not answer `question`."""
+    found: list[str] = []
+    while len(found) < k:
+        pair = (rng.choice(list(SERVICES)), rng.choice(list(ATTRIBUTES)))
+        text = passage(*pair, lang, random_facts(rng, lang, campus))
+        if pair != avoid and not is_answerable(CheckItem(question, contexts=(text,)), 0.5):
+            found.append(text)
+    return found
+
+
+def sample_question(rng: random.Random, lang: str) -> dict[str, Any]:
+    """One question with its tags, contexts, kind (answerable/unanswerable/off_topic), its wording
+    group (rewordings and translations of one question share it) and the answer body."""
+    role, campus, level = rng.choice(ROLES), rng.choice(list(CAMPUSES)), rng.choice(LEVELS)
+    kind = rng.choices(list(KIND_WEIGHTS), weights=list(KIND_WEIGHTS.values()))[0]
+    if kind == "off_topic":
+        i = rng.randrange(len(OFF_TOPIC[lang]))
+        question, group, topic, body = OFF_TOPIC[lang][i], f"off_topic/{i}", "", ""
+        contexts = _distractors(rng, question, lang, campus, None, 2)
+    else:
+        service, attribute = rng.choice(list(SERVICES)), rng.choice(list(ATTRIBUTES))
+        question, group, topic = question_text(service, attribute, lang, rng.randrange(3)), f"{service}/{attribute}", f"{service}/{attribute}"
+        gold = passage(service, attribute, lang, random_facts(rng, lang, campus))
+        contexts = _distractors(rng, question, lang, campus, (service, attribute), 1 if kind == "answerable" else 2)
+        if kind == "answerable":
+            contexts.insert(rng.randrange(2), gold)
+        body = gold[0].lower() + gold[1:]  # it follows "Dear student,"
+    if rng.random() < 0.05:
+        question += PII[lang].format(n=rng.choice(["ivan", "olga", "petr"]), d=rng.randint(10, 99))
+    return {"question": question, "role": role, "campus": campus, "level": level, "contexts": contexts,
+            "kind": kind, "topic": topic, "group": group, "lang": lang, "body": body}
 
 
 def good_answer(kind: str, lang: str, role: str, body: str, rng: random.Random) -> str:
@@ -236,34 +312,10 @@ def bad_answer(kind: str, lang: str, role: str, body: str, rng: random.Random) -
     return text, COMMENTS[flaw][0 if lang == "en" else 1]
 
 
-def sample_question(rng: random.Random, lang: str) -> dict[str, Any]:
-    """One question with its tags, contexts and what kind it is (answerable/unanswerable/off_topic)."""
-    role, campus, level = rng.choice(ROLES), rng.choice(list(CAMPUSES)), rng.choice(LEVELS)
-    kind = rng.choices(list(KIND_WEIGHTS), weights=list(KIND_WEIGHTS.values()))[0]
-    topic = rng.choice(list(TOPICS))
-    others = rng.sample([t for t in TOPICS if t != topic and {t, topic} != SIBLINGS], 2)
-    if kind == "off_topic":
-        question, contexts, body = rng.choice(OFF_TOPIC[lang]), [_capital(fact(t, lang, campus)) for t in others], ""
-    else:
-        question = rng.choice(TOPICS[topic][2 if lang == "en" else 3])
-        retrieved = [topic, others[0]] if kind == "answerable" else others
-        rng.shuffle(retrieved)
-        contexts = [_capital(fact(t, lang, campus)) for t in retrieved]
-        body = fact(topic, lang, campus)
-    if rng.random() < 0.05:
-        question += PII[lang].format(n=rng.choice(["ivan", "olga", "petr"]), d=rng.randint(10, 99))
-    return {"question": question, "role": role, "campus": campus, "level": level, "contexts": contexts,
-            "kind": kind, "topic": topic if kind != "off_topic" else "", "lang": lang, "body": body}
-
-
-def _capital(text: str) -> str:
-    return text[0].upper() + text[1:]
-
-
 def generate_logs(n_questions: int = 300, seed: int = 0, both_rate: float = 0.4, bad_only_rate: float = 0.15, ru_share: float = 0.4) -> list[dict[str, Any]]:
     """Log rows for `n_questions` sampled questions: a good answer for most, a bad one for some,
-    both (a DPO pair) for `both_rate` of them. `kind`, `topic` and `lang` are kept as extra
-    columns so tests can check the rule heuristics against the truth."""
+    both (a DPO pair) for `both_rate` of them. `kind`, `topic`, `group` and `lang` are kept as
+    extra columns so tests and the demo's split can use the truth."""
     rng = random.Random(seed)
     rows: list[dict[str, Any]] = []
     for i in range(n_questions):
