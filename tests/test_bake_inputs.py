@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tunelab.config import ConfigError, load
+from tunelab.config import ConfigError, LogsConfig, load
 from tunelab.data.logs import LogRecord
 from tunelab.train.bake_inputs import clean_paraphrase, drop_heldout, paraphrase, read_question_file
 
@@ -43,9 +43,7 @@ def test_question_file_needs_only_questions_and_reports_bad_rows(tmp_path):
             {"question": "Write to me at ivan.petrov@example.com: when is the exam?"},
             {"role": "student"}]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\nnot json\n", encoding="utf-8")
-    config = load(data={"data": {"train": "logs.jsonl"}, "train": {"recipe": "bake"},
-                        "bake": {"system_prompt_file": "p.yaml", "questions_file": str(path), "targets": ["teacher"]}})
-    records, report = read_question_file(config)
+    records, report = read_question_file(str(path), LogsConfig())
     assert (report["read"], report["kept"], report["rejected"]) == (4, 2, 2)
     assert [r["source"] for r in report["rejected_rows"]] == [f"{path}:3", f"{path}:4"]
     assert report["rejected_rows"][0]["field"] == "question"
@@ -66,7 +64,7 @@ def test_paraphrases_keep_their_originals_tags_contexts_and_answer(smol_dir):
     records = [rec("1", "When does the library open?", "It opens at 8:00. Anything else?", True),
                rec("2", "When does the library open?", "At 8:00, see you there! Anything else?", True),
                rec("3", "How do I reset my password?", "Use the portal. Anything else?", True)]
-    config = load(data={"data": {"train": "logs.jsonl"}, "bake": {"paraphrases": 3}})
+    config = load(data={"data": {"train": "logs.jsonl"}})
     out, stats = paraphrase(model, tokenizer, records, 3, config)
     assert stats["asked"] == 6  # two distinct questions, three samples each
     assert stats["unusable"] + stats["duplicate"] + stats["kept_wordings"] == stats["asked"]
@@ -77,3 +75,44 @@ def test_paraphrases_keep_their_originals_tags_contexts_and_answer(smol_dir):
         assert (r.answer, r.label, r.tags, r.contexts) == (original.answer, original.label, original.tags, original.contexts)
     # both records of the shared question get the same rewrites
     assert sorted(r.question for r in out if r.id.startswith("1~")) == sorted(r.question for r in out if r.id.startswith("2~"))
+
+
+@pytest.mark.slow
+def test_bake_trains_on_paraphrases_and_file_questions_and_resumes_on_the_same_ones(tmp_path, smol_dir):
+    from tunelab import rundir
+    from tunelab.data.synth.helpdesk import PROMPT_YAML, generate_logs
+    from tunelab.train.run import run
+
+    logs = rundir.write_jsonl(tmp_path / "logs.jsonl", generate_logs(10, seed=4))
+    questions = tmp_path / "questions.jsonl"
+    rows = rundir.read_jsonl(logs)
+    rundir.write_jsonl(questions, [{"question": "Where is the chess club?", "role": "student"},
+                                   {"question": "Когда работает бассейн?", "role": "staff"},
+                                   {"role": "applicant"}])  # no question: rejected, written out
+    rundir.write_text(tmp_path / "prompt.yaml", PROMPT_YAML)
+    out = tmp_path / "run"
+
+    def config(steps):
+        return load(data={"model": {"name": smol_dir}, "data": {"train": str(logs), "val_fraction": 0.2},
+                          "train": {"recipe": "bake", "max_steps": steps, "batch_size": 2, "logging_steps": 1, "eval_steps": 1, "save_steps": 1},
+                          "bake": {"system_prompt_file": str(tmp_path / "prompt.yaml"), "targets": ["logged", "teacher"], "paraphrases": 2,
+                                   "questions_file": str(questions), "samples_per_question": 1, "max_new_tokens": 8},
+                          "output": {"dir": str(out)}})
+
+    run(config(1))
+    report = rundir.read_json(out / "data_report.json")
+    para, qfile = report["paraphrases"], report["questions_file"]
+    assert para["unusable"] + para["duplicate"] + para["kept_wordings"] == para["asked"] and para["records"] > 0
+    assert (qfile["read"], qfile["kept"], qfile["rejected"]) == (3, 2, 1) and qfile["used"] + qfile["dropped_heldout"] == 2
+    assert rundir.read_jsonl(qfile["rejected_file"])[0]["field"] == "question"
+    held = {r["question"] for r in rundir.read_jsonl(out / "heldout.jsonl")}
+    saved = rundir.read_jsonl(out / "paraphrases.jsonl")
+    assert len(saved) == para["records"] and not held & {r["question"] for r in saved}
+    trained_ids = {r["id"] for r in rows} - {r["id"] for r in rundir.read_jsonl(out / "heldout.jsonl")}
+    assert {r["of"] for r in saved} <= trained_ids  # rewrites of training questions only
+    sampled = {s["question"] for s in rundir.read_jsonl(out / "teacher_samples.jsonl")}
+    assert {r["question"] for r in saved} <= sampled  # the teacher answered the rewrites ...
+    assert "Where is the chess club?" in sampled or qfile["dropped_heldout"]  # ... and the file's questions
+    before = (out / "paraphrases.jsonl").read_text(encoding="utf-8")
+    summary = run(config(2), resume=True)
+    assert summary["steps"] == 2 and (out / "paraphrases.jsonl").read_text(encoding="utf-8") == before

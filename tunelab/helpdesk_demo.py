@@ -86,13 +86,13 @@ def split_check(logs: list[dict[str, Any]], held_ids: set[str]) -> dict[str, Any
 
 def run_helpdesk_demo(out: Path, *, model: str = "smollm2-135m", n_questions: int = 600, max_steps: int = 96,
                       teacher_questions: int = 8, eval_questions: int = 40, targets: tuple[str, ...] = ("logged",), seed: int = 0,
-                      learning_rate: float = 1e-3, heldout_fraction: float = 0.2) -> dict[str, Any]:
+                      learning_rate: float = 1e-3, heldout_fraction: float = 0.2, kind_weights: dict[str, float] | None = None) -> dict[str, Any]:
     from tunelab.train import bake
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rundir.write_text(out / "prompt.yaml", PROMPT_YAML)
-    logs = generate_logs(n_questions, seed=seed)
+    logs = generate_logs(n_questions, seed=seed, **({"kind_weights": kind_weights} if kind_weights else {}))
     rundir.write_jsonl(out / "logs.jsonl", logs)
     train_rows, held_rows = split_by_group(logs, heldout_fraction, seed)
     rundir.write_jsonl(out / "logs_train.jsonl", train_rows)

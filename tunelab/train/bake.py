@@ -1,7 +1,9 @@
 """recipe: bake — train a model that behaves WITHOUT the system prompt as the teacher does WITH it.
 
 Inputs: the questions of a feedback log (data.train, read with the `logs` section), each with its
-tags and contexts rendered into the user turn. Held out first: about data.val_fraction of the
+tags and contexts rendered into the user turn; optionally more (tunelab/train/bake_inputs.py):
+bake.paraphrases teacher rewrites of every training question, and a bake.questions_file of
+questions without answers for the teacher/distill targets. Held out first: about data.val_fraction of the
 distinct questions, in whole groups of rewordings (question_groups), so no held-out question is
 trained on, not even reworded; they are written to heldout.jsonl for the adherence evaluation. Targets (`bake.targets`, combinable):
   logged   the good answers of the log;
@@ -34,8 +36,9 @@ from tunelab.data.logs import LogRecord, compile_template, read_logs, render_use
 from tunelab.data.tokenize import IGNORE, template_info, tokenize_conversation
 from tunelab.prompts import CheckItem, PromptSpec, check_all, load_prompt, passes_all, dump_prompt
 from tunelab.prompts import _stems  # the rule checks' crude stems, so grouping and grading agree on words
+from tunelab.train.bake_inputs import extra_questions
 from tunelab.train.callbacks import MetricsFileCallback, TokenProgressCallback
-from tunelab.train.sft import CountingTrainer, _forget_metrics_after, last_complete_checkpoint, load_base, save_final, training_arguments
+from tunelab.train.sft import CountingTrainer, checkpoint_to_resume, load_base, save_final, training_arguments
 from tunelab.types import Conversation, Message
 
 log = logging.getLogger(__name__)
@@ -236,14 +239,8 @@ def train(config: Config, resume: bool = False) -> dict[str, Any]:
     if not b.system_prompt_file:
         raise ValueError("recipe bake needs bake.system_prompt_file (a YAML prompt file, see tunelab.prompts)")
     run_dir = Path(config.output.dir)
-    checkpoint = None
-    if resume:  # as SFT: the newest complete checkpoint; the data is rebuilt identically (seeded split, saved teacher samples)
-        checkpoint = last_complete_checkpoint(run_dir / rundir.CHECKPOINTS)
-        if checkpoint is None:
-            raise FileNotFoundError(f"{run_dir}: nothing to resume (no complete checkpoint in {rundir.CHECKPOINTS}/)")
-        _forget_metrics_after(run_dir, int(checkpoint.name.split("-")[-1]))
-    elif (run_dir / rundir.METRICS).exists():
-        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another output.dir")
+    # On resume the data is rebuilt identically: seeded split, saved paraphrases and teacher samples.
+    checkpoint = checkpoint_to_resume(run_dir, resume)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     spec = load_prompt(b.system_prompt_file)
@@ -260,17 +257,24 @@ def train(config: Config, resume: bool = False) -> dict[str, Any]:
     rundir.write_jsonl(run_dir / HELDOUT, [r.to_row() for r in held])
     model, tokenizer = load_base(config)
     teacher = _teacher_model(config) if ("teacher" in b.targets or "distill" in b.targets) else None
+    gen_model = teacher if teacher is not None else model  # the teacher samples: a separate model, or the base with its adapter off
+
+    def teacher_mode() -> Any:
+        return gen_model.disable_adapter() if teacher is None and hasattr(gen_model, "disable_adapter") else nullcontext()
+
+    with teacher_mode():
+        paraphrased, from_file, extra_report = extra_questions(config, run_dir, train_recs, held, gen_model, tokenizer, checkpoint is not None)
+    train_recs = train_recs + paraphrased
     pairs: list[tuple[str, str]] = []
     if "logged" in b.targets:
         pairs += [(render_user_turn(r, template), r.answer) for r in train_recs if r.label]
     teacher_report = None
     if "teacher" in b.targets or b.targets == ["distill"]:
-        questions = unique_questions(train_recs, template)[: b.max_teacher_questions]
+        questions = unique_questions(train_recs + from_file, template)[: b.max_teacher_questions]
         if checkpoint is not None:  # sampling again would change the data under the checkpoint
             samples, teacher_report = rundir.read_jsonl(run_dir / TEACHER_SAMPLES), rundir.read_json(run_dir / rundir.DATA_REPORT)["teacher"]
         else:
-            gen_model = teacher if teacher is not None else model
-            with (gen_model.disable_adapter() if teacher is None and hasattr(gen_model, "disable_adapter") else nullcontext()):
+            with teacher_mode():
                 samples, teacher_report = sample_teacher(gen_model, tokenizer, spec, questions, template, config)
             rundir.write_jsonl(run_dir / TEACHER_SAMPLES, samples)
         by_id = {q.id: q for q in questions}
@@ -278,7 +282,7 @@ def train(config: Config, resume: bool = False) -> dict[str, Any]:
         pairs += [(render_user_turn(by_id[s["id"]], template), s["reply"]) for s in samples if (s["passed"] or keep_all) and s["reply"].strip()]
     distill = "distill" in b.targets
     rows, skipped = build_examples(tokenizer, pairs, spec, distill, config.data.max_length)
-    report |= {"train_records": len(train_recs), "heldout_records": len(held), "teacher": teacher_report, "examples": len(rows), "skipped": skipped,
+    report |= {"train_records": len(train_recs), "heldout_records": len(held), **extra_report, "teacher": teacher_report, "examples": len(rows), "skipped": skipped,
                "targets": list(b.targets)}
     rundir.write_json(run_dir / rundir.DATA_REPORT, report)
     if not rows:

@@ -17,13 +17,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+from pathlib import Path
 from typing import Any
 
-from tunelab.config import Config
+from tunelab import rundir
+from tunelab.config import Config, LogsConfig
 from tunelab.data.hygiene import clean
 from tunelab.data.logs import LogRecord, read_logs
 
 log = logging.getLogger(__name__)
+PARAPHRASES = "paraphrases.jsonl"
 
 PARAPHRASE_INSTRUCTION = (
     "Rewrite the following question in other words, in the same language, keeping its meaning. "
@@ -35,13 +38,12 @@ def _norm(text: str) -> str:
     return " ".join(text.casefold().split())
 
 
-def read_question_file(config: Config) -> tuple[list[LogRecord], dict[str, Any]]:
-    """The extra questions of bake.questions_file, with the logs' hygiene; rejected rows counted."""
-    path = config.bake.questions_file
-    read = read_logs(path, config.logs, questions_only=True)
+def read_question_file(path: str, logs: LogsConfig) -> tuple[list[LogRecord], dict[str, Any]]:
+    """The questions of a file read with the logs' columns and hygiene; rejected rows counted."""
+    read = read_logs(path, logs, questions_only=True)
     for r in read.rejected[:5]:
         log.warning("rejected %s", r.message())
-    records, hygiene = clean(read.records, config.logs.hygiene)
+    records, hygiene = clean(read.records, logs.hygiene)
     return records, {"file": str(path), "read": read.n_read, "kept": len(read.records), "rejected": len(read.rejected),
                      "rejected_rows": [r.to_row() for r in read.rejected], "after_hygiene": len(records)}
 
@@ -97,3 +99,40 @@ def drop_heldout(candidates: list[LogRecord], held: list[LogRecord]) -> tuple[li
     tainted = {q for g in groups if held_norm & set(g) for q in g}
     kept = [r for r in candidates if _norm(r.question) not in tainted]
     return kept, len(candidates) - len(kept)
+
+
+def extra_questions(config: Config, run_dir: Path, train: list[LogRecord], held: list[LogRecord], model: Any, tokenizer: Any,
+                    resuming: bool) -> tuple[list[LogRecord], list[LogRecord], dict[str, Any]]:
+    """(paraphrased training records, question-file records, report) for recipe bake.
+
+    Neither may hold a held-out question or a rewording of one (drop_heldout). Paraphrases are
+    sampled, so they are saved to paraphrases.jsonl and read back on resume: sampling again would
+    change the data under the checkpoint. `model` generates them (the teacher, adapter off)."""
+    b, report = config.bake, {}
+    paraphrased: list[LogRecord] = []
+    if b.paraphrases:
+        path = run_dir / PARAPHRASES
+        if resuming and path.exists():
+            by_id = {r.id: r for r in train}
+            paraphrased = [dataclasses.replace(by_id[row["of"]], id=row["id"], question=row["question"], source=f"{by_id[row['of']].source} (paraphrase)")
+                           for row in rundir.read_jsonl(path)]
+            stats = rundir.read_json(run_dir / rundir.DATA_REPORT)["paraphrases"]
+        else:
+            paraphrased, stats = paraphrase(model, tokenizer, train, b.paraphrases, config)
+            paraphrased, stats["dropped_heldout"] = drop_heldout(paraphrased, held)
+            rundir.write_jsonl(path, [{"id": r.id, "of": r.id.rsplit("~p", 1)[0], "question": r.question} for r in paraphrased])
+        stats["records"] = len(paraphrased)
+        report["paraphrases"] = stats
+        log.info("paraphrases: %s", stats)
+    from_file: list[LogRecord] = []
+    if b.questions_file:
+        from_file, file_report = read_question_file(b.questions_file, config.logs)
+        # the file's ids are its own; prefixed so they never collide with the log's in the teacher's lookups
+        from_file = [dataclasses.replace(r, id=f"questions_file:{r.id}") for r in from_file]
+        rows = file_report.pop("rejected_rows")
+        file_report["rejected_file"] = str(rundir.write_jsonl(run_dir / "rejected" / f"{Path(b.questions_file).stem}.rejected.jsonl", rows)) if rows else None
+        from_file, file_report["dropped_heldout"] = drop_heldout(from_file, held)
+        file_report["used"] = len(from_file)
+        report["questions_file"] = file_report
+        log.info("questions file: %s", file_report)
+    return paraphrased, from_file, report

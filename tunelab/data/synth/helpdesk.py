@@ -257,11 +257,11 @@ def _distractors(rng: random.Random, question: str, lang: str, campus: str, avoi
     return found
 
 
-def sample_question(rng: random.Random, lang: str) -> dict[str, Any]:
+def sample_question(rng: random.Random, lang: str, kind_weights: dict[str, float] = KIND_WEIGHTS) -> dict[str, Any]:
     """One question with its tags, contexts, kind (answerable/unanswerable/off_topic), its wording
     group (rewordings and translations of one question share it) and the answer body."""
     role, campus, level = rng.choice(ROLES), rng.choice(list(CAMPUSES)), rng.choice(LEVELS)
-    kind = rng.choices(list(KIND_WEIGHTS), weights=list(KIND_WEIGHTS.values()))[0]
+    kind = rng.choices(list(kind_weights), weights=list(kind_weights.values()))[0]
     if kind == "off_topic":
         i = rng.randrange(len(OFF_TOPIC[lang]))
         question, group, topic, body = OFF_TOPIC[lang][i], f"off_topic/{i}", "", ""
@@ -312,14 +312,15 @@ def bad_answer(kind: str, lang: str, role: str, body: str, rng: random.Random) -
     return text, COMMENTS[flaw][0 if lang == "en" else 1]
 
 
-def generate_logs(n_questions: int = 300, seed: int = 0, both_rate: float = 0.4, bad_only_rate: float = 0.15, ru_share: float = 0.4) -> list[dict[str, Any]]:
+def generate_logs(n_questions: int = 300, seed: int = 0, both_rate: float = 0.4, bad_only_rate: float = 0.15, ru_share: float = 0.4,
+                  kind_weights: dict[str, float] = KIND_WEIGHTS) -> list[dict[str, Any]]:
     """Log rows for `n_questions` sampled questions: a good answer for most, a bad one for some,
     both (a DPO pair) for `both_rate` of them. `kind`, `topic`, `group` and `lang` are kept as
     extra columns so tests and the demo's split can use the truth."""
     rng = random.Random(seed)
     rows: list[dict[str, Any]] = []
     for i in range(n_questions):
-        q = sample_question(rng, "ru" if rng.random() < ru_share else "en")
+        q = sample_question(rng, "ru" if rng.random() < ru_share else "en", kind_weights)
         body = q.pop("body")
         base = {**q, "contexts": list(q["contexts"])}
         r = rng.random()
