@@ -175,7 +175,7 @@ def test_compare_with_and_without_system_prompt(tmp_path, chatty_dir):
     data = _write_data(tmp_path / "eval.jsonl", n=3)
     prompt = tmp_path / "prompt.txt"
     prompt.write_text("You are a grumpy barista. Answer in one word.")
-    result = run_compare(Side(chatty_dir), Side(chatty_dir, str(prompt)), data, out_dir=tmp_path / "cmp",
+    run_compare(Side(chatty_dir), Side(chatty_dir, str(prompt)), data, out_dir=tmp_path / "cmp",
                          settings=GenerationSettings(max_new_tokens=6), semantic=False, n_resamples=200, progress=False)
     saved = rundir.read_json(tmp_path / "cmp" / "compare.json")
     assert {"bleu", "chrf", "rougeL", "meteor", "exact_match", "appropriate", "correct"} <= set(saved["deltas"])

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from tunelab.data.synth.helpdesk import (
-    ATTRIBUTES, KIND_WEIGHTS, OFF_TOPIC, PROMPT_YAML, SERVICES, generate_logs, passage, question_text, random_facts,
+    ATTRIBUTES, KIND_WEIGHTS, OFF_TOPIC, OFF_TOPIC_REQUESTS, OFF_TOPIC_SUBJECTS, PROMPT_YAML, SERVICES, generate_logs,
+    off_topic_request, passage, question_text, random_facts,
 )
 from tunelab.helpdesk_demo import split_by_group, split_check
 from tunelab.prompts import CheckItem, check_all, is_answerable, is_off_topic, parse_prompt, passes_all
@@ -65,6 +66,10 @@ def test_every_question_wording_is_on_topic_and_answered_by_its_own_passage():
     assert not wrong, wrong[:3]
     assert len(SERVICES) >= 40
     assert all(is_off_topic(topic, CheckItem(q)) for qs in OFF_TOPIC.values() for q in qs)
+    composed = [off_topic_request(r, s, lang) for lang in OFF_TOPIC_REQUESTS for r in range(len(OFF_TOPIC_REQUESTS[lang]))
+                for s in range(len(OFF_TOPIC_SUBJECTS))]
+    assert len(set(composed)) == 2 * 8 * 20
+    assert [q for q in composed if not is_off_topic(topic, CheckItem(q))] == []
 
 
 def test_facts_are_drawn_per_row_and_copied_into_the_good_answer():
@@ -106,3 +111,23 @@ def test_good_replies_fit_the_demo_generation_budget(smol_dir):
     longest = max(good, key=lambda r: len(tokenizer(r["answer"])["input_ids"]))
     assert longest["lang"] == "ru"
     assert len(tokenizer(longest["answer"])["input_ids"]) + 1 <= EVAL_NEW_TOKENS - 10, longest["answer"]  # +1: end of turn
+
+
+@pytest.mark.slow
+def test_helpdesk_demo_runs_logs_to_bake_to_adherence(tmp_path, tiny_model_dir):
+    """The whole scenario, small: logs and sets written, bake trained on the training groups
+    only, and an adherence table over the held-out questions for the three conditions."""
+    from tunelab import rundir
+    from tunelab.helpdesk_demo import run_helpdesk_demo
+
+    res = run_helpdesk_demo(tmp_path, model=tiny_model_dir, n_questions=40, max_steps=2, eval_questions=4)
+    logs = rundir.read_jsonl(tmp_path / "logs.jsonl")
+    assert res["logs"]["read"] == len(logs) == res["logs"]["kept"] + res["logs"]["rejected"]
+    assert res["adherence"]["split_check"]["same_group_in_training"] == []
+    trained = {r["question"] for r in rundir.read_jsonl(tmp_path / "logs_train.jsonl")}
+    evaluated = {p["question"] for p in rundir.read_jsonl(tmp_path / "adherence_predictions.jsonl")}
+    assert len(evaluated) == 4 and not evaluated & trained
+    assert set(res["adherence"]["conditions"]) == {"base without prompt", "base with prompt", "baked without prompt"}
+    assert res["adherence"]["prompt_tokens_saved_per_request"] > 300  # the whole prompt is no longer sent
+    assert "| **all rules** |" in (tmp_path / "adherence.md").read_text(encoding="utf-8")
+    assert res["bake"]["steps"] == 2 and {"sft.jsonl", "kto.jsonl", "dpo.jsonl"} <= {p.name for p in (tmp_path / "sets").iterdir()}

@@ -111,6 +111,29 @@ OFF_TOPIC = {
            "Как испечь хлеб на закваске?", "Какая видеоигра самая интересная?", "Как связать тёплый шарф?"),
 }
 
+# Off-topic requests are also compositional, so that declining can generalise to requests never
+# seen: a kind of request times a subject (8 x 20 per language, a translation pair sharing one
+# wording group), beside the fixed ones above. Russian subjects are in the accusative ("про ...").
+OFF_TOPIC_REQUESTS = {
+    "en": ("Write me a poem about {x}.", "Tell me a joke about {x}.", "Write a short story about {x}.", "Compose a song about {x}.",
+           "Give me some fun facts about {x}.", "What is your honest opinion about {x}?", "Recommend a good film about {x}.",
+           "Draw me a funny picture of {x}."),
+    "ru": ("Напиши мне стихотворение про {x}.", "Расскажи анекдот про {x}.", "Напиши короткий рассказ про {x}.", "Сочини песню про {x}.",
+           "Расскажи интересные факты про {x}.", "Что ты честно думаешь про {x}?", "Посоветуй хороший фильм про {x}.",
+           "Нарисуй смешную картинку про {x}."),
+}
+OFF_TOPIC_SUBJECTS = (
+    ("the sea", "море"), ("cats", "котов"), ("dragons", "драконов"), ("football", "футбол"), ("pizza", "пиццу"),
+    ("the weather", "погоду"), ("old cars", "старые машины"), ("the stock market", "биржу"), ("tomatoes", "помидоры"),
+    ("pirates", "пиратов"), ("video games", "видеоигры"), ("dogs", "собак"), ("the moon", "луну"), ("winter", "зиму"),
+    ("coffee", "кофе"), ("rainbows", "радугу"), ("trains", "поезда"), ("mountains", "горы"), ("dinosaurs", "динозавров"),
+    ("pancakes", "блины"),
+)
+
+
+def off_topic_request(request: int, subject: int, lang: str) -> str:
+    return OFF_TOPIC_REQUESTS[lang][request].format(x=OFF_TOPIC_SUBJECTS[subject][0 if lang == "en" else 1])
+
 
 def _topic_keywords() -> list[str]:
     """Words that make a question on-topic for the checker: the service names, both languages."""
@@ -263,8 +286,13 @@ def sample_question(rng: random.Random, lang: str, kind_weights: dict[str, float
     role, campus, level = rng.choice(ROLES), rng.choice(list(CAMPUSES)), rng.choice(LEVELS)
     kind = rng.choices(list(kind_weights), weights=list(kind_weights.values()))[0]
     if kind == "off_topic":
-        i = rng.randrange(len(OFF_TOPIC[lang]))
-        question, group, topic, body = OFF_TOPIC[lang][i], f"off_topic/{i}", "", ""
+        if rng.random() < 0.3:  # one of the fixed requests
+            i = rng.randrange(len(OFF_TOPIC[lang]))
+            question, group = OFF_TOPIC[lang][i], f"off_topic/{i}"
+        else:
+            request, subject = rng.randrange(len(OFF_TOPIC_REQUESTS[lang])), rng.randrange(len(OFF_TOPIC_SUBJECTS))
+            question, group = off_topic_request(request, subject, lang), f"off_topic/{request}/{subject}"
+        topic, body = "", ""
         contexts = _distractors(rng, question, lang, campus, None, 2)
     else:
         service, attribute = rng.choice(list(SERVICES)), rng.choice(list(ATTRIBUTES))
