@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 
@@ -81,10 +82,11 @@ def test_data_logs_command_reports_and_writes_sets(tmp_path):
     register(app)
     result = CliRunner().invoke(app, ["data", "logs", "examples/helpdesk/logs.csv", "--config", "examples/helpdesk/logs_csv.yaml", "-o", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "read 52, kept 52, rejected 0" in result.output and "user_role:" in result.output
+    assert "read 56, kept 56, rejected 0" in result.output and "user_role:" in result.output
     assert {"sft.jsonl", "kto.jsonl", "dpo.jsonl", "stats.json", "clean.jsonl"} <= {p.name for p in tmp_path.iterdir()}
-    first = json.loads((tmp_path / "kto.jsonl").read_text(encoding="utf-8").splitlines()[0])
-    assert first["prompt"][0]["content"].endswith("Question: Кто сбрасывает забытый пароль?")  # UTF-8 intact end to end
+    russian = next(r["query"] for r in csv.DictReader(open("examples/helpdesk/logs.csv", encoding="utf-8")) if "Уважаемый" in r["response"])
+    prompts = [json.loads(line)["prompt"][0]["content"] for line in (tmp_path / "kto.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert any(p.endswith(f"Question: {russian}") for p in prompts)  # UTF-8 intact end to end
 
 
 def _judgement(cid: str, reply: dict, label: bool, turns: int = 1) -> dict:

@@ -84,7 +84,7 @@ def split_check(logs: list[dict[str, Any]], held_ids: set[str]) -> dict[str, Any
             "same_group_in_training": sorted({r["group"] for r in held if r["group"] in trained_groups})}
 
 
-def run_helpdesk_demo(out: Path, *, model: str = "smollm2-135m", n_questions: int = 600, max_steps: int = 96,
+def run_helpdesk_demo(out: Path, *, model: str = "smollm2-135m", n_questions: int = 800, max_steps: int = 160,
                       teacher_questions: int = 8, eval_questions: int = 40, targets: tuple[str, ...] = ("logged",), seed: int = 0,
                       learning_rate: float = 1e-3, heldout_fraction: float = 0.2, kind_weights: dict[str, float] | None = None) -> dict[str, Any]:
     from tunelab.train import bake

@@ -219,10 +219,12 @@ DECLINE = {
     "en": "I can only help with university questions.",
     "ru": "Я могу помочь только с вопросами об университете.",
 }
-# The answerable kind dominates, as in production, so that a question about a service the model
-# has never seen is answered from its passage rather than refused; the two hard kinds still get a
-# fifth each, far above their production share.
-KIND_WEIGHTS = {"answerable": 0.6, "unanswerable": 0.2, "off_topic": 0.2}
+# The answerable kind is the largest share, as in production, so that a question about a service
+# the model has never seen is answered from its passage rather than refused; the two hard kinds
+# are far above their production share. Measured on the demo (README): 60/20/20 left every
+# held-out unanswerable question answered from a wrong passage; 50/30/20 passed 88% of held-out
+# questions on all rules; a third each tipped the model into declining answerable questions.
+KIND_WEIGHTS = {"answerable": 0.5, "unanswerable": 0.3, "off_topic": 0.2}
 PII = {"en": " My email is {n}.petrov@example.com and my phone is +7 912 345-67-{d}.", "ru": " Моя почта {n}.ivanova@mail.ru, телефон +7 912 345-67-{d}."}
 FILLER = {
     "en": "Our university is one of the oldest in the region. It has many faculties. Students enjoy studying here.",
