@@ -49,7 +49,9 @@ def main() -> None:
     if args.baked:
         conditions.append(adherence.Condition(f"baked {trained_on} without prompt", str(run / "bake"), False))
     out = run / "adherence_models"
-    report = adherence.evaluate(spec, held, conditions, out_dir=out, max_questions=args.questions)
+    from tunelab.helpdesk_demo import EVAL_NEW_TOKENS  # the demo's budget: Russian replies need it
+
+    report = adherence.evaluate(spec, held, conditions, out_dir=out, max_questions=args.questions, max_new_tokens=EVAL_NEW_TOKENS)
     by_language = per_language(rundir.read_jsonl(out / adherence.PREDICTIONS))
     rundir.write_json(out / adherence.SCORES, {**report, "by_language": by_language})
     table = adherence.table(report)

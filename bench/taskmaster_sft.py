@@ -147,8 +147,7 @@ def training_config(args: argparse.Namespace, paths: dict[str, Path], run_dir: P
 
     overrides = [f"data.train={paths['train']}", f"output.dir={run_dir}", f"train.seed={args.seed}",
                  f"data.seed={args.seed}"]  # threads: torch's default (all cores); --set train.threads=N to change
-    if args.val:
-        overrides.append(f"data.val={paths['val']}")
+    overrides.append(f"data.val={paths['val']}" if args.val else "data.val=null")  # never the example file's val set
     base = load(args.config)
     per_epoch = -(-n_train // (base.train.batch_size * base.train.grad_accum))
     total = args.steps or max(1, round(per_epoch * (args.epochs or base.train.epochs)))

@@ -44,6 +44,17 @@ def test_rewordings_and_scrubbed_variants_stay_on_one_side():
     assert 0 < library_held < 8  # the library group does get held out, always whole
 
 
+def test_one_huge_group_of_questions_is_not_held_out_whole():
+    """Questions that share words transitively form one big group; holding it out would take far
+    more than the asked fraction, so smaller groups are held out instead."""
+    big = [f"Where is the library room {n} for the {w} course?" for n, w in enumerate(["maths", "physics", "history", "music", "law", "art", "biology", "chemistry"])]
+    records = [LogRecord(id=f"{i}", question=q, answer="a", label=True) for i, q in enumerate(big + QUESTIONS[1:9])]
+    assert max(map(len, question_groups([r.question.lower() for r in records]))) >= 8
+    for seed in range(6):
+        train, held = split_by_question(records, 0.2, seed=seed)
+        assert 1 <= len(held) <= 5 and not any("library room" in r.question for r in held), seed
+
+
 def test_reply_kl_is_zero_for_equal_distributions_and_positive_otherwise():
     torch.manual_seed(0)
     # student: 1 prompt token + 3 reply tokens; teacher: 3 prompt tokens + the same 3 reply tokens

@@ -23,6 +23,8 @@ def rec(i: str, question: str, answer: str = "", label: bool = False) -> LogReco
     ("When does the library open?", "The library opens at 8.", None),  # an answer, not a question
     ("When does the library open?", "What time? And where?", None),  # two questions
     ("When does the library open?", "", None),
+    ("Когда работает бассейн?", "Who builds the physics program?", None),  # another language
+    ("When does the library open?", "Which business decides to bake cookies?", None),  # about something else
 ])
 def test_clean_paraphrase(original, reply, expected):
     assert clean_paraphrase(original, reply) == expected
@@ -52,8 +54,11 @@ def test_question_file_needs_only_questions_and_reports_bad_rows(tmp_path):
 
 
 def test_question_file_without_teacher_targets_is_a_config_error():
-    with pytest.raises(ConfigError, match="questions_file"):
-        load(data={"data": {"train": "logs.jsonl"}, "bake": {"questions_file": "q.jsonl", "targets": ["logged"]}})
+    for targets in (["logged"], ["logged", "distill"]):  # distill with logged answers distils over those answers only
+        with pytest.raises(ConfigError, match="questions_file"):
+            load(data={"data": {"train": "logs.jsonl"}, "bake": {"questions_file": "q.jsonl", "targets": targets}})
+    for targets in (["teacher"], ["distill"], ["logged", "teacher", "distill"]):
+        load(data={"data": {"train": "logs.jsonl"}, "bake": {"questions_file": "q.jsonl", "targets": targets}})
 
 
 def test_paraphrases_keep_their_originals_tags_contexts_and_answer(smol_dir):
@@ -67,7 +72,7 @@ def test_paraphrases_keep_their_originals_tags_contexts_and_answer(smol_dir):
     config = load(data={"data": {"train": "logs.jsonl"}})
     out, stats = paraphrase(model, tokenizer, records, 3, config)
     assert stats["asked"] == 6  # two distinct questions, three samples each
-    assert stats["unusable"] + stats["duplicate"] + stats["kept_wordings"] == stats["asked"]
+    assert stats["unusable"] + stats["duplicate"] + stats["kept_wordings"] == stats["asked"] and stats["kept_wordings"] > 0
     by_original = {"1": records[0], "2": records[1], "3": records[2]}
     for r in out:
         original = by_original[r.id.split("~")[0]]
@@ -103,6 +108,7 @@ def test_bake_trains_on_paraphrases_and_file_questions_and_resumes_on_the_same_o
     report = rundir.read_json(out / "data_report.json")
     para, qfile = report["paraphrases"], report["questions_file"]
     assert para["unusable"] + para["duplicate"] + para["kept_wordings"] == para["asked"] and para["records"] > 0
+    assert report["train_records"] + report["heldout_records"] == report["after_hygiene"] and report["paraphrased_records"] == para["records"]
     assert (qfile["read"], qfile["kept"], qfile["rejected"]) == (3, 2, 1) and qfile["used"] + qfile["dropped_heldout"] == 2
     assert rundir.read_jsonl(qfile["rejected_file"])[0]["field"] == "question"
     held = {r["question"] for r in rundir.read_jsonl(out / "heldout.jsonl")}
@@ -112,7 +118,7 @@ def test_bake_trains_on_paraphrases_and_file_questions_and_resumes_on_the_same_o
     assert {r["of"] for r in saved} <= trained_ids  # rewrites of training questions only
     sampled = {s["question"] for s in rundir.read_jsonl(out / "teacher_samples.jsonl")}
     assert {r["question"] for r in saved} <= sampled  # the teacher answered the rewrites ...
-    assert "Where is the chess club?" in sampled or qfile["dropped_heldout"]  # ... and the file's questions
+    assert len(sampled & {"Where is the chess club?", "Когда работает бассейн?"}) == qfile["used"]  # ... and the file's questions
     before = (out / "paraphrases.jsonl").read_text(encoding="utf-8")
     summary = run(config(2), resume=True)
     assert summary["steps"] == 2 and (out / "paraphrases.jsonl").read_text(encoding="utf-8") == before

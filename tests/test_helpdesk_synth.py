@@ -82,7 +82,7 @@ def test_facts_are_drawn_per_row_and_copied_into_the_good_answer():
         assert any(body.lower()[:40] in c.lower() for c in r["contexts"]), r
     repeated = [a for a in answers_by_question.values() if len(a) > 1]
     assert len(repeated) >= 10  # the same wording, answered differently because its passage differs
-    assert len({r["group"] for r in rows}) >= 150
+    assert len({r["group"] for r in rows}) >= 120  # of 225 service attributes, from ~250 answerable rows
 
 
 def test_demo_split_holds_out_whole_wording_groups():
@@ -97,6 +97,20 @@ def test_demo_split_holds_out_whole_wording_groups():
     assert {r["kind"] for r in held} == set(KIND_WEIGHTS) and {r["lang"] for r in held} == {"en", "ru"}
     leaky = [{**r, "id": "x"} for r in held[:1]]  # the check does catch a held-out group that is also trained on
     assert split_check(logs + leaky, {r["id"] for r in held})["same_group_in_training"] == [held[0]["group"]]
+
+
+def test_a_wording_belongs_to_one_group_only():
+    """Holding out whole groups only prevents leaks if no wording (nor a near rewording, e.g. a
+    fixed off-topic request that a composed one repeats) sits in two groups."""
+    groups = collections.defaultdict(set)
+    for seed in range(4):
+        for r in generate_logs(800, seed=seed):
+            groups[" ".join(r["question"].casefold().split())].add(r["group"])
+    assert [q for q, g in groups.items() if len(g) > 1] == []
+    cats = [r for r in generate_logs(2000, seed=0) if r["question"] in ("Tell me a joke about cats.", "Write me a poem about the sea.",
+                                                                          "Can you write me a poem about the sea?")]
+    assert len({r["group"] for r in cats if "cats" in r["question"]}) == 1
+    assert len({r["group"] for r in cats if "sea" in r["question"]}) == 1
 
 
 def test_good_replies_fit_the_demo_generation_budget(smol_dir):

@@ -242,8 +242,10 @@ def load(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] 
     if config.train.save_steps % config.train.eval_steps:
         raise ConfigError(f"{source}: train.save_steps ({config.train.save_steps}) must be a multiple of train.eval_steps ({config.train.eval_steps}) so the best checkpoint can be kept")
     _check_behaviour_eval(config, source)
-    if config.bake.questions_file and not {"teacher", "distill"} & set(config.bake.targets):
-        raise ConfigError(f"{source}: bake.questions_file has questions without answers; they need bake.targets teacher or distill")
+    if config.bake.questions_file and not ("teacher" in config.bake.targets or config.bake.targets == ["distill"]):
+        raise ConfigError(f"{source}: bake.questions_file has questions without answers; they need bake.targets teacher (or distill alone, which distils over teacher samples)")
+    if config.train.recipe in ("kto", "dpo") and config.train.precision not in ("auto", "fp32"):
+        raise ConfigError(f"{source}: train.precision {config.train.precision} is not supported by recipe {config.train.recipe} (TRL's trainers run fp32 here); use auto or fp32")
     if config.train.precision == "bf16_base" and config.model.adapter == "full":
         raise ConfigError(f"{source}: train.precision bf16_base keeps only adapter weights in fp32; with model.adapter full every weight trains, use fp32 or bf16")
     return config

@@ -26,7 +26,6 @@ SCORED_ACTS = ("ask", "confirm")
 
 
 def demo_config(out: Path, train_file: Path, val_file: Path, **train_overrides: Any) -> Config:
-    # Length-grouped batches waste less compute on padding (+26% tokens/s in bench/train_throughput.py).
     train = {"epochs": 2, "learning_rate": 1e-3, "batch_size": 8, "eval_steps": 15, "save_steps": 15, "logging_steps": 5, "warmup_ratio": 0.05}
     train.update(train_overrides)
     return load(

@@ -2,7 +2,8 @@
 
 1. Writes the built-in university-helpdesk prompt (prompt.yaml) and synthetic English/Russian
    logs (logs.jsonl) into `out`.
-2. Reads the logs (with hygiene), writes statistics and the SFT/KTO/DPO sets to `out/sets/`.
+2. Reads the logs (with hygiene) and writes statistics and the SFT/KTO/DPO sets of the training
+   groups (step 3) to `out/sets/`.
 3. Holds out whole wording groups (split_by_group): a group is one question about one service
    attribute ("When is the library open?") with all its rewordings and its translation, or one
    off-topic request in both languages; a held-out group never reaches training, whatever the
@@ -36,8 +37,9 @@ from tunelab.eval import adherence
 from tunelab.prompts import load_prompt
 
 log = logging.getLogger(__name__)
-# The longest good Russian reply is about 90 tokens (Cyrillic costs SmolLM2's tokenizer 3-4 times
-# what English does); the evaluation's default 96 would cut correct replies before their question.
+# Cyrillic costs SmolLM2's tokenizer 3-4 times what English does: the longest good Russian reply
+# runs to about 100 tokens (tests/test_helpdesk_synth.py keeps it at least 10 under this budget),
+# so the evaluation's default 96 would cut correct replies before their closing question.
 EVAL_NEW_TOKENS = 112
 
 
@@ -47,8 +49,7 @@ def bake_config(out: Path, model: str, max_steps: int, teacher_questions: int, t
         "model": {"name": model},
         "data": {"train": str(out / "logs_train.jsonl"), "val_fraction": 0.0, "max_length": 1024},
         "train": {"recipe": "bake", "max_steps": max_steps, "batch_size": 4, "learning_rate": learning_rate, "logging_steps": 5,
-                  "eval_steps": max_steps, "save_steps": max_steps, "warmup_ratio": 0.05,
-                  "group_by_length": True},  # less padding: replies in Russian run to twice the tokens
+                  "eval_steps": max_steps, "save_steps": max_steps, "warmup_ratio": 0.05},
         "bake": {"system_prompt_file": str(out / "prompt.yaml"), "targets": targets, "samples_per_question": samples,
                  "max_teacher_questions": teacher_questions, "max_new_tokens": 80},
         "output": {"dir": str(out / "bake")},
@@ -102,7 +103,9 @@ def run_helpdesk_demo(out: Path, *, model: str = "smollm2-135m", n_questions: in
     config = load(data=bake_config(out, model, max_steps, teacher_questions, list(targets), learning_rate=learning_rate))
     read = read_logs(out / "logs.jsonl", config.logs)
     records, hygiene = clean(read.records, config.logs.hygiene)
-    sets = write_sets(records, out / "sets", config.logs.template)
+    # the SFT/KTO/DPO sets from the training groups only: whoever trains on them may not see held-out questions
+    train_ids = {r["id"] for r in train_rows}
+    sets = write_sets([r for r in records if r.id in train_ids], out / "sets", config.logs.template)
     summary = bake.train(config)
     # the held-out rows get the same hygiene (PII scrubbing) as bake gives the training rows
     held, _ = clean(read_logs(out / "logs_heldout.jsonl", config.logs).records, config.logs.hygiene)

@@ -100,14 +100,19 @@ def question_groups(questions: list[str], containment: float = 0.3) -> list[list
 
 def split_by_question(records: list[LogRecord], fraction: float, seed: int) -> tuple[list[LogRecord], list[LogRecord]]:
     """(train, held-out): whole groups of reworded questions (question_groups) go to one side,
-    about `fraction` of the distinct questions held out, so nothing held out is trained on reworded."""
+    about `fraction` of the distinct questions held out, so nothing held out is trained on reworded.
+    A group is taken only when it brings the held-out count closer to the target, so one huge
+    group (questions that share words transitively) cannot swallow the training set."""
     groups = question_groups(sorted({_norm(r.question) for r in records}))
     random.Random(seed).shuffle(groups)
     target, held = round(sum(map(len, groups)) * fraction), set()
     for group in groups:
         if len(held) >= target:
             break
-        held |= set(group)
+        if len(group) < 2 * (target - len(held)):  # closer to the target with it than without
+            held |= set(group)
+    if not held and target:  # every group is bigger than the target: hold out the smallest
+        held = set(min(groups, key=len))
     train = [r for r in records if _norm(r.question) not in held]
     return train, [r for r in records if _norm(r.question) in held]
 
@@ -264,26 +269,28 @@ def train(config: Config, resume: bool = False) -> dict[str, Any]:
 
     with teacher_mode():
         paraphrased, from_file, extra_report = extra_questions(config, run_dir, train_recs, held, gen_model, tokenizer, checkpoint is not None)
+    report |= {"train_records": len(train_recs), "heldout_records": len(held), "paraphrased_records": len(paraphrased)}
     train_recs = train_recs + paraphrased
     pairs: list[tuple[str, str]] = []
     if "logged" in b.targets:
         pairs += [(render_user_turn(r, template), r.answer) for r in train_recs if r.label]
     teacher_report = None
     if "teacher" in b.targets or b.targets == ["distill"]:
-        questions = unique_questions(train_recs + from_file, template)[: b.max_teacher_questions]
+        candidates = unique_questions(train_recs + from_file, template)
+        questions = candidates[: b.max_teacher_questions]
         if checkpoint is not None:  # sampling again would change the data under the checkpoint
             samples, teacher_report = rundir.read_jsonl(run_dir / TEACHER_SAMPLES), rundir.read_json(run_dir / rundir.DATA_REPORT)["teacher"]
         else:
             with teacher_mode():
                 samples, teacher_report = sample_teacher(gen_model, tokenizer, spec, questions, template, config)
+            teacher_report["not_sampled"] = len(candidates) - len(questions)  # beyond bake.max_teacher_questions (file questions come last)
             rundir.write_jsonl(run_dir / TEACHER_SAMPLES, samples)
         by_id = {q.id: q for q in questions}
         keep_all = b.targets == ["distill"]  # pure context distillation learns from every teacher sample
         pairs += [(render_user_turn(by_id[s["id"]], template), s["reply"]) for s in samples if (s["passed"] or keep_all) and s["reply"].strip()]
     distill = "distill" in b.targets
     rows, skipped = build_examples(tokenizer, pairs, spec, distill, config.data.max_length)
-    report |= {"train_records": len(train_recs), "heldout_records": len(held), **extra_report, "teacher": teacher_report, "examples": len(rows), "skipped": skipped,
-               "targets": list(b.targets)}
+    report |= {**extra_report, "teacher": teacher_report, "examples": len(rows), "skipped": skipped, "targets": list(b.targets)}
     rundir.write_json(run_dir / rundir.DATA_REPORT, report)
     if not rows:
         raise RuntimeError(f"{config.data.train}: no training example for targets {b.targets} (see {run_dir / rundir.DATA_REPORT})")

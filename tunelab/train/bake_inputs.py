@@ -24,14 +24,17 @@ from tunelab import rundir
 from tunelab.config import Config, LogsConfig
 from tunelab.data.hygiene import clean
 from tunelab.data.logs import LogRecord, read_logs
+from tunelab.prompts import _stems, detect_language  # the rule checks' crude stems: one notion of "the same word"
 
 log = logging.getLogger(__name__)
 PARAPHRASES = "paraphrases.jsonl"
 
-PARAPHRASE_INSTRUCTION = (
-    "Rewrite the following question in other words, in the same language, keeping its meaning. "
-    "Reply with the rewritten question only.\n\nQuestion: {question}"
-)
+PARAPHRASE_INSTRUCTION = "Reword this question without answering it. Reply with the reworded question only.\nQuestion: {question}"
+# Worked examples before the real question: asked zero-shot, SmolLM2-135M answered 6 of 6 sampled
+# questions instead of rewording them; with these, 5 of 6 English rewrites were usable.
+PARAPHRASE_EXAMPLES = (("Where is the cafeteria?", "Where can I find the cafeteria?"),
+                       ("Как оплатить общежитие?", "Каким способом можно оплатить общежитие?"),
+                       ("Who teaches the statistics course?", "Which teacher gives the statistics course?"))
 
 
 def _norm(text: str) -> str:
@@ -49,12 +52,16 @@ def read_question_file(path: str, logs: LogsConfig) -> tuple[list[LogRecord], di
 
 
 def clean_paraphrase(original: str, text: str, max_words: int = 60) -> str | None:
-    """The rewritten question from a teacher reply, or None when it is not a usable rewrite."""
+    """The rewritten question from a teacher reply, or None when it is not a usable rewrite: empty,
+    unchanged, too long, not a single question, in another language, or sharing no content word
+    with the original (a question about something else)."""
     first = text.strip().splitlines()[0].strip() if text.strip() else ""
     first = re.sub(r"^(rewritten question|question|вопрос)\s*:\s*", "", first, flags=re.IGNORECASE).strip(" \"'«»")
     if not first or _norm(first) == _norm(original) or len(first.split()) > max_words:
         return None
     if not first.endswith("?") or first.count("?") > 1:
+        return None
+    if detect_language(first) != detect_language(original) or not set(_stems(first)) & set(_stems(original)):
         return None
     return first
 
@@ -67,7 +74,8 @@ def paraphrase(model: Any, tokenizer: Any, records: list[LogRecord], n: int, con
 
     distinct = list({_norm(r.question): r.question for r in records}.values())
     asked = [q for q in distinct for _ in range(n)]
-    prompts = render_prompts(tokenizer, [(Message("user", PARAPHRASE_INSTRUCTION.format(question=q)),) for q in asked])
+    shots = tuple(m for q, a in PARAPHRASE_EXAMPLES for m in (Message("user", PARAPHRASE_INSTRUCTION.format(question=q)), Message("assistant", a)))
+    prompts = render_prompts(tokenizer, [shots + (Message("user", PARAPHRASE_INSTRUCTION.format(question=q)),) for q in asked])
     settings = GenerationSettings(max_new_tokens=64, do_sample=True, temperature=config.bake.temperature, batch_size=16, seed=config.train.seed)
     replies = generate_replies(model, tokenizer, prompts, settings, description="paraphrases")
     rewrites: dict[str, dict[str, str]] = {}  # original (normalised) -> {rewrite normalised: rewrite}

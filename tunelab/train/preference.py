@@ -91,7 +91,7 @@ def judgement_rows(rows: list[dict[str, Any]], recipe: str, tokenizer: Any, max_
         return out, dropped
     line = {id(r): i for i, r in enumerate(rows, 1)}
     for good, bad in preference_pairs(rows):
-        done = render(good, [good["completion"], bad["completion"]], f"{source}:{line[id(good)]}")
+        done = render(good, [good["completion"], bad["completion"]], f"{source}:{line[id(good)]} (good) / {source}:{line[id(bad)]} (bad)")
         if done is None:
             dropped += 1
             continue
