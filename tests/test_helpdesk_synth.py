@@ -128,20 +128,32 @@ def test_good_replies_fit_the_demo_generation_budget(smol_dir):
 
 
 @pytest.mark.slow
-def test_helpdesk_demo_runs_logs_to_bake_to_adherence(tmp_path, tiny_model_dir):
-    """The whole scenario, small: logs and sets written, bake trained on the training groups
-    only, and an adherence table over the held-out questions for the three conditions."""
-    from tunelab import rundir
-    from tunelab.helpdesk_demo import run_helpdesk_demo
+def test_helpdesk_demo_runs_logs_to_bake_to_adherence(tmp_path, tiny_model_dir, monkeypatch):
+    """`tunelab demo --scenario helpdesk`, small (tiny model, 40 questions, 2 steps): logs and
+    sets written, bake trained on the training groups only, and the adherence table over held-out
+    questions for the three conditions, printed and saved."""
+    import functools
 
-    res = run_helpdesk_demo(tmp_path, model=tiny_model_dir, n_questions=40, max_steps=2, eval_questions=4)
+    from typer.testing import CliRunner
+
+    from tunelab import helpdesk_demo, rundir
+    from tunelab.cli import app
+
+    small = functools.partial(helpdesk_demo.run_helpdesk_demo, model=tiny_model_dir, n_questions=40, max_steps=2, eval_questions=4)
+    monkeypatch.setattr(helpdesk_demo, "run_helpdesk_demo", small)
+    result = CliRunner().invoke(app, ["demo", "--scenario", "helpdesk", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "| **all rules** |" in result.output and "bar (all rules >= 80%" in result.output
     logs = rundir.read_jsonl(tmp_path / "logs.jsonl")
-    assert res["logs"]["read"] == len(logs) == res["logs"]["kept"] + res["logs"]["rejected"]
-    assert res["adherence"]["split_check"]["same_group_in_training"] == []
+    assert f"read {len(logs)} = kept {len(logs)} + rejected 0" in result.output
+    report = rundir.read_json(tmp_path / "adherence.json")
+    assert report["split_check"]["same_group_in_training"] == [] and report["split_check"]["same_wording_in_training"] == []
     trained = {r["question"] for r in rundir.read_jsonl(tmp_path / "logs_train.jsonl")}
     evaluated = {p["question"] for p in rundir.read_jsonl(tmp_path / "adherence_predictions.jsonl")}
     assert len(evaluated) == 4 and not evaluated & trained
-    assert set(res["adherence"]["conditions"]) == {"base without prompt", "base with prompt", "baked without prompt"}
-    assert res["adherence"]["prompt_tokens_saved_per_request"] > 300  # the whole prompt is no longer sent
-    assert "| **all rules** |" in (tmp_path / "adherence.md").read_text(encoding="utf-8")
-    assert res["bake"]["steps"] == 2 and {"sft.jsonl", "kto.jsonl", "dpo.jsonl"} <= {p.name for p in (tmp_path / "sets").iterdir()}
+    assert set(report["conditions"]) == {"base without prompt", "base with prompt", "baked without prompt"}
+    assert report["prompt_tokens_saved_per_request"] > 300  # the whole prompt is no longer sent
+    assert rundir.read_json(tmp_path / "bake" / "summary.json")["steps"] == 2
+    assert {"sft.jsonl", "kto.jsonl", "dpo.jsonl"} <= {p.name for p in (tmp_path / "sets").iterdir()}
+    sft_users = [r["messages"][0]["content"] for r in rundir.read_jsonl(tmp_path / "sets" / "sft.jsonl")]
+    assert sft_users and not [q for q in evaluated for text in sft_users if text.endswith(f"Question: {q}")]  # training groups only

@@ -75,7 +75,15 @@ def demo(
     if scenario == "helpdesk":
         from tunelab.helpdesk_demo import run_helpdesk_demo
 
-        run_helpdesk_demo(out)
+        res = run_helpdesk_demo(out)
+        logs, rep = res["logs"], res["adherence"]
+        console.print(f"logs: read {logs['read']} = kept {logs['kept']} + rejected {logs['rejected']}; SFT/KTO/DPO sets in {out / 'sets'}")
+        console.print(f"adherence on {rep['questions']} held-out questions (pass rate, questions the rule applies to):")
+        console.print(res["table"], markup=False, highlight=False)
+        bar = rep["bar"]
+        console.print(f"bar (all rules >= 80%, no rule below the prompted base): {'met' if bar['met'] else 'not met'}"
+                      + (f"; below the prompted base: {', '.join(bar['rules_worse_than_prompted'])}" if bar["rules_worse_than_prompted"] else ""))
+        console.print(f"prompt tokens saved per request: {rep['prompt_tokens_saved_per_request']:.0f}; baked run: [bold]{res['bake']['run_dir']}[/]")
     elif scenario == "cafe":
         from tunelab.demo import run_demo
 
