@@ -45,7 +45,10 @@ VARIANTS = {
     "tunelab-ungrouped": ("tunelab", {"group_by_length": False}),
     "tunelab-bf16": ("tunelab", {"precision": "bf16"}),
     "tunelab-bf16base": ("tunelab", {"precision": "bf16_base"}),
-    "tunelab-compile": ("tunelab", {"compile": True}),
+    "tunelab-compile": ("tunelab", {"compile": True}),  # train.compile: every decoder layer compiled
+    "tunelab-fast": ("tunelab", {"precision": "bf16_base", "compile": True}),  # both together
+    # the same batches as TRL and tunelab-ungrouped: the like-for-like check of validation loss
+    "tunelab-fast-ungrouped": ("tunelab", {"precision": "bf16_base", "compile": True, "group_by_length": False}),
     "tunelab-1thread": ("tunelab", {"threads": 1}),
 }
 LR, MAX_LENGTH, BATCH, SEED = 1e-3, 384, 8, 0
@@ -115,7 +118,7 @@ def build_tunelab(settings: dict, train, tokenizer, out: str, steps: int, clock)
     from tunelab.train.sft import CountingTrainer, ExampleDataset, PadCollator, load_base, training_arguments
 
     train_cfg = {"max_steps": steps, "learning_rate": LR, "batch_size": BATCH, "seed": SEED, "logging_steps": 1, "warmup_ratio": 0.05}
-    train_cfg.update({k: settings[k] for k in ("precision", "group_by_length", "threads") if k in settings})
+    train_cfg.update({k: settings[k] for k in ("precision", "group_by_length", "threads", "compile") if k in settings})
     config = load(data={"model": {"name": "smollm2-135m", "lora": {"r": 16, "alpha": 32}}, "data": {"train": "unused.jsonl", "max_length": MAX_LENGTH}, "train": train_cfg, "output": {"dir": out}})
     if config.train.threads:
         import torch
@@ -123,7 +126,6 @@ def build_tunelab(settings: dict, train, tokenizer, out: str, steps: int, clock)
         torch.set_num_threads(config.train.threads)
     model, _ = load_base(config)
     args = training_arguments(config, __import__("pathlib").Path(out), has_val=False)
-    args.torch_compile = bool(settings.get("compile"))
     progress = TokenProgressCallback()
     trainer = counting(CountingTrainer)(
         model=model, args=args, train_dataset=ExampleDataset(train), data_collator=PadCollator(tokenizer.pad_token_id),

@@ -134,7 +134,30 @@ def load_base(config: Config) -> tuple[Any, Any]:
     path = resolve(config.model.name)
     tokenizer = ensure_template(AutoTokenizer.from_pretrained(path))
     model = AutoModelForCausalLM.from_pretrained(path, dtype=base_dtype(config), **load_kwargs(config.model))
-    return apply_adapter(model, config.model), tokenizer
+    model = apply_adapter(model, config.model)
+    if config.train.compile:
+        compile_decoder_layers(model)
+    return model, tokenizer
+
+
+def compile_decoder_layers(model: Any) -> int:
+    """torch.compile each decoder layer in place (regional compilation: one small graph per
+    layer, the same code for all, so the compile is short; state-dict names do not change, so
+    checkpoints and adapters save as usual). Returns how many layers were compiled."""
+    import torch._dynamo
+
+    base = _decoder_and_head(model)
+    layers = getattr(base[0], "layers", None) if base else None
+    if not layers:
+        log.warning("train.compile: no decoder layers found in %s; training uncompiled", type(model).__name__)
+        return 0
+    # Each layer instance is guarded separately, and dynamic shapes add variants: room for all of them.
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 4 * len(layers))
+    torch._dynamo.config.accumulated_recompile_limit = max(torch._dynamo.config.accumulated_recompile_limit, 32 * len(layers))
+    for layer in layers:
+        layer.compile(dynamic=True)
+    log.info("train.compile: %d decoder layers compiled (the first step pays for it)", len(layers))
+    return len(layers)
 
 
 def last_complete_checkpoint(checkpoints: Path) -> Path | None:
