@@ -261,7 +261,7 @@ def train(config: Config, resume: bool = False) -> dict[str, Any]:
                          f"({len(records)} records); lower data.val_fraction or add more distinct questions")
     rundir.write_jsonl(run_dir / HELDOUT, [r.to_row() for r in held])
     model, tokenizer = load_base(config)
-    teacher = _teacher_model(config) if ("teacher" in b.targets or "distill" in b.targets) else None
+    teacher = _teacher_model(config) if ("teacher" in b.targets or "distill" in b.targets or b.paraphrases) else None
     gen_model = teacher if teacher is not None else model  # the teacher samples: a separate model, or the base with its adapter off
 
     def teacher_mode() -> Any:
