@@ -54,8 +54,8 @@ class Job:
 class _RowTracker:
     """A StoppingCriteria that decides per row when it is done and streams each row's new text."""
 
-    def __init__(self, jobs: list[Job], prompt_width: int, tokenizer: Any, eos_ids: set[int]):
-        self.jobs, self.width, self.tokenizer, self.eos_ids = jobs, prompt_width, tokenizer, eos_ids
+    def __init__(self, jobs: list[Job], tokenizer: Any, eos_ids: set[int]):
+        self.jobs, self.tokenizer, self.eos_ids = jobs, tokenizer, eos_ids
 
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
         import torch
@@ -182,7 +182,7 @@ class Engine:
             temperature=jobs[0].temperature if sample else None, top_p=jobs[0].top_p if sample else None,
             top_k=None, pad_token_id=self.pad_id, eos_token_id=sorted(self.eos_ids),
         )
-        tracker = _RowTracker(jobs, width, self.tokenizer, self.eos_ids)
+        tracker = _RowTracker(jobs, self.tokenizer, self.eos_ids)
         self.batch_sizes.append(len(jobs))
         self.requests += len(jobs)
         with torch.inference_mode():
