@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from tunelab import rundir
 from tunelab.config import ConfigError, LogsConfig, load
 from tunelab.data.logs import LogRecord
 from tunelab.train.bake_inputs import clean_paraphrase, drop_heldout, paraphrase, read_question_file
@@ -45,10 +46,11 @@ def test_question_file_needs_only_questions_and_reports_bad_rows(tmp_path):
             {"question": "Write to me at ivan.petrov@example.com: when is the exam?"},
             {"role": "student"}]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\nnot json\n", encoding="utf-8")
-    records, report = read_question_file(str(path), LogsConfig())
+    records, report = read_question_file(str(path), LogsConfig(), tmp_path / "rejected")
     assert (report["read"], report["kept"], report["rejected"]) == (4, 2, 2)
-    assert [r["source"] for r in report["rejected_rows"]] == [f"{path}:3", f"{path}:4"]
-    assert report["rejected_rows"][0]["field"] == "question"
+    rejected_rows = rundir.read_jsonl(report["rejected_file"])
+    assert [r["source"] for r in rejected_rows] == [f"{path}:3", f"{path}:4"]
+    assert rejected_rows[0]["field"] == "question"
     assert records[0].tags == {"role": "staff"} and records[0].contexts == ("The gym is in building C.",) and not records[0].label
     assert "[EMAIL]" in records[1].question  # the logs' hygiene applies to the question file too
 

@@ -32,7 +32,7 @@ from tunelab.config import load
 from tunelab.data.hygiene import clean
 from tunelab.data.logs import read_logs
 from tunelab.data.preference import write_sets
-from tunelab.data.synth.helpdesk import PROMPT_YAML, generate_logs
+from tunelab.data.synth.helpdesk import KIND_WEIGHTS, PROMPT_YAML, generate_logs
 from tunelab.eval import adherence
 from tunelab.prompts import load_prompt
 
@@ -87,13 +87,13 @@ def split_check(logs: list[dict[str, Any]], held_ids: set[str]) -> dict[str, Any
 
 def run_helpdesk_demo(out: Path, *, model: str = "smollm2-135m", n_questions: int = 800, max_steps: int = 160,
                       teacher_questions: int = 8, eval_questions: int = 40, targets: tuple[str, ...] = ("logged",), seed: int = 0,
-                      learning_rate: float = 1e-3, heldout_fraction: float = 0.2, kind_weights: dict[str, float] | None = None) -> dict[str, Any]:
+                      learning_rate: float = 1e-3, heldout_fraction: float = 0.2, kind_weights: dict[str, float] = KIND_WEIGHTS) -> dict[str, Any]:
     from tunelab.train import bake
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rundir.write_text(out / "prompt.yaml", PROMPT_YAML)
-    logs = generate_logs(n_questions, seed=seed, **({"kind_weights": kind_weights} if kind_weights else {}))
+    logs = generate_logs(n_questions, seed=seed, kind_weights=kind_weights)
     rundir.write_jsonl(out / "logs.jsonl", logs)
     train_rows, held_rows = split_by_group(logs, heldout_fraction, seed)
     rundir.write_jsonl(out / "logs_train.jsonl", train_rows)

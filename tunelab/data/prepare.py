@@ -10,6 +10,7 @@ from typing import Any
 from tunelab import rundir
 from tunelab.config import DataConfig
 from tunelab.data.formats import ReadResult, read_conversations
+from tunelab.data.logs import LogReadResult
 from tunelab.data.split import dedupe, fingerprint, split
 from tunelab.data.tokenize import TemplateInfo, template_info, tokenize_conversation
 from tunelab.types import Conversation, Example, Message
@@ -81,7 +82,9 @@ def token_stats(examples: list[Example]) -> dict[str, Any]:
     }
 
 
-def write_rejected(result: ReadResult, out_dir: Path) -> Path | None:
+def write_rejected(result: ReadResult | LogReadResult, out_dir: Path) -> Path | None:
+    """`out_dir/<input stem>.rejected.jsonl` with every rejected row of a conversation file or a
+    feedback log (None when nothing was rejected)."""
     if not result.rejected:
         return None
     path = out_dir / f"{Path(result.path).stem}.rejected.jsonl"

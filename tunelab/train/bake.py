@@ -33,6 +33,7 @@ from tunelab import rundir
 from tunelab.config import Config, dump
 from tunelab.data.hygiene import clean
 from tunelab.data.logs import LogRecord, compile_template, read_logs, render_user_turn
+from tunelab.data.prepare import write_rejected
 from tunelab.data.tokenize import IGNORE, template_info, tokenize_conversation
 from tunelab.prompts import CheckItem, PromptSpec, check_all, load_prompt, passes_all, dump_prompt
 from tunelab.prompts import _stems  # the rule checks' crude stems, so grouping and grading agree on words
@@ -54,11 +55,9 @@ def check_item(record: LogRecord) -> CheckItem:
 def load_records(config: Config, out_dir: Path) -> tuple[list[LogRecord], dict[str, Any]]:
     """Read data.train as a feedback log, write rejected rows, apply hygiene; returns records and report."""
     read = read_logs(config.data.train, config.logs)
-    rejected_file = None
-    if read.rejected:
-        rejected_file = rundir.write_jsonl(out_dir / "rejected" / f"{Path(read.path).stem}.rejected.jsonl", [r.to_row() for r in read.rejected])
-        for r in read.rejected[:5]:
-            log.warning("rejected %s", r.message())
+    rejected_file = write_rejected(read, out_dir / "rejected")
+    for r in read.rejected[:5]:
+        log.warning("rejected %s", r.message())
     records, hygiene = clean(read.records, config.logs.hygiene)
     report = {"file": read.path, "format": read.fmt, "read": read.n_read, "kept": len(read.records), "rejected": len(read.rejected),
               "rejected_file": str(rejected_file) if rejected_file else None, "hygiene": hygiene.to_dict(), "after_hygiene": len(records)}

@@ -24,6 +24,7 @@ from tunelab import rundir
 from tunelab.config import Config, LogsConfig
 from tunelab.data.hygiene import clean
 from tunelab.data.logs import LogRecord, read_logs
+from tunelab.data.prepare import write_rejected
 from tunelab.prompts import _stems, detect_language  # the rule checks' crude stems: one notion of "the same word"
 
 log = logging.getLogger(__name__)
@@ -41,14 +42,16 @@ def _norm(text: str) -> str:
     return " ".join(text.casefold().split())
 
 
-def read_question_file(path: str, logs: LogsConfig) -> tuple[list[LogRecord], dict[str, Any]]:
-    """The questions of a file read with the logs' columns and hygiene; rejected rows counted."""
+def read_question_file(path: str, logs: LogsConfig, rejected_dir: Path) -> tuple[list[LogRecord], dict[str, Any]]:
+    """The questions of a file read with the logs' columns and hygiene; rejected rows counted and
+    written to `rejected_dir`."""
     read = read_logs(path, logs, questions_only=True)
     for r in read.rejected[:5]:
         log.warning("rejected %s", r.message())
+    rejected_file = write_rejected(read, rejected_dir)
     records, hygiene = clean(read.records, logs.hygiene)
     return records, {"file": str(path), "read": read.n_read, "kept": len(read.records), "rejected": len(read.rejected),
-                     "rejected_rows": [r.to_row() for r in read.rejected], "after_hygiene": len(records)}
+                     "rejected_file": str(rejected_file) if rejected_file else None, "after_hygiene": len(records)}
 
 
 def clean_paraphrase(original: str, text: str, max_words: int = 60) -> str | None:
@@ -134,11 +137,9 @@ def extra_questions(config: Config, run_dir: Path, train: list[LogRecord], held:
         log.info("paraphrases: %s", stats)
     from_file: list[LogRecord] = []
     if b.questions_file:
-        from_file, file_report = read_question_file(b.questions_file, config.logs)
+        from_file, file_report = read_question_file(b.questions_file, config.logs, run_dir / "rejected")
         # the file's ids are its own; prefixed so they never collide with the log's in the teacher's lookups
         from_file = [dataclasses.replace(r, id=f"questions_file:{r.id}") for r in from_file]
-        rows = file_report.pop("rejected_rows")
-        file_report["rejected_file"] = str(rundir.write_jsonl(run_dir / "rejected" / f"{Path(b.questions_file).stem}.rejected.jsonl", rows)) if rows else None
         from_file, file_report["dropped_heldout"] = drop_heldout(from_file, held)
         file_report["used"] = len(from_file)
         report["questions_file"] = file_report

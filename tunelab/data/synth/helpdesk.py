@@ -253,6 +253,12 @@ COMMENTS = {
 }
 
 
+def lower_first(text: str) -> str:
+    """The sentence as it goes on after "Dear student,": first letter lower-cased, unless the first
+    word is an acronym ("IT-служба")."""
+    return text if text[1:2].isupper() else text[0].lower() + text[1:]
+
+
 def random_facts(rng: random.Random, lang: str, campus: str) -> dict[str, str]:
     """One draw of every fact a passage may hold, in the language's own spelling."""
     start, end = rng.randint(14, 21) * 30, rng.randint(32, 44) * 30  # 7:00-10:30 and 16:00-22:00, on the half hour
@@ -308,7 +314,7 @@ def sample_question(rng: random.Random, lang: str, kind_weights: dict[str, float
         contexts = _distractors(rng, question, lang, campus, (service, attribute), 1 if kind == "answerable" else 2)
         if kind == "answerable":
             contexts.insert(rng.randrange(2), gold)
-        body = gold if gold[1:2].isupper() else gold[0].lower() + gold[1:]  # it follows "Dear student,"; "IT-служба" keeps its case
+        body = lower_first(gold)
     if rng.random() < 0.05:
         question += PII[lang].format(n=rng.choice(["ivan", "olga", "petr"]), d=rng.randint(10, 99))
     return {"question": question, "role": role, "campus": campus, "level": level, "contexts": contexts,
@@ -317,8 +323,8 @@ def sample_question(rng: random.Random, lang: str, kind_weights: dict[str, float
 
 def good_answer(kind: str, lang: str, role: str, body: str, rng: random.Random) -> str:
     core = {"answerable": body, "unanswerable": DONT_KNOW[lang], "off_topic": DECLINE[lang]}[kind]
-    if lang == "ru" and not core[1:2].isupper():  # after "Уважаемый студент," the sentence goes on in lower case
-        core = core[0].lower() + core[1:]
+    if lang == "ru":  # after "Уважаемый студент," the sentence goes on in lower case
+        core = lower_first(core)
     return f"{GREETING[lang][role]}, {core} {rng.choice(CLOSING[lang])}"
 
 
