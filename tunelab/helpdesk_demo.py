@@ -75,14 +75,14 @@ def split_by_group(logs: list[dict[str, Any]], fraction: float, seed: int) -> tu
 def split_check(logs: list[dict[str, Any]], held_ids: set[str]) -> dict[str, Any]:
     """How the held-out questions relate to the trained ones: the same wording, or the same wording
     group (a rewording or translation of one question), must never occur on both sides."""
-    from tunelab.train.bake import _norm
+    from tunelab.train.bake_inputs import same_question_key
 
     held = [r for r in logs if r["id"] in held_ids]
     train = [r for r in logs if r["id"] not in held_ids]
-    trained_q, trained_groups = {_norm(r["question"]) for r in train}, {r["group"] for r in train}
-    return {"heldout_questions": len({_norm(r["question"]) for r in held}), "trained_questions": len(trained_q),
+    trained_q, trained_groups = {same_question_key(r["question"]) for r in train}, {r["group"] for r in train}
+    return {"heldout_questions": len({same_question_key(r["question"]) for r in held}), "trained_questions": len(trained_q),
             "heldout_groups": len({r["group"] for r in held}), "trained_groups": len(trained_groups),
-            "same_wording_in_training": sorted({r["question"] for r in held if _norm(r["question"]) in trained_q}),
+            "same_wording_in_training": sorted({r["question"] for r in held if same_question_key(r["question"]) in trained_q}),
             "same_group_in_training": sorted({r["group"] for r in held if r["group"] in trained_groups})}
 
 

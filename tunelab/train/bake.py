@@ -37,7 +37,7 @@ from tunelab.data.prepare import write_rejected
 from tunelab.data.tokenize import IGNORE, template_info, tokenize_conversation
 from tunelab.prompts import CheckItem, PromptSpec, check_all, load_prompt, passes_all, dump_prompt
 from tunelab.prompts import _stems  # the rule checks' crude stems, so grouping and grading agree on words
-from tunelab.train.bake_inputs import extra_questions
+from tunelab.train.bake_inputs import extra_questions, same_question_key
 from tunelab.train.callbacks import MetricsFileCallback, TokenProgressCallback
 from tunelab.train.sft import CountingTrainer, checkpoint_to_resume, load_base, save_final, training_arguments
 from tunelab.types import Conversation, Message
@@ -62,10 +62,6 @@ def load_records(config: Config, out_dir: Path) -> tuple[list[LogRecord], dict[s
     report = {"file": read.path, "format": read.fmt, "read": read.n_read, "kept": len(read.records), "rejected": len(read.rejected),
               "rejected_file": str(rejected_file) if rejected_file else None, "hygiene": hygiene.to_dict(), "after_hygiene": len(records)}
     return records, report
-
-
-def _norm(question: str) -> str:
-    return " ".join(question.casefold().split())
 
 
 def question_groups(questions: list[str], containment: float = 0.3) -> list[list[str]]:
@@ -102,7 +98,7 @@ def split_by_question(records: list[LogRecord], fraction: float, seed: int) -> t
     about `fraction` of the distinct questions held out, so nothing held out is trained on reworded.
     A group is taken only when it brings the held-out count closer to the target, so one huge
     group (questions that share words transitively) cannot swallow the training set."""
-    groups = question_groups(sorted({_norm(r.question) for r in records}))
+    groups = question_groups(sorted({same_question_key(r.question) for r in records}))
     random.Random(seed).shuffle(groups)
     target, held = round(sum(map(len, groups)) * fraction), set()
     for group in groups:
@@ -112,8 +108,8 @@ def split_by_question(records: list[LogRecord], fraction: float, seed: int) -> t
             held |= set(group)
     if not held and target:  # every group is bigger than the target: hold out the smallest
         held = set(min(groups, key=len))
-    train = [r for r in records if _norm(r.question) not in held]
-    return train, [r for r in records if _norm(r.question) in held]
+    train = [r for r in records if same_question_key(r.question) not in held]
+    return train, [r for r in records if same_question_key(r.question) in held]
 
 
 def unique_questions(records: list[LogRecord], template: Any) -> list[LogRecord]:

@@ -38,7 +38,8 @@ PARAPHRASE_EXAMPLES = (("Where is the cafeteria?", "Where can I find the cafeter
                        ("Who teaches the statistics course?", "Which teacher gives the statistics course?"))
 
 
-def _norm(text: str) -> str:
+def same_question_key(text: str) -> str:
+    """The question as compared for "the same wording": case and spacing ignored."""
     return " ".join(text.casefold().split())
 
 
@@ -60,7 +61,7 @@ def clean_paraphrase(original: str, text: str, max_words: int = 60) -> str | Non
     with the original (a question about something else)."""
     first = text.strip().splitlines()[0].strip() if text.strip() else ""
     first = re.sub(r"^(rewritten question|question|вопрос)\s*:\s*", "", first, flags=re.IGNORECASE).strip(" \"'«»")
-    if not first or _norm(first) == _norm(original) or len(first.split()) > max_words:
+    if not first or same_question_key(first) == same_question_key(original) or len(first.split()) > max_words:
         return None
     if not first.endswith("?") or first.count("?") > 1:
         return None
@@ -75,7 +76,7 @@ def paraphrase(model: Any, tokenizer: Any, records: list[LogRecord], n: int, con
     from tunelab.eval.generate import GenerationSettings, generate_replies, render_prompts
     from tunelab.types import Message
 
-    distinct = list({_norm(r.question): r.question for r in records}.values())
+    distinct = list({same_question_key(r.question): r.question for r in records}.values())
     asked = [q for q in distinct for _ in range(n)]
     shots = tuple(m for q, a in PARAPHRASE_EXAMPLES for m in (Message("user", PARAPHRASE_INSTRUCTION.format(question=q)), Message("assistant", a)))
     prompts = render_prompts(tokenizer, [shots + (Message("user", PARAPHRASE_INSTRUCTION.format(question=q)),) for q in asked])
@@ -87,13 +88,13 @@ def paraphrase(model: Any, tokenizer: Any, records: list[LogRecord], n: int, con
         text = clean_paraphrase(q, reply.text)
         if text is None:
             stats["unusable"] += 1
-        elif _norm(text) in rewrites.setdefault(_norm(q), {}):
+        elif same_question_key(text) in rewrites.setdefault(same_question_key(q), {}):
             stats["duplicate"] += 1
         else:
-            rewrites[_norm(q)][_norm(text)] = text
+            rewrites[same_question_key(q)][same_question_key(text)] = text
     out = []
     for r in records:  # records sharing a question share its rewrites
-        for i, text in enumerate(rewrites.get(_norm(r.question), {}).values()):
+        for i, text in enumerate(rewrites.get(same_question_key(r.question), {}).values()):
             out.append(dataclasses.replace(r, id=f"{r.id}~p{i}", question=text, source=f"{r.source} (paraphrase)"))
     stats["kept_wordings"] = sum(len(v) for v in rewrites.values())
     return out, stats
@@ -103,12 +104,12 @@ def drop_heldout(candidates: list[LogRecord], held: list[LogRecord]) -> tuple[li
     """Candidates that are not a held-out question nor in a held-out question's group of rewordings."""
     from tunelab.train.bake import question_groups
 
-    held_norm = {_norm(r.question) for r in held}
+    held_norm = {same_question_key(r.question) for r in held}
     if not held_norm:
         return candidates, 0
-    groups = question_groups(sorted(held_norm | {_norm(r.question) for r in candidates}))
+    groups = question_groups(sorted(held_norm | {same_question_key(r.question) for r in candidates}))
     tainted = {q for g in groups if held_norm & set(g) for q in g}
-    kept = [r for r in candidates if _norm(r.question) not in tainted]
+    kept = [r for r in candidates if same_question_key(r.question) not in tainted]
     return kept, len(candidates) - len(kept)
 
 
