@@ -64,3 +64,12 @@ def test_unknown_model_and_missing_package_say_how_to_fix():
 def test_help_teaches_with_an_example(command):
     result = runner.invoke(app, command)
     assert result.exit_code == 0 and "Example:" in result.output
+
+
+def test_demo_refuses_options_it_would_ignore(tmp_path):
+    """--model is for the helpdesk scenario; the cafe demo says so instead of training the default silently."""
+    result = runner.invoke(app, ["demo", "--model", "gemma3-270m", "--out", str(tmp_path / "d")])
+    assert result.exit_code != 0 and "--scenario helpdesk" in result.output
+    assert not (tmp_path / "d").exists()
+    result = runner.invoke(app, ["demo", "--scenario", "kitchen", "--out", str(tmp_path / "d")])
+    assert result.exit_code != 0 and "choose cafe or helpdesk" in result.output

@@ -139,9 +139,9 @@ def test_helpdesk_demo_runs_logs_to_bake_to_adherence(tmp_path, tiny_model_dir, 
     from tunelab import helpdesk_demo, rundir
     from tunelab.cli import app
 
-    small = functools.partial(helpdesk_demo.run_helpdesk_demo, model=tiny_model_dir, n_questions=40, max_steps=2, eval_questions=4)
+    small = functools.partial(helpdesk_demo.run_helpdesk_demo, n_questions=40, max_steps=2, eval_questions=4)
     monkeypatch.setattr(helpdesk_demo, "run_helpdesk_demo", small)
-    result = CliRunner().invoke(app, ["demo", "--scenario", "helpdesk", "--out", str(tmp_path)])
+    result = CliRunner().invoke(app, ["demo", "--scenario", "helpdesk", "--model", tiny_model_dir, "--seed", "3", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "| **all rules** |" in result.output and "bar (all rules >= 80%" in result.output
     logs = rundir.read_jsonl(tmp_path / "logs.jsonl")
@@ -153,7 +153,9 @@ def test_helpdesk_demo_runs_logs_to_bake_to_adherence(tmp_path, tiny_model_dir, 
     assert len(evaluated) == 4 and not evaluated & trained
     assert set(report["conditions"]) == {"base without prompt", "base with prompt", "baked without prompt"}
     assert report["prompt_tokens_saved_per_request"] > 300  # the whole prompt is no longer sent
-    assert rundir.read_json(tmp_path / "bake" / "summary.json")["steps"] == 2
+    summary = rundir.read_json(tmp_path / "bake" / "summary.json")
+    assert summary["steps"] == 2 and summary["model"] == tiny_model_dir  # --model reached the bake
+    assert logs == generate_logs(40, seed=3)  # and --seed the generator
     assert {"sft.jsonl", "kto.jsonl", "dpo.jsonl"} <= {p.name for p in (tmp_path / "sets").iterdir()}
     sft_users = [r["messages"][0]["content"] for r in rundir.read_jsonl(tmp_path / "sets" / "sft.jsonl")]
     assert sft_users and not [q for q in evaluated for text in sft_users if text.endswith(f"Question: {q}")]  # training groups only
