@@ -50,7 +50,7 @@ def main() -> None:
     from tunelab.helpdesk_demo import run_helpdesk_demo
 
     overrides = {k: v for k, v in {"max_steps": args.steps, "n_questions": args.questions, "learning_rate": args.lr}.items() if v is not None}
-    rows: list[tuple[int, float, dict, dict, float]] = []
+    results: list[tuple[float, bool]] = []  # (all rules, bar met) per seed
     for seed in (int(s) for s in args.seeds.split(",")):
         run = args.out / f"seed-{seed}"
         started = time.time()
@@ -59,13 +59,12 @@ def main() -> None:
         report = json.loads((run / "adherence.json").read_text(encoding="utf-8"))
         baked = report["conditions"]["baked without prompt"]
         kinds, below = by_kind(run), report["bar"]["rules_worse_than_prompted"]
-        rows.append((seed, baked["overall"], report["bar"], kinds, time.time() - started))
+        results.append((baked["overall"], report["bar"]["met"]))
         print(f"seed {seed}: all rules {baked['overall']:.0%}, bar {'met' if report['bar']['met'] else 'not met'}"
               + (f" (below the prompted base: {', '.join(below)})" if below else "")
               + f"; baked passes by kind {kinds}; {time.time() - started:.0f} s", flush=True)
-    met = sum(r[2]["met"] for r in rows)
-    mean = sum(r[1] for r in rows) / len(rows)
-    print(f"bar met on {met} of {len(rows)} seeds; all rules mean {mean:.1%}, min {min(r[1] for r in rows):.0%}")
+    overall = [o for o, _ in results]
+    print(f"bar met on {sum(m for _, m in results)} of {len(results)} seeds; all rules mean {sum(overall) / len(overall):.1%}, min {min(overall):.0%}")
 
 
 if __name__ == "__main__":
