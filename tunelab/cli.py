@@ -17,6 +17,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from tunelab.models.registry import DEFAULT_MODEL
+
 app = typer.Typer(
     help="Fine-tune small LLMs on dialogues, measure what they do, and ship them.\n\n"
     "Start with:  tunelab demo    (cafe assistant on the embedded SmolLM2-135M, ~10 min on a laptop CPU)",
@@ -64,11 +66,11 @@ def demo(
     n_val: int = typer.Option(40, help="Held-out dialogues to measure on."),
     seed: int = typer.Option(0, help="Seed for the generator (cafe dialogues, or helpdesk logs and their held-out split)."),
     scenario: str = typer.Option("cafe", "--scenario", help="cafe (dialogue SFT) | helpdesk (labelled logs -> bake a system prompt in -> adherence table)."),
-    model: str = typer.Option("smollm2-135m", "--model", help="helpdesk only: the model to bake into, e.g. gemma3-270m (a registry name or a local directory)."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", help="helpdesk only: the model to bake into, e.g. gemma3-270m (a registry name or a local directory)."),
 ) -> None:
     """The main job: teach SmolLM2-135M to ask for missing order details and confirm complete orders.
 
-    Generates cafe dialogues, measures the base model, fine-tunes LoRA, measures again (about 7 min).
+    Generates cafe dialogues, measures the base model, fine-tunes LoRA, measures again (about 10 min).
     --scenario helpdesk bakes a university-helpdesk system prompt into the model from synthetic feedback logs and prints the adherence table (about 25 min).
     Example:  tunelab demo --out runs/demo        or   tunelab demo --scenario helpdesk --out runs/helpdesk
     """
@@ -89,7 +91,7 @@ def demo(
     elif scenario == "cafe":
         from tunelab.demo import run_demo
 
-        if model != "smollm2-135m":
+        if model != DEFAULT_MODEL:
             fail("--model applies to --scenario helpdesk; the cafe demo trains the default model")
 
         run_demo(out, n_train=n_train, n_val=n_val, seed=seed)
@@ -100,7 +102,7 @@ def demo(
 @data_app.command("validate")
 def data_validate(
     file: Path = typer.Argument(..., help="JSONL (or JSON list) of conversations: OpenAI messages, ShareGPT or Alpaca."),
-    model: str = typer.Option("smollm2-135m", "--model", help="Whose tokenizer and chat template to count with."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", help="Whose tokenizer and chat template to count with."),
     max_length: Optional[int] = typer.Option(None, "--max-length", help="Reject rows that cannot fit in N tokens."),
     fmt: str = typer.Option("auto", "--format", help="auto | openai | sharegpt | alpaca"),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
@@ -147,7 +149,7 @@ def _print_validation(report: dict) -> None:
 @data_app.command("inspect")
 def data_inspect(
     file: Path = typer.Argument(..., help="A conversations file."),
-    model: str = typer.Option("smollm2-135m", "--model", help="Whose chat template to render with."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", help="Whose chat template to render with."),
     n: int = typer.Option(3, "-n", help="How many examples to show."),
     max_length: Optional[int] = typer.Option(None, "--max-length"),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per example with its target_spans."),

@@ -37,6 +37,7 @@ from tunelab.data.logs import read_logs
 from tunelab.data.preference import write_sets
 from tunelab.data.synth.helpdesk import KIND_WEIGHTS, PROMPT_YAML, generate_logs
 from tunelab.eval import adherence
+from tunelab.models.registry import DEFAULT_MODEL
 from tunelab.prompts import load_prompt
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ def split_check(logs: list[dict[str, Any]], held_ids: set[str]) -> dict[str, Any
             "same_group_in_training": sorted({r["group"] for r in held if r["group"] in trained_groups})}
 
 
-def run_helpdesk_demo(out: Path, *, model: str = "smollm2-135m", n_questions: int = 800, max_steps: int = 320,
+def run_helpdesk_demo(out: Path, *, model: str = DEFAULT_MODEL, n_questions: int = 800, max_steps: int = 320,
                       teacher_questions: int = 8, eval_questions: int = 40, targets: tuple[str, ...] = ("logged",), seed: int = 0,
                       learning_rate: float = 1e-3, heldout_fraction: float = 0.2, kind_weights: dict[str, float] = KIND_WEIGHTS) -> dict[str, Any]:
     from tunelab.train import bake
