@@ -228,7 +228,7 @@ DECLINE = {
 # the model has never seen is answered from its passage rather than refused; the two hard kinds
 # are far above their production share. Measured on the demo (README): 60/20/20 left every
 # held-out unanswerable question answered from a wrong passage; 50/30/20 passed 72-92% of held-out
-# questions on all rules over eight runs of 160 steps and 88-100% over six seeds at the demo's 320;
+# questions on all rules over eight runs of 160-240 steps and 88-100% over six seeds at the demo's 320;
 # a third each tipped the model into declining answerable ones.
 KIND_WEIGHTS = {"answerable": 0.5, "unanswerable": 0.3, "off_topic": 0.2}
 PII = {"en": " My email is {n}.petrov@example.com and my phone is +7 912 345-67-{d}.", "ru": " Моя почта {n}.ivanova@mail.ru, телефон +7 912 345-67-{d}."}
