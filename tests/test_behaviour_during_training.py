@@ -42,8 +42,18 @@ def config_dict(tmp_path: Path, model: str, out: str = "run", behaviour: dict | 
 
 @pytest.mark.slow  # about 80 s of CPU on one thread: six LoRA steps and four evaluations of the real model
 def test_best_checkpoint_is_the_one_with_the_best_behaviour(tmp_path, smol_dir):
-    cfg = config_dict(tmp_path, "smollm2-135m", behaviour={"enabled": True, "contexts": 4, "max_new_tokens": 24},
+    # Dialogues that end with the house closing line, which a few steps teach (the strict judge's
+    # ask/confirm turns take far longer): training on such dialogues, and two of them (every
+    # turn a context) for validation.
+    closing = [c for c in cafe.generate(120, seed=2, system_prompt=cafe.SYSTEM_PROMPT)
+               if any(t["act"] == "close" for t in c.meta["turns"].values())]
+    val, train_convs = closing[:2], closing[2:26]
+    n = sum(len(c.target_turns()) for c in val)
+    cfg = config_dict(tmp_path, "smollm2-135m", behaviour={"enabled": True, "contexts": n, "max_new_tokens": 24},
                       best_metric="behaviour_correct")
+    for name, convs in (("val", val), ("train", train_convs)):
+        rundir.write_jsonl(tmp_path / f"{name}_closing.jsonl", [c.to_openai() for c in convs])
+        cfg["data"][name] = str(tmp_path / f"{name}_closing.jsonl")
     summary = train(load(data=cfg))
     run = tmp_path / "run"
     rows = rundir.read_jsonl(run / "metrics.jsonl")
@@ -52,8 +62,8 @@ def test_best_checkpoint_is_the_one_with_the_best_behaviour(tmp_path, smol_dir):
         # Steps 2, 4, 6 during training, then the final evaluation of the loaded best model (at step 6).
         assert [step for step, _ in values] == [2, 4, 6, 6], name
         assert all(0.0 <= v <= 1.0 for _, v in values), name
-        # Four contexts: every rate is a whole number of quarters.
-        assert all(abs(v * 4 - round(v * 4)) < 1e-9 for _, v in values), name
+        # n contexts: every rate is a whole number of n-ths.
+        assert all(abs(v * n - round(v * n)) < 1e-9 for _, v in values), name
     during = series["behaviour_correct"][:3]
     assert len({v for _, v in during}) > 1, "the rate never changed; nothing to choose between"
     best_value = max(v for _, v in during)
@@ -63,7 +73,7 @@ def test_best_checkpoint_is_the_one_with_the_best_behaviour(tmp_path, smol_dir):
     assert state["best_metric"] == pytest.approx(best_value)
     assert summary["best_metric"] == {"name": "behaviour_correct", "value": pytest.approx(best_value)}
     assert Path(summary["best_checkpoint"]).name == f"checkpoint-{best_step}"
-    assert summary["behaviour_eval_contexts"] == 4
+    assert summary["behaviour_eval_contexts"] == n
     # Greedy generation is deterministic: the model loaded at the end scores what its checkpoint did.
     assert summary["final_val_behaviour"]["behaviour_correct"] == pytest.approx(best_value)
     loss_during = dict([(r["step"], r["value"]) for r in rows if (r["split"], r["name"]) == ("val", "loss")][:3])
@@ -86,7 +96,8 @@ def test_generation_runs_in_eval_mode_and_restores_the_mode(tmp_path, tiny_model
         scores = evaluator(model)
         assert modes and not any(modes)  # no dropout while generating
         assert model.training is mode
-        assert set(scores) == set(BEHAVIOUR) and all(0.0 <= v <= 1.0 for v in scores.values())
+        assert set(BEHAVIOUR) <= set(scores) <= set(BEHAVIOUR) | {"behaviour_ask_correct", "behaviour_confirm_correct"}
+        assert all(0.0 <= v <= 1.0 for v in scores.values())
 
 
 def test_contexts_are_seeded_fixed_and_capped(caplog):

@@ -154,6 +154,10 @@ class TrainConfig(Section):
     # step pays for the compile, about 25 s on 2 cores). With bf16_base it lets the bf16 matmuls
     # pay off: the casts around them are fused away (docs/performance.md).
     compile: bool = False
+    # Loss weight of the first token of every assistant turn, where a reply commits to its act
+    # (ask or confirm, call a tool or answer); 1 = a plain mean over target tokens. Measured on
+    # the cafe demo in docs/cafe.md. Recipe sft, one process.
+    first_token_weight: float = Field(1.0, gt=0)
     behaviour_eval: BehaviourEvalConfig = BehaviourEvalConfig()
     # The evaluation metric that picks the best checkpoint (kept and loaded at the end): the
     # validation loss (lower is better) or a behaviour rate from behaviour_eval (higher is better).
@@ -250,6 +254,8 @@ def load(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] 
         raise ConfigError(f"{source}: bake.questions_file has questions without answers; they need bake.targets teacher (or distill alone, which distils over teacher samples)")
     if config.train.recipe in ("kto", "dpo") and config.train.precision not in ("auto", "fp32"):
         raise ConfigError(f"{source}: train.precision {config.train.precision} is not supported by recipe {config.train.recipe} (TRL's trainers run fp32 here); use auto or fp32")
+    if config.train.first_token_weight != 1.0 and config.train.recipe != "sft":
+        raise ConfigError(f"{source}: train.first_token_weight is for recipe sft (got recipe '{config.train.recipe}')")
     if config.train.compile and (config.train.recipe != "sft" or config.train.behaviour_eval.enabled):
         raise ConfigError(f"{source}: train.compile is supported for recipe sft without behaviour_eval (generation under compiled layers is not tested)")
     if config.train.precision == "bf16_base" and config.model.adapter == "full":

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Sequence
 
 from tunelab.types import Conversation, Message
@@ -55,6 +55,10 @@ class Context:
     messages: tuple[Message, ...]
     reference: str
     source: str = ""
+    # What the right reply does, when the data's generator recorded it (conversation meta
+    # "turns", e.g. the cafe demo's {"act": "ask", "slot": ..., "item": ...}); judged by
+    # tunelab.eval.behaviour.judge_expected instead of comparing with the reference's act.
+    expected: dict[str, Any] | None = field(default=None, compare=False, hash=False)
 
 
 @dataclass(frozen=True)
@@ -100,9 +104,20 @@ def build_contexts(
                     messages=replace_system_prompt(conv.messages[:index], system_prompt),
                     reference=message_text(conv.messages[index]),
                     source=conv.source,
+                    expected=judged_expectation(conv, index),
                 )
             )
     return contexts
+
+
+def judged_expectation(conv: Conversation, index: int) -> dict[str, Any] | None:
+    """The generator's record of what turn `index` must do, if it is one the strict judge scores."""
+    turns = conv.meta.get("turns") if isinstance(conv.meta, dict) else None
+    expected = turns.get(str(index)) if isinstance(turns, dict) else None
+    return expected if isinstance(expected, dict) and expected.get("act") in JUDGED_ACTS else None
+
+
+JUDGED_ACTS = ("ask", "confirm")
 
 
 def render_prompts(tokenizer: Any, contexts: Sequence[Sequence[Message]]) -> list[list[int]]:

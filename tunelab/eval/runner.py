@@ -112,6 +112,7 @@ def predict(
             "latency_s": round(r.latency_s, 4),
             "new_tokens": r.new_tokens,
             "context": [m.to_openai() for m in c.messages],
+            **({"expected": c.expected} if c.expected else {}),
         }
         for c, p, r in zip(contexts, prompts, replies)
     ]
@@ -141,17 +142,21 @@ def score_rows(rows: list[dict[str, Any]], *, semantic: bool = True) -> dict[str
 def score_behaviour(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Add each row's dialogue acts (`behaviour`); return appropriateness/correctness overall and per act.
 
-    The slot a reply should ask about comes from the context's last tool result when it lists
-    unfilled attributes, else from the reference's own question.
+    A row with `expected` (the data generator's record of what the turn must do) is judged
+    strictly by it (`behaviour.judge_expected`). Otherwise the slot a reply should ask about comes
+    from the context's last tool result when it lists unfilled attributes, else from the
+    reference's own question.
     """
     from tunelab.eval import behaviour
 
     missing = [behaviour.missing_slots(r["context"]) or None for r in rows]
-    for row, wanted in zip(rows, missing):
-        pair = behaviour.score_pair(row["prediction"], row["reference"], wanted)
+    expected = [r.get("expected") for r in rows]
+    for row, wanted, expect in zip(rows, missing, expected):
+        pair = behaviour.score_pair(row["prediction"], row["reference"], wanted, expected=expect)
         row["behaviour"] = {"act": pair.predicted_act, "reference_act": pair.reference_act,
                             "appropriate": pair.appropriate, "correct": pair.correct, **pair.detail}
-    return behaviour.score_pairs([r["prediction"] for r in rows], [r["reference"] for r in rows], missing)
+    return behaviour.score_pairs([r["prediction"] for r in rows], [r["reference"] for r in rows], missing,
+                                 expected=expected)
 
 
 def run_eval(

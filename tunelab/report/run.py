@@ -137,6 +137,12 @@ def _verdict(row: dict[str, Any], key: str) -> str:
     return "" if right is None else (" ok" if right else " bad")
 
 
+def _reason(row: dict[str, Any], key: str) -> str:
+    """The judge's reason for its verdict, when the row has one (the demo writes them)."""
+    reason = row.get(f"{key}_reason")
+    return f'<div class="note">{escape(str(reason))}</div>' if reason else ""
+
+
 def before_after_section(run_dir: Path, limit: int = 12) -> str:
     rows = read_optional(run_dir, BEFORE_AFTER)
     if not rows:
@@ -148,8 +154,8 @@ def before_after_section(run_dir: Path, limit: int = 12) -> str:
         cards.append(
             f'<div class="pair"><div class="ctx">{escape(_context_text(row.get("context")))}</div>'
             f'<div><b>expected</b><div class="reply">{escape(expected_text)}</div></div>'
-            f'<div><b>base</b><div class="reply{_verdict(row, "base")}">{escape(str(row.get("base", "")))}</div></div>'
-            f'<div><b>tuned</b><div class="reply{_verdict(row, "tuned")}">{escape(str(row.get("tuned", "")))}</div></div></div>'
+            f'<div><b>base</b><div class="reply{_verdict(row, "base")}">{escape(str(row.get("base", "")))}</div>{_reason(row, "base")}</div>'
+            f'<div><b>tuned</b><div class="reply{_verdict(row, "tuned")}">{escape(str(row.get("tuned", "")))}</div>{_reason(row, "tuned")}</div></div>'
         )
     more = note(f"showing {min(limit, len(rows))} of {len(rows)} contexts") if len(rows) > limit else ""
     return section("Base vs tuned replies", *cards, more)

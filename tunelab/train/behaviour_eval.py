@@ -72,13 +72,15 @@ class BehaviourEval:
             replies = generate_replies(model, self.tokenizer, self.prompts, self.settings, progress=False)
         finally:
             model.train(was_training)
-        rows = [{"prediction": r.text, "reference": c.reference, "context": [m.to_openai() for m in c.messages]}
+        rows = [{"prediction": r.text, "reference": c.reference, "context": [m.to_openai() for m in c.messages],
+                 **({"expected": c.expected} if c.expected else {})}
                 for c, r in zip(self.contexts, replies)]
         return behaviour_metrics(score_behaviour(rows))
 
 
 def behaviour_metrics(scores: dict[str, Any]) -> dict[str, float]:
-    """The rates of `score_pairs` as flat metric names; tool-call accuracy only when a reference calls a tool."""
+    """The rates of `score_pairs` as flat metric names; tool-call accuracy only when a reference calls a
+    tool; ask/confirm correctness when the contexts hold such turns."""
     wanted = dict(RATES, **(TOOL_RATES if scores["tool_call"]["n"] else {}))
     out = {}
     for name, path in wanted.items():
@@ -86,4 +88,9 @@ def behaviour_metrics(scores: dict[str, Any]) -> dict[str, float]:
         for key in path:
             value = value[key]
         out[name] = float(value)
+    # per-act correctness of the acts a behaviour curve is read for (the cafe demo's ask/confirm)
+    for act in ("ask", "confirm"):
+        rates = scores["per_act"].get(act) or {}
+        if rates.get("n"):
+            out[f"behaviour_{act}_correct"] = float(rates["correctness"])
     return out

@@ -77,8 +77,9 @@ class CountingTrainer(Trainer):
     """
 
     def __init__(self, *args: Any, progress: TokenProgressCallback, target_only_head: bool = True,
-                 behaviour: BehaviourEval | None = None, **kwargs: Any):
+                 behaviour: BehaviourEval | None = None, first_token_weight: float = 1.0, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        self.first_token_weight = first_token_weight
         self.progress = progress
         self.target_only_head = target_only_head
         self.behaviour = behaviour
@@ -98,6 +99,9 @@ class CountingTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         base = _decoder_and_head(self.accelerator.unwrap_model(model))
         if return_outputs or not self.target_only_head or base is None or self.accelerator.num_processes > 1:
+            if self.first_token_weight != 1.0 and model.training:
+                raise ValueError("train.first_token_weight needs the target-only output head (one process, an "
+                                 "adapter inside the layers or a full fine-tune); set it to 1 here")
             self.loss_is_scaled_for_ga = None
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         decoder, head = base
@@ -105,10 +109,23 @@ class CountingTrainer(Trainer):
         keep = labels != IGNORE
         hidden = decoder(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).last_hidden_state
         logits = head(hidden[:, :-1][keep]).float()
-        loss = torch.nn.functional.cross_entropy(logits, labels[keep], reduction="sum")
+        losses = torch.nn.functional.cross_entropy(logits, labels[keep], reduction="none")
+        loss = (losses * first_token_weights(keep, self.first_token_weight)).sum()
         # With gradient accumulation, Trainer counts the targets of the whole accumulated batch.
         self.loss_is_scaled_for_ga = num_items_in_batch is not None
         return loss / (num_items_in_batch if num_items_in_batch is not None else keep.sum().clamp(min=1))
+
+
+def first_token_weights(keep: torch.Tensor, weight: float) -> torch.Tensor:
+    """Per-target-token loss weights (flattened like `tensor[keep]`): `weight` on the first token
+    of every target span — where a reply commits to what it does ("Sure! What size…" or "So
+    that's…") — and 1 elsewhere. The normaliser stays the number of target tokens.
+
+    >>> first_token_weights(torch.tensor([[False, True, True, False, True]]), 3.0).tolist()
+    [3.0, 1.0, 3.0]
+    """
+    starts = keep & ~torch.nn.functional.pad(keep[:, :-1], (1, 0), value=False)
+    return torch.where(starts, weight, 1.0)[keep]
 
 
 def _decoder_and_head(model: Any) -> tuple[Any, Any] | None:
@@ -295,6 +312,7 @@ def train(config: Config, resume: bool = False, extra_callbacks: list[Any] | Non
         callbacks=[MetricsFileCallback(run_dir), progress, *trackers, *(extra_callbacks or [])],
         progress=progress,
         behaviour=behaviour,
+        first_token_weight=config.train.first_token_weight,
     )
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)

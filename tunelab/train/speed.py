@@ -66,3 +66,47 @@ def matmul_peak(dtype: torch.dtype = torch.float32, n: int = 1024, seconds: floa
             torch.mm(a, b)
         best = min(best, (time.perf_counter() - started) / 4)
     return 2 * n**3 / best / 1e9
+
+
+def cpu_model() -> str:
+    """The CPU's model name as /proc/cpuinfo gives it (platform's answer elsewhere)."""
+    import platform
+
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def describe_cpu() -> dict[str, Any]:
+    """This machine's CPU and the training precision that pays on it, chosen by measuring.
+
+    bf16 pays only where the CPU multiplies bf16 natively (AMX, AVX512-BF16): on an AVX2-only
+    EPYC a bf16 matmul ran ~190x slower than fp32, so training in bf16_base there would take
+    100x longer. 128x128 multiplies in each dtype on one thread (under a second in all, even on the slow kind)
+    decides: bf16_base + compile when bf16 is at least 1.5x fp32 (measured 1.9x tunelab's fp32
+    speed on an AMX Xeon, docs/performance.md), fp32 without compile otherwise (compile gave +4%
+    for 60 s of first step on the EPYC).
+    """
+    # On one thread (a multi-threaded small matmul stalls whenever another process holds a core),
+    # best of alternating short runs: other processes only ever slow a run down.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        fp32 = bf16 = 0.0
+        for _ in range(3):
+            fp32 = max(fp32, matmul_peak(torch.float32, n=128, seconds=0.1))
+            bf16 = max(bf16, matmul_peak(torch.bfloat16, n=128, seconds=0.1))
+    finally:
+        torch.set_num_threads(threads)
+    native = bf16 >= 1.5 * fp32
+    return {
+        "model": cpu_model(), "threads": threads,
+        "fp32_gflops_1thread": round(fp32, 1), "bf16_gflops_1thread": round(bf16, 1),
+        "precision": "bf16_base" if native else "fp32", "compile": native,
+        "why": f"bf16 matmul {bf16:.0f} vs fp32 {fp32:.0f} GFLOP/s: "
+               + ("native bf16, so bf16 base weights + compiled layers" if native else "no native bf16, so fp32"),
+    }

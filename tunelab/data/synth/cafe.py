@@ -1,27 +1,31 @@
-"""A seeded generator of cafe-ordering dialogues, and the demo's behaviour check.
+"""A seeded generator of cafe-ordering dialogues that records what every assistant turn must do.
 
-Customers order from a small menu over several turns. In some dialogues the first order leaves
-out something the order needs: a size, hot or iced, how many, or the drink of a meal deal. The
-right assistant reply then asks about exactly that; when nothing is missing it confirms the
-order. Each assistant turn's expected behaviour is stored in the conversation's meta
-(`turns`: {message index: {"act": "ask"|"confirm"|"greet"|"close", "slot", "items"}}), so
-replies can be scored by what they do rather than by their words.
+Customers order from a small menu over several turns. Often the order leaves out something it
+needs: a drink's size, hot or iced, how many of a food, the drink of a meal deal — sometimes two
+such details, and sometimes the drink named for a meal deal lacks its own size or temperature,
+so a second question follows the first answer. The right reply then asks about exactly one
+missing detail of the item that misses it; when nothing is missing, it confirms the whole order
+with every option the customer gave.
+
+Each assistant turn's expectation is stored in the conversation's meta (`turns`: {message index:
+{...}}), in the form `tunelab.eval.behaviour.judge_expected` reads:
+  ask:     {"act": "ask", "slot", "item", "missing": [{"item", "slot"}], "candidates": {slot: [items]},
+            "order": [...as for confirm, with null for what is missing]}
+  confirm: {"act": "confirm", "order": [{"name", "size", "temperature", "quantity", "deal"}], "items"}
+  greet / close: {"act": "greet"} / {"act": "close"} (not judged)
+The judge lives in tunelab.eval.behaviour (whose default lexicon knows this menu's items); this
+module only generates.
 """
 
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from tunelab.types import Conversation, Message
 
-SYSTEM_PROMPT = (
-    "You take orders at the Bean Counter cafe. If an order is missing a size, hot or iced, "
-    "a quantity, or the drink of a meal deal, ask for it. When the order is complete, repeat it back to confirm."
-)
-
-# drink -> temperatures it comes in
+# drink -> temperatures it comes in (one entry: that temperature is implied by the name)
 DRINKS = {
     "latte": ("hot", "iced"),
     "mocha": ("hot", "iced"),
@@ -37,109 +41,146 @@ FOODS = ("croissant", "blueberry muffin", "bagel", "banana bread", "cookie")
 DEAL_MAINS = ("ham sandwich", "veggie wrap", "chicken panini")
 NUMBERS = {1: "one", 2: "two", 3: "three", 4: "four"}
 SLOTS = ("size", "temperature", "quantity", "drink")
-# What a reply must mention to count as asking about a slot.
-SLOT_WORDS = {
-    "size": ("size", "small", "medium", "large"),
-    "temperature": ("hot", "iced", "cold"),
-    "quantity": ("how many",),
-    "drink": ("drink",),
-}
 
-
-@dataclass
-class Item:
-    name: str
-    size: str | None = None
-    temperature: str | None = None
-    quantity: int | None = 1
-    deal_drink: "Item | None" = None
-    kind: str = "drink"  # drink | food | deal
-
-    def missing(self) -> str | None:
-        if self.kind == "drink":
-            if self.size is None:
-                return "size"
-            if self.temperature is None:
-                return "temperature"
-        if self.kind == "food" and self.quantity is None:
-            return "quantity"
-        if self.kind == "deal":
-            if self.deal_drink is None:
-                return "drink"
-            return self.deal_drink.missing()
-        return None
-
-    def spoken(self, rng: random.Random, full: bool = True) -> str:
-        """How a customer says it (possibly leaving out details) or how staff confirm it (full)."""
-        if self.kind == "deal":
-            drink = f" with a {self.deal_drink.spoken(rng, full)}" if self.deal_drink else ""
-            return f"{self.name} meal deal{drink}"
-        words = []
-        if self.size:
-            words.append(self.size)
-        if self.temperature and (full or len(DRINKS.get(self.name, ())) > 1):
-            if not (self.temperature == "hot" and self.name == "hot chocolate"):
-                words.append(self.temperature)
-        words.append(self.name)
-        text = " ".join(words)
-        if self.kind == "food":
-            if self.quantity is None:
-                return "some " + plural(self.name)
-            if self.quantity > 1:
-                return f"{NUMBERS[self.quantity]} {plural(self.name)}"
-        return ("an " if text[0] in "aeiou" else "a ") + text
+SYSTEM_PROMPT = (
+    "You take orders at the Bean Counter cafe. If an order is missing a size, hot or iced, a quantity, or the "
+    "drink of a meal deal, ask about that one detail for that item. When nothing is missing, repeat the whole "
+    "order back with every option to confirm it."
+)
+# The same with the menu spelled out (+~140 tokens per dialogue); a lever measured in docs/cafe.md.
+MENU_PROMPT = (
+    "You take orders at the Bean Counter cafe. Menu: drinks come small, medium or large: latte, mocha, "
+    "americano and chai latte (hot or iced), cappuccino, flat white and hot chocolate (hot only), cold brew "
+    "(iced only). Food: croissant, blueberry muffin, bagel, banana bread, cookie (ask how many if unsaid). "
+    "Meal deals (ham sandwich, veggie wrap, chicken panini) come with a drink. If an order is missing a "
+    "size, hot or iced, a quantity, or the meal deal's drink, ask about that one detail for that item. When "
+    "nothing is missing, repeat the whole order back with every option to confirm it."
+)
 
 
 def plural(name: str) -> str:
     return name if name.endswith("bread") else name + "s"
 
 
-def _drink(rng: random.Random, leave_out: str | None) -> Item:
-    name = rng.choice(list(DRINKS))
+@dataclass
+class Item:
+    name: str
+    kind: str = "drink"  # drink | food | deal
+    size: str | None = None
+    temperature: str | None = None
+    quantity: int | None = 1
+    deal_drink: "Item | None" = None
+
+    def own_missing(self) -> list[str]:
+        """Details this item (not its deal drink) still needs, in the order staff ask them."""
+        if self.kind == "drink":
+            return [s for s, v in (("size", self.size), ("temperature", self.temperature)) if v is None]
+        if self.kind == "food":
+            return ["quantity"] if self.quantity is None else []
+        return ["drink"] if self.deal_drink is None else []
+
+    def parts(self) -> list["Item"]:
+        return [self] + ([self.deal_drink] if self.deal_drink else [])
+
+    def spoken(self, rng: random.Random, staff: bool = False) -> str:
+        """How the customer says it (only what they gave), or how staff confirm it (staff=True:
+        every option, the implied temperature of a one-temperature drink left out)."""
+        if self.kind == "deal":
+            drink = f" with {self.deal_drink.spoken(rng, staff)}" if self.deal_drink else ""
+            return f"a {self.name} meal deal{drink}"
+        if self.kind == "food":
+            if self.quantity is None:
+                return "some " + plural(self.name)
+            return f"{NUMBERS[self.quantity]} {plural(self.name)}" if self.quantity > 1 else article(self.name)
+        words = [self.size] if self.size else []
+        implied = len(DRINKS[self.name]) == 1
+        if self.temperature and not implied:
+            words.append(self.temperature)
+        if not staff and not self.size and not self.temperature and rng.random() < 0.3:
+            return "just " + article(self.name)
+        return article(" ".join(words + [self.name]))
+
+
+def article(text: str) -> str:
+    return ("an " if text[0] in "aeiou" else "a ") + text
+
+
+def _drink(rng: random.Random, leave_out: tuple[str, ...] = ()) -> Item:
+    name = rng.choice([d for d, t in DRINKS.items() if len(t) > 1]) if "temperature" in leave_out else rng.choice(list(DRINKS))
     temps = DRINKS[name]
-    item = Item(name=name, size=rng.choice(SIZES), temperature=rng.choice(temps))
-    if leave_out == "size":
-        item.size = None
-    if leave_out == "temperature":
-        item.temperature = None
+    item = Item(name=name, size=None if "size" in leave_out else rng.choice(SIZES),
+                temperature=None if "temperature" in leave_out else rng.choice(temps))
+    if len(temps) == 1:
+        item.temperature = temps[0]  # implied by the name, never missing
     return item
 
 
-def _order(rng: random.Random, missing: str | None) -> list[Item]:
-    """One to three items; if `missing` is set, exactly one item lacks that slot."""
+def _missing_item(rng: random.Random, slot: str) -> Item:
+    if slot in ("size", "temperature"):
+        return _drink(rng, (slot,))
+    if slot == "both":
+        return _drink(rng, ("size", "temperature"))
+    if slot == "quantity":
+        return Item(name=rng.choice(FOODS), kind="food", quantity=None)
+    # a meal deal without its drink; half the time the drink the customer then names lacks a detail
+    return Item(name=rng.choice(DEAL_MAINS), kind="deal")
+
+
+# How many details are missing at the start: 0 (confirm straight away), 1 or 2 (two items, or both
+# details of one drink). Weighted towards asks: asking is what the base model never does.
+SCENARIOS = ((), ("size",), ("temperature",), ("quantity",), ("drink",), ("both",),
+             ("size", "quantity"), ("temperature", "drink"), ("quantity", "temperature"), ("size", "drink"))
+SCENARIO_WEIGHTS = (30, 12, 12, 10, 12, 8, 4, 4, 4, 4)
+
+
+def _order(rng: random.Random, missing: tuple[str, ...]) -> list[Item]:
+    """One to three items, no two with the same name (a deal's drink included: "a latte and a
+    latte" has no single right read-back); the ones built from `missing` lack those details."""
     items: list[Item] = []
-    if missing == "temperature":
-        name = rng.choice([d for d, t in DRINKS.items() if len(t) > 1])
-        items.append(Item(name=name, size=rng.choice(SIZES), temperature=None))
-    elif missing == "size":
-        items.append(_drink(rng, "size"))
-        if len(DRINKS[items[0].name]) == 1:
-            items[0].temperature = DRINKS[items[0].name][0]
-    elif missing == "quantity":
-        items.append(Item(name=rng.choice(FOODS), kind="food", quantity=None))
-    elif missing == "drink":
-        items.append(Item(name=rng.choice(DEAL_MAINS), kind="deal"))
-    if not items:
-        items.append(_drink(rng, None))
-    for _ in range(rng.choice((0, 0, 1, 1, 2))):
-        if rng.random() < 0.5:
-            items.append(Item(name=rng.choice(FOODS), kind="food", quantity=rng.choice((1, 1, 2, 3))))
+
+    def add(make) -> None:
+        for _ in range(20):
+            item = make()
+            names = [p.name for i in items for p in i.parts()]
+            if not any(p.name in names for p in item.parts()):
+                items.append(item)
+                return
+
+    for slot in missing:
+        add(lambda: _missing_item(rng, slot))
+    while len(items) < 1 or (len(items) < 3 and rng.random() < 0.45):
+        kind = rng.choice(("food", "drink", "drink", "deal")) if len(items) < 2 else rng.choice(("food", "drink"))
+        if kind == "food":
+            add(lambda: Item(name=rng.choice(FOODS), kind="food", quantity=rng.choice((1, 1, 2, 3))))
+        elif kind == "drink":
+            add(lambda: _drink(rng))
         else:
-            items.append(_drink(rng, None))
+            add(lambda: Item(name=rng.choice(DEAL_MAINS), kind="deal", deal_drink=_drink(rng)))
     rng.shuffle(items)
     return items
 
 
 GREETINGS = ("Hi!", "Hello.", "Hey there.", "Good morning!", "Hi there,", "Morning!", "")
-ORDER_OPENERS = ("Can I get {o}?", "I'd like {o}, please.", "Could I have {o}?", "{o}, please.", "I'll have {o}.", "Let me get {o}.", "I want {o}.")
+ORDER_OPENERS = ("Can I get {o}?", "I'd like {o}, please.", "Could I have {o}?", "{o}, please.", "I'll have {o}.",
+                 "Let me get {o}.", "I want {o}.", "Can I please order {o}?", "I'm after {o}.")
+# The first phrasing of each act is the house style (see `dialogue`): every ask opens with "Sure!"
+# and every confirmation with "So that's", so greedy decoding chooses between the two acts at one
+# token (with a different opener per slot, the one confirmation opener out-weighed them all: 0%
+# asks after 100 steps, docs/cafe.md).
 ASK = {
-    "size": ("What size would you like for the {n}: small, medium or large?", "Sure! What size {n} would you like?", "Which size for the {n}, small, medium or large?"),
-    "temperature": ("Would you like the {n} hot or iced?", "Sure, hot or iced for the {n}?", "Should the {n} be hot or iced?"),
-    "quantity": ("How many {p} would you like?", "Sure, how many {p}?", "How many {p} should I add?"),
-    "drink": ("Which drink would you like with your meal deal?", "What drink would you like with the {n} meal deal?", "The meal deal comes with a drink. Which drink would you like?"),
+    "size": ("Sure! What size would you like for the {n}: small, medium or large?", "What size {n} would you like?",
+             "Which size for the {n}, small, medium or large?", "And what size should the {n} be?"),
+    "temperature": ("Sure! Would you like the {n} hot or iced?", "Hot or iced for the {n}?",
+                    "Should the {n} be hot or iced?", "Do you want your {n} hot or iced?"),
+    "quantity": ("Sure! How many {p} would you like?", "How many {p}?", "How many {p} should I add?",
+                 "How many {p} can I get you?"),
+    "drink": ("Sure! Which drink would you like with the {n} meal deal?", "What drink would you like with the {n} meal deal?",
+              "The {n} meal deal comes with a drink. Which drink would you like?", "What would you like to drink with the {n}?"),
 }
-CONFIRM = ("So that's {o}. Is that right?", "Let me confirm: {o}. Is that correct?", "Great, that's {o}. Shall I place the order?", "Okay, {o}. Is that everything?")
-CLOSE = ("Thank you! Your order will be ready shortly.", "Great, your order is in. See you at the counter!", "Perfect, it will be ready in a few minutes. Thanks!")
+CONFIRM = ("So that's {o}. Is that right?", "Let me confirm: {o}. Is that correct?", "Great, that's {o}. Shall I place the order?",
+           "Okay, {o}. Is that everything?", "To confirm, you'd like {o}. Is that right?")
+CLOSE = ("Thank you! Your order will be ready shortly.", "Great, your order is in. See you at the counter!",
+         "Perfect, it will be ready in a few minutes. Thanks!")
 YES = ("Yes, that's right.", "Yep, thanks.", "That's all, thanks!", "Correct.", "Yes please.")
 
 
@@ -147,20 +188,51 @@ def join_items(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def _answer(rng: random.Random, item: Item, slot: str) -> str:
-    """The customer fills in the slot (and the item is updated)."""
+def _answer(rng: random.Random, item: Item, slot: str, taken: set[str] = frozenset()) -> str:
+    """The customer fills in the slot (and the item is updated); a named deal drink may lack details."""
     if slot == "size":
         item.size = rng.choice(SIZES)
-        return rng.choice(("{v}, please.", "Make it {v}.", "A {v} one.", "{v}")).format(v=item.size).capitalize()
+        text = rng.choice(("{v}, please.", "Make it {v}.", "A {v} one.", "{v}", "{v} is fine."))
+        return text.format(v=item.size).capitalize()
     if slot == "temperature":
         item.temperature = rng.choice(DRINKS[item.name])
-        return rng.choice(("{v}, please.", "{v}.", "I'd like it {v}.")).format(v=item.temperature).capitalize()
+        return rng.choice(("{v}, please.", "{v}.", "I'd like it {v}.", "{v} would be great.")).format(v=item.temperature).capitalize()
     if slot == "quantity":
         item.quantity = rng.choice((1, 2, 3, 4))
-        return rng.choice(("{v}, please.", "Just {v}.", "{v} of them.")).format(v=NUMBERS[item.quantity]).capitalize()
-    drink = _drink(rng, None)
+        return rng.choice(("{v}, please.", "Just {v}.", "{v} of them.", "{v}.")).format(v=NUMBERS[item.quantity]).capitalize()
+    leave_out = rng.choice(((), (), ("size",), ("temperature",)))
+    drink = _drink(rng, leave_out)
+    for _ in range(20):
+        if drink.name not in taken:
+            break
+        drink = _drink(rng, leave_out)
     item.deal_drink = drink
-    return rng.choice(("{v}, please.", "I'll take {v}.", "{v}.")).format(v=drink.spoken(rng)).capitalize()
+    text = rng.choice(("{v}, please.", "I'll take {v}.", "{v}.", "Hmm, {v}."))
+    return text.format(v=drink.spoken(rng)).capitalize()
+
+
+def _missing_now(items: list[Item]) -> list[tuple[Item, str]]:
+    return [(part, slot) for item in items for part in item.parts() for slot in part.own_missing()]
+
+
+def _candidates(items: list[Item], slot: str) -> list[str]:
+    """Items of the order the slot applies to: the ones a question about it could be about."""
+    parts = [p for i in items for p in i.parts()]
+    if slot == "size":
+        return [p.name for p in parts if p.kind == "drink"]
+    if slot == "temperature":
+        return [p.name for p in parts if p.kind == "drink" and len(DRINKS[p.name]) > 1]
+    return [p.name for p in parts if p.kind == ("food" if slot == "quantity" else "deal")]
+
+
+def order_record(items: list[Item]) -> list[dict[str, Any]]:
+    """Every item (a deal's drink as its own entry) with the options the customer gave."""
+    out = []
+    for part in (p for i in items for p in i.parts()):
+        out.append({"name": part.name, "kind": part.kind, "size": part.size, "quantity": part.quantity,
+                    "temperature": part.temperature,
+                    "implied_temperature": part.kind == "drink" and len(DRINKS[part.name]) == 1})
+    return out
 
 
 @dataclass
@@ -174,59 +246,54 @@ class Dialogue:
         self.messages.append(Message(role, text))
 
 
-def dialogue(rng: random.Random, index: int, system_prompt: str | None = SYSTEM_PROMPT) -> Conversation:
-    missing = rng.choice(SLOTS) if rng.random() < 0.6 else None
-    items = _order(rng, missing)
-    d = Dialogue()
-    if system_prompt:
-        d.say("system", system_prompt)
-    opener = rng.choice(ORDER_OPENERS).format(o=join_items([i.spoken(rng, full=False) for i in items]))
+def _open(rng: random.Random, d: Dialogue, items: list[Item]) -> None:
+    opener = rng.choice(ORDER_OPENERS).format(o=join_items([i.spoken(rng) for i in items]))
     opener = opener[0].upper() + opener[1:]
-    if rng.random() < 0.25:
+    if rng.random() < 0.2:
         d.say("user", rng.choice(GREETINGS[:-1]))
-        d.say("assistant", rng.choice(("Hi! What can I get for you today?", "Hello! What would you like?", "Welcome to Bean Counter! What can I get you?")), {"act": "greet"})
+        d.say("assistant", rng.choice(("Hi! What can I get for you today?", "Hello! What would you like?",
+                                       "Welcome to Bean Counter! What can I get you?")), {"act": "greet"})
         d.say("user", opener)
     else:
         greeting = rng.choice(GREETINGS)
         if greeting.endswith(","):
             opener = opener[0].lower() + opener[1:]
         d.say("user", (greeting + " " + opener).strip())
-    while (slot := next((i.missing() for i in items if i.missing()), None)) is not None:
-        item = next(i for i in items if i.missing())
-        target = item.deal_drink if item.kind == "deal" and item.deal_drink else item
-        text = rng.choice(ASK[slot]).format(n=target.name, p=plural(target.name))
-        d.say("assistant", text, {"act": "ask", "slot": slot})
-        d.say("user", _answer(rng, target, slot))
-    order = join_items([i.spoken(rng, full=True) for i in items])
-    d.say("assistant", rng.choice(CONFIRM).format(o=order), {"act": "confirm", "items": item_names(items)})
-    if rng.random() < 0.5:
+
+
+def dialogue(rng: random.Random, index: int, system_prompt: str | None = SYSTEM_PROMPT, prefix: str = "cafe",
+             varied_replies: bool = False) -> Conversation:
+    """One dialogue. The customer's words vary; the assistant's keep one house phrasing per act and
+    slot unless `varied_replies` (measured in docs/cafe.md: with greedy decoding, one phrasing per
+    act makes "ask or confirm?" a single first-token choice instead of one split over many)."""
+    pick = rng.choice if varied_replies else (lambda options: options[0])
+    missing = rng.choices(SCENARIOS, weights=SCENARIO_WEIGHTS)[0]
+    items = _order(rng, missing)
+    d = Dialogue()
+    if system_prompt:
+        d.say("system", system_prompt)
+    _open(rng, d, items)
+    while pending := _missing_now(items):
+        target, slot = pending[0]
+        name = target.name
+        expect = {"act": "ask", "slot": slot, "item": name,
+                  "missing": [{"item": p.name, "slot": s} for p, s in pending],
+                  "candidates": {s: _candidates(items, s) for s in sorted({s for _, s in pending})},
+                  "order": order_record(items)}
+        d.say("assistant", pick(ASK[slot]).format(n=name, p=plural(name)), expect)
+        d.say("user", _answer(rng, target, slot, {p.name for i in items for p in i.parts()}))
+    order = join_items([i.spoken(rng, staff=True) for i in items])
+    d.say("assistant", pick(CONFIRM).format(o=order),
+          {"act": "confirm", "order": order_record(items), "items": [p["name"] for p in order_record(items)]})
+    if rng.random() < 0.4:
         d.say("user", rng.choice(YES))
-        d.say("assistant", rng.choice(CLOSE), {"act": "close"})
-    return Conversation(id=f"cafe-{index:05d}", messages=tuple(d.messages), meta={"turns": {str(k): v for k, v in d.turns.items()}})
+        d.say("assistant", pick(CLOSE), {"act": "close"})
+    return Conversation(id=f"{prefix}-{index:05d}", messages=tuple(d.messages),
+                        meta={"turns": {str(k): v for k, v in d.turns.items()}})
 
 
-def item_names(items: list[Item]) -> list[str]:
-    names = []
-    for i in items:
-        names.append(i.name)
-        if i.deal_drink:
-            names.append(i.deal_drink.name)
-    return names
-
-
-def generate(n: int, seed: int = 0, system_prompt: str | None = SYSTEM_PROMPT) -> list[Conversation]:
+def generate(n: int, seed: int = 0, system_prompt: str | None = SYSTEM_PROMPT, prefix: str = "cafe",
+             varied_replies: bool = False) -> list[Conversation]:
+    """`n` dialogues from one seeded generator; ids are `{prefix}-{index}` so two seeds' sets can share a file."""
     rng = random.Random(seed)
-    return [dialogue(rng, i, system_prompt) for i in range(n)]
-
-
-def judge_reply(reply: str, expect: dict) -> bool:
-    """Did the reply do the right thing? ask: a question naming the missing slot; confirm: names every item."""
-    text = reply.lower()
-    if expect["act"] == "ask":
-        asks = "?" in text
-        return asks and any(re.search(rf"\b{re.escape(w)}\b", text) for w in SLOT_WORDS[expect["slot"]])
-    if expect["act"] == "confirm":
-        names_all = all(name in text for name in expect["items"])
-        asks_slot = any(w in text for w in ("what size", "hot or iced", "how many", "which drink"))
-        return names_all and not asks_slot
-    return True
+    return [dialogue(rng, i, system_prompt, prefix, varied_replies) for i in range(n)]

@@ -1,0 +1,56 @@
+"""The cafe demo: held-out dialogues that share nothing with training, enough of each scored act,
+and the whole pipeline end to end on a tiny model."""
+
+from __future__ import annotations
+
+import json
+
+from tunelab import demo
+from tunelab.eval.generate import build_contexts
+
+
+def test_heldout_dialogues_share_no_dialogue_with_training(tmp_path) -> None:
+    data = demo.write_data(tmp_path, n_train=400, n_heldout=130, seed=0)
+    train = [json.loads(line) for line in data["files"]["train"].read_text().splitlines()]
+    val = [json.loads(line) for line in data["files"]["val"].read_text().splitlines()]
+    trained_on = {tuple(m["content"] for m in row["messages"] if m["role"] == "user") for row in train + val}
+    heldout = data["heldout"]
+    assert heldout and not {demo.customer_turns(c) for c in heldout} & trained_on
+    assert not {c.id for c in heldout} & {row["id"] for row in train + val}
+    contexts = [c for c in build_contexts(heldout) if c.expected]
+    asks = [c for c in contexts if c.expected["act"] == "ask"]
+    confirms = [c for c in contexts if c.expected["act"] == "confirm"]
+    assert len(asks) >= 100 and len(confirms) >= 100
+    # every slot is asked about, and second questions (after the first answer) are among them
+    assert {c.expected["slot"] for c in asks} == {"size", "temperature", "quantity", "drink"}
+    by_dialogue = {}
+    for c in asks:
+        by_dialogue[c.conversation_id] = by_dialogue.get(c.conversation_id, 0) + 1
+    assert sum(n >= 2 for n in by_dialogue.values()) >= 10
+
+
+def test_heldout_seed_is_never_a_training_seed() -> None:
+    for seed in range(5):
+        assert seed + demo.HELDOUT_SEED_OFFSET not in range(1000)
+
+
+def test_wilson_interval() -> None:
+    low, high = demo.wilson(90, 100)
+    assert 0.82 < low < 0.83 and 0.94 < high < 0.95
+
+
+def test_demo_end_to_end_on_a_tiny_model(tmp_path, tiny_model_dir) -> None:
+    result = demo.run_demo(tmp_path, n_train=16, n_heldout=6, seed=2, model=tiny_model_dir, max_steps=2,
+                           eval_steps=1, save_steps=2)
+    run_dir = tmp_path / "run"
+    pairs = [json.loads(line) for line in (run_dir / "before_after.jsonl").read_text().splitlines()]
+    assert pairs and all(p["expected"]["act"] in ("ask", "confirm") for p in pairs)
+    assert all(isinstance(p["tuned_reason"], str) and p["tuned_reason"] for p in pairs)
+    scores = json.loads((run_dir / "demo_scores.json").read_text())
+    for side in ("base", "tuned"):
+        for act in ("ask", "confirm", "overall"):
+            rate = scores[side][act]
+            low, high = rate["ci95"]
+            assert rate["n"] > 0 and low <= rate["rate"] <= high
+    assert result["cpu"]["precision"] in ("fp32", "bf16_base") and result["wall_seconds"] > 0
+    assert (run_dir / "report.html").exists()
