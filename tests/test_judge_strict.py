@@ -62,6 +62,11 @@ DEAL_DRINK_NO_SIZE = ask([deal("veggie wrap"), drink("latte", None, "hot")], [("
     ("Would you like anything else with the ham sandwich?", DEAL_NO_DRINK, False),  # "anything else" is not a drink
     ("What size would you like for the latte in your meal deal?", DEAL_DRINK_NO_SIZE, True),
     ("So that's a veggie wrap meal deal with a hot latte. Is that right?", DEAL_DRINK_NO_SIZE, False),
+    # a read-back of the order so far, then the question (the house style)
+    ("Got it: an iced latte and a large hot mocha. And what size would you like for the latte?", LATTE_NO_SIZE, True),
+    ("Got it: a large iced latte and a large hot mocha. And what size would you like for the latte?", LATTE_NO_SIZE, False),
+    ("Got it: an iced latte, a large hot mocha and a cookie. And what size would you like for the latte?", LATTE_NO_SIZE, False),
+    ("Sure, a large hot mocha and an iced latte. What size?", LATTE_NO_SIZE, False),  # which of the two?
 ])
 def test_ask_hard_cases(reply: str, expect: dict, right: bool) -> None:
     verdict = judge_expected(reply, expect)
@@ -105,6 +110,9 @@ CONFIRM = {"act": "confirm", "order": ORDER}
     # right words, but not a confirmation: the order is announced as placed
     ("A large iced americano, two cookies, a chicken panini meal deal with a small hot mocha and a medium cappuccino "
      "will be ready shortly!", False),
+    # an item said twice is two of it (found by the audit: a meal deal read back twice)
+    ("So that's a large iced americano, two cookies, a chicken panini meal deal with a small hot mocha, a medium "
+     "cappuccino and a chicken panini meal deal with a small hot mocha. Is that right?", False),
     # options after the item, in parentheses
     ("To confirm: an americano (large, iced), two cookies, a chicken panini meal deal with a mocha (small, hot) and a "
      "medium cappuccino. Is that right?", True),

@@ -163,21 +163,23 @@ def _order(rng: random.Random, missing: tuple[str, ...]) -> list[Item]:
 GREETINGS = ("Hi!", "Hello.", "Hey there.", "Good morning!", "Hi there,", "Morning!", "")
 ORDER_OPENERS = ("Can I get {o}?", "I'd like {o}, please.", "Could I have {o}?", "{o}, please.", "I'll have {o}.",
                  "Let me get {o}.", "I want {o}.", "Can I please order {o}?", "I'm after {o}.")
-# The first phrasing of each act is the house style (see `dialogue`): every ask opens with "Sure!"
-# and every confirmation with "So that's", so greedy decoding chooses between the two acts at one
-# token (with a different opener per slot, the one confirmation opener out-weighed them all: 0%
-# asks after 100 steps, docs/cafe.md).
+# The first phrasing of each act is the house style (see `dialogue`): every reply that asks or
+# confirms first reads the order back as it stands ("Got it: a latte and two cookies."), then
+# either asks ("And what size…") or asks to confirm ("Is that right?"). Reading back first puts
+# the missing detail right before the decision ("a latte" with no size -> ask about its size):
+# without it the model had to decide at its first token, and after 100 steps asked 0-16% of the
+# time (docs/cafe.md).
 ASK = {
-    "size": ("Sure! What size would you like for the {n}: small, medium or large?", "What size {n} would you like?",
-             "Which size for the {n}, small, medium or large?", "And what size should the {n} be?"),
-    "temperature": ("Sure! Would you like the {n} hot or iced?", "Hot or iced for the {n}?",
+    "size": ("And what size would you like for the {n}: small, medium or large?", "What size {n} would you like?",
+             "Which size for the {n}, small, medium or large?", "Sure! What size should the {n} be?"),
+    "temperature": ("And would you like the {n} hot or iced?", "Hot or iced for the {n}?",
                     "Should the {n} be hot or iced?", "Do you want your {n} hot or iced?"),
-    "quantity": ("Sure! How many {p} would you like?", "How many {p}?", "How many {p} should I add?",
+    "quantity": ("And how many {p} would you like?", "How many {p}?", "How many {p} should I add?",
                  "How many {p} can I get you?"),
-    "drink": ("Sure! Which drink would you like with the {n} meal deal?", "What drink would you like with the {n} meal deal?",
+    "drink": ("And which drink would you like with the {n} meal deal?", "What drink would you like with the {n} meal deal?",
               "The {n} meal deal comes with a drink. Which drink would you like?", "What would you like to drink with the {n}?"),
 }
-CONFIRM = ("So that's {o}. Is that right?", "Let me confirm: {o}. Is that correct?", "Great, that's {o}. Shall I place the order?",
+CONFIRM = ("Got it: {o}. Is that right?", "So that's {o}. Is that right?", "Let me confirm: {o}. Is that correct?", "Great, that's {o}. Shall I place the order?",
            "Okay, {o}. Is that everything?", "To confirm, you'd like {o}. Is that right?")
 CLOSE = ("Thank you! Your order will be ready shortly.", "Great, your order is in. See you at the counter!",
          "Perfect, it will be ready in a few minutes. Thanks!")
@@ -280,7 +282,10 @@ def dialogue(rng: random.Random, index: int, system_prompt: str | None = SYSTEM_
                   "missing": [{"item": p.name, "slot": s} for p, s in pending],
                   "candidates": {s: _candidates(items, s) for s in sorted({s for _, s in pending})},
                   "order": order_record(items)}
-        d.say("assistant", pick(ASK[slot]).format(n=name, p=plural(name)), expect)
+        question = pick(ASK[slot]).format(n=name, p=plural(name))
+        if not varied_replies:  # the house style reads the order back before asking
+            question = f"Got it: {join_items([i.spoken(rng, staff=True) for i in items])}. {question}"
+        d.say("assistant", question, expect)
         d.say("user", _answer(rng, target, slot, {p.name for i in items for p in i.parts()}))
     order = join_items([i.spoken(rng, staff=True) for i in items])
     d.say("assistant", pick(CONFIRM).format(o=order),

@@ -5,7 +5,9 @@ This module decides whether a reply did it, and says why, so every verdict can b
 
   ask      right when the reply's act is a question (not a confirmation of the incomplete order),
            every detail it asks about is one that is missing, and it is about the item that misses
-           it: that item is named, or it is the only item of the order the detail applies to.
+           it: that item is named, or it is the only item of the order the detail applies to. A
+           read-back of the order so far before the question ("Got it: a latte. And what size…")
+           must not add items or options the customer did not give.
            Naming an item of the order whose detail was given, or an item not ordered (except
            drinks offered for a meal deal), is wrong.
   confirm  right when the reply's act is a confirmation that names every item of the order with
@@ -130,10 +132,11 @@ def _judge_confirm(text: str, act: str, expect: Mapping[str, Any], lexicon: Lexi
             return Verdict(False, act, f"leaves out the {name}")
         # a bare repeat ("... with your latte?") refers back to a fuller mention of the same item
         informative = [m for m in said[name] if not m.bare] or said[name][:1]
-        stated = sorted({_said(m, implied.get(name)) for m in informative}, key=str)
-        if stated != sorted(set(entries), key=str):
+        # as many times as ordered: saying the meal deal twice adds a second deal
+        stated = sorted((_said(m, implied.get(name)) for m in informative), key=str)
+        if stated != sorted(entries, key=str):
             return Verdict(False, act, f"says {' / '.join(_describe(s) for s in stated)} where the customer "
-                                       f"ordered {' / '.join(_describe(e) for e in sorted(set(entries), key=str))}")
+                                       f"ordered {' / '.join(_describe(e) for e in sorted(entries, key=str))}")
     return Verdict(True, act, "confirms every item with the options given")
 
 
@@ -152,7 +155,11 @@ def _judge_ask(text: str, act: str, expect: Mapping[str, Any], lexicon: Lexicon)
     slot, item = expect["slot"], expect["item"]
     if act != "ask":
         return Verdict(False, act, f"{act} instead of asking about the {slot} of the {item}")
-    question = " ".join(_question_sentences(text, lexicon))
+    questions = _question_sentences(text, lexicon)
+    question = " ".join(questions)
+    restated = _misread(" ".join(s for s in _sentences(text) if s not in questions), expect, lexicon)
+    if restated:
+        return Verdict(False, act, restated)
     asked = _asked_slots(question, lexicon)
     missing = {(m["item"], m["slot"]) for m in expect["missing"]}
     missing_slots = {s for _, s in missing}
@@ -181,13 +188,37 @@ def _judge_ask(text: str, act: str, expect: Mapping[str, Any], lexicon: Lexicon)
     return Verdict(False, act, f"asks about the {'/'.join(asked)} without saying which item (wanted the {item})")
 
 
+def _sentences(text: str) -> list[str]:
+    return [s.strip() for s in re.findall(r"[^.?!]+[.?!]*", text) if s.strip()]
+
+
+def _misread(statement: str, expect: Mapping[str, Any], lexicon: Lexicon) -> str | None:
+    """What an ask's read-back of the order so far ("Got it: a latte and two cookies.") gets
+    wrong: an item not ordered, or an option the customer did not give or gave otherwise."""
+    in_order = {e["name"]: e for e in expect.get("order", [])}
+    for m in parse_order(statement, lexicon):
+        entry = in_order.get(m.name)
+        if entry is None:
+            if any(x["slot"] == "drink" for x in expect.get("missing", [])):
+                continue  # drinks offered for a meal deal ("We have lattes and mochas.")
+            return f"reads back the {m.name}, which is not in the order"
+        for key in ("size", "temperature"):
+            said, given = getattr(m, key), entry.get(key)
+            if said is not None and said != given:
+                return f"reads back a {said} {m.name}, but the customer gave {given or f'no {key}'}"
+        quantity = m.quantity if m.quantity is not None else (None if m.plural else 1)
+        if quantity is not None and quantity != (entry.get("quantity") if entry.get("kind") == "food" else 1):
+            return f"reads back {quantity} {m.name}, but the customer asked for {entry.get('quantity') or 'an unsaid number'}"
+    return None
+
+
 def _named_items(text: str, question: str, lexicon: Lexicon) -> set[str]:
     """Items the question names; if it names none, those of the sentence just before it ("The
     veggie wrap meal deal comes with a drink. Which drink would you like?")."""
     named = set(lexicon.items.findall(lexicon.ignore.sub(" ", question)))
     if named or not question:
         return named
-    sentences = [s.strip() for s in re.findall(r"[^.?!]+[.?!]*", text) if s.strip()]
+    sentences = _sentences(text)
     first = next((i for i, s in enumerate(sentences) if s in question), 0)
     before = sentences[first - 1] if first > 0 else ""
     return set(lexicon.items.findall(lexicon.ignore.sub(" ", before)))
