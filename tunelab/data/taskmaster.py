@@ -215,14 +215,14 @@ def convert_dialogs(path: str | Path) -> ConvertResult:
                     raise TaskmasterError(where if dialog.field == "(row)" else f"{where}.{dialog.field}", dialog.reason)
                 if not isinstance(dialog, dict):
                     raise TaskmasterError(where, "dialogue is not an object")
-                if not cid:
-                    raise TaskmasterError(f"{where}.conversation_id", "missing")
+                if not cid or not isinstance(cid, (str, int)) or isinstance(cid, bool):
+                    raise TaskmasterError(f"{where}.conversation_id", "missing, or not a string")
                 messages = dialog_to_messages(dialog, where, result.stats)
             except TaskmasterError as err:
                 _reject(result, err.where, cid, err.reason)
                 continue
             meta = {"source": where, "scenario": dialog.get("scenario")}
-            result.rows.append({"id": cid, "messages": [m.to_openai() for m in messages], "meta": meta})
+            result.rows.append({"id": str(cid), "messages": [m.to_openai() for m in messages], "meta": meta})
             result.stats["assistant_turns"] += sum(1 for m in messages if m.role == "assistant")
             result.stats["assistant_text_turns"] += sum(1 for m in messages if m.role == "assistant" and m.content)
             result.stats["tool_calls"] += sum(len(m.tool_calls) for m in messages)
@@ -265,6 +265,8 @@ def reward_row_to_judgement(row: dict[str, Any], where: str, stats: Counter) -> 
     for key in ("conversation_id", "context", "generation", "reward"):
         if key not in row:
             raise TaskmasterError(f"{where}.{key}", "missing")
+    if not isinstance(row["conversation_id"], (str, int)) or isinstance(row["conversation_id"], bool):
+        raise TaskmasterError(f"{where}.conversation_id", "must be a string")
     context_turns = parse_json_value(row["context"], f"{where}.context", stats)
     generation = parse_json_value(row["generation"], f"{where}.generation", stats)
     if not isinstance(context_turns, list):
