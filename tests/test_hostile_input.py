@@ -144,3 +144,32 @@ def test_config_and_prompt_yaml(tmp_path):
     prompt.write_text('prompt: "caf\\ud800"\n')
     with pytest.raises(PromptFileError, match="prompt: holds a lone surrogate"):
         load_prompt(prompt)
+
+
+HOSTILE_LINES = [b"\xef\xbb\xbf" + GOOD.encode(), SURROGATE.encode(), DEEP.encode(), b'{"messages": [], "messages": []}',
+                 b'{"messages": [{"role": "user", "content": "caf\xe9"}]}', b'{"messages": [{"role": "user", "content": null}, {"role": "assistant", "content": 7}]}',
+                 b"\x00\x00", b"x" * 100_000]
+
+
+@pytest.mark.slow
+def test_train_rejects_and_counts_hostile_rows_and_trains_on_the_rest(tmp_path, tiny_model_dir):
+    """`tunelab train` end to end (tiny model, 2 steps) on a file of 24 good rows among 7 hostile ones."""
+    from tunelab.data.synth import cafe
+    from tunelab.rundir import read_json, read_jsonl
+    from tunelab.train.sft import train
+
+    good = [json.dumps(c.to_openai()).encode() for c in cafe.generate(23, seed=3, system_prompt=None)]
+    lines = HOSTILE_LINES[:1] + [row for pair in zip(good, HOSTILE_LINES[1:]) for row in pair] + good[7:]
+    path = tmp_path / "train.jsonl"
+    path.write_bytes(b"\r\n".join(lines) + b"\r\n")
+    config = {"model": {"name": tiny_model_dir, "lora": {"r": 4, "alpha": 8}},
+              "data": {"train": str(path), "val_fraction": 0.2, "max_length": 256},
+              "train": {"max_steps": 2, "batch_size": 4, "eval_steps": 2, "save_steps": 2, "logging_steps": 1},
+              "output": {"dir": str(tmp_path / "run")}}
+    summary = train(load(data=config))
+    assert summary["steps"] == 2
+    entry = read_json(tmp_path / "run" / "data_report.json")["files"][0]
+    assert (entry["read"], entry["kept"], entry["rejected"]) == (31, 24, 7)
+    rejected = read_jsonl(entry["rejected_file"])
+    assert [r["source"] for r in rejected] == [f"{path}:{n}" for n in (3, 5, 7, 9, 11, 13, 15)]
+    assert all(r["field"] and r["reason"] for r in rejected)
