@@ -3,7 +3,7 @@
 A file is a list of rows, each either GOOD (known to be valid, so it must be kept) or hostile;
 the rows are joined with random line ends (LF, CRLF, lone CR), maybe after a UTF-8 BOM. The
 hostile rows reach every class issue 16 names: invalid UTF-8, lone surrogates, raw NUL bytes,
-deep nesting, very long lines, numbers/nulls/lists/objects where text belongs, duplicate keys,
+deep nesting, numbers too long for Python's int, very long lines, numbers/nulls/lists/objects where text belongs, duplicate keys,
 content given as a list of parts, random bytes and random JSON.
 """
 
@@ -62,7 +62,9 @@ def hostile_rows(template_for, paths: list[list]) -> st.SearchStrategy[bytes]:
     broken = st.builds(lambda t, bad: _encode(t).replace(b'"', b'"' + bad, 3)[:-1] + b"}", base,
                        st.sampled_from([b"\xff", b"\xc3", b"\x00", b"\xed\xa0\x80", b"\x1b"]))
     noise = st.binary(max_size=60)
-    return st.one_of(mutated, deep, deep_field, duplicate, broken, noise, st.builds(_encode, json_values))
+    huge_number = st.builds(lambda t, p, n: _encode(_mutate(t, p, 0)).replace(b"0", b"7" * n, 1),
+                            base, st.sampled_from(paths), st.integers(4200, 6000))  # Python's int limit is 4300 digits
+    return st.one_of(mutated, deep, deep_field, duplicate, broken, noise, huge_number, st.builds(_encode, json_values))
 
 
 def files(good, bad) -> st.SearchStrategy[tuple[bytes, list[Row]]]:

@@ -45,7 +45,8 @@ def _mutate(value: dict, path: list, new: object) -> dict:
 
 item = st.one_of(st.builds(lambda t: ("good", t), safe_text),
                  st.builds(lambda p, v: ("bad", (p, v)), st.sampled_from(DIALOG_PATHS), json_values),
-                 st.builds(lambda n: ("deep", n), st.integers(70, 3000)))
+                 st.builds(lambda n: ("deep", n), st.integers(70, 3000)),
+                 st.builds(lambda n: ("bad", (["utterances", 0, "annotations", 3, "value"], "[" + "9" * n + "]")), st.integers(4301, 6000)))
 
 
 @given(st.lists(item, min_size=1, max_size=6), st.booleans())
@@ -87,7 +88,7 @@ yaml_text = st.one_of(
     st.binary(max_size=200).map(lambda b: b.decode("utf-8", errors="surrogateescape")),
     st.builds(lambda p, v: json.dumps(_mutate(VALID, p, v), ensure_ascii=True), st.sampled_from(CONFIG_PATHS), json_values),
     st.builds(lambda n: "data:\n  train: " + "[" * n + "]" * n, st.integers(1, 3000)),
-    st.just("data:\n  train: a\n  train: b\n"), st.just("a: &x [*x]\n"), st.just("!!python/object:os.system {}\n"),
+    st.just("data:\n  train: a\n  train: b\n"), st.just("data:\n  max_length: " + "9" * 5000 + "\n"), st.just("a: &x [*x]\n"), st.just("!!python/object:os.system {}\n"),
 )
 
 

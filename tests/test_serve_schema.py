@@ -97,7 +97,8 @@ def test_answers_name_the_problem(server):
 BAD_BODIES = [b"{", b"[]", b'{"model": "tiny"}', b'{"model": "tiny", "messages": []}', b'{"model": "other", "messages": [{"role": "user", "content": "x"}]}',
               b'{"model": "tiny", "messages": [{"role": "robot", "content": "x"}]}', b'{"model": "tiny", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1}',
               b'{"model": "tiny", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}', b"\xff\xfe", b"[" * 5000 + b"]" * 5000,
-              b'{"model": "tiny", "messages": [{"role": "user", "content": "x"}], "n": 3}']
+              b'{"model": "tiny", "messages": [{"role": "user", "content": "x"}], "n": 3}',
+              b'{"model": "tiny", "messages": [{"role": "user", "content": "x"}], "max_tokens": ' + b"9" * 5000 + b"}"]
 
 
 def test_bounded_load_mixing_good_and_malformed_requests(server):

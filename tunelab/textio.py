@@ -8,7 +8,8 @@ What each class of bad input gets (the README's "What bad input gets" lists the 
   (a lone surrogate cannot be encoded again, so tokenizers and writers would crash on it later);
 - JSON nested deeper than MAX_DEPTH, or too deep for the parser: that row is rejected;
 - a duplicate key in one JSON object or YAML mapping: rejected (which value was meant is unknown);
-- NUL bytes: raw ones make a JSON line invalid (rejected); escaped ones (\\u0000) are text.
+- NUL bytes: raw ones make a JSON line invalid (rejected); escaped ones (\\u0000) are text;
+- a number of more than 4300 digits (Python's limit for int conversion): that row is rejected.
 JSONL is streamed line by line, so memory stays bounded by the longest line, not the file.
 """
 
@@ -133,6 +134,10 @@ def loads_row(raw: bytes | str) -> Any:
         raise RowError("(row)", f"invalid JSON: {exc.msg} at column {exc.colno}") from None
     except RecursionError:
         raise RowError("(row)", "JSON nested too deeply to parse") from None
+    except RowError:
+        raise
+    except ValueError as exc:  # a number of more than 4300 digits (Python's int conversion limit)
+        raise RowError("(row)", f"invalid JSON: {exc}") from None
     return check_value(value)
 
 
@@ -203,6 +208,8 @@ def load_yaml(text: str, source: str, error: type[ValueError] = InputFileError) 
         raise error(f"{source}: not valid YAML: {' '.join(str(exc).split())}") from None
     except RecursionError:
         raise error(f"{source}: YAML nested too deeply") from None
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise error(f"{source}: {exc}") from None
     problem = bad_value(value)
     if problem:
         raise error(f"{source}: {problem[0]}: {problem[1]}")

@@ -64,6 +64,10 @@ def parse_json_value(text: str, where: str, stats: Counter) -> Any:
         pass
     except RecursionError:
         raise TaskmasterError(where, "JSON nested too deeply to parse") from None
+    except TaskmasterError:
+        raise
+    except ValueError as err:  # a number over Python's 4300-digit int conversion limit
+        raise TaskmasterError(where, f"invalid JSON: {err}") from None
     repaired = _DOUBLED_QUOTES.sub(r'"\1"', text)
     try:
         value = _checked(json.loads(repaired, strict=False), where)
@@ -71,6 +75,10 @@ def parse_json_value(text: str, where: str, stats: Counter) -> Any:
         raise TaskmasterError(where, f"invalid JSON ({err.msg} at char {err.pos}): {text[:120]!r}") from None
     except RecursionError:
         raise TaskmasterError(where, "JSON nested too deeply to parse") from None
+    except TaskmasterError:
+        raise
+    except ValueError as err:  # a number over Python's 4300-digit int conversion limit
+        raise TaskmasterError(where, f"invalid JSON: {err}") from None
     stats["json_repaired"] += 1
     log.debug("%s: repaired doubled quotes in JSON value", where)
     return value
