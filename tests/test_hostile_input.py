@@ -173,3 +173,25 @@ def test_train_rejects_and_counts_hostile_rows_and_trains_on_the_rest(tmp_path, 
     rejected = read_jsonl(entry["rejected_file"])
     assert [r["source"] for r in rejected] == [f"{path}:{n}" for n in (3, 5, 7, 9, 11, 13, 15)]
     assert all(r["field"] and r["reason"] for r in rejected)
+
+
+def test_a_large_file_is_streamed_with_bounded_memory(tmp_path):
+    """24 MiB of JSONL (long invalid lines among good rows): the readers hold one line at a time
+    and keep 2,000 characters of a rejected row, so their peak allocation stays far below the file."""
+    import tracemalloc
+
+    bad = b'{"question": "' + b"x" * 200_000 + b"\n"  # unterminated string: rejected
+    good_log = json.dumps({"question": "q", "answer": "a", "label": "good"}).encode() + b"\n"
+    for name, good in (("chats.jsonl", GOOD.encode() + b"\n"), ("logs.jsonl", good_log)):
+        path = tmp_path / name
+        with path.open("wb") as handle:
+            for _ in range(120):
+                handle.write(bad + good)
+        size = path.stat().st_size
+        tracemalloc.start()
+        res = read_conversations(path) if name == "chats.jsonl" else read_logs(path)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert res.n_read == 240 and len(res.rejected) == 120
+        print(f"{name}: {size / 2**20:.1f} MiB read with a peak of {peak / 2**20:.1f} MiB")
+        assert peak < size / 8
