@@ -44,3 +44,13 @@ def tiny_model_dir(tmp_path_factory, smol_dir) -> str:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return str(out)
+
+
+# Property-based tests (hypothesis): the default profile keeps `make test` within its time; run
+# the long one before a release or after touching a reader:  HYPOTHESIS_PROFILE=long make test
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+_QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
+settings.register_profile("default", max_examples=25, deadline=None, suppress_health_check=_QUIET, print_blob=True, database=None)
+settings.register_profile("long", max_examples=1000, deadline=None, suppress_health_check=_QUIET, print_blob=True, database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))

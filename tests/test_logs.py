@@ -57,7 +57,7 @@ def test_bad_rows_are_rejected_with_file_line_and_field(tmp_path):
     res = read_logs(path)
     assert len(res.records) + len(res.rejected) == res.n_read == 5
     where = [(r.source, r.field) for r in res.rejected]
-    assert where == [(f"{path}:2", "label"), (f"{path}:3", "question"), (f"{path}:4", "contexts"), (f"{path}:5", "(json)")]
+    assert where == [(f"{path}:2", "label"), (f"{path}:3", "question"), (f"{path}:4", "contexts"), (f"{path}:5", "(row)")]
     assert "maybe" in res.rejected[0].reason
 
 

@@ -13,6 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tunelab.textio import InputFileError, load_yaml, read_text
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -226,7 +228,7 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"--set {key}: '{part}' is not a section")
-    node[parts[-1]] = yaml.safe_load(raw)
+    node[parts[-1]] = load_yaml(raw, f"--set {key}", ConfigError)
 
 
 def load(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), data: dict[str, Any] | None = None) -> Config:
@@ -234,11 +236,11 @@ def load(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] 
     source = str(path) if path else "config"
     raw: dict[str, Any] = dict(data or {})
     if path is not None:
-        text = Path(path).read_text(encoding="utf-8")
         try:
-            raw = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+            text = read_text(path)
+        except InputFileError as exc:
+            raise ConfigError(str(exc)) from None
+        raw = load_yaml(text, source, ConfigError) or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{source}: the top level must be a mapping of sections")
     for assignment in overrides:

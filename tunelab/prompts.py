@@ -36,6 +36,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import yaml
 
+from tunelab.textio import InputFileError, load_yaml, read_text
+
 
 class PromptFileError(ValueError):
     """A bad prompt file; the message names the file and the rule."""
@@ -317,12 +319,11 @@ def parse_prompt(data: Any, path: str = "<prompt>") -> PromptSpec:
 
 
 def load_prompt(path: str | Path) -> PromptSpec:
-    text = Path(path).read_text(encoding="utf-8")
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise PromptFileError(f"{path}: not valid YAML: {exc}") from None
-    return parse_prompt(data, str(path))
+        text = read_text(path)
+    except InputFileError as exc:
+        raise PromptFileError(str(exc)) from None
+    return parse_prompt(load_yaml(text, str(path), PromptFileError), str(path))
 
 
 def dump_prompt(spec: PromptSpec) -> str:

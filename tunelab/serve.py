@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tunelab.batching import Engine, Job, build_prompt
+from tunelab.serve_limits import CHAT, COMMON, MAX_BODY_BYTES, MAX_MESSAGES, BodyLimit, openapi_without_unused_422
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ class ServeSettings:
     batch_window: float = 0.01  # seconds the worker waits for companions of the first request
     max_batch: int = 16
     max_queue: int = 256
+    max_body_bytes: int = MAX_BODY_BYTES  # bigger bodies get 413 before they are read
 
 
 def free_socket(host: str = "127.0.0.1") -> socket.socket:
@@ -109,7 +111,19 @@ def new_id() -> str:
 
 # ---- HTTP layer -------------------------------------------------------------------------------
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt  # noqa: E402
+from typing import Annotated  # noqa: E402
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool  # noqa: E402
+
+
+def _whole_number(value: Any) -> Any:
+    """JSON Schema's "integer" includes 1.0, so the schema's clients may send it; "1" and true are not numbers."""
+    if isinstance(value, (bool, str)):
+        raise ValueError("must be an integer")
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+WholeInt = Annotated[int, BeforeValidator(_whole_number)]
 
 
 class ContentPart(BaseModel):
@@ -148,13 +162,13 @@ class ChatRequest(BaseModel):
     # Unknown OpenAI fields (user, seed, ...) are accepted and ignored; known ones are type-checked.
     model_config = ConfigDict(extra="allow")
     model: str
-    messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: StrictInt | None = Field(None, ge=1)
-    max_completion_tokens: StrictInt | None = Field(None, ge=1)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
+    max_tokens: WholeInt | None = Field(None, ge=1)
+    max_completion_tokens: WholeInt | None = Field(None, ge=1)
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
     stop: str | list[str] | None = None
-    n: StrictInt = 1
+    n: WholeInt = Field(1, description="Only 1 is supported (400 otherwise).")
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
 
@@ -179,6 +193,14 @@ def _validation_error(exc: Any) -> ApiError:
         return ApiError(400, f"request body is not valid JSON: {first.get('ctx', {}).get('error', '')}", None, "invalid_json")
     where = ".".join(loc) or None
     return ApiError(400, f"{where or 'body'}: {first.get('msg')}", where, "invalid_value")
+
+
+def _http_error(exc: Any) -> Any:
+    """Starlette's own errors (404 no route, 405 wrong method) in the OpenAI body, keeping their
+    headers: a 405 must say which methods are allowed (Allow)."""
+    response = ApiError(exc.status_code, str(exc.detail)).response()
+    response.headers.update(exc.headers or {})
+    return response
 
 
 def _prepare(body: ChatRequest, engine: Engine, settings: ServeSettings) -> Job:
@@ -263,17 +285,19 @@ def create_app(engine: Engine, settings: ServeSettings) -> Any:
 
     app.exception_handler(ApiError)(lambda request, exc: exc.response())
     app.exception_handler(RequestValidationError)(lambda request, exc: _validation_error(exc).response())
-    app.exception_handler(HTTPException)(lambda request, exc: ApiError(exc.status_code, str(exc.detail)).response())
+    app.exception_handler(HTTPException)(lambda request, exc: _http_error(exc))
+    app.openapi = lambda: openapi_without_unused_422(app)  # type: ignore[method-assign]
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", responses=COMMON)
     async def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": settings.model_name, "object": "model", "created": 0, "owned_by": "tunelab"}]}
 
-    @app.get("/v1/stats")
+    @app.get("/v1/stats", responses=COMMON)
     async def stats() -> dict[str, Any]:
         return engine.stats()
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", responses=CHAT)
     async def chat_completions(body: ChatRequest) -> Any:
         job = _prepare(body, engine, settings)
         try:

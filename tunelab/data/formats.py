@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from tunelab.data.validate import check_conversation
+from tunelab.textio import BOM, RowError, check_file, iter_lines, loads_row, shown, split_json_list
 from tunelab.types import ROLES, Conversation, Message, ToolCall
 
 FORMATS = ("auto", "openai", "sharegpt", "alpaca")
@@ -28,15 +29,6 @@ SHAREGPT_ROLES = {
     "function_response": "tool",
     "observation": "tool",
 }
-
-
-class RowError(ValueError):
-    """A bad row: `field` is a path like messages[2].role."""
-
-    def __init__(self, field: str, reason: str):
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
 
 
 @dataclass
@@ -72,10 +64,23 @@ class ReadResult:
 def _text(value: Any, where: str) -> str:
     if value is None:
         return ""
-    if not isinstance(value, str):
-        # OpenAI also allows a list of content parts; we take their text parts.
-        if isinstance(value, list) and all(isinstance(p, dict) for p in value):
-            return "".join(str(p.get("text", "")) for p in value if p.get("type", "text") == "text")
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, list):
+        raise RowError(where, f"must be a string or a list of text parts, got {type(value).__name__}")
+    # OpenAI also allows a list of content parts; a text model can learn from text parts only.
+    texts = []
+    for j, part in enumerate(value):
+        if not isinstance(part, dict) or part.get("type", "text") != "text":
+            raise RowError(f"{where}[{j}]", "only text parts ({'type': 'text', 'text': ...}) are supported")
+        if not isinstance(part.get("text"), str):
+            raise RowError(f"{where}[{j}].text", "must be a string")
+        texts.append(part["text"])
+    return "".join(texts)
+
+
+def _optional_str(value: Any, where: str) -> str | None:
+    if value is not None and not isinstance(value, str):
         raise RowError(where, f"must be a string, got {type(value).__name__}")
     return value
 
@@ -95,9 +100,9 @@ def _tool_calls(raw: Any, where: str) -> tuple[ToolCall, ...]:
         if not isinstance(args, str):
             args = json.dumps(args, ensure_ascii=False)
         try:
-            json.loads(args or "{}")
-        except json.JSONDecodeError as exc:
-            raise RowError(f"{here}.function.arguments", f"not valid JSON ({exc.msg})") from None
+            loads_row(args or "{}")
+        except RowError as exc:
+            raise RowError(f"{here}.function.arguments", f"not valid JSON ({exc.reason})") from None
         calls.append(ToolCall(name=fn["name"], arguments=args, id=str(call.get("id", f"call_{j}"))))
     return tuple(calls)
 
@@ -128,8 +133,8 @@ def parse_openai(row: dict[str, Any]) -> list[Message]:
                 role=role,
                 content=_text(m.get("content"), f"{where}.content"),
                 tool_calls=_tool_calls(m.get("tool_calls"), f"{where}.tool_calls"),
-                tool_call_id=m.get("tool_call_id"),
-                name=m.get("name"),
+                tool_call_id=_optional_str(m.get("tool_call_id"), f"{where}.tool_call_id"),
+                name=_optional_str(m.get("name"), f"{where}.name"),
                 weight=weight,
             )
         )
@@ -191,57 +196,50 @@ def detect_format(row: dict[str, Any]) -> str | None:
     return None
 
 
-def _rows(path: Path) -> list[tuple[int, bytes]]:
-    """(line number, raw bytes) per row. A file whose first non-space byte is '[' is a JSON list."""
-    data = path.read_bytes()
-    if data.lstrip()[:1] == b"[":
-        try:
-            items = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            items = None  # fall through to line-by-line, where the bad line gets named
-        if isinstance(items, list):
-            return [(i + 1, json.dumps(item, ensure_ascii=False).encode()) for i, item in enumerate(items)]
-    return [(i + 1, line) for i, line in enumerate(data.split(b"\n")) if line.strip()]
+def _rows(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw bytes) per row, JSONL streamed. A file whose first non-space byte (after a
+    BOM) is '[' is a JSON list: its items are the rows, numbered from 1."""
+    with path.open("rb") as handle:
+        head = handle.read(4096).removeprefix(BOM).lstrip()
+    if head[:1] == b"[":
+        items = split_json_list(path.read_bytes().removeprefix(BOM))
+        if items is not None:
+            yield from ((i + 1, item) for i, item in enumerate(items))
+            return  # otherwise line by line, where the bad line gets named
+    yield from ((n, line) for n, line in iter_lines(path) if line.strip())
+
+
+def _conversation(row: Any, result: ReadResult, path: Path, line_no: int) -> Conversation:
+    if not isinstance(row, dict):
+        raise RowError("(row)", "must be a JSON object")
+    if result.fmt == "auto":
+        detected = detect_format(row)
+        if detected is None:
+            raise RowError("(row)", "unknown format: expected key 'messages', 'conversations' or 'instruction'+'output'")
+        result.fmt = detected
+    messages = PARSERS[result.fmt](row)
+    conv = Conversation(
+        id=str(row.get("id", row.get("conversation_id", f"{path.stem}-{line_no}"))),
+        messages=tuple(messages),
+        source=f"{path}:{line_no}",
+        meta=row.get("meta") if isinstance(row.get("meta"), dict) else {},
+    )
+    problems = check_conversation(conv)
+    if problems:
+        raise RowError(*problems[0])
+    return conv
 
 
 def read_conversations(path: str | Path, fmt: str = "auto") -> ReadResult:
-    """Read one file; the format is detected from its first parseable row unless given."""
-    path = Path(path)
+    """Read one file; the format is detected from its first parseable row unless given.
+    A file that cannot be read at all raises InputFileError (one line); a bad row never raises."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
+    path = check_file(path)
     result = ReadResult(path=str(path), fmt=fmt)
     for line_no, raw in _rows(path):
-        source = f"{path}:{line_no}"
-        shown = raw.decode("utf-8", errors="replace")
         try:
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise RowError("(row)", f"invalid UTF-8 at byte {exc.start}") from None
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise RowError("(row)", f"invalid JSON: {exc.msg} at column {exc.colno}") from None
-            if not isinstance(row, dict):
-                raise RowError("(row)", "must be a JSON object")
-            if result.fmt == "auto":
-                detected = detect_format(row)
-                if detected is None:
-                    raise RowError("(row)", "unknown format: expected key 'messages', 'conversations' or 'instruction'+'output'")
-                result.fmt = detected
-            messages = PARSERS[result.fmt](row)
-            conv = Conversation(
-                id=str(row.get("id", row.get("conversation_id", f"{path.stem}-{line_no}"))),
-                messages=tuple(messages),
-                source=source,
-                meta=row.get("meta") if isinstance(row.get("meta"), dict) else {},
-            )
-            problems = check_conversation(conv)
-            if problems:
-                raise RowError(*problems[0])
-            result.conversations.append(conv)
+            result.conversations.append(_conversation(loads_row(raw), result, path, line_no))
         except RowError as err:
-            result.rejected.append(Rejected(source=source, field=err.field, reason=err.reason, raw=shown))
+            result.rejected.append(Rejected(source=f"{path}:{line_no}", field=err.field, reason=err.reason, raw=shown(raw)))
     return result

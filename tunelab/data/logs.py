@@ -26,6 +26,7 @@ import jinja2.sandbox
 
 from tunelab.config import LogsConfig
 from tunelab.data.formats import Rejected, RowError
+from tunelab.textio import InputFileError, bad_value, check_file, check_value, iter_lines, loads_row, shown
 from tunelab.types import Conversation, Message
 
 DEFAULT_TEMPLATE = (
@@ -37,7 +38,7 @@ LOG_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "
 _LABELS = {"good": True, "bad": False, "1": True, "0": False, "yes": True, "no": False, "true": True, "false": False}
 
 
-class LogFileError(ValueError):
+class LogFileError(InputFileError):
     """A problem with the whole file (unknown format, a mapped column that does not exist)."""
 
 
@@ -130,42 +131,73 @@ def row_to_record(row: dict[str, Any], cfg: LogsConfig, source: str, questions_o
                      tags={k: v for k, v in tags.items() if v}, contexts=contexts, comment=comment, source=source)
 
 
+# The CSV reader's default cap (128 KiB per field) would stop the whole file at one long field;
+# rows are streamed, so a bigger cap costs memory only for the row that has such a field.
+csv.field_size_limit(16 * 1024 * 1024)
+
+
+def _open_csv(path: Path) -> Any:
+    # surrogateescape: invalid UTF-8 becomes lone surrogates that check_value rejects row by row,
+    # instead of a UnicodeDecodeError that would end the file at the first bad byte.
+    return path.open(encoding="utf-8-sig", errors="surrogateescape", newline="")
+
+
 def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    with path.open(encoding="utf-8-sig", newline="") as handle:
+    with _open_csv(path) as handle:
         reader = csv.DictReader(handle)
         start = 2  # the header is line 1; a quoted field may span lines, so track where each row starts
-        for row in reader:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                row = RowError("(row)", f"not valid CSV: {exc}")
             yield start, row
             start = reader.line_num + 1
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                yield number, json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield number, RowError("(json)", f"not valid JSON: {exc.msg} at column {exc.colno}")
+    for number, line in iter_lines(path):
+        if not line.strip():
+            continue
+        try:
+            yield number, loads_row(line)
+        except RowError as err:
+            yield number, err
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[int, Any]]:
     import pyarrow.parquet as pq
 
-    for number, row in enumerate(pq.read_table(path).to_pylist(), 1):
-        yield number, row
+    number = 0
+    try:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):  # streamed, memory bounded
+            for row in batch.to_pylist():
+                number += 1
+                yield number, row
+    except Exception as exc:  # a corrupt page: pyarrow's errors are ArrowInvalid/OSError subclasses
+        raise InputFileError(f"{path}: unreadable Parquet after row {number} ({' '.join(str(exc).split())[:200]})") from None
 
 
 def _columns_present(path: Path, fmt: str) -> set[str] | None:
     """The file's column names when the format has a header (CSV, Parquet); None for JSONL."""
     if fmt == "csv":
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            return set(next(csv.reader(handle), []))
+        with _open_csv(path) as handle:
+            try:
+                header = next(csv.reader(handle), [])
+            except csv.Error as exc:
+                raise InputFileError(f"{path}:1: the CSV header does not parse ({exc})") from None
+        if bad_value(header):
+            raise InputFileError(f"{path}:1: the CSV header holds invalid UTF-8")
+        return set(header)
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
-        return set(pq.read_schema(path).names)
+        try:
+            return set(pq.read_schema(path).names)
+        except Exception as exc:  # pyarrow raises ArrowInvalid/OSError subclasses for a non-Parquet file
+            raise InputFileError(f"{path}: not a readable Parquet file ({' '.join(str(exc).split())[:200]})") from None
     return None
 
 
@@ -176,8 +208,7 @@ def read_logs(path: str | Path, cfg: LogsConfig = LogsConfig(), questions_only: 
     fmt = LOG_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise LogFileError(f"{path}: unknown log format {path.suffix!r}; use one of {sorted(LOG_FORMATS)}")
-    if not path.exists():
-        raise LogFileError(f"{path}: no such file")
+    check_file(path)
     present = _columns_present(path, fmt)
     if present is not None:
         cols = cfg.columns
@@ -191,11 +222,21 @@ def read_logs(path: str | Path, cfg: LogsConfig = LogsConfig(), questions_only: 
         try:
             if isinstance(row, RowError):
                 raise row
+            check_value(row)
             result.records.append(row_to_record(row, cfg, source, questions_only))
         except RowError as err:
-            raw = json.dumps(row, ensure_ascii=False, default=str) if not isinstance(row, RowError) else ""
-            result.rejected.append(Rejected(source=source, field=err.field, reason=err.reason, raw=raw[:2000]))
+            raw = _raw(row)
+            result.rejected.append(Rejected(source=source, field=err.field, reason=err.reason, raw=shown(raw)))
     return result
+
+
+def _raw(row: Any) -> str:
+    if isinstance(row, RowError):
+        return ""
+    try:
+        return json.dumps(row, ensure_ascii=False, default=str)
+    except (ValueError, RecursionError):  # too deep to show
+        return ""
 
 
 def compile_template(template: str | None) -> jinja2.Template:

@@ -25,6 +25,7 @@ from typing import Any, Iterable
 
 from tunelab.data.formats import Rejected, RowError
 from tunelab.rundir import write_jsonl
+from tunelab.textio import check_file, check_value, loads_row, split_json_list
 from tunelab.types import Message, ToolCall
 
 log = logging.getLogger(__name__)
@@ -54,18 +55,45 @@ class ConvertResult:
 
 def parse_json_value(text: str, where: str, stats: Counter) -> Any:
     """Parse a JSON string from the source data, repairing doubled quotes (counted in `stats`)."""
+    if not isinstance(text, str):
+        raise TaskmasterError(where, f"must be a JSON string, got {type(text).__name__}")
     try:
         # strict=False: a raw tab inside a string (" \tAssam") is harmless and kept.
-        return json.loads(text, strict=False)
+        return _checked(json.loads(text, strict=False), where)
     except json.JSONDecodeError:
         pass
+    except RecursionError:
+        raise TaskmasterError(where, "JSON nested too deeply to parse") from None
+    except TaskmasterError:
+        raise
+    except ValueError as err:  # a number over Python's 4300-digit int conversion limit
+        raise TaskmasterError(where, f"invalid JSON: {err}") from None
     repaired = _DOUBLED_QUOTES.sub(r'"\1"', text)
     try:
-        value = json.loads(repaired, strict=False)
+        value = _checked(json.loads(repaired, strict=False), where)
     except json.JSONDecodeError as err:
         raise TaskmasterError(where, f"invalid JSON ({err.msg} at char {err.pos}): {text[:120]!r}") from None
+    except RecursionError:
+        raise TaskmasterError(where, "JSON nested too deeply to parse") from None
+    except TaskmasterError:
+        raise
+    except ValueError as err:  # a number over Python's 4300-digit int conversion limit
+        raise TaskmasterError(where, f"invalid JSON: {err}") from None
     stats["json_repaired"] += 1
     log.debug("%s: repaired doubled quotes in JSON value", where)
+    return value
+
+
+def _checked(value: Any, where: str) -> Any:
+    try:
+        return check_value(value)
+    except RowError as err:
+        raise TaskmasterError(f"{where}.{err.field}" if err.field != "(row)" else where, err.reason) from None
+
+
+def _expect(value: Any, kind: type, where: str) -> Any:
+    if not isinstance(value, kind):
+        raise TaskmasterError(where, f"must be {'an object' if kind is dict else 'a ' + kind.__name__}, got {type(value).__name__}")
     return value
 
 
@@ -98,7 +126,8 @@ def _check_conversation(messages: list[Message], where: str) -> None:
 def _annotation_calls(utterance: dict[str, Any], where: str, stats: Counter) -> list[tuple[str, str, str]]:
     """(function name, arguments JSON, response JSON) per API call, in the order they were made."""
     by_n: dict[str, dict[str, Any]] = defaultdict(dict)
-    for k, ann in enumerate(utterance.get("annotations") or []):
+    for k, ann in enumerate(_expect(utterance.get("annotations") or [], list, f"{where}.annotations")):
+        ann = _expect(ann, dict, f"{where}.annotations[{k}]")
         name, value, context = ann.get("name"), ann.get("value"), str(ann.get("context", ""))
         number = context.rsplit("_", 1)[-1]
         if name not in ("api_call", "request", "api_response", "response") or not number.isdigit():
@@ -108,7 +137,7 @@ def _annotation_calls(utterance: dict[str, Any], where: str, stats: Counter) -> 
     for number, parts in by_n.items():
         here = f"{where}.annotations[api_call_{number}]"
         fn = parts.get("api_call")
-        if not fn:
+        if not fn or not isinstance(fn, str):
             raise TaskmasterError(f"{here}.api_call", "missing function name")
         if parts.get("api_response", fn) != fn:
             raise TaskmasterError(f"{here}.api_response", f"response of {parts['api_response']!r} to a call of {fn!r}")
@@ -134,10 +163,11 @@ def dialog_to_messages(dialog: dict[str, Any], where: str, stats: Counter | None
     n_call = 0
     for i, utt in enumerate(utterances):
         here = f"{where}.utterances[{i}]"
-        speaker = utt.get("speaker")
+        speaker = _expect(utt, dict, here).get("speaker")
         if speaker not in ("user", "assistant"):
             raise TaskmasterError(f"{here}.speaker", f"unknown speaker {speaker!r}")
-        text = (utt.get("text") or "").strip()
+        text = _expect(utt.get("text") or "", str, f"{here}.text").strip()
+        _checked(text, f"{here}.text")
         if text:
             _append(messages, Message(role=speaker, content=text))
         for fn, args, response in _annotation_calls(utt, here, stats):
@@ -158,13 +188,18 @@ def _json_files(path: Path, sub: str) -> list[Path]:
 
 
 def _load_list(path: Path) -> list[Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise TaskmasterError(str(path), f"not JSON: {err.msg} at line {err.lineno}") from None
-    if not isinstance(data, list):
-        raise TaskmasterError(str(path), "expected a JSON list")
-    return data
+    """The items of one JSON list file; an item that does not parse is a RowError in its place,
+    so one bad dialogue is rejected and the rest of the file kept."""
+    items = split_json_list(check_file(path).read_bytes().removeprefix(b"\xef\xbb\xbf"))
+    if items is None:
+        raise TaskmasterError(str(path), "expected one JSON list of objects")
+    out: list[Any] = []
+    for raw in items:
+        try:
+            out.append(loads_row(raw))
+        except RowError as err:
+            out.append(err)
+    return out
 
 
 def _reject(result: ConvertResult, where: str, conversation_id: Any, reason: str) -> None:
@@ -184,14 +219,18 @@ def convert_dialogs(path: str | Path) -> ConvertResult:
             where = f"{file.name}[{index}]"
             cid = dialog.get("conversation_id") if isinstance(dialog, dict) else None
             try:
-                if not cid:
-                    raise TaskmasterError(f"{where}.conversation_id", "missing")
+                if isinstance(dialog, RowError):
+                    raise TaskmasterError(where if dialog.field == "(row)" else f"{where}.{dialog.field}", dialog.reason)
+                if not isinstance(dialog, dict):
+                    raise TaskmasterError(where, "dialogue is not an object")
+                if not cid or not isinstance(cid, (str, int)) or isinstance(cid, bool):
+                    raise TaskmasterError(f"{where}.conversation_id", "missing, or not a string")
                 messages = dialog_to_messages(dialog, where, result.stats)
             except TaskmasterError as err:
                 _reject(result, err.where, cid, err.reason)
                 continue
             meta = {"source": where, "scenario": dialog.get("scenario")}
-            result.rows.append({"id": cid, "messages": [m.to_openai() for m in messages], "meta": meta})
+            result.rows.append({"id": str(cid), "messages": [m.to_openai() for m in messages], "meta": meta})
             result.stats["assistant_turns"] += sum(1 for m in messages if m.role == "assistant")
             result.stats["assistant_text_turns"] += sum(1 for m in messages if m.role == "assistant" and m.content)
             result.stats["tool_calls"] += sum(len(m.tool_calls) for m in messages)
@@ -234,6 +273,8 @@ def reward_row_to_judgement(row: dict[str, Any], where: str, stats: Counter) -> 
     for key in ("conversation_id", "context", "generation", "reward"):
         if key not in row:
             raise TaskmasterError(f"{where}.{key}", "missing")
+    if not isinstance(row["conversation_id"], (str, int)) or isinstance(row["conversation_id"], bool):
+        raise TaskmasterError(f"{where}.conversation_id", "must be a string")
     context_turns = parse_json_value(row["context"], f"{where}.context", stats)
     generation = parse_json_value(row["generation"], f"{where}.generation", stats)
     if not isinstance(context_turns, list):
@@ -275,6 +316,8 @@ def convert_rewards(path: str | Path) -> ConvertResult:
             where = f"{file.name}[{index}]"
             cid = row.get("conversation_id") if isinstance(row, dict) else None
             try:
+                if isinstance(row, RowError):
+                    raise TaskmasterError(where if row.field == "(row)" else f"{where}.{row.field}", row.reason)
                 if not isinstance(row, dict):
                     raise TaskmasterError(where, "row is not an object")
                 judgement = reward_row_to_judgement(row, where, result.stats)
