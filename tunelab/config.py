@@ -89,6 +89,17 @@ class LogsConfig(Section):
     hygiene: HygieneConfig = HygieneConfig()
 
 
+class TeacherEndpoint(Section):
+    """An OpenAI-compatible chat endpoint as bake's teacher (tunelab/train/bake_teacher.py); the
+    client is the judge's (timeouts, counted retries), answers cached by (model, prompt, sample)."""
+
+    base_url: str  # e.g. http://127.0.0.1:8000/v1
+    model: str
+    api_key_env: str | None = None  # name of the environment variable holding the key; None: no key
+    timeout: float = Field(60.0, gt=0)  # seconds per request
+    retries: int = Field(3, ge=0)  # further attempts on timeouts, connection errors, 429 and 5xx
+
+
 class BakeConfig(Section):
     """recipe: bake — train the model to behave without the system prompt as the teacher does with it."""
 
@@ -96,8 +107,22 @@ class BakeConfig(Section):
     # logged: good answers from the logs; teacher: teacher samples that pass every rule;
     # distill: KL(teacher with prompt || student without) over the reply tokens.
     targets: list[Literal["logged", "teacher", "distill"]] = ["logged", "teacher"]
-    teacher: str | None = None  # None: the base model itself, with the adapter switched off
-    samples_per_question: int = Field(2, ge=1)
+    # None: the base model itself, with the adapter switched off; a string: a model (registry
+    # name, directory, hub id); a mapping: an OpenAI-compatible endpoint (TeacherEndpoint).
+    teacher: str | TeacherEndpoint | None = None
+    samples_per_question: int = Field(2, ge=1)  # drawn per question in each sampling round
+    # k: rounds continue for a question until k of its replies pass every rule (after repair) or
+    # max_samples_per_question were drawn; at most k targets per question are kept (unrepaired
+    # ones first). None: one round, every passing reply kept.
+    passing_per_question: int | None = Field(None, ge=1)
+    max_samples_per_question: int = Field(8, ge=1)
+    # Rule-aware repair (tunelab/prompt_repair.py) of replies failing only repairable rules
+    # (sentence limit, lists, closing question, forbidden phrase); re-checked against every rule.
+    repair: bool = True
+    # How the held-out split groups rewordings (tunelab/train/bake_inputs.py question_groups): None:
+    # one question holds >= 30% of the other's content words; a number: shared words / all words of
+    # the two >= it (for one narrow domain, where containment chains every question into one group).
+    rewording_jaccard: float | None = Field(None, gt=0.0, le=1.0)
     temperature: float = Field(0.8, gt=0.0)
     max_new_tokens: int = Field(96, ge=1)
     max_teacher_questions: int | None = Field(None, ge=1)  # cap the (slow) teacher sampling
@@ -204,7 +229,14 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
 
 def _explain(err: ValidationError, source: str) -> ConfigError:
     lines = []
-    for e in err.errors():
+    errors = err.errors()
+    # A union field (bake.teacher: a string or a mapping) reports each branch with the branch's
+    # name in the location; a mapping given is meant as the mapping, so the string branch is dropped.
+    tags = {c.__name__ for c in Section.__subclasses__()}
+    if any(tags & set(map(str, e["loc"])) for e in errors):
+        errors = [e for e in errors if e["loc"][-1] != "str"]
+    for e in errors:
+        e = {**e, "loc": tuple(p for p in e["loc"] if str(p) not in tags)}
         key = ".".join(str(p) for p in e["loc"])
         if e["type"] == "extra_forbidden":
             near = difflib.get_close_matches(str(e["loc"][-1]), _fields_at(Config, e["loc"]), n=1, cutoff=0.5)
@@ -254,6 +286,7 @@ def load(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] 
     _check_behaviour_eval(config, source)
     if config.bake.questions_file and not ("teacher" in config.bake.targets or config.bake.targets == ["distill"]):
         raise ConfigError(f"{source}: bake.questions_file has questions without answers; they need bake.targets teacher (or distill alone, which distils over teacher samples)")
+    _check_bake(config, source)
     if config.train.recipe in ("kto", "dpo") and config.train.precision not in ("auto", "fp32"):
         raise ConfigError(f"{source}: train.precision {config.train.precision} is not supported by recipe {config.train.recipe} (TRL's trainers run fp32 here); use auto or fp32")
     if config.train.first_token_weight != 1.0 and config.train.recipe != "sft":
@@ -263,6 +296,19 @@ def load(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] 
     if config.train.precision == "bf16_base" and config.model.adapter == "full":
         raise ConfigError(f"{source}: train.precision bf16_base keeps only adapter weights in fp32; with model.adapter full every weight trains, use fp32 or bf16")
     return config
+
+
+def _check_bake(config: Config, source: str) -> None:
+    b = config.bake
+    if b.passing_per_question is not None and b.max_samples_per_question < max(b.passing_per_question, b.samples_per_question):
+        raise ConfigError(f"{source}: bake.max_samples_per_question ({b.max_samples_per_question}) must be at least "
+                          f"bake.passing_per_question ({b.passing_per_question}) and bake.samples_per_question ({b.samples_per_question})")
+    if isinstance(b.teacher, TeacherEndpoint):
+        if "distill" in b.targets:
+            raise ConfigError(f"{source}: bake.targets distill needs the teacher's logits, which an endpoint teacher "
+                              f"(bake.teacher.base_url {b.teacher.base_url}) does not return; drop distill or use a local teacher model")
+        if b.paraphrases:
+            raise ConfigError(f"{source}: bake.paraphrases are written by a local teacher model; set bake.paraphrases: 0 with an endpoint teacher")
 
 
 def _check_behaviour_eval(config: Config, source: str) -> None:

@@ -11,8 +11,9 @@ A prompt file is YAML:
       - {kind: must_not_contain, phrase: "as an AI"}
 
 Every rule has a `kind` (one of RULE_KINDS), an optional `id` (default: the kind; ids must be
-unique) and an optional `description`; the other keys are the kind's parameters. An unknown
-kind or parameter is an error naming the file and the rule.
+unique), an optional `description` and an optional `repair: false` (bake's rule-aware repair,
+tunelab/prompt_repair.py, then never edits a reply to pass it); the other keys are the kind's
+parameters. An unknown kind or parameter is an error naming the file and the rule.
 
 The checks are deliberately simple heuristics and say so:
 - language: script-based (share of Cyrillic vs Latin letters), enough for en/ru, nothing finer;
@@ -49,6 +50,7 @@ class Rule:
     kind: str
     params: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     description: str = ""
+    repairable: bool = True  # `repair: false` in the file: bake never edits a reply to pass this rule
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,8 @@ RULE_KINDS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "max_words": (("n",), {}),
     "must_contain": (("phrase",), {"case_sensitive": False}),
     "must_not_contain": (("phrase",), {"case_sensitive": False}),
-    "ends_with_question": ((), {}),
+    # closing_questions: what bake's repair may append to a reply that lacks the closing question
+    "ends_with_question": ((), {"closing_questions": []}),
     "format": (("format",), {}),
     "role_address": (("forms",), {"tag": "role", "position": "start", "window": 40}),
     "grounded": ((), {"min_overlap": 0.6, "answerable_overlap": 0.5, "dont_know": [], "ignore": []}),
@@ -270,6 +273,9 @@ def _parse_rule(raw: Any, where: str) -> Rule:
         raise PromptFileError(f"{where}: unknown rule kind {kind!r}; known kinds: {', '.join(RULE_KINDS)}")
     rule_id = str(body.pop("id", kind))
     description = str(body.pop("description", ""))
+    repairable = body.pop("repair", True)
+    if not isinstance(repairable, bool):
+        raise PromptFileError(f"{where} ({kind}): 'repair' must be true or false, got {repairable!r}")
     required, optional = RULE_KINDS[kind]
     unknown = set(body) - set(required) - set(optional)
     if unknown:
@@ -279,7 +285,7 @@ def _parse_rule(raw: Any, where: str) -> Rule:
         raise PromptFileError(f"{where} ({kind}): missing parameter(s) {missing}")
     params = {**optional, **body}
     _validate_params(kind, params, where)
-    return Rule(id=rule_id, kind=kind, params=params, description=description)
+    return Rule(id=rule_id, kind=kind, params=params, description=description, repairable=repairable)
 
 
 def _validate_params(kind: str, p: dict[str, Any], where: str) -> None:
@@ -293,7 +299,9 @@ def _validate_params(kind: str, p: dict[str, Any], where: str) -> None:
         raise PromptFileError(f"{where} (role_address): 'forms' must map each role to a non-empty list of phrases")
     if kind == "role_address" and p["position"] not in ("start", "anywhere"):
         raise PromptFileError(f"{where} (role_address): 'position' must be start or anywhere, got {p['position']!r}")
-    for key in ("dont_know", "ignore", "topic_keywords", "decline_phrases"):
+    if kind == "ends_with_question" and not all(str(q).rstrip().endswith("?") for q in p["closing_questions"]):
+        raise PromptFileError(f"{where} (ends_with_question): every entry of 'closing_questions' must end with '?'")
+    for key in ("dont_know", "ignore", "topic_keywords", "decline_phrases", "closing_questions"):
         if key in p and not (isinstance(p[key], list) and all(isinstance(x, str) for x in p[key])):
             raise PromptFileError(f"{where} ({kind}): {key!r} must be a list of strings")
     if kind == "grounded" and not p["dont_know"]:
@@ -327,5 +335,6 @@ def load_prompt(path: str | Path) -> PromptSpec:
 
 
 def dump_prompt(spec: PromptSpec) -> str:
-    rules = [{"kind": r.kind, **({"id": r.id} if r.id != r.kind else {}), **({"description": r.description} if r.description else {}), **r.params} for r in spec.rules]
+    rules = [{"kind": r.kind, **({"id": r.id} if r.id != r.kind else {}), **({"description": r.description} if r.description else {}),
+              **({} if r.repairable else {"repair": False}), **r.params} for r in spec.rules]
     return yaml.safe_dump({"name": spec.name, "prompt": spec.prompt, "rules": rules}, sort_keys=False, allow_unicode=True)

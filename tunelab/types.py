@@ -92,3 +92,9 @@ class Example:
     @property
     def n_targets(self) -> int:
         return sum(1 for label in self.labels if label != -100)
+
+
+def chat(user: str, reply: str | None = None, system: str | None = None) -> tuple[Message, ...]:
+    """[system,] user[, assistant] messages: the one-question chats of recipe bake and its evaluation."""
+    msgs = ([Message("system", system)] if system else []) + [Message("user", user)]
+    return tuple(msgs + ([Message("assistant", reply)] if reply is not None else []))

@@ -81,7 +81,7 @@ def adherence(
 
     cfg = load(run_dir / "config.yaml")
     spec = load_prompt(prompt or run_dir / PROMPT)
-    rows = read_logs(heldout or run_dir / HELDOUT, cfg.logs)
+    rows = read_logs(heldout or run_dir / HELDOUT, cfg.logs, questions_only=True)  # only the questions are asked again
     if rows.rejected:
         raise typer.BadParameter(f"{rows.rejected[0].message()} ({len(rows.rejected)} rejected held-out rows)")
     report = adh.evaluate(spec, rows.records, adh.default_conditions(base or cfg.model.name, str(run_dir)), out_dir=run_dir,

@@ -64,7 +64,7 @@ def prefill_seconds(model: Any, prompts: Sequence[Sequence[int]], n: int = 8) ->
 
 def run_condition(model: Any, tokenizer: Any, spec: PromptSpec, questions: Sequence[LogRecord], template: Any, with_prompt: bool, settings: Any) -> dict[str, Any]:
     from tunelab.eval.generate import generate_replies, render_prompts
-    from tunelab.train.bake import chat
+    from tunelab.types import chat
 
     messages = [chat(render_user_turn(q, template), system=spec.prompt if with_prompt else None) for q in questions]
     prompts = render_prompts(tokenizer, messages)

@@ -183,6 +183,10 @@ class Judge:
         self.retries = 0
 
     def _ask(self, prompt: str) -> str:
+        return self.complete([{"role": "user", "content": prompt}], temperature=0, max_tokens=self.settings.max_tokens)
+
+    def complete(self, messages: list[dict[str, str]], temperature: float, max_tokens: int) -> str:
+        """One chat completion with this client's timeouts and counted retries (bake's endpoint teacher uses it too)."""
         import openai
 
         retryable = (openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError)
@@ -190,14 +194,13 @@ class Judge:
         for attempt in range(self.settings.retries + 1):
             try:
                 response = self.client.chat.completions.create(
-                    model=self.settings.model, messages=[{"role": "user", "content": prompt}],
-                    temperature=0, max_tokens=self.settings.max_tokens)
+                    model=self.settings.model, messages=messages, temperature=temperature, max_tokens=max_tokens)
                 return response.choices[0].message.content or ""
             except retryable as exc:
                 if attempt == self.settings.retries:
                     raise
                 self.retries += 1
-                log.warning("judge request failed (%s); retry %d of %d in %.1fs", type(exc).__name__,
+                log.warning("request to %s failed (%s); retry %d of %d in %.1fs", self.settings.base_url, type(exc).__name__,
                             attempt + 1, self.settings.retries, delay)
                 time.sleep(delay)
                 delay *= 2

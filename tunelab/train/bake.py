@@ -35,12 +35,13 @@ from tunelab.data.hygiene import clean
 from tunelab.data.logs import LogRecord, compile_template, read_logs, render_user_turn
 from tunelab.data.prepare import write_rejected
 from tunelab.data.tokenize import IGNORE, template_info, tokenize_conversation
-from tunelab.prompts import CheckItem, PromptSpec, check_all, load_prompt, passes_all, dump_prompt
-from tunelab.prompts import _stems  # the rule checks' crude stems, so grouping and grading agree on words
-from tunelab.train.bake_inputs import extra_questions, same_question_key
+from tunelab.prompts import CheckItem, PromptSpec, dump_prompt, load_prompt
+from tunelab.train import bake_teacher
+from tunelab.train.bake_inputs import extra_questions, question_groups, same_question_key  # noqa: F401 (question_groups: re-exported)
 from tunelab.train.callbacks import MetricsFileCallback, TokenProgressCallback
 from tunelab.train.sft import CountingTrainer, checkpoint_to_resume, load_base, save_final, training_arguments
-from tunelab.types import Conversation, Message
+from tunelab.config import TeacherEndpoint
+from tunelab.types import Conversation, chat
 
 log = logging.getLogger(__name__)
 HELDOUT = "heldout.jsonl"
@@ -54,7 +55,8 @@ def check_item(record: LogRecord) -> CheckItem:
 
 def load_records(config: Config, out_dir: Path) -> tuple[list[LogRecord], dict[str, Any]]:
     """Read data.train as a feedback log, write rejected rows, apply hygiene; returns records and report."""
-    read = read_logs(config.data.train, config.logs)
+    # without logged targets data.train may be a list of questions: answers and labels are not needed
+    read = read_logs(config.data.train, config.logs, questions_only="logged" not in config.bake.targets)
     rejected_file = write_rejected(read, out_dir / "rejected")
     for r in read.rejected[:5]:
         log.warning("rejected %s", r.message())
@@ -64,41 +66,12 @@ def load_records(config: Config, out_dir: Path) -> tuple[list[LogRecord], dict[s
     return records, report
 
 
-def question_groups(questions: list[str], containment: float = 0.3) -> list[list[str]]:
-    """Questions in groups of rewordings: two questions join when one holds at least `containment`
-    of the other's content words (crude stems, as the rule checks use), transitively. This catches
-    a question with a scrubbed e-mail appended and most same-language rewordings ("What is the
-    tuition deadline?" / "By when must tuition be paid?"); translations stay separate groups."""
-    stems = [set(_stems(q)) for q in questions]
-    parent = list(range(len(questions)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    by_stem: dict[str, list[int]] = {}
-    for i, st in enumerate(stems):
-        for w in st:
-            by_stem.setdefault(w, []).append(i)
-    for members in by_stem.values():  # only questions sharing a word can be rewordings of each other
-        for a_pos, a in enumerate(members):
-            for b in members[a_pos + 1:]:
-                if len(stems[a] & stems[b]) >= containment * min(len(stems[a]), len(stems[b])):
-                    parent[root(a)] = root(b)
-    groups: dict[int, list[str]] = {}
-    for i, q in enumerate(questions):
-        groups.setdefault(root(i), []).append(q)
-    return sorted(groups.values())
-
-
-def split_by_question(records: list[LogRecord], fraction: float, seed: int) -> tuple[list[LogRecord], list[LogRecord]]:
+def split_by_question(records: list[LogRecord], fraction: float, seed: int, jaccard: float | None = None) -> tuple[list[LogRecord], list[LogRecord]]:
     """(train, held-out): whole groups of reworded questions (question_groups) go to one side,
     about `fraction` of the distinct questions held out, so nothing held out is trained on reworded.
     A group is taken only when it brings the held-out count closer to the target, so one huge
     group (questions that share words transitively) cannot swallow the training set."""
-    groups = question_groups(sorted({same_question_key(r.question) for r in records}))
+    groups = question_groups(sorted({same_question_key(r.question) for r in records}), jaccard=jaccard)
     random.Random(seed).shuffle(groups)
     target, held = round(sum(map(len, groups)) * fraction), set()
     for group in groups:
@@ -118,31 +91,6 @@ def unique_questions(records: list[LogRecord], template: Any) -> list[LogRecord]
     for r in records:
         seen.setdefault(render_user_turn(r, template), r)
     return list(seen.values())
-
-
-def chat(user: str, reply: str | None = None, system: str | None = None) -> tuple[Message, ...]:
-    msgs = ([Message("system", system)] if system else []) + [Message("user", user)]
-    return tuple(msgs + ([Message("assistant", reply)] if reply is not None else []))
-
-
-def sample_teacher(teacher: Any, tokenizer: Any, spec: PromptSpec, questions: list[LogRecord], template: Any, config: Config) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Sample replies WITH the system prompt and check each against the rules."""
-    from tunelab.eval.generate import GenerationSettings, generate_replies, render_prompts
-
-    b = config.bake
-    asked = [q for q in questions for _ in range(b.samples_per_question)]
-    prompts = render_prompts(tokenizer, [chat(render_user_turn(q, template), system=spec.prompt) for q in asked])
-    settings = GenerationSettings(max_new_tokens=b.max_new_tokens, do_sample=True, temperature=b.temperature, batch_size=16, seed=config.train.seed)
-    replies = generate_replies(teacher, tokenizer, prompts, settings, description="teacher samples")
-    samples, fails = [], {r.id: 0 for r in spec.rules}
-    for q, reply in zip(asked, replies):
-        results = check_all(spec, reply.text, check_item(q))
-        for res in results:
-            fails[res.rule] += res.applicable and not res.passed
-        samples.append({"id": q.id, "question": q.question, "reply": reply.text, "passed": passes_all(results),
-                        "failed_rules": [res.rule for res in results if res.applicable and not res.passed]})
-    kept = sum(s["passed"] for s in samples)
-    return samples, {"questions": len(questions), "sampled": len(samples), "kept": kept, "failures_by_rule": fails}
 
 
 def build_examples(tokenizer: Any, pairs: list[tuple[str, str]], spec: PromptSpec, distill: bool, max_length: int) -> tuple[list[dict[str, list[int]]], dict[str, int]]:
@@ -222,8 +170,8 @@ class BakeTrainer(CountingTrainer):
 
 
 def _teacher_model(config: Config) -> Any:
-    """None when the base with its adapter off can teach; else a separately loaded model."""
-    if config.bake.teacher is None and config.model.adapter in ("lora", "dora"):
+    """None when the base with its adapter off can teach (or an endpoint teaches); else a separately loaded model."""
+    if isinstance(config.bake.teacher, TeacherEndpoint) or (config.bake.teacher is None and config.model.adapter in ("lora", "dora")):
         return None
     from tunelab.models.load import load_model
 
@@ -231,6 +179,28 @@ def _teacher_model(config: Config) -> Any:
     model, _ = load_model(source)
     log.info("teacher: %s (loaded separately)", source)
     return model
+
+
+def teacher_pairs(config: Config, run_dir: Path, spec: PromptSpec, questions: list[LogRecord], template: Any, local: Any) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    """(user turn, target) pairs from the teacher's samples (bake_teacher), and its report.
+    `local`: the local teacher (a LocalTeacher), unused with an endpoint teacher."""
+    b = config.bake
+    endpoint = isinstance(b.teacher, TeacherEndpoint)
+    teacher = bake_teacher.EndpointTeacher(b.teacher, config, run_dir / bake_teacher.CACHE) if endpoint else local
+    closer = bake_teacher.make_closer(teacher, config.train.seed)
+    turns = {q.id: render_user_turn(q, template) for q in questions}
+    try:
+        samples, report = bake_teacher.sample_targets(teacher, spec, [(q.id, turns[q.id], check_item(q)) for q in questions], config,
+                                                      run_dir / TEACHER_SAMPLES, closer)
+    finally:
+        if endpoint:
+            report_cache = {"requested": teacher.requested, "cached": teacher.cached, "retries": teacher.judge.retries}
+            teacher.close()
+    if endpoint:
+        report["endpoint"] = {"base_url": b.teacher.base_url, "model": b.teacher.model, **report_cache}
+    if b.targets == ["distill"]:  # pure context distillation learns from every non-empty teacher sample, as written
+        return [(turns[s["id"]], s["reply"]) for s in samples if s["reply"].strip()], report
+    return [(turns[s["id"]], s["target"]) for s in bake_teacher.choose_targets(samples, b.passing_per_question)], report
 
 
 def train(config: Config, resume: bool = False) -> dict[str, Any]:
@@ -250,7 +220,7 @@ def train(config: Config, resume: bool = False) -> dict[str, Any]:
     set_seed(config.train.seed)
     template = compile_template(config.logs.template)
     records, report = load_records(config, run_dir)
-    train_recs, held = split_by_question(records, config.data.val_fraction, config.data.seed)
+    train_recs, held = split_by_question(records, config.data.val_fraction, config.data.seed, b.rewording_jaccard)
     if not train_recs:
         raise ValueError(f"{config.data.train}: holding out whole groups of reworded questions left nothing to train on "
                          f"({len(records)} records); lower data.val_fraction or add more distinct questions")
@@ -273,16 +243,11 @@ def train(config: Config, resume: bool = False) -> dict[str, Any]:
     if "teacher" in b.targets or b.targets == ["distill"]:
         candidates = unique_questions(train_recs + from_file, template)
         questions = candidates[: b.max_teacher_questions]
-        if checkpoint is not None:  # sampling again would change the data under the checkpoint
-            samples, teacher_report = rundir.read_jsonl(run_dir / TEACHER_SAMPLES), rundir.read_json(run_dir / rundir.DATA_REPORT)["teacher"]
-        else:
-            with teacher_mode():
-                samples, teacher_report = sample_teacher(gen_model, tokenizer, spec, questions, template, config)
-            teacher_report["not_sampled"] = len(candidates) - len(questions)  # beyond bake.max_teacher_questions (file questions come last)
-            rundir.write_jsonl(run_dir / TEACHER_SAMPLES, samples)
-        by_id = {q.id: q for q in questions}
-        keep_all = b.targets == ["distill"]  # pure context distillation learns from every teacher sample
-        pairs += [(render_user_turn(by_id[s["id"]], template), s["reply"]) for s in samples if (s["passed"] or keep_all) and s["reply"].strip()]
+        local = bake_teacher.LocalTeacher(gen_model, tokenizer, config, teacher_mode)
+        # saved samples are read back first (teacher_samples.jsonl): on resume nothing is sampled twice
+        teacher_pairs_, teacher_report = teacher_pairs(config, run_dir, spec, questions, template, local)
+        teacher_report["not_sampled"] = len(candidates) - len(questions)  # beyond bake.max_teacher_questions (file questions come last)
+        pairs += teacher_pairs_
     distill = "distill" in b.targets
     rows, skipped = build_examples(tokenizer, pairs, spec, distill, config.data.max_length)
     report |= {**extra_report, "teacher": teacher_report, "examples": len(rows), "skipped": skipped, "targets": list(b.targets)}

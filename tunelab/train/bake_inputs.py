@@ -100,14 +100,45 @@ def paraphrase(model: Any, tokenizer: Any, records: list[LogRecord], n: int, con
     return out, stats
 
 
-def drop_heldout(candidates: list[LogRecord], held: list[LogRecord]) -> tuple[list[LogRecord], int]:
-    """Candidates that are not a held-out question nor in a held-out question's group of rewordings."""
-    from tunelab.train.bake import question_groups
+def question_groups(questions: list[str], containment: float = 0.3, jaccard: float | None = None) -> list[list[str]]:
+    """Questions in groups of rewordings: two questions join when one holds at least `containment`
+    of the other's content words (crude stems, as the rule checks use), transitively. This catches
+    a question with a scrubbed e-mail appended and most same-language rewordings ("What is the
+    tuition deadline?" / "By when must tuition be paid?"); translations stay separate groups.
+    With `jaccard` (bake.rewording_jaccard) two questions join when their shared words are at least
+    that share of all their words instead: in one narrow domain (coffee orders) nearly every
+    request holds another's one word ("decaf"), so containment chains them all into one group."""
+    stems = [set(_stems(q)) for q in questions]
+    parent = list(range(len(questions)))
 
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    by_stem: dict[str, list[int]] = {}
+    for i, st in enumerate(stems):
+        for w in st:
+            by_stem.setdefault(w, []).append(i)
+    for members in by_stem.values():  # only questions sharing a word can be rewordings of each other
+        for a_pos, a in enumerate(members):
+            for b in members[a_pos + 1:]:
+                shared = len(stems[a] & stems[b])
+                if (shared >= jaccard * len(stems[a] | stems[b])) if jaccard is not None else (shared >= containment * min(len(stems[a]), len(stems[b]))):
+                    parent[root(a)] = root(b)
+    groups: dict[int, list[str]] = {}
+    for i, q in enumerate(questions):
+        groups.setdefault(root(i), []).append(q)
+    return sorted(groups.values())
+
+
+def drop_heldout(candidates: list[LogRecord], held: list[LogRecord], jaccard: float | None = None) -> tuple[list[LogRecord], int]:
+    """Candidates that are not a held-out question nor in a held-out question's group of rewordings."""
     held_norm = {same_question_key(r.question) for r in held}
     if not held_norm:
         return candidates, 0
-    groups = question_groups(sorted(held_norm | {same_question_key(r.question) for r in candidates}))
+    groups = question_groups(sorted(held_norm | {same_question_key(r.question) for r in candidates}), jaccard=jaccard)
     tainted = {q for g in groups if held_norm & set(g) for q in g}
     kept = [r for r in candidates if same_question_key(r.question) not in tainted]
     return kept, len(candidates) - len(kept)
@@ -131,7 +162,7 @@ def extra_questions(config: Config, run_dir: Path, train: list[LogRecord], held:
             stats = rundir.read_json(run_dir / rundir.DATA_REPORT)["paraphrases"]
         else:
             paraphrased, stats = paraphrase(model, tokenizer, train, b.paraphrases, config)
-            paraphrased, stats["dropped_heldout"] = drop_heldout(paraphrased, held)
+            paraphrased, stats["dropped_heldout"] = drop_heldout(paraphrased, held, b.rewording_jaccard)
             rundir.write_jsonl(path, [{"id": r.id, "of": r.id.rsplit("~p", 1)[0], "question": r.question} for r in paraphrased])
         stats["records"] = len(paraphrased)
         report["paraphrases"] = stats
@@ -141,7 +172,7 @@ def extra_questions(config: Config, run_dir: Path, train: list[LogRecord], held:
         from_file, file_report = read_question_file(b.questions_file, config.logs, run_dir / "rejected")
         # the file's ids are its own; prefixed so they never collide with the log's in the teacher's lookups
         from_file = [dataclasses.replace(r, id=f"questions_file:{r.id}") for r in from_file]
-        from_file, file_report["dropped_heldout"] = drop_heldout(from_file, held)
+        from_file, file_report["dropped_heldout"] = drop_heldout(from_file, held, b.rewording_jaccard)
         file_report["used"] = len(from_file)
         report["questions_file"] = file_report
         log.info("questions file: %s", file_report)
