@@ -189,6 +189,17 @@ def add_jobs(app: FastAPI, studio: Any) -> None:
                                  headers={"Cache-Control": "no-cache"})
 
 
+def add_compare(app: FastAPI, studio: Any) -> None:
+    from tunelab.studio.compare import compare
+
+    @app.get("/v1/studio/compare")  # tunelab: ?ids=ftjob-a,ftjob-b
+    async def compare_jobs(ids: str) -> dict[str, Any]:
+        rows = [studio.jobs.row(i) for i in ids.split(",") if i]
+        if not rows or any(r is None for r in rows):
+            raise ApiError(404, "ids must name existing fine-tuning jobs, comma-separated", "ids", "job_not_found")
+        return await run_in_threadpool(compare, rows)
+
+
 def event_object(row: dict[str, Any]) -> dict[str, Any]:
     return {"object": "fine_tuning.job.event", "id": row["id"], "created_at": row["created_at"], "level": row["level"],
             "message": row["message"], "data": row["data"], "type": row["type"], "seq": row["seq"]}

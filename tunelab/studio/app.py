@@ -44,6 +44,7 @@ class Studio:
         self.app = create_app(None, settings, models=self.models)
         api.add_files(self.app, self)
         api.add_jobs(self.app, self)
+        api.add_compare(self.app, self)
         api.add_ui(self.app)
         api.add_auth(self.app, api_key)  # added last: the outermost middleware, so it runs first
         self._resume_validation()
