@@ -129,3 +129,23 @@ def test_bad_rows_named_and_cancel_stops_the_group(studio, tmp_path, tiny_model_
         time.sleep(0.1)
     assert not group_alive(pgid), "the job's process group outlived cancel by 10 s"
     assert client.fine_tuning.jobs.cancel(second.id).status == "cancelled"
+
+
+@pytest.mark.slow
+def test_job_under_accelerate_launch_runs_two_processes(studio, tmp_path, tiny_model_dir):
+    s, client = studio
+    train = client.files.create(file=write_jsonl(tmp_path / "t.jsonl", conversations(16)), purpose="fine-tune")
+    val = client.files.create(file=write_jsonl(tmp_path / "v.jsonl", conversations(2, start=50)), purpose="fine-tune")
+    client.files.wait_for_processing(train.id)
+    client.files.wait_for_processing(val.id)
+    config = {"train": {**FAST["train"], "max_steps": 2, "batch_size": 2, "group_by_length": False}}
+    job = client.fine_tuning.jobs.create(model=tiny_model_dir, training_file=train.id, validation_file=val.id,
+                                         extra_body={"tunelab": {"config": config, "accelerate_config": "ddp_cpu"}})
+    assert job.tunelab["accelerate_config"].endswith("examples/accelerate/ddp_cpu.yaml")
+    done = wait(client, job.id, ("succeeded", "failed", "cancelled"))
+    assert done.status == "succeeded", done.error
+    # 16 examples, 2 per process: step 1 covers a quarter of the epoch only if two ranks split the data.
+    first = next(r for r in map(json.loads, (Path(done.tunelab["run_dir"]) / "metrics.jsonl").read_text().splitlines()) if r["name"] == "loss")
+    assert first["step"] == 1 and first["epoch"] == pytest.approx(0.25)
+    with pytest.raises(openai.BadRequestError):
+        client.fine_tuning.jobs.create(model=tiny_model_dir, training_file=train.id, extra_body={"tunelab": {"accelerate_config": "nope"}})

@@ -19,6 +19,7 @@ from tunelab.studio.db import Database, new_id
 
 BASE_LR = TrainConfig.model_fields["learning_rate"].default  # learning_rate_multiplier 1 means this
 TERMINAL = ("succeeded", "failed", "cancelled")
+EXAMPLES = Path(__file__).parents[2] / "examples" / "accelerate"  # the repository's shipped configs
 
 
 def _merge(into: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -59,6 +60,18 @@ def _train_section(hp: dict[str, Any]) -> dict[str, Any]:
                            "hyperparameters.learning_rate_multiplier", "invalid_value")
         train["learning_rate"] = BASE_LR * mult
     return train
+
+
+def accelerate_config(name: str | None) -> str | None:
+    """A path to an accelerate config, or the name of a shipped one (ddp_cpu -> examples/accelerate/ddp_cpu.yaml)."""
+    if not name:
+        return None
+    shipped = EXAMPLES / f"{name}.yaml"
+    path = shipped if "/" not in name and shipped.is_file() else Path(name).expanduser()
+    if not path.is_file():
+        known = ", ".join(p.stem for p in sorted(EXAMPLES.glob("*.yaml")))
+        raise ApiError(400, f"accelerate config {name} is neither a file nor a shipped config ({known})", "tunelab.accelerate_config", "invalid_value")
+    return str(path.resolve())  # the job runs in its own folder: relative paths would break
 
 
 class Jobs:
@@ -118,9 +131,7 @@ class Jobs:
             config = load(None, (), data=raw)
         except ConfigError as exc:
             raise ApiError(400, str(exc), "tunelab.config", "invalid_config") from None
-        accelerate = ext.get("accelerate_config")
-        if accelerate is not None and not Path(accelerate).is_file():
-            raise ApiError(400, f"accelerate config {accelerate} does not exist", "tunelab.accelerate_config", "invalid_value")
+        accelerate = accelerate_config(ext.get("accelerate_config"))
         snapshot = dump(config)
         job_dir.mkdir(parents=True)
         (job_dir / "config.yaml").write_text(snapshot, encoding="utf-8")

@@ -85,7 +85,7 @@ $("#job-form").addEventListener("submit", async (e) => {
   const body = {
     model: v.model, training_file: v.training_file, validation_file: v.validation_file || null, suffix: v.suffix || null,
     hyperparameters: { n_epochs: num(v.n_epochs), batch_size: num(v.batch_size), learning_rate_multiplier: num(v.learning_rate_multiplier) },
-    tunelab: { config: v.yaml.trim() ? v.yaml : config },
+    tunelab: { config: v.yaml.trim() ? v.yaml : config, accelerate_config: v.accelerate_config.trim() || null },
   };
   try {
     const job = await api("/v1/fine_tuning/jobs", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
