@@ -26,8 +26,9 @@ ROOT = Path(__file__).parents[1]
 def start_server(folder: Path, port: int, base: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "tunelab.cli", "studio", "--dir", str(folder), "--port", str(port),
-                             "--base-model", base, "--api-key", "k"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
+                             "--base-model", base, "--api-key", "k"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=(folder.parent / "server.log").open("ab"))
+    deadline = time.monotonic() + 180  # a hang guard: importing torch on a busy 2-core machine is slow
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": "Bearer k"}).status_code == 200:
@@ -63,37 +64,38 @@ def test_sigkill_then_restart_resumes(tmp_path, tiny_model_dir):
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=0)
     try:
         file = client.files.wait_for_processing(client.files.create(file=data, purpose="fine-tune").id)
-        config = {"train": {"max_steps": 120, "save_steps": 10, "eval_steps": 10, "logging_steps": 1, "threads": 1, "batch_size": 2}}
+        config = {"train": {"max_steps": 60, "save_steps": 10, "eval_steps": 10, "logging_steps": 1, "threads": 1, "batch_size": 2}}
         job = client.fine_tuning.jobs.create(model=tiny_model_dir, training_file=file.id, extra_body={"tunelab": {"config": config}})
         queued = client.fine_tuning.jobs.create(model=tiny_model_dir, training_file=file.id, extra_body={"tunelab": {"config": config}})
         until(lambda: client.fine_tuning.jobs.checkpoints.list(job.id).data)
         before = client.fine_tuning.jobs.retrieve(job.id)
         ckpts_before = {c.fine_tuned_model_checkpoint for c in client.fine_tuning.jobs.checkpoints.list(job.id)}
         events_before = {e.id for e in client.fine_tuning.jobs.list_events(job.id, limit=1000)}
-        assert before.status == "running" and before.tunelab["step"] < 120
+        assert before.status == "running" and before.tunelab["step"] < 60
     finally:
         server.send_signal(signal.SIGKILL)
         server.wait()
     orphan = before.tunelab["pid"]
+    assert group_alive(orphan)  # the job outlives its server (own session); the restart must deal with it
+    # Freeze it, so it is certainly still mid-run when the server returns, whatever this machine's speed.
+    os.killpg(orphan, signal.SIGSTOP)
 
     server = start_server(folder, port, tiny_model_dir)
     try:
-        assert not group_alive(orphan) or until(lambda: not group_alive(orphan), 10)
+        until(lambda: not group_alive(orphan), 10)
         assert client.fine_tuning.jobs.retrieve(queued.id).status == "queued"
         messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=1000)]
         assert any(m.startswith("Server restarted; the job resumes from checkpoint-") for m in messages)
         done = until(lambda: (j := client.fine_tuning.jobs.retrieve(job.id)).status in ("succeeded", "failed") and j)
         assert done.status == "succeeded", done.error
         summary = json.loads((Path(done.tunelab["run_dir"]) / "summary.json").read_text())
-        # >= : transformers' resume from a mid-epoch checkpoint was seen to take one step past
-        # max_steps (201 of 200 here) in `tunelab train --resume` itself; not the studio's to hide.
-        assert summary["steps"] >= 120
+        assert summary["steps"] == 60
         events_after = {e.id for e in client.fine_tuning.jobs.list_events(job.id, limit=1000)}
         assert events_before <= events_after
         ckpt_rows = Database(folder / "studio.db").all("SELECT model FROM checkpoints WHERE job_id = ?", (job.id,))
         assert ckpts_before <= {r["model"] for r in ckpt_rows}
         steps = [e.data["step"] for e in client.fine_tuning.jobs.list_events(job.id, limit=1000) if e.type == "metrics" and e.data["valid_loss"] is None]
-        assert sorted(steps)[:120] == list(range(1, 121)) and len(steps) == len(set(steps))  # nothing lost or doubled
+        assert sorted(steps) == list(range(1, 61))  # nothing lost or doubled
         assert client.files.retrieve(file.id).status == "processed"
         assert client.fine_tuning.jobs.cancel(queued.id).status == "cancelled"
     finally:

@@ -50,6 +50,8 @@ def kill_group(pgid: int, proc: subprocess.Popen | None = None, grace: float = 5
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(pgid, sig)
+            if sig == signal.SIGTERM:
+                os.killpg(pgid, signal.SIGCONT)  # a stopped process only acts on TERM once continued
         except ProcessLookupError:
             return
         deadline = time.monotonic() + grace
@@ -100,7 +102,12 @@ class Runner:
             if job["pid"] and group_alive(job["pid"]) and _is_our_job(job["pid"], job_dir):
                 kill_group(job["pid"])  # an orphan of the killed server: it cannot report to us
             ckpt = last_complete_checkpoint(Path(job["run_dir"]) / rundir.CHECKPOINTS)
-            if ckpt is not None:
+            if (Path(job["run_dir"]) / rundir.SUMMARY).exists():
+                # The orphan finished while the server was down (summary.json is written last);
+                # resuming from its final checkpoint would train past max_steps.
+                self.collect(job)
+                self._succeeded(job)
+            elif ckpt is not None:
                 self.db.update("jobs", job["id"], {"status": "queued", "resume": 1, "pid": None})
                 self.db.add_event(job["id"], f"Server restarted; the job resumes from {ckpt.name}", level="warn")
             else:
