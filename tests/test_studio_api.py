@@ -91,6 +91,10 @@ def test_upload_train_events_checkpoints_chat(studio, tmp_path, tiny_model_dir):
     again = client.fine_tuning.jobs.create(model=done.fine_tuned_model, training_file=train.id, extra_body={"tunelab": {"config": FAST}})
     assert wait(client, again.id, ("succeeded", "failed")).status == "succeeded"
     assert [j.id for j in client.fine_tuning.jobs.list()] == [again.id, job.id]
+    compared = client.get("/studio/compare", cast_to=object, options={"params": {"ids": f"{job.id},{again.id}"}})
+    assert compared["chart"].count("<polyline") == 4  # each job: training and validation (held out) curves
+    assert set(compared["config_diff"]) == {"model.name", "train.learning_rate", "train.batch_size", "train.seed"}
+    assert compared["scores"][job.id]["steps"] == 4
     assert client.files.delete(train.id).deleted and val.id in {f.id for f in client.files.list()}
 
 

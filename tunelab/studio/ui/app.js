@@ -32,6 +32,8 @@ async function loadFiles() {
 async function showFile(id) {
   const { status, report } = await api(`/v1/files/${id}/report`);
   if (!report) { $("#file-detail").innerHTML = `<p>${status}: validating…</p>`; setTimeout(() => showFile(id), 500); return; }
+  const cell = $(`#files tr[data-id="${id}"] td:nth-child(3)`);
+  if (cell) cell.textContent = status;  // the list was drawn before validation finished
   const s = report.stats || {};
   let html = `<h3>${esc(id)}: ${status}</h3><p>read ${report.read} = kept ${report.kept} + rejected ${report.rejected}</p>`;
   if (report.errors.length) html += `<h4>Rejected rows</h4><pre class="error">${esc(report.errors.join("\n"))}</pre>`;
