@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -14,8 +13,8 @@ from tunelab.models.registry import DEFAULT_MODEL
 def studio(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind; anything but loopback prints a warning."),
     port: int = typer.Option(8000, "--port"),
-    api_key: Optional[str] = typer.Option(os.environ.get("TUNELAB_API_KEY"), "--api-key",
-                                          help="Require this key on every route, the web UI included (env TUNELAB_API_KEY)."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="TUNELAB_API_KEY", show_default=False,
+                                          help="Require this key on every route, the web UI included."),
     folder: Optional[Path] = typer.Option(None, "--dir", help="State folder (default: $TUNELAB_HOME/studio)."),
     base_model: list[str] = typer.Option([DEFAULT_MODEL], "--base-model", help="Base models listed and served (repeatable)."),
     max_upload_mb: int = typer.Option(512, "--max-upload-mb", help="Largest file accepted by POST /v1/files."),
