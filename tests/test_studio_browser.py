@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from tunelab.studio.app import Studio, serve_in_thread  # noqa: E402
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
-YAML = "train:\n  max_steps: 40\n  logging_steps: 1\n  eval_steps: 20\n  save_steps: 20\n  threads: 1\n  batch_size: 2\n"
+YAML = "train:\n  max_steps: 100\n  logging_steps: 1\n  eval_steps: 50\n  save_steps: 50\n  threads: 1\n  batch_size: 2\n"
 
 
 @pytest.mark.slow
@@ -54,9 +56,17 @@ def test_upload_job_live_curve_reload_playground(tmp_path, tiny_model_dir):
         page.wait_for_url("**/#jobs/ftjob-*")
         job_url = page.url
         curve = page.locator("#curve")
+        job_id = job_url.rsplit("/", 1)[1]
+        # Pause the job once it has logged a step, so the curve is certainly seen mid-run however
+        # fast this machine trains; then let it go on and watch the curve move.
+        deadline = time.monotonic() + 300
+        while not (job := studio.jobs.get(job_id))["tunelab"]["step"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        os.killpg(job["tunelab"]["pid"], signal.SIGSTOP)
         page.wait_for_function("Number(document.querySelector('#curve').dataset.points) >= 1", timeout=120000)
         first = int(curve.get_attribute("data-points"))
-        page.wait_for_function(f"Number(document.querySelector('#curve').dataset.points) > {first}", timeout=120000)
+        os.killpg(job["tunelab"]["pid"], signal.SIGCONT)
+        page.wait_for_function(f"Number(document.querySelector('#curve').dataset.points) > {first}", timeout=300000)
         moved = int(curve.get_attribute("data-points"))
 
         page.reload()
