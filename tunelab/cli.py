@@ -176,10 +176,10 @@ def data_inspect(
 
 
 # Commands contributed by the package's areas, each a module with register(app).
-from tunelab.commands import bake, choose, evaluate, ship, taskmaster  # noqa: E402
+from tunelab.commands import bake, choose, evaluate, ship, studio, taskmaster  # noqa: E402
 from tunelab.knowledge.cli import app as lab_app  # noqa: E402
 
-for _module in (evaluate, ship, choose, bake):
+for _module in (evaluate, ship, choose, bake, studio):
     _module.register(app)
 taskmaster.register(data_app)
 app.add_typer(lab_app, name="lab", help="The knowledge lab: how a language model acquires facts.")

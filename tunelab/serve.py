@@ -98,6 +98,25 @@ def serve(spec: str, *, host: str = "127.0.0.1", port: int = 8000, settings: Ser
         engine.close()
 
 
+class OneModel:
+    """The model source of `tunelab serve`: one engine under one name. The studio passes its own
+    source (many models, loaded on first use) with the same methods."""
+
+    def __init__(self, engine: Engine, name: str):
+        self.engine, self.name = engine, name
+
+    def names(self) -> list[str]:
+        return [self.name]
+
+    def get(self, name: str) -> Engine:
+        if name != self.name:
+            raise ApiError(404, f"model '{name}' is not served here; use '{self.name}'", "model", "model_not_found")
+        return self.engine
+
+    def stats(self) -> dict[str, Any]:
+        return self.engine.stats()
+
+
 def default_model_name(spec: str) -> str:
     from pathlib import Path
 
@@ -204,8 +223,6 @@ def _http_error(exc: Any) -> Any:
 
 
 def _prepare(body: ChatRequest, engine: Engine, settings: ServeSettings) -> Job:
-    if body.model != settings.model_name:
-        raise ApiError(404, f"model '{body.model}' is not served here; use '{settings.model_name}'", "model", "model_not_found")
     if body.n != 1:
         raise ApiError(400, "only n=1 is supported", "n", "unsupported_value")
     max_new = body.max_completion_tokens or body.max_tokens
@@ -261,8 +278,12 @@ async def _sse(job: Job, cid: str, model: str, include_usage: bool) -> Any:
         job.cancelled = True  # a client that went away frees its batch row
 
 
-def create_app(engine: Engine, settings: ServeSettings) -> Any:
+def create_app(engine: Engine | None, settings: ServeSettings, models: Any = None) -> Any:
+    """The app for `engine` served as settings.model_name, or for every model of `models` (an
+    object with names(), get(name) -> Engine and stats(), as OneModel)."""
     import hmac
+
+    from starlette.concurrency import run_in_threadpool
 
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
@@ -270,6 +291,7 @@ def create_app(engine: Engine, settings: ServeSettings) -> Any:
     from starlette.exceptions import HTTPException
 
     app = FastAPI(title="tunelab", docs_url=None, redoc_url=None)
+    models = models or OneModel(engine, settings.model_name)
 
     @app.middleware("http")
     async def require_key(request: Request, call_next: Any) -> Any:
@@ -290,15 +312,16 @@ def create_app(engine: Engine, settings: ServeSettings) -> Any:
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 
     @app.get("/v1/models", responses=COMMON)
-    async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": settings.model_name, "object": "model", "created": 0, "owned_by": "tunelab"}]}
+    async def list_models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "tunelab"} for name in models.names()]}
 
     @app.get("/v1/stats", responses=COMMON)
     async def stats() -> dict[str, Any]:
-        return engine.stats()
+        return models.stats()
 
     @app.post("/v1/chat/completions", responses=CHAT)
     async def chat_completions(body: ChatRequest) -> Any:
+        engine = await run_in_threadpool(models.get, body.model)  # may load the model (seconds)
         job = _prepare(body, engine, settings)
         try:
             engine.submit(job)
@@ -307,13 +330,13 @@ def create_app(engine: Engine, settings: ServeSettings) -> Any:
         cid = new_id()
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return StreamingResponse(_sse(job, cid, settings.model_name, include_usage), media_type="text/event-stream")
+            return StreamingResponse(_sse(job, cid, body.model, include_usage), media_type="text/event-stream")
         kind, payload = await job.events.get()
         while kind == "delta":
             kind, payload = await job.events.get()
         if kind == "error":
             raise ApiError(500, payload, kind="server_error")
-        return {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": settings.model_name,
+        return {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": body.model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": job.text},
                              "finish_reason": job.finish_reason, "logprobs": None}],
                 "usage": _usage(job)}

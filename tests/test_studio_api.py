@@ -1,0 +1,155 @@
+"""tunelab studio end to end with the official `openai` client against a real server on 127.0.0.1:
+upload, validate, fine-tune a tiny model a few steps, events, checkpoints, chat with the ft: model;
+a bad file named by line; cancel stops the job's whole process group."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+openai = pytest.importorskip("openai")
+
+from tunelab.studio.app import Studio, serve_in_thread  # noqa: E402
+from tunelab.studio.runner import group_alive  # noqa: E402
+
+FAST = {"train": {"logging_steps": 1, "eval_steps": 2, "save_steps": 2, "threads": 1, "max_steps": 4}, "model": {"lora": {"r": 4, "alpha": 8}}}
+
+
+def conversations(n: int, start: int = 0) -> list[dict]:
+    return [{"messages": [{"role": "user", "content": f"What is {i} plus {i}?"},
+                          {"role": "assistant", "content": f"{i} plus {i} is {2 * i}."}]} for i in range(start, start + n)]
+
+
+def write_jsonl(path: Path, rows: list) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def wait(client, job_id: str, statuses: tuple[str, ...], limit: float = 300):
+    deadline = time.monotonic() + limit  # a hang guard, not a timing assertion
+    while time.monotonic() < deadline:
+        job = client.fine_tuning.jobs.retrieve(job_id)
+        if job.status in statuses:
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} stayed {job.status}")
+
+
+@pytest.fixture()
+def studio(tmp_path, tiny_model_dir):
+    s = Studio(tmp_path / "studio", api_key="sekrit", base_models=[tiny_model_dir]).start()
+    with serve_in_thread(s) as url:
+        yield s, openai.OpenAI(base_url=url, api_key="sekrit", max_retries=0)
+    s.close()
+
+
+@pytest.mark.slow
+def test_upload_train_events_checkpoints_chat(studio, tmp_path, tiny_model_dir):
+    s, client = studio
+    train = client.files.create(file=write_jsonl(tmp_path / "train.jsonl", conversations(12)), purpose="fine-tune")
+    val = client.files.create(file=write_jsonl(tmp_path / "val.jsonl", conversations(4, start=100)), purpose="fine-tune")
+    assert client.files.wait_for_processing(train.id).status == "processed"
+    assert client.files.wait_for_processing(val.id).status == "processed"
+    assert client.files.content(train.id).content == (tmp_path / "train.jsonl").read_bytes()
+    page = client.files.list(limit=1)
+    assert len(page.data) == 1 and page.has_more
+    assert {f.id for f in page} == {train.id, val.id}  # auto-pagination follows the cursor
+
+    job = client.fine_tuning.jobs.create(
+        model=tiny_model_dir, training_file=train.id, validation_file=val.id, suffix="sums", seed=7,
+        metadata={"who": "test"},
+        method={"type": "supervised", "supervised": {"hyperparameters": {"batch_size": 2, "n_epochs": "auto", "learning_rate_multiplier": 2}}},
+        extra_body={"tunelab": {"config": FAST}})
+    assert job.status == "validating_files" and job.seed == 7
+    frozen = Path(job.tunelab["run_dir"]).parent / "config.yaml"
+    assert "learning_rate: 0.0004" in frozen.read_text() and frozen.stat().st_mode & 0o777 == 0o444
+    done = wait(client, job.id, ("succeeded", "failed", "cancelled"))
+    assert done.status == "succeeded", done.error
+    assert done.fine_tuned_model.startswith("ft:") and ":sums:" in done.fine_tuned_model
+    assert done.trained_tokens > 0 and done.finished_at
+
+    events = list(client.fine_tuning.jobs.list_events(job.id, limit=100))
+    metrics = [e.data for e in events if e.type == "metrics"]
+    assert {m["step"] for m in metrics if m["train_loss"] is not None} == {1, 2, 3, 4}
+    assert any(m["valid_loss"] is not None for m in metrics) and all(m["total_steps"] == 4 for m in metrics)
+    messages = [e.message for e in events]
+    assert messages[0] == "The job has successfully completed"  # newest first, as the API lists them
+    checkpoints = client.fine_tuning.jobs.checkpoints.list(job.id).data
+    assert [c.step_number for c in checkpoints] == [4, 2]
+    assert checkpoints[0].fine_tuned_model_checkpoint == f"{done.fine_tuned_model}:ckpt-step-4"
+
+    served = {m.id for m in client.models.list()}
+    assert done.fine_tuned_model in served and checkpoints[0].fine_tuned_model_checkpoint in served
+    for model in (done.fine_tuned_model, checkpoints[1].fine_tuned_model_checkpoint):
+        reply = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "What is 2 plus 2?"}], max_tokens=5)
+        assert reply.model == model and reply.usage.completion_tokens > 0
+
+    # Each job lists its own; the ft: model is a base for the next job.
+    again = client.fine_tuning.jobs.create(model=done.fine_tuned_model, training_file=train.id, extra_body={"tunelab": {"config": FAST}})
+    assert wait(client, again.id, ("succeeded", "failed")).status == "succeeded"
+    assert [j.id for j in client.fine_tuning.jobs.list()] == [again.id, job.id]
+    compared = client.get("/studio/compare", cast_to=object, options={"params": {"ids": f"{job.id},{again.id}"}})
+    assert compared["chart"].count("<polyline") == 4  # each job: training and validation (held out) curves
+    assert set(compared["config_diff"]) == {"model.name", "train.learning_rate", "train.batch_size", "train.seed"}
+    assert compared["scores"][job.id]["steps"] == 4
+    assert client.files.delete(train.id).deleted and val.id in {f.id for f in client.files.list()}
+
+
+@pytest.mark.slow
+def test_bad_rows_named_and_cancel_stops_the_group(studio, tmp_path, tiny_model_dir):
+    s, client = studio
+    rows = conversations(4)
+    rows[1] = {"messages": [{"role": "assistant", "content": "hi"}, {"role": "user", "content": "x"}]}
+    bad = client.files.create(file=write_jsonl(tmp_path / "bad.jsonl", rows), purpose="fine-tune")
+    checked = client.files.wait_for_processing(bad.id)
+    assert checked.status == "error" and "bad.jsonl:2: messages[0].role: wrong role order" in checked.status_details
+    job = client.fine_tuning.jobs.create(model=tiny_model_dir, training_file=bad.id)
+    failed = wait(client, job.id, ("failed", "succeeded"))
+    assert failed.status == "failed" and failed.error.code == "invalid_training_file" and "bad.jsonl:2:" in failed.error.message
+
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=str(client.base_url), api_key="wrong", max_retries=0).files.list()
+    with pytest.raises(openai.BadRequestError):
+        client.fine_tuning.jobs.create(model=tiny_model_dir, training_file=bad.id, extra_body={"tunelab": {"config": {"train": {"epoch": 2}}}})
+
+    good = client.files.create(file=write_jsonl(tmp_path / "good.jsonl", conversations(8)), purpose="fine-tune")
+    client.files.wait_for_processing(good.id)
+    long = {"train": {**FAST["train"], "max_steps": 100000, "save_steps": 1000, "eval_steps": 1000}}
+    first = client.fine_tuning.jobs.create(model=tiny_model_dir, training_file=good.id, extra_body={"tunelab": {"config": long}})
+    second = client.fine_tuning.jobs.create(model=tiny_model_dir, training_file=good.id, extra_body={"tunelab": {"config": long}})
+    deadline = time.monotonic() + 120
+    while not (client.fine_tuning.jobs.retrieve(first.id).tunelab["step"] or 0) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    running = client.fine_tuning.jobs.retrieve(first.id)
+    assert running.status == "running" and client.fine_tuning.jobs.retrieve(second.id).status == "queued"  # one at a time
+    pgid = running.tunelab["pid"]
+    assert group_alive(pgid)
+    assert client.fine_tuning.jobs.cancel(first.id).status == "cancelled"
+    deadline = time.monotonic() + 10
+    while group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not group_alive(pgid), "the job's process group outlived cancel by 10 s"
+    assert client.fine_tuning.jobs.cancel(second.id).status == "cancelled"
+
+
+@pytest.mark.slow
+def test_job_under_accelerate_launch_runs_two_processes(studio, tmp_path, tiny_model_dir):
+    s, client = studio
+    train = client.files.create(file=write_jsonl(tmp_path / "t.jsonl", conversations(16)), purpose="fine-tune")
+    val = client.files.create(file=write_jsonl(tmp_path / "v.jsonl", conversations(2, start=50)), purpose="fine-tune")
+    client.files.wait_for_processing(train.id)
+    client.files.wait_for_processing(val.id)
+    config = {"train": {**FAST["train"], "max_steps": 2, "batch_size": 2, "group_by_length": False}}
+    job = client.fine_tuning.jobs.create(model=tiny_model_dir, training_file=train.id, validation_file=val.id,
+                                         extra_body={"tunelab": {"config": config, "accelerate_config": "ddp_cpu"}})
+    assert job.tunelab["accelerate_config"].endswith("examples/accelerate/ddp_cpu.yaml")
+    done = wait(client, job.id, ("succeeded", "failed", "cancelled"))
+    assert done.status == "succeeded", done.error
+    # 16 examples, 2 per process: step 1 covers a quarter of the epoch only if two ranks split the data.
+    first = next(r for r in map(json.loads, (Path(done.tunelab["run_dir"]) / "metrics.jsonl").read_text().splitlines()) if r["name"] == "loss")
+    assert first["step"] == 1 and first["epoch"] == pytest.approx(0.25)
+    with pytest.raises(openai.BadRequestError):
+        client.fine_tuning.jobs.create(model=tiny_model_dir, training_file=train.id, extra_body={"tunelab": {"accelerate_config": "nope"}})

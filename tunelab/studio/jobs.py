@@ -1,0 +1,195 @@
+"""Fine-tuning jobs: turn an OpenAI-style request into a frozen tunelab config, and back into
+the job object the `openai` client reads.
+
+The config is resolved once, at creation (every default filled in by tunelab/config.py), written
+to jobs/<id>/config.yaml read-only and kept in the database; the runner trains exactly that.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tunelab.config import ConfigError, TrainConfig, dump, load
+from tunelab.serve import ApiError
+from tunelab.studio.db import Database, new_id
+
+BASE_LR = TrainConfig.model_fields["learning_rate"].default  # learning_rate_multiplier 1 means this
+TERMINAL = ("succeeded", "failed", "cancelled")
+EXAMPLES = Path(__file__).parents[2] / "examples" / "accelerate"  # the repository's shipped configs
+
+
+def _merge(into: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+    return into
+
+
+def _hyperparameters(body: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The hyperparameters and method type, from `method` (new API) or `hyperparameters` (old)."""
+    method = body.get("method") or {"type": "supervised"}
+    kind = method.get("type", "supervised")
+    if kind not in ("supervised", "dpo"):
+        raise ApiError(400, f"method.type {kind!r} is not supported; use supervised", "method.type", "invalid_value")
+    if kind == "dpo":
+        # tunelab's dpo recipe reads a feedback log (question/answer/label), not OpenAI's
+        # preference JSONL; converting between the two is not built yet.
+        raise ApiError(400, "method dpo is not supported by the studio yet: train it with `tunelab train` and a "
+                       "feedback log (recipe dpo), see README", "method.type", "unsupported_value")
+    hp = dict(body.get("hyperparameters") or {})
+    hp.update((method.get(kind) or {}).get("hyperparameters") or {})
+    return hp, kind
+
+
+def _train_section(hp: dict[str, Any]) -> dict[str, Any]:
+    train: dict[str, Any] = {}
+    for name, key in (("n_epochs", "epochs"), ("batch_size", "batch_size")):
+        value = hp.get(name, "auto")
+        if value != "auto":
+            train[key] = value
+    mult = hp.get("learning_rate_multiplier", "auto")
+    if mult != "auto":
+        if not isinstance(mult, (int, float)) or mult <= 0:
+            raise ApiError(400, "hyperparameters.learning_rate_multiplier must be a positive number or 'auto'",
+                           "hyperparameters.learning_rate_multiplier", "invalid_value")
+        train["learning_rate"] = BASE_LR * mult
+    return train
+
+
+def accelerate_config(name: str | None) -> str | None:
+    """A path to an accelerate config, or the name of a shipped one (ddp_cpu -> examples/accelerate/ddp_cpu.yaml)."""
+    if not name:
+        return None
+    shipped = EXAMPLES / f"{name}.yaml"
+    path = shipped if "/" not in name and shipped.is_file() else Path(name).expanduser()
+    if not path.is_file():
+        known = ", ".join(p.stem for p in sorted(EXAMPLES.glob("*.yaml")))
+        raise ApiError(400, f"accelerate config {name} is neither a file nor a shipped config ({known})", "tunelab.accelerate_config", "invalid_value")
+    return str(path.resolve())  # the job runs in its own folder: relative paths would break
+
+
+class Jobs:
+    def __init__(self, db: Database, folder: Path):
+        self.db, self.folder = db, folder
+
+    def base_spec(self, model: str) -> tuple[str, str]:
+        """(what training loads, the base name for ft: names) for a registry name, dir or ft: model."""
+        from tunelab.models.registry import REGISTRY
+
+        if model.startswith("ft:"):
+            job = self.db.one("SELECT * FROM jobs WHERE fine_tuned_model = ? AND status = 'succeeded'", (model,))
+            merged = Path(job["run_dir"]) / "merged" if job else None
+            if merged is None or not (merged / "config.json").exists():
+                raise ApiError(404, f"model '{model}' is not a finished fine-tuned model of this studio (with merged weights)", "model", "model_not_found")
+            return str(merged), model.split(":")[1]
+        if model in REGISTRY:
+            return model, model
+        path = Path(model).expanduser()
+        if (path / "config.json").exists():
+            return str(path.resolve()), path.resolve().name
+        raise ApiError(404, f"model '{model}' is not a registry name ({', '.join(REGISTRY)}), a model directory or an ft: model here",
+                       "model", "model_not_found")
+
+    def _file(self, file_id: str | None, param: str) -> dict[str, Any] | None:
+        if file_id is None:
+            return None
+        row = self.db.one("SELECT * FROM files WHERE id = ? AND deleted = 0", (file_id,))
+        if row is None:
+            raise ApiError(404, f"file '{file_id}' does not exist", param, "file_not_found")
+        return row
+
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(body.get("model"), str) or not isinstance(body.get("training_file"), str):
+            raise ApiError(400, "model and training_file are required", "model" if "model" not in body else "training_file", "missing_required_parameter")
+        spec, base = self.base_spec(body["model"])
+        train_file = self._file(body["training_file"], "training_file")
+        val_file = self._file(body.get("validation_file"), "validation_file")
+        hp, kind = _hyperparameters(body)
+        ext = body.get("tunelab") or {}  # the tunelab extension: a config (dict or YAML text), an accelerate config
+        pasted = ext.get("config") or {}
+        if isinstance(pasted, str):
+            pasted = yaml.safe_load(pasted) or {}
+        if not isinstance(pasted, dict):
+            raise ApiError(400, "tunelab.config must be a mapping of config sections", "tunelab.config", "invalid_value")
+        job_id = new_id("ftjob")
+        job_dir = self.folder / job_id
+        raw = _merge({"model": {"name": spec}, "train": {}}, pasted)
+        raw["model"]["name"] = spec
+        raw["data"] = {**raw.get("data", {}), "train": train_file["path"], "val": val_file["path"] if val_file else None}
+        raw["train"] = {**raw["train"], **_train_section(hp)}
+        if body.get("seed") is not None:
+            raw["train"]["seed"] = body["seed"]
+        # merged/ lets a finished model be the base of a later job and load fast for serving.
+        raw["output"] = {"dir": str(job_dir / "run"), "merge": True}
+        try:
+            config = load(None, (), data=raw)
+        except ConfigError as exc:
+            raise ApiError(400, str(exc), "tunelab.config", "invalid_config") from None
+        accelerate = accelerate_config(ext.get("accelerate_config"))
+        snapshot = dump(config)
+        job_dir.mkdir(parents=True)
+        (job_dir / "config.yaml").write_text(snapshot, encoding="utf-8")
+        (job_dir / "config.yaml").chmod(0o444)  # frozen: the job trains exactly this
+        suffix = body.get("suffix") or ""
+        self.db.insert("jobs", {
+            "id": job_id, "created_at": int(time.time()), "status": "validating_files", "model": body["model"],
+            "training_file": train_file["id"], "validation_file": val_file["id"] if val_file else None,
+            "suffix": suffix or None, "seed": config.train.seed, "metadata": body.get("metadata"),
+            "hyperparameters": {"n_epochs": config.train.epochs, "batch_size": config.train.batch_size,
+                                "learning_rate_multiplier": config.train.learning_rate / BASE_LR},
+            "method": {"type": kind}, "config": snapshot, "run_dir": config.output.dir,
+            "fine_tuned_model": f"ft:{base}:tunelab:{suffix}:{job_id[-8:]}", "accelerate_config": accelerate})
+        self.db.add_event(job_id, f"Created fine-tuning job: {job_id}")
+        self.db.add_event(job_id, f"Validating training file: {train_file['id']}" + (f" and validation file: {val_file['id']}" if val_file else ""))
+        return self.get(job_id)  # type: ignore[return-value]
+
+    def row(self, job_id: str) -> dict[str, Any] | None:
+        return self.db.one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        row = self.row(job_id)
+        return job_object(row) if row else None
+
+    def list(self, after: str | None, limit: int, metadata: dict[str, str] | None = None) -> dict[str, Any]:
+        sql, params = "SELECT * FROM jobs", []
+        if after:
+            anchor = self.row(after)
+            if anchor:
+                sql += " WHERE (created_at, rowid) < (?, (SELECT rowid FROM jobs WHERE id = ?))"
+                params += [anchor["created_at"], after]
+        rows = self.db.all(sql + " ORDER BY created_at DESC, rowid DESC", tuple(params))
+        if metadata:
+            rows = [r for r in rows if all((r["metadata"] or {}).get(k) == v for k, v in metadata.items())]
+        page = [job_object(r) for r in rows[:limit]]
+        return {"object": "list", "data": page, "has_more": len(rows) > limit}
+
+
+def estimated_finish(row: dict[str, Any]) -> int | None:
+    if row["status"] != "running" or not row["started_at"] or not row["step"] or not row["total_steps"]:
+        return None
+    elapsed = time.time() - row["started_at"]
+    return int(time.time() + elapsed / row["step"] * max(0, row["total_steps"] - row["step"]))
+
+
+def job_object(row: dict[str, Any]) -> dict[str, Any]:
+    done = row["status"] == "succeeded"
+    return {
+        "object": "fine_tuning.job", "id": row["id"], "created_at": row["created_at"], "error": row["error"],
+        "fine_tuned_model": row["fine_tuned_model"] if done else None, "finished_at": row["finished_at"],
+        "hyperparameters": row["hyperparameters"], "model": row["model"], "organization_id": "tunelab",
+        "result_files": [], "seed": row["seed"], "status": row["status"], "trained_tokens": row["trained_tokens"],
+        "training_file": row["training_file"], "validation_file": row["validation_file"],
+        "estimated_finish": estimated_finish(row), "integrations": None, "metadata": row["metadata"],
+        "method": {"type": row["method"]["type"], row["method"]["type"]: {"hyperparameters": row["hyperparameters"]}},
+        "user_provided_suffix": row["suffix"],
+        # tunelab's extension: where the run lives, how far it is, the frozen config.
+        "tunelab": {"run_dir": row["run_dir"], "step": row["step"], "total_steps": row["total_steps"], "pid": row["pid"],
+                    "config": row["config"], "accelerate_config": row["accelerate_config"],
+                    "planned_model": row["fine_tuned_model"]},
+    }

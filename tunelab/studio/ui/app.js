@@ -1,0 +1,223 @@
+// tunelab studio pages: plain fetch() over the same /v1 API the openai client uses.
+// The browser's cookie (set by /login) authenticates; the page state lives in the URL hash,
+// so a reload comes back to the same page and job.
+"use strict";
+const $ = (sel, root = document) => root.querySelector(sel);
+const esc = (s) => String(s ?? "").replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]));
+
+async function api(path, options = {}) {
+  const res = await fetch(path, options);
+  const body = res.headers.get("content-type")?.includes("json") ? await res.json() : await res.text();
+  if (!res.ok) throw new Error(body?.error?.message || res.statusText);
+  return body;
+}
+
+// ---- navigation ----
+function route() {
+  const [page, id] = (location.hash.slice(1) || "data").split("/");
+  document.querySelectorAll("section").forEach((s) => s.classList.toggle("active", s.id === "page-" + page));
+  document.querySelectorAll("nav a").forEach((a) => a.classList.toggle("active", a.dataset.page === page));
+  ({ data: loadFiles, new: loadNewJob, jobs: () => loadJobs(id), compare: loadCompare, playground: loadPlayground }[page] || loadFiles)();
+}
+window.addEventListener("hashchange", route);
+
+// ---- Data ----
+async function loadFiles() {
+  const files = (await api("/v1/files")).data;
+  $("#files tbody").innerHTML = files.map((f) => `<tr data-id="${f.id}"><td>${esc(f.filename)}</td><td>${f.id}</td><td>${f.status}</td><td>${f.bytes}</td></tr>`).join("");
+  $("#files tbody").querySelectorAll("tr").forEach((tr) => tr.addEventListener("click", () => showFile(tr.dataset.id)));
+  return files;
+}
+
+async function showFile(id) {
+  const { status, report } = await api(`/v1/files/${id}/report`);
+  if (!report) { $("#file-detail").innerHTML = `<p>${status}: validating…</p>`; setTimeout(() => showFile(id), 500); return; }
+  const cell = $(`#files tr[data-id="${id}"] td:nth-child(3)`);
+  if (cell) cell.textContent = status;  // the list was drawn before validation finished
+  const s = report.stats || {};
+  let html = `<h3>${esc(id)}: ${status}</h3><p>read ${report.read} = kept ${report.kept} + rejected ${report.rejected}</p>`;
+  if (report.errors.length) html += `<h4>Rejected rows</h4><pre class="error">${esc(report.errors.join("\n"))}</pre>`;
+  if (s.examples) {
+    html += `<table><tr><th></th><th>mean</th><th>median</th><th>min</th><th>max</th></tr>` +
+      ["tokens", "target_tokens"].map((k) => `<tr><td>${k.replace("_", " ")}</td><td>${s[k].mean}</td><td>${s[k].median}</td><td>${s[k].min}</td><td>${s[k].max}</td></tr>`).join("") +
+      `</table><p>training tokens per epoch: ${s.tokens_per_epoch} (targets ${s.target_tokens_per_epoch}, ${Math.round(100 * s.target_share)}%)</p>`;
+    const ex = (await api(`/v1/files/${id}/inspect?n=1`)).examples[0];
+    if (ex) {
+      html += `<h4>Example ${esc(ex.id)} as the model sees it: <span class="mask"><span class="t">highlighted</span></span> tokens carry loss</h4><div class="mask" id="mask">` +
+        ex.pieces.map(([piece, target]) => `<span class="${target ? "t" : "c"}">${esc(piece)}</span>`).join("") + "</div>";
+    }
+  }
+  $("#file-detail").innerHTML = html;
+}
+
+$("#upload-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const file = $("#upload-file").files[0];
+  if (!file) return;
+  const form = new FormData();
+  form.append("purpose", "fine-tune");
+  form.append("file", file);
+  $("#upload-status").textContent = "uploading…";
+  try {
+    const f = await api("/v1/files", { method: "POST", body: form });
+    $("#upload-status").textContent = `uploaded ${f.id}`;
+    await loadFiles();
+    showFile(f.id);
+  } catch (err) { $("#upload-status").textContent = err.message; }
+});
+
+// ---- New job ----
+async function modelNames() { return (await api("/v1/models")).data.map((m) => m.id); }
+
+async function loadNewJob() {
+  const [models, files] = [await modelNames(), (await api("/v1/files")).data.filter((f) => f.status === "processed")];
+  $("#job-model").innerHTML = models.filter((m) => !m.includes(":ckpt-")).map((m) => `<option>${esc(m)}</option>`).join("");
+  document.querySelectorAll(".file-select").forEach((sel) => {
+    sel.innerHTML = (sel.classList.contains("optional") ? "<option value=''>none (10% of training held out)</option>" : "") +
+      files.map((f) => `<option value="${f.id}">${esc(f.filename)} (${f.id})</option>`).join("");
+  });
+}
+
+$("#job-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const v = Object.fromEntries(new FormData(e.target));
+  const num = (x) => (x.trim() === "" ? "auto" : Number(x));
+  const config = { model: { adapter: v.adapter }, train: {} };
+  if (v.max_steps.trim()) config.train.max_steps = Number(v.max_steps);
+  const body = {
+    model: v.model, training_file: v.training_file, validation_file: v.validation_file || null, suffix: v.suffix || null,
+    hyperparameters: { n_epochs: num(v.n_epochs), batch_size: num(v.batch_size), learning_rate_multiplier: num(v.learning_rate_multiplier) },
+    tunelab: { config: v.yaml.trim() ? v.yaml : config, accelerate_config: v.accelerate_config.trim() || null },
+  };
+  try {
+    const job = await api("/v1/fine_tuning/jobs", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    location.hash = "jobs/" + job.id;
+  } catch (err) { $("#job-status").textContent = err.message; }
+});
+
+// ---- Jobs: list, live status, live curve over SSE ----
+let stream = null, points = { train: [], val: [] };
+
+async function loadJobs(selected) {
+  const jobs = (await api("/v1/fine_tuning/jobs?limit=100")).data;
+  $("#jobs tbody").innerHTML = jobs.map((j) => `<tr data-id="${j.id}" class="${j.id === selected ? "selected" : ""}"><td>${j.id}</td><td>${esc(j.model)}</td>` +
+    `<td><span class="badge ${j.status}">${j.status}</span></td><td>${j.tunelab.step ?? ""}/${j.tunelab.total_steps ?? "?"}</td><td>${esc(j.fine_tuned_model || "")}</td></tr>`).join("");
+  $("#jobs tbody").querySelectorAll("tr").forEach((tr) => tr.addEventListener("click", () => { location.hash = "jobs/" + tr.dataset.id; }));
+  if (selected) openJob(selected);
+}
+
+async function refreshJob(id) {
+  const job = await api(`/v1/fine_tuning/jobs/${id}`);
+  $("#job-title").textContent = `${job.id}  (${job.model})`;
+  $("#job-state").textContent = job.status;
+  $("#job-state").className = "badge " + job.status;
+  const eta = job.estimated_finish ? `, about ${Math.max(0, Math.round(job.estimated_finish - Date.now() / 1000))} s left` : "";
+  $("#job-progress").textContent = `step ${job.tunelab.step ?? 0} of ${job.tunelab.total_steps ?? "?"}${eta}` + (job.fine_tuned_model ? ` → ${job.fine_tuned_model}` : "");
+  $("#job-error").textContent = job.error ? `${job.error.code}: ${job.error.message}` : "";
+  $("#job-cancel").hidden = ["succeeded", "failed", "cancelled"].includes(job.status);
+  return job;
+}
+
+function openJob(id) {
+  $("#job-detail").hidden = false;
+  if (stream && stream.jobId === id) return;
+  if (stream) stream.close();
+  points = { train: [], val: [] };
+  $("#events").innerHTML = "";
+  drawCurve();
+  refreshJob(id);
+  // EventSource reconnects by itself after a dropped connection and sends Last-Event-ID, so the
+  // server replays only what was missed; a page reload starts at 0 and replays everything.
+  stream = new EventSource(`/v1/fine_tuning/jobs/${id}/stream`);
+  stream.jobId = id;
+  stream.addEventListener("job_event", (msg) => {
+    const ev = JSON.parse(msg.data);
+    $("#events").insertAdjacentHTML("beforeend", `<li>${new Date(ev.created_at * 1000).toLocaleTimeString()} ${esc(ev.message)}</li>`);
+    $("#events").scrollTop = $("#events").scrollHeight;
+    if (ev.type === "metrics") {
+      if (ev.data.valid_loss != null) points.val.push([ev.data.step, ev.data.valid_loss]);
+      else points.train.push([ev.data.step, ev.data.train_loss]);
+      drawCurve();
+    }
+    refreshJob(id);
+  });
+  stream.addEventListener("end", () => { stream.close(); refreshJob(id); loadJobs(); });
+}
+
+function drawCurve() {
+  const all = [...points.train, ...points.val];
+  const svg = $("#curve");
+  svg.dataset.points = String(all.length);
+  if (!all.length) { svg.innerHTML = `<text x="280" y="130" text-anchor="middle">waiting for the first logged step…</text>`; return; }
+  const [W, H, L, B, T, R] = [560, 260, 50, 30, 10, 10];
+  const xs = all.map((p) => p[0]), ys = all.map((p) => p[1]);
+  const [x0, x1] = [Math.min(...xs), Math.max(...xs, Math.min(...xs) + 1)];
+  const pad = (Math.max(...ys) - Math.min(...ys)) * 0.08 || 0.1;
+  const [y0, y1] = [Math.max(0, Math.min(...ys) - pad), Math.max(...ys) + pad];
+  const px = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R), py = (y) => H - B - ((y - y0) / (y1 - y0)) * (H - T - B);
+  let out = `<rect x="${L}" y="${T}" width="${W - L - R}" height="${H - T - B}" fill="#fff" stroke="#999"/>`;
+  for (let i = 0; i < 5; i++) {
+    const y = y0 + ((y1 - y0) * i) / 4;
+    out += `<line x1="${L}" x2="${W - R}" y1="${py(y)}" y2="${py(y)}" stroke="#eee"/><text x="${L - 4}" y="${py(y) + 4}" text-anchor="end">${y.toFixed(3)}</text>`;
+  }
+  out += `<text x="${L}" y="${H - 8}">step ${x0}</text><text x="${W - R}" y="${H - 8}" text-anchor="end">${x1}</text>`;
+  [["train", "#1f77b4"], ["val", "#d62728"]].forEach(([k, color], i) => {
+    if (!points[k].length) return;
+    out += `<polyline fill="none" stroke="${color}" stroke-width="1.8" points="${points[k].map(([x, y]) => `${px(x)},${py(y)}`).join(" ")}"/>`;
+    out += points[k].map(([x, y]) => `<circle cx="${px(x)}" cy="${py(y)}" r="2.5" fill="${color}"><title>${k} step ${x}: ${y.toFixed(4)}</title></circle>`).join("");
+    out += `<text x="${W - R - 80}" y="${T + 16 + 14 * i}" fill="${color}">— ${k} loss</text>`;
+  });
+  svg.innerHTML = out;
+}
+
+$("#job-cancel").addEventListener("click", async () => {
+  const id = location.hash.split("/")[1];
+  try { await api(`/v1/fine_tuning/jobs/${id}/cancel`, { method: "POST" }); } catch (err) { $("#job-error").textContent = err.message; }
+  refreshJob(id);
+});
+
+// ---- Compare ----
+async function loadCompare() {
+  const jobs = (await api("/v1/fine_tuning/jobs?limit=100")).data;
+  $("#compare-picks").innerHTML = jobs.map((j) => `<label><input type="checkbox" value="${j.id}"> ${j.id} ${esc(j.fine_tuned_model || j.status)}</label><br>`).join("");
+}
+
+$("#compare-go").addEventListener("click", async () => {
+  const ids = [...document.querySelectorAll("#compare-picks input:checked")].map((c) => c.value);
+  if (ids.length < 2) { $("#compare-out").textContent = "tick at least two jobs"; return; }
+  const res = await api(`/v1/studio/compare?ids=${ids.join(",")}`);
+  const head = `<tr><th></th>${ids.map((i) => `<th>${i.slice(-8)}</th>`).join("")}</tr>`;
+  const rows = (obj) => Object.entries(obj).map(([k, per]) => `<tr><td>${esc(k)}</td>${ids.map((i) => `<td>${esc(JSON.stringify(per[i]))}</td>`).join("")}</tr>`).join("");
+  const scoreKeys = [...new Set(ids.flatMap((i) => Object.keys(res.scores[i])))];
+  const scores = Object.fromEntries(scoreKeys.map((k) => [k, Object.fromEntries(ids.map((i) => [i, res.scores[i][k]]))]));
+  $("#compare-out").innerHTML = res.chart + `<h4>Config differences</h4><table>${head}${rows(res.config_diff) || "<tr><td>none</td></tr>"}</table>` +
+    `<h4>Scores</h4><table>${head}${rows(scores)}</table>`;
+});
+
+// ---- Playground ----
+async function loadPlayground() {
+  const models = await modelNames();
+  const options = models.map((m) => `<option>${esc(m)}</option>`).join("");
+  $("#pg-model").innerHTML = options;
+  $("#pg-base").innerHTML = "<option value=''>(nothing)</option>" + options;
+  const ft = models.filter((m) => m.startsWith("ft:") && !m.includes(":ckpt-"));
+  if (ft.length) $("#pg-model").value = ft[ft.length - 1];
+  $("#pg-base").value = models.find((m) => !m.startsWith("ft:")) || "";
+}
+
+async function ask(model, target, label) {
+  $(label).textContent = model;
+  $(target).textContent = "…";
+  try {
+    const res = await api("/v1/chat/completions", { method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model, messages: [{ role: "user", content: $("#pg-prompt").value }], max_tokens: 64 }) });
+    $(target).textContent = res.choices[0].message.content;
+  } catch (err) { $(target).textContent = "error: " + err.message; }
+}
+
+$("#pg-send").addEventListener("click", () => {
+  ask($("#pg-model").value, "#pg-a", "#pg-a-name");
+  if ($("#pg-base").value) ask($("#pg-base").value, "#pg-b", "#pg-b-name");
+});
+
+route();
