@@ -53,32 +53,31 @@ class ConvertResult:
         return {"read": self.n_read, "kept": len(self.rows), "rejected": len(self.rejected), **dict(self.stats)}
 
 
+def _loads(text: str, where: str) -> Any:
+    """json.loads + the shape check; a JSONDecodeError goes up for the caller to repair or report."""
+    try:
+        # strict=False: a raw tab inside a string (" \tAssam") is harmless and kept.
+        return _checked(json.loads(text, strict=False), where)
+    except RecursionError:
+        raise TaskmasterError(where, "JSON nested too deeply to parse") from None
+    except (json.JSONDecodeError, TaskmasterError):
+        raise
+    except ValueError as err:  # a number over Python's 4300-digit int conversion limit
+        raise TaskmasterError(where, f"invalid JSON: {err}") from None
+
+
 def parse_json_value(text: str, where: str, stats: Counter) -> Any:
     """Parse a JSON string from the source data, repairing doubled quotes (counted in `stats`)."""
     if not isinstance(text, str):
         raise TaskmasterError(where, f"must be a JSON string, got {type(text).__name__}")
     try:
-        # strict=False: a raw tab inside a string (" \tAssam") is harmless and kept.
-        return _checked(json.loads(text, strict=False), where)
+        return _loads(text, where)
     except json.JSONDecodeError:
         pass
-    except RecursionError:
-        raise TaskmasterError(where, "JSON nested too deeply to parse") from None
-    except TaskmasterError:
-        raise
-    except ValueError as err:  # a number over Python's 4300-digit int conversion limit
-        raise TaskmasterError(where, f"invalid JSON: {err}") from None
-    repaired = _DOUBLED_QUOTES.sub(r'"\1"', text)
     try:
-        value = _checked(json.loads(repaired, strict=False), where)
+        value = _loads(_DOUBLED_QUOTES.sub(r'"\1"', text), where)
     except json.JSONDecodeError as err:
         raise TaskmasterError(where, f"invalid JSON ({err.msg} at char {err.pos}): {text[:120]!r}") from None
-    except RecursionError:
-        raise TaskmasterError(where, "JSON nested too deeply to parse") from None
-    except TaskmasterError:
-        raise
-    except ValueError as err:  # a number over Python's 4300-digit int conversion limit
-        raise TaskmasterError(where, f"invalid JSON: {err}") from None
     stats["json_repaired"] += 1
     log.debug("%s: repaired doubled quotes in JSON value", where)
     return value
