@@ -67,6 +67,8 @@ DEAL_DRINK_NO_SIZE = ask([deal("veggie wrap"), drink("latte", None, "hot")], [("
     ("Got it: a large iced latte and a large hot mocha. And what size would you like for the latte?", LATTE_NO_SIZE, False),
     ("Got it: an iced latte, a large hot mocha and a cookie. And what size would you like for the latte?", LATTE_NO_SIZE, False),
     ("Sure, a large hot mocha and an iced latte. What size?", LATTE_NO_SIZE, False),  # which of the two?
+    # a garbled read-back: options for no item (a base-model reply from the demo)
+    ("Got it: medium, medium or large. And what size would you like for the latte?", LATTE_NO_SIZE, False),
 ])
 def test_ask_hard_cases(reply: str, expect: dict, right: bool) -> None:
     verdict = judge_expected(reply, expect)

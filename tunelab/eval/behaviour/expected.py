@@ -196,7 +196,12 @@ def _misread(statement: str, expect: Mapping[str, Any], lexicon: Lexicon) -> str
     """What an ask's read-back of the order so far ("Got it: a latte and two cookies.") gets
     wrong: an item not ordered, or an option the customer did not give or gave otherwise."""
     in_order = {e["name"]: e for e in expect.get("order", [])}
-    for m in parse_order(statement, lexicon):
+    mentions = parse_order(statement, lexicon)
+    loose = [w for w in _WORD.findall(lexicon.items.sub(" ", _normalise(statement))) if w in SIZES or w in TEMPERATURES]
+    attached = sum((m.size is not None) + (m.temperature is not None) for m in mentions)
+    if len(loose) > attached:
+        return f"reads back {', '.join(loose)} for no item of the order"
+    for m in mentions:
         entry = in_order.get(m.name)
         if entry is None:
             if any(x["slot"] == "drink" for x in expect.get("missing", [])):
