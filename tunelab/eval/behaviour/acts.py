@@ -80,8 +80,12 @@ def _slots(text: str, lexicon: Lexicon) -> tuple[str, ...]:
     return specific or tuple(slot for slot, _ in found)
 
 
+def _sentences(text: str) -> list[str]:
+    return [s.strip() for s in re.findall(r"[^.?!]+[.?!]*", text) if s.strip()]
+
+
 def _question_sentences(text: str, lexicon: Lexicon) -> list[str]:
-    sentences = [s.strip() for s in re.findall(r"[^.?!]+[.?!]*", text) if s.strip()]
+    sentences = _sentences(text)
     return [s for s in sentences if s.endswith("?") or lexicon.question_start.search(s.lstrip(" ,-"))]
 
 

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from tunelab.eval.behaviour.acts import _normalise, _question_sentences, classify
+from tunelab.eval.behaviour.acts import _normalise, _question_sentences, _sentences, classify
 from tunelab.eval.behaviour.lexicon import DEFAULT, Lexicon
 
 SIZES = ("small", "medium", "large")
@@ -54,6 +54,11 @@ class Mention:
     temperature: str | None = None
     quantity: int | None = None
     plural: bool = False
+
+    @property
+    def count(self) -> int | None:
+        """How many it says: the number given, else one for a singular ("latte"), unsaid for a plural."""
+        return self.quantity if self.quantity is not None else (None if self.plural else 1)
 
     @property
     def bare(self) -> bool:
@@ -103,8 +108,7 @@ def _stated(entry: Mapping[str, Any]) -> tuple[str, str | None, str | None, int]
 
 def _said(m: Mention, implied: str | None) -> tuple[str, str | None, str | None, int | None]:
     temperature = None if implied is not None and m.temperature == implied else m.temperature
-    quantity = m.quantity if m.quantity is not None else (None if m.plural else 1)
-    return (m.name, m.size, temperature, quantity)
+    return (m.name, m.size, temperature, m.count)
 
 
 def _describe(t: tuple[Any, ...]) -> str:
@@ -188,10 +192,6 @@ def _judge_ask(text: str, act: str, expect: Mapping[str, Any], lexicon: Lexicon)
     return Verdict(False, act, f"asks about the {'/'.join(asked)} without saying which item (wanted the {item})")
 
 
-def _sentences(text: str) -> list[str]:
-    return [s.strip() for s in re.findall(r"[^.?!]+[.?!]*", text) if s.strip()]
-
-
 def _misread(statement: str, expect: Mapping[str, Any], lexicon: Lexicon) -> str | None:
     """What an ask's read-back of the order so far ("Got it: a latte and two cookies.") gets
     wrong: an item not ordered, or an option the customer did not give or gave otherwise."""
@@ -211,9 +211,8 @@ def _misread(statement: str, expect: Mapping[str, Any], lexicon: Lexicon) -> str
             said, given = getattr(m, key), entry.get(key)
             if said is not None and said != given:
                 return f"reads back a {said} {m.name}, but the customer gave {given or f'no {key}'}"
-        quantity = m.quantity if m.quantity is not None else (None if m.plural else 1)
-        if quantity is not None and quantity != (entry.get("quantity") if entry.get("kind") == "food" else 1):
-            return f"reads back {quantity} {m.name}, but the customer asked for {entry.get('quantity') or 'an unsaid number'}"
+        if m.count is not None and m.count != (entry.get("quantity") if entry.get("kind") == "food" else 1):
+            return f"reads back {m.count} {m.name}, but the customer asked for {entry.get('quantity') or 'an unsaid number'}"
     return None
 
 
