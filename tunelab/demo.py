@@ -89,6 +89,12 @@ def wilson(k: int, n: int) -> tuple[float, float]:
     return float(ci.low), float(ci.high)
 
 
+def share(right: list[bool]) -> dict[str, Any]:
+    """n, how many right, the rate (nan for none) and its 95% interval."""
+    return {"n": len(right), "right": sum(right), "rate": sum(right) / len(right) if right else float("nan"),
+            "ci95": wilson(sum(right), len(right))}
+
+
 def behaviour_scores(model_spec: str, heldout: list[Conversation], label: str) -> dict[str, Any]:
     """Greedy replies to every held-out ask/confirm turn, judged strictly; rates with 95% CIs."""
     from tunelab.eval.generate import GenerationSettings, build_contexts
@@ -100,14 +106,9 @@ def behaviour_scores(model_spec: str, heldout: list[Conversation], label: str) -
                    description=f"{label}: generating")
     seconds = time.perf_counter() - began
     scores = score_behaviour(rows)
-    rates = {}
-    for act in SCORED_ACTS:
-        right = [r["behaviour"]["correct"] for r in rows if r["expected"]["act"] == act]
-        rates[act] = {"n": len(right), "right": sum(right), "rate": sum(right) / len(right) if right else float("nan"),
-                      "ci95": wilson(sum(right), len(right))}
-    total = [r["behaviour"]["correct"] for r in rows]
-    rates["overall"] = {"n": len(total), "right": sum(total), "rate": sum(total) / max(1, len(total)),
-                        "ci95": wilson(sum(total), len(total))}
+    verdicts = {act: [r["behaviour"]["correct"] for r in rows if r["expected"]["act"] == act] for act in SCORED_ACTS}
+    verdicts["overall"] = [r["behaviour"]["correct"] for r in rows]
+    rates = {key: share(right) for key, right in verdicts.items()}
     return {"rates": rates, "behaviour": scores, "rows": rows, "generation_seconds": round(seconds, 1)}
 
 
