@@ -3,6 +3,8 @@ and the cafe generator's records that it reads."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tunelab.data.synth import cafe
@@ -172,3 +174,16 @@ def test_score_pair_uses_the_record_when_given() -> None:
     strict = score_pair(reply, reference, expected=AMERICANO_NO_TEMP)
     assert (strict.reference_act, strict.predicted_act, strict.correct) == ("ask", "confirm", False)
     assert "confirm instead of asking" in strict.detail["reason"]
+
+
+def test_a_broken_record_in_a_data_file_names_file_line_and_field(tmp_path) -> None:
+    from tunelab.eval.generate import build_contexts
+    from tunelab.eval.runner import load_conversations
+
+    conv = cafe.generate(1, seed=4)[0].to_openai()
+    index = next(k for k, v in conv["meta"]["turns"].items() if v["act"] == "confirm")
+    conv["meta"]["turns"][index]["order"] = "a latte"  # hostile: text where the order list belongs
+    path = tmp_path / "held.jsonl"
+    path.write_text("\ufeff" + json.dumps(conv) + "\n", encoding="utf-8")  # with a BOM
+    with pytest.raises(ValueError, match=rf"held.jsonl:1: meta.turns.{index}.order: the confirm record needs a list"):
+        build_contexts(load_conversations(path))

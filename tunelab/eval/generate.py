@@ -114,10 +114,18 @@ def judged_expectation(conv: Conversation, index: int) -> dict[str, Any] | None:
     """The generator's record of what turn `index` must do, if it is one the strict judge scores."""
     turns = conv.meta.get("turns") if isinstance(conv.meta, dict) else None
     expected = turns.get(str(index)) if isinstance(turns, dict) else None
-    return expected if isinstance(expected, dict) and expected.get("act") in JUDGED_ACTS else None
+    if not (isinstance(expected, dict) and expected.get("act") in JUDGED_ACTS):
+        return None
+    for key, kind in REQUIRED[expected["act"]]:
+        if not isinstance(expected.get(key), kind):
+            raise ValueError(f"{conv.source or conv.id}: meta.turns.{index}.{key}: the {expected['act']} record needs "
+                             f"a {kind.__name__} here (see tunelab.data.synth.cafe for the form)")
+    return expected
 
 
 JUDGED_ACTS = ("ask", "confirm")
+# What judge_expected reads from a record, per act.
+REQUIRED = {"ask": (("slot", str), ("item", str), ("missing", list)), "confirm": (("order", list),)}
 
 
 def render_prompts(tokenizer: Any, contexts: Sequence[Sequence[Message]]) -> list[list[int]]:
