@@ -28,11 +28,13 @@ def main() -> None:
     parser.add_argument("--base", action="store_true", help="also measure the base model (slow)")
     parser.add_argument("--adapter", default="lora", help="lora | full | ...")
     parser.add_argument("--varied-replies", action="store_true", help="several assistant phrasings per act")
+    parser.add_argument("--twins", action="store_true", help="each asking dialogue followed by its complete twin")
     parser.add_argument("--set", action="append", default=[], help="train.KEY=VALUE override, e.g. epochs=1")
     args = parser.parse_args()
     overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
     run_demo(args.out, n_train=args.n_train, n_heldout=args.n_heldout, seed=args.seed, measure_base=args.base,
-             system_prompt=PROMPTS[args.prompt], adapter=args.adapter, varied_replies=args.varied_replies, **overrides)
+             system_prompt=PROMPTS[args.prompt], adapter=args.adapter, varied_replies=args.varied_replies,
+             twins=args.twins, **overrides)
 
 
 if __name__ == "__main__":

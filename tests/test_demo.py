@@ -54,3 +54,34 @@ def test_demo_end_to_end_on_a_tiny_model(tmp_path, tiny_model_dir) -> None:
             assert rate["n"] > 0 and low <= rate["rate"] <= high
     assert result["cpu"]["precision"] in ("fp32", "bf16_base") and result["wall_seconds"] > 0
     assert (run_dir / "report.html").exists()
+
+
+def test_twins_differ_from_their_dialogue_only_in_the_details_and_stay_on_its_side_of_the_split(tmp_path) -> None:
+    from tunelab.data.synth import cafe
+
+    plain, paired = cafe.generate(60, seed=7), cafe.generate(60, seed=7, twins=True)
+    twins = [c for c in paired if c.id.endswith("-twin")]
+    by_id = {c.id: c for c in paired}
+    assert twins and len(paired) == 60 + len(twins)
+    for twin in twins:
+        original = by_id[twin.id.removesuffix("-twin")]
+        roles = [m.role for m in twin.messages]
+        assert roles[-1] == "assistant" and roles.count("assistant") in (1, 2)  # a welcome, then the confirmation
+        # the twin's confirmation is its dialogue's last one, word for word, with the same record
+        confirm_at = max(int(k) for k, v in original.meta["turns"].items() if v["act"] == "confirm")
+        assert twin.messages[-1].content == original.messages[confirm_at].content
+        assert twin.meta["turns"][str(len(twin.messages) - 1)] == original.meta["turns"][str(confirm_at)]
+        # every option the customer added later is in the twin's opening; the greeting and phrasing are kept
+        opening, first = twin.messages[-2].content, original.messages[len(twin.messages) - 2].content
+        assert opening != first and opening[-1] == first[-1]
+        for later in (m.content for m in original.messages[len(twin.messages) - 1:] if m.role == "user"):
+            word = later.lower().strip(".!").split()[-1]
+            assert word in opening.lower() or later in cafe.YES or word in ("please", "them", "one", "fine", "great")
+    # without twins nothing of a dialogue changes: the main random stream is the same
+    originals = [c for c in paired if not c.id.endswith("-twin")]
+    assert [c.id for c in originals] == [c.id for c in plain]
+    assert all(not any(v["act"] == "ask" for v in c.meta["turns"].values()) for c in twins)
+    data = demo.write_data(tmp_path, n_train=40, n_heldout=10, seed=3, n_val=8, twins=True)
+    rows = {name: [json.loads(x)["id"] for x in data["files"][name].read_text().splitlines()] for name in ("train", "val")}
+    assert not any(i.endswith("-twin") for i in rows["val"])
+    assert all(i.removesuffix("-twin") in rows["train"] for i in rows["train"])

@@ -69,6 +69,15 @@ DEAL_DRINK_NO_SIZE = ask([deal("veggie wrap"), drink("latte", None, "hot")], [("
     ("Got it: a large iced latte and a large hot mocha. And what size would you like for the latte?", LATTE_NO_SIZE, False),
     ("Got it: an iced latte, a large hot mocha and a cookie. And what size would you like for the latte?", LATTE_NO_SIZE, False),
     ("Sure, a large hot mocha and an iced latte. What size?", LATTE_NO_SIZE, False),  # which of the two?
+    # the house style reads back up to the item with the gap and stops there
+    ("Got it: a large hot mocha, an iced latte. And what size would you like for the latte?",
+     ask([drink("mocha", "large", "hot"), drink("latte", None, "iced"), food("cookie", 2)], [("latte", "size")]), True),
+    ("Got it: a small cold brew, some banana bread. And how many banana bread would you like?",
+     ask([drink("cold brew", "small", None), food("banana bread", None)],
+         [("banana bread", "quantity")]), True),
+    ("Got it: a small cold brew, a banana bread. And how many banana bread would you like?",  # says one
+     ask([drink("cold brew", "small", None), food("banana bread", None)],
+         [("banana bread", "quantity")]), False),
     # a garbled read-back: options for no item (a base-model reply from the demo)
     ("Got it: medium, medium or large. And what size would you like for the latte?", LATTE_NO_SIZE, False),
 ])
@@ -138,10 +147,11 @@ def test_every_menu_item_is_known_to_the_judge() -> None:
     assert names <= set(DEFAULT_LEXICON["items"])
 
 
-def test_the_generators_own_replies_are_judged_right() -> None:
+@pytest.mark.parametrize("varied", [True, False])  # the old variety of phrasings; the house style's read-backs
+def test_the_generators_own_replies_are_judged_right(varied: bool) -> None:
     """Every reference reply the generator writes passes the judge for its own record — and the
     record of another turn fails it, so the judge is not satisfied by any reply."""
-    convs = cafe.generate(300, seed=11, varied_replies=True)
+    convs = cafe.generate(300, seed=11, varied_replies=varied)
     judged = wrong_elsewhere = 0
     for conv in convs:
         turns = {int(k): v for k, v in conv.meta["turns"].items() if v["act"] in ("ask", "confirm")}

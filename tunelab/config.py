@@ -185,6 +185,10 @@ class TrainConfig(Section):
     # (ask or confirm, call a tool or answer); 1 = a plain mean over target tokens. Measured on
     # the cafe demo in docs/cafe.md. Recipe sft, one process.
     first_token_weight: float = Field(1.0, gt=0)
+    # Focal loss: each target token's loss is weighted by (1 - p)^focal_gamma, p its probability,
+    # so training concentrates on the tokens not yet learned; 0 = plain cross-entropy. Measured on
+    # the cafe demo in docs/cafe.md. Recipe sft, one process; validation loss stays plain.
+    focal_gamma: float = Field(0.0, ge=0)
     behaviour_eval: BehaviourEvalConfig = BehaviourEvalConfig()
     # The evaluation metric that picks the best checkpoint (kept and loaded at the end): the
     # validation loss (lower is better) or a behaviour rate from behaviour_eval (higher is better).
@@ -289,8 +293,9 @@ def load(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] 
     _check_bake(config, source)
     if config.train.recipe in ("kto", "dpo") and config.train.precision not in ("auto", "fp32"):
         raise ConfigError(f"{source}: train.precision {config.train.precision} is not supported by recipe {config.train.recipe} (TRL's trainers run fp32 here); use auto or fp32")
-    if config.train.first_token_weight != 1.0 and config.train.recipe != "sft":
-        raise ConfigError(f"{source}: train.first_token_weight is for recipe sft (got recipe '{config.train.recipe}')")
+    for knob, plain in (("first_token_weight", 1.0), ("focal_gamma", 0.0)):
+        if getattr(config.train, knob) != plain and config.train.recipe != "sft":
+            raise ConfigError(f"{source}: train.{knob} is for recipe sft (got recipe '{config.train.recipe}')")
     if config.train.compile and (config.train.recipe != "sft" or config.train.behaviour_eval.enabled):
         raise ConfigError(f"{source}: train.compile is supported for recipe sft without behaviour_eval (generation under compiled layers is not tested)")
     if config.train.precision == "bf16_base" and config.model.adapter == "full":

@@ -67,11 +67,15 @@ def heldout_dialogues(n: int, seed: int, training: list[Conversation],
 
 
 def write_data(out: Path, n_train: int, n_heldout: int, seed: int, n_val: int = 24,
-               system_prompt: str | None = cafe.SYSTEM_PROMPT, varied_replies: bool = False) -> dict[str, Any]:
+               system_prompt: str | None = cafe.SYSTEM_PROMPT, varied_replies: bool = False,
+               twins: bool = False) -> dict[str, Any]:
     """Training and validation dialogues (one seed, split), held-out dialogues (another seed)."""
     convs = cafe.generate(n_train + n_val, seed=seed, system_prompt=system_prompt, prefix="train",
-                          varied_replies=varied_replies)
-    train, val = split(convs, n_val / (n_train + n_val), seed)
+                          varied_replies=varied_replies, twins=twins)
+    # A twin goes wherever its dialogue goes, and validation keeps the dialogues alone.
+    twin_of = {c.id.removesuffix("-twin"): c for c in convs if c.id.endswith("-twin")}
+    train, val = split([c for c in convs if not c.id.endswith("-twin")], n_val / (n_train + n_val), seed)
+    train = [x for c in train for x in (c, twin_of.get(c.id)) if x is not None]
     heldout, dropped = heldout_dialogues(n_heldout, seed, convs, system_prompt)
     files = {name: out / "data" / f"{name}.jsonl" for name in ("train", "val", "heldout")}
     for name, rows in (("train", train), ("val", val), ("heldout", heldout)):
@@ -114,7 +118,7 @@ def behaviour_scores(model_spec: str, heldout: list[Conversation], label: str) -
 
 def run_demo(out: Path, n_train: int = 400, n_heldout: int = 130, seed: int = 0, measure_base: bool = True,
              system_prompt: str | None = cafe.SYSTEM_PROMPT, model: str = DEFAULT_MODEL, adapter: str = "lora",
-             varied_replies: bool = False, **train_overrides: Any) -> dict[str, Any]:
+             varied_replies: bool = False, twins: bool = False, **train_overrides: Any) -> dict[str, Any]:
     from tunelab.train.speed import describe_cpu
     from tunelab.train.sft import train
 
@@ -122,7 +126,8 @@ def run_demo(out: Path, n_train: int = 400, n_heldout: int = 130, seed: int = 0,
     out.mkdir(parents=True, exist_ok=True)
     cpu = describe_cpu()
     console.print(f"CPU: {cpu['model']}, {cpu['threads']} threads; precision {cpu['precision']} ({cpu['why']})")
-    data = write_data(out, n_train, n_heldout, seed, system_prompt=system_prompt, varied_replies=varied_replies)
+    data = write_data(out, n_train, n_heldout, seed, system_prompt=system_prompt, varied_replies=varied_replies,
+                      twins=twins)
     files = data["files"]
     console.print(f"[bold]1/4[/] wrote {data['n_train']} training and {data['n_val']} validation dialogues (seed {seed}) "
                   f"and {len(data['heldout'])} held-out dialogues (seed {seed + HELDOUT_SEED_OFFSET}; "

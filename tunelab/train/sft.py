@@ -77,9 +77,11 @@ class CountingTrainer(Trainer):
     """
 
     def __init__(self, *args: Any, progress: TokenProgressCallback, target_only_head: bool = True,
-                 behaviour: BehaviourEval | None = None, first_token_weight: float = 1.0, **kwargs: Any):
+                 behaviour: BehaviourEval | None = None, first_token_weight: float = 1.0, focal_gamma: float = 0.0,
+                 **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.first_token_weight = first_token_weight
+        self.focal_gamma = focal_gamma
         self.progress = progress
         self.target_only_head = target_only_head
         self.behaviour = behaviour
@@ -99,9 +101,9 @@ class CountingTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         base = _decoder_and_head(self.accelerator.unwrap_model(model))
         if return_outputs or not self.target_only_head or base is None or self.accelerator.num_processes > 1:
-            if self.first_token_weight != 1.0 and model.training:
-                raise ValueError("train.first_token_weight needs the target-only output head (one process, an "
-                                 "adapter inside the layers or a full fine-tune); set it to 1 here")
+            if (self.first_token_weight != 1.0 or self.focal_gamma) and model.training:
+                raise ValueError("train.first_token_weight and train.focal_gamma need the target-only output head (one "
+                                 "process, an adapter inside the layers or a full fine-tune); leave them at 1 and 0 here")
             self.loss_is_scaled_for_ga = None
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         decoder, head = base
@@ -110,7 +112,10 @@ class CountingTrainer(Trainer):
         hidden = decoder(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).last_hidden_state
         logits = head(hidden[:, :-1][keep]).float()
         losses = torch.nn.functional.cross_entropy(logits, labels[keep], reduction="none")
-        loss = (losses * first_token_weights(keep, self.first_token_weight)).sum()
+        weights = first_token_weights(keep, self.first_token_weight)
+        if self.focal_gamma and model.training:
+            weights = weights * focal_weights(losses, self.focal_gamma)
+        loss = (losses * weights).sum()
         # With gradient accumulation, Trainer counts the targets of the whole accumulated batch.
         self.loss_is_scaled_for_ga = num_items_in_batch is not None
         return loss / (num_items_in_batch if num_items_in_batch is not None else keep.sum().clamp(min=1))
@@ -126,6 +131,18 @@ def first_token_weights(keep: torch.Tensor, weight: float) -> torch.Tensor:
     """
     starts = keep & ~torch.nn.functional.pad(keep[:, :-1], (1, 0), value=False)
     return torch.where(starts, weight, 1.0)[keep]
+
+
+def focal_weights(losses: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Focal-loss factors (1 - p)^gamma of each target token's probability p = exp(-loss) (Lin et al.,
+    2017), detached so they only reweight. Once a reply's read-back and phrasing are learned (p near
+    1, factor near 0), the loss left is on the few tokens still uncertain, such as the one where a
+    reply chooses to ask or to confirm (docs/cafe.md).
+
+    >>> [round(w, 4) for w in focal_weights(torch.tensor([0.0513, 0.6931]), 2.0).tolist()]
+    [0.0025, 0.25]
+    """
+    return (1 - torch.exp(-losses.detach())).clamp(min=0).pow(gamma)
 
 
 def _decoder_and_head(model: Any) -> tuple[Any, Any] | None:
@@ -313,6 +330,7 @@ def train(config: Config, resume: bool = False, extra_callbacks: list[Any] | Non
         progress=progress,
         behaviour=behaviour,
         first_token_weight=config.train.first_token_weight,
+        focal_gamma=config.train.focal_gamma,
     )
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)

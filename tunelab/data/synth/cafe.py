@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from tunelab.types import Conversation, Message
 
@@ -161,6 +161,7 @@ def _order(rng: random.Random, missing: tuple[str, ...]) -> list[Item]:
 
 
 GREETINGS = ("Hi!", "Hello.", "Hey there.", "Good morning!", "Hi there,", "Morning!", "")
+WELCOMES = ("Hi! What can I get for you today?", "Hello! What would you like?", "Welcome to Bean Counter! What can I get you?")
 ORDER_OPENERS = ("Can I get {o}?", "I'd like {o}, please.", "Could I have {o}?", "{o}, please.", "I'll have {o}.",
                  "Let me get {o}.", "I want {o}.", "Can I please order {o}?", "I'm after {o}.")
 # The first phrasing of each act is the house style (see `dialogue`): every reply that asks or
@@ -188,6 +189,24 @@ YES = ("Yes, that's right.", "Yep, thanks.", "That's all, thanks!", "Correct.", 
 
 def join_items(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def read_back_to_gap(rng: random.Random, items: list[Item]) -> str:
+    """Staff read the order back item by item and stop at the first one that misses a detail
+    ("a bagel, a large americano" when the americano lacks hot/iced and a cold brew follows).
+
+    So every choice the reply makes is about the item it has just said: go on after a complete
+    one, stop and ask after one with a gap. With the whole order read back, the choice after
+    the last item depended on every item, and tuned models confirmed multi-item orders with a
+    gap anywhere but last (docs/cafe.md). "and" comes before the order's last item, as in the
+    confirmation, whether or not the read-back reaches it.
+    """
+    said = []
+    for item in items:
+        said.append(item.spoken(rng, staff=True))
+        if any(part.own_missing() for part in item.parts()):
+            break
+    return join_items(said) if len(said) == len(items) else ", ".join(said)
 
 
 def _answer(rng: random.Random, item: Item, slot: str, taken: set[str] = frozenset()) -> str:
@@ -248,33 +267,47 @@ class Dialogue:
         self.messages.append(Message(role, text))
 
 
-def _open(rng: random.Random, d: Dialogue, items: list[Item]) -> None:
-    opener = rng.choice(ORDER_OPENERS).format(o=join_items([i.spoken(rng) for i in items]))
-    opener = opener[0].upper() + opener[1:]
+def _open(rng: random.Random, d: Dialogue, items: list[Item]) -> Callable[[Dialogue, str], None]:
+    """The customer's opening turn(s) in `d`; returns how to say the same opening with another
+    order text (for a twin dialogue: the same words with every detail given)."""
+    template = rng.choice(ORDER_OPENERS)
+    order_text = join_items([i.spoken(rng) for i in items])
     if rng.random() < 0.2:
-        d.say("user", rng.choice(GREETINGS[:-1]))
-        d.say("assistant", rng.choice(("Hi! What can I get for you today?", "Hello! What would you like?",
-                                       "Welcome to Bean Counter! What can I get you?")), {"act": "greet"})
-        d.say("user", opener)
+        greeting, welcome = rng.choice(GREETINGS[:-1]), rng.choice(WELCOMES)
     else:
-        greeting = rng.choice(GREETINGS)
+        greeting, welcome = rng.choice(GREETINGS), None
+
+    def say_opening(dialogue: Dialogue, text: str) -> None:
+        opener = template.format(o=text)
+        opener = opener[0].upper() + opener[1:]
+        if welcome:
+            dialogue.say("user", greeting)
+            dialogue.say("assistant", welcome, {"act": "greet"})
+            dialogue.say("user", opener)
+            return
         if greeting.endswith(","):
             opener = opener[0].lower() + opener[1:]
-        d.say("user", (greeting + " " + opener).strip())
+        dialogue.say("user", (greeting + " " + opener).strip())
+
+    say_opening(d, order_text)
+    return say_opening
 
 
 def dialogue(rng: random.Random, index: int, system_prompt: str | None = SYSTEM_PROMPT, prefix: str = "cafe",
-             varied_replies: bool = False) -> Conversation:
-    """One dialogue. The customer's words vary; the assistant's keep one house phrasing per act and
-    slot unless `varied_replies` (measured in docs/cafe.md: with greedy decoding, one phrasing per
-    act makes "ask or confirm?" a single first-token choice instead of one split over many)."""
+             varied_replies: bool = False, twins: bool = False) -> list[Conversation]:
+    """One dialogue, and with `twins` its twin when it asks (see `generate`). The customer's words
+    vary; the assistant's keep one house phrasing per act and slot unless `varied_replies`
+    (measured in docs/cafe.md: with greedy decoding, one phrasing per act makes "ask or confirm?"
+    a single choice instead of one split over many openers)."""
     pick = rng.choice if varied_replies else (lambda options: options[0])
-    missing = rng.choices(SCENARIOS, weights=SCENARIO_WEIGHTS)[0]
+    # With twins every complete order is some asking dialogue's twin, so none is drawn as such.
+    missing = rng.choices(SCENARIOS, weights=(0, *SCENARIO_WEIGHTS[1:]) if twins else SCENARIO_WEIGHTS)[0]
     items = _order(rng, missing)
     d = Dialogue()
     if system_prompt:
         d.say("system", system_prompt)
-    _open(rng, d, items)
+    say_opening = _open(rng, d, items)
+    asked = bool(_missing_now(items))
     while pending := _missing_now(items):
         target, slot = pending[0]
         name = target.name
@@ -283,22 +316,40 @@ def dialogue(rng: random.Random, index: int, system_prompt: str | None = SYSTEM_
                   "candidates": {s: _candidates(items, s) for s in sorted({s for _, s in pending})},
                   "order": order_record(items)}
         question = pick(ASK[slot]).format(n=name, p=plural(name))
-        if not varied_replies:  # the house style reads the order back before asking
-            question = f"Got it: {join_items([i.spoken(rng, staff=True) for i in items])}. {question}"
+        if not varied_replies:  # the house style reads the order back, up to the first gap, before asking
+            question = f"Got it: {read_back_to_gap(rng, items)}. {question}"
         d.say("assistant", question, expect)
         d.say("user", _answer(rng, target, slot, {p.name for i in items for p in i.parts()}))
     order = join_items([i.spoken(rng, staff=True) for i in items])
-    d.say("assistant", pick(CONFIRM).format(o=order),
-          {"act": "confirm", "order": order_record(items), "items": [p["name"] for p in order_record(items)]})
+    confirm = (pick(CONFIRM).format(o=order), {"act": "confirm", "order": order_record(items),
+                                                "items": [p["name"] for p in order_record(items)]})
+    d.say("assistant", *confirm)
     if rng.random() < 0.4:
         d.say("user", rng.choice(YES))
         d.say("assistant", pick(CLOSE), {"act": "close"})
-    return Conversation(id=f"{prefix}-{index:05d}", messages=tuple(d.messages),
-                        meta={"turns": {str(k): v for k, v in d.turns.items()}})
+    convs = [Conversation(id=f"{prefix}-{index:05d}", messages=tuple(d.messages),
+                          meta={"turns": {str(k): v for k, v in d.turns.items()}})]
+    if twins and asked:
+        twin = Dialogue()
+        if system_prompt:
+            twin.say("system", system_prompt)
+        # Every detail is given now, so spoken() draws nothing: the main stream stays as without twins.
+        say_opening(twin, join_items([i.spoken(rng) for i in items]))
+        twin.say("assistant", *confirm)
+        convs.append(Conversation(id=f"{prefix}-{index:05d}-twin", messages=tuple(twin.messages),
+                                  meta={"turns": {str(k): v for k, v in twin.turns.items()}}))
+    return convs
 
 
 def generate(n: int, seed: int = 0, system_prompt: str | None = SYSTEM_PROMPT, prefix: str = "cafe",
-             varied_replies: bool = False) -> list[Conversation]:
-    """`n` dialogues from one seeded generator; ids are `{prefix}-{index}` so two seeds' sets can share a file."""
+             varied_replies: bool = False, twins: bool = False) -> list[Conversation]:
+    """`n` dialogues from one seeded generator; ids are `{prefix}-{index}` so two seeds' sets can share a file.
+
+    `twins`: after every dialogue that asks, its twin: the same opening words with every detail
+    the customer gave later already in them, answered by the same confirmation. The pair differs
+    only in the details, so what decides ask-or-confirm is the one thing that differs (a
+    counterfactual pair; measured in docs/cafe.md). Complete orders then come only as twins, and
+    `n` counts dialogues before twins.
+    """
     rng = random.Random(seed)
-    return [dialogue(rng, i, system_prompt, prefix, varied_replies) for i in range(n)]
+    return [conv for i in range(n) for conv in dialogue(rng, i, system_prompt, prefix, varied_replies, twins)]

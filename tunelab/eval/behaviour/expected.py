@@ -87,8 +87,10 @@ def parse_order(text: str, lexicon: Lexicon | None = None) -> list[Mention]:
     for segment in _SEGMENT.split(text):
         start, found = 0, False
         for match in lexicon.items.finditer(segment):
-            opts = _options(_WORD.findall(segment[start:match.start()]))
-            mentions.append(Mention(match.group(1), plural=match.group(0) != match.group(1), **opts))
+            words = _WORD.findall(segment[start:match.start()])
+            # "some banana bread": a name whose plural is itself says no number after "some"
+            unsaid = match.group(0) != match.group(1) or "some" in words[-1:]
+            mentions.append(Mention(match.group(1), plural=unsaid, **_options(words)))
             start, found = match.end(), True
         if not found and mentions:
             extra = {k: v for k, v in _options(_WORD.findall(segment)).items() if k != "quantity"}
