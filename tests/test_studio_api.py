@@ -153,3 +153,52 @@ def test_job_under_accelerate_launch_runs_two_processes(studio, tmp_path, tiny_m
     assert first["step"] == 1 and first["epoch"] == pytest.approx(0.25)
     with pytest.raises(openai.BadRequestError):
         client.fine_tuning.jobs.create(model=tiny_model_dir, training_file=train.id, extra_body={"tunelab": {"accelerate_config": "nope"}})
+
+
+def preference_rows(n: int, start: int = 0) -> list[dict]:
+    """OpenAI's preference-data format, as DPO jobs take it."""
+    return [{"input": {"messages": [{"role": "user", "content": f"What is {i} plus {i}?"}]},
+             "preferred_output": [{"role": "assistant", "content": f"{i} plus {i} is {2 * i}."}],
+             "non_preferred_output": [{"role": "assistant", "content": f"I cannot add {i} and {i}."}]} for i in range(start, start + n)]
+
+
+@pytest.mark.slow
+def test_dpo_job_trains_on_preference_data(studio, tmp_path, tiny_model_dir):
+    s, client = studio
+    rows = preference_rows(3)
+    rows[1] = {**rows[1], "preferred_output": [{"role": "user", "content": "x"}]}
+    bad = client.files.wait_for_processing(client.files.create(file=write_jsonl(tmp_path / "badpref.jsonl", rows), purpose="fine-tune").id)
+    assert bad.status == "error" and bad.status_details == "badpref.jsonl:2: preferred_output[0].role: must be 'assistant', got 'user'"
+    train = client.files.create(file=write_jsonl(tmp_path / "pref.jsonl", preference_rows(8)), purpose="fine-tune")
+    val = client.files.create(file=write_jsonl(tmp_path / "prefval.jsonl", preference_rows(2, start=50)), purpose="fine-tune")
+    chat = client.files.create(file=write_jsonl(tmp_path / "chat.jsonl", conversations(4)), purpose="fine-tune")
+    for f in (train, val, chat):
+        assert client.files.wait_for_processing(f.id).status == "processed"
+    report = client.get(f"/files/{train.id}/report", cast_to=object)["report"]
+    assert report["format"] == "openai-preference" and report["kept"] == 8 and report["stats"]["target_tokens"]["min"] > 0
+
+    # A file of the other kind fails the job at validation, naming the method it fits.
+    sft_on_pairs = client.fine_tuning.jobs.create(model=tiny_model_dir, training_file=train.id)
+    dpo = {"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.25, "batch_size": 2}}}
+    dpo_on_chats = client.fine_tuning.jobs.create(model=tiny_model_dir, training_file=chat.id, method=dpo)
+    failed = wait(client, sft_on_pairs.id, ("failed", "succeeded"))
+    assert failed.error.code == "invalid_training_file" and "method {type: 'dpo'}" in failed.error.message
+    assert "needs OpenAI preference rows" in wait(client, dpo_on_chats.id, ("failed", "succeeded")).error.message
+    with pytest.raises(openai.BadRequestError, match="beta"):
+        client.fine_tuning.jobs.create(model=tiny_model_dir, training_file=train.id, method={"type": "dpo", "dpo": {"hyperparameters": {"beta": -1}}})
+
+    config = {"train": {**FAST["train"], "max_steps": 2}, "model": FAST["model"]}
+    job = client.fine_tuning.jobs.create(model=tiny_model_dir, training_file=train.id, validation_file=val.id, suffix="pref",
+                                         method=dpo, extra_body={"tunelab": {"config": config}})
+    assert job.method.type == "dpo" and job.method.dpo.hyperparameters.beta == 0.25
+    frozen = (Path(job.tunelab["run_dir"]).parent / "config.yaml").read_text()
+    assert "recipe: dpo" in frozen and "beta: 0.25" in frozen
+    done = wait(client, job.id, ("succeeded", "failed", "cancelled"))
+    assert done.status == "succeeded", done.error
+    assert done.trained_tokens > 0
+    metrics = [e.data for e in client.fine_tuning.jobs.list_events(job.id, limit=100) if e.type == "metrics"]
+    assert {m["step"] for m in metrics if m["train_loss"] is not None} == {1, 2} and all(m["total_steps"] == 2 for m in metrics)
+    assert [m["step"] for m in metrics if m["valid_loss"] is not None] == [2]  # the validation pairs' DPO loss
+    assert [c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job.id).data] == [2]
+    reply = client.chat.completions.create(model=done.fine_tuned_model, messages=[{"role": "user", "content": "What is 2 plus 2?"}], max_tokens=4)
+    assert reply.usage.completion_tokens > 0
