@@ -202,3 +202,36 @@ def test_dpo_job_trains_on_preference_data(studio, tmp_path, tiny_model_dir):
     assert [c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job.id).data] == [2]
     reply = client.chat.completions.create(model=done.fine_tuned_model, messages=[{"role": "user", "content": "What is 2 plus 2?"}], max_tokens=4)
     assert reply.usage.completion_tokens > 0
+
+
+@pytest.mark.slow
+def test_bake_job_with_an_uploaded_prompt_file(studio, tmp_path, tiny_model_dir):
+    from tunelab.data.synth.helpdesk import PROMPT_YAML, generate_logs
+
+    s, client = studio
+    rows = generate_logs(16, seed=2)
+    logs = client.files.create(file=write_jsonl(tmp_path / "logs.jsonl", rows), purpose="fine-tune")
+    prompt = client.files.create(file=("prompt.yaml", PROMPT_YAML.encode()), purpose="fine-tune")
+    broken = client.files.create(file=("broken.yaml", b"rules: []\n"), purpose="fine-tune")
+    assert client.files.wait_for_processing(logs.id).status == "processed"
+    assert client.files.wait_for_processing(prompt.id).status == "processed"
+    assert "broken.yaml: a prompt file is a mapping with a non-empty 'prompt' string" in client.files.wait_for_processing(broken.id).status_details
+    report = client.get(f"/files/{logs.id}/report", cast_to=object)["report"]
+    assert report["format"] == "feedback-log" and report["read"] == report["kept"] == len(rows) and report["good"] == sum(r["label"] == "good" for r in rows)
+    with pytest.raises(openai.BadRequestError, match="not a processed system-prompt file"):
+        client.fine_tuning.jobs.create(model=tiny_model_dir, training_file=logs.id, extra_body={"tunelab": {"prompt_file": logs.id}})
+    with pytest.raises(openai.BadRequestError, match="broken.yaml"):
+        client.fine_tuning.jobs.create(model=tiny_model_dir, training_file=logs.id, extra_body={"tunelab": {"prompt_file": broken.id}})
+    sft_on_logs = client.fine_tuning.jobs.create(model=tiny_model_dir, training_file=logs.id)
+
+    config = {"train": {**FAST["train"], "max_steps": 2, "batch_size": 2}, "bake": {"targets": ["logged"]}}
+    job = client.fine_tuning.jobs.create(model=tiny_model_dir, training_file=logs.id, suffix="baked",
+                                         extra_body={"tunelab": {"prompt_file": prompt.id, "config": config}})
+    frozen = (Path(job.tunelab["run_dir"]).parent / "config.yaml").read_text()
+    assert "recipe: bake" in frozen and f"system_prompt_file: {s.files.row(prompt.id)['path']}" in frozen
+    assert "tunelab.prompt_file (recipe bake)" in wait(client, sft_on_logs.id, ("failed", "succeeded")).error.message
+    done = wait(client, job.id, ("succeeded", "failed", "cancelled"))
+    assert done.status == "succeeded", done.error
+    metrics = [e.data for e in client.fine_tuning.jobs.list_events(job.id, limit=100) if e.type == "metrics"]
+    assert {m["step"] for m in metrics if m["train_loss"] is not None} == {1, 2} and all(m["total_steps"] == 2 for m in metrics)
+    assert (Path(done.tunelab["run_dir"]) / "prompt.yaml").exists() and done.fine_tuned_model in {m.id for m in client.models.list()}

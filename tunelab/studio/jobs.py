@@ -119,6 +119,36 @@ class Jobs:
             raise ApiError(404, f"file '{file_id}' does not exist", param, "file_not_found")
         return row
 
+    def _stored(self, file_id: str, param: str, kind: str) -> str:
+        """The stored path of an uploaded file the config names (a prompt file, a question list),
+        once it validated as `kind`; these are read when the job starts, not at creation."""
+        row = self._file(file_id, param)
+        deadline = time.monotonic() + 30  # validating a YAML or a question list takes milliseconds
+        while row and row["status"] == "uploaded" and time.monotonic() < deadline:
+            time.sleep(0.1)
+            row = self._file(file_id, param)
+        if row is None or row["status"] != "processed" or (row["report"] or {}).get("format") != kind:
+            details = row["status_details"] if row and row["status"] == "error" else f"it is not a processed {kind} file"
+            raise ApiError(400, f"{param}: {file_id} cannot be used: {details}", param, "invalid_value")
+        return row["path"]
+
+    def _bake_section(self, raw: dict[str, Any], ext: dict[str, Any]) -> None:
+        """The tunelab extension for recipe bake: `tunelab.prompt_file` (an uploaded prompt YAML)
+        sets recipe bake with that prompt; file ids in bake.system_prompt_file / bake.questions_file
+        of a pasted config are resolved to the uploaded files too."""
+        from tunelab.studio.files import LOG, PROMPT
+
+        bake = raw.setdefault("bake", {})
+        if ext.get("prompt_file") is not None:
+            if raw["train"].get("recipe") not in (None, "bake"):
+                raise ApiError(400, f"tunelab.prompt_file bakes a prompt (recipe bake); tunelab.config asks for recipe {raw['train']['recipe']}",
+                               "tunelab.prompt_file", "invalid_value")
+            raw["train"]["recipe"] = "bake"
+            bake["system_prompt_file"] = ext["prompt_file"]
+        for key, kind in (("system_prompt_file", PROMPT), ("questions_file", LOG)):
+            if isinstance(bake.get(key), str) and bake[key].startswith("file-"):
+                bake[key] = self._stored(bake[key], "tunelab.prompt_file" if key == "system_prompt_file" else f"tunelab.config.bake.{key}", kind)
+
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(body.get("model"), str) or not isinstance(body.get("training_file"), str):
             raise ApiError(400, "model and training_file are required", "model" if "model" not in body else "training_file", "missing_required_parameter")
@@ -126,7 +156,9 @@ class Jobs:
         train_file = self._file(body["training_file"], "training_file")
         val_file = self._file(body.get("validation_file"), "validation_file")
         hp, kind = _hyperparameters(body)
-        ext = body.get("tunelab") or {}  # the tunelab extension: a config (dict or YAML text), an accelerate config
+        ext = body.get("tunelab") or {}  # the tunelab extension: a config (dict or YAML text), an accelerate config, a prompt file
+        if not isinstance(ext, dict):
+            raise ApiError(400, "tunelab must be an object {config, accelerate_config, prompt_file}", "tunelab", "invalid_value")
         pasted = ext.get("config") or {}
         if isinstance(pasted, str):
             pasted = yaml.safe_load(pasted) or {}
@@ -139,6 +171,7 @@ class Jobs:
         raw["data"] = {**raw.get("data", {}), "train": train_file["path"], "val": val_file["path"] if val_file else None}
         raw["train"] = {**raw["train"], **_train_section(hp)}
         _method_sections(raw, kind, hp)
+        self._bake_section(raw, ext)
         if body.get("seed") is not None:
             raw["train"]["seed"] = body["seed"]
         # merged/ lets a finished model be the base of a later job and load fast for serving.

@@ -78,15 +78,23 @@ def total_steps(config: Any, run_dir: Path) -> int | None:
 
 
 def _wrong_kind(job: dict[str, Any], file: dict[str, Any]) -> str | None:
-    """Why a validated file does not fit the job's method (DPO takes preference rows, SFT chats)."""
-    from tunelab.data.preference_file import FORMAT
+    """Why a validated file does not fit the job's recipe (DPO takes preference pairs, bake a
+    feedback log, SFT chats)."""
+    import yaml
+
+    from tunelab.data.preference_file import FORMAT as PAIRS
+    from tunelab.studio.files import LOG, PROMPT
 
     fmt = (file["report"] or {}).get("format")
-    if job["method"]["type"] == "dpo" and fmt != FORMAT:
-        return f"holds {fmt} rows; method dpo needs OpenAI preference rows {{input, preferred_output, non_preferred_output}}"
-    if job["method"]["type"] != "dpo" and fmt == FORMAT:
-        return "holds preference rows (input, preferred_output, non_preferred_output): create the job with method {type: 'dpo'}"
-    return None
+    recipe = (yaml.safe_load(job["config"] or "{}") or {}).get("train", {}).get("recipe", "sft")
+    wanted = {"dpo": (PAIRS, LOG), "bake": (LOG,), "kto": (LOG,)}.get(recipe, ("openai", "sharegpt", "alpaca"))
+    if fmt in wanted:
+        return None
+    hint = {PAIRS: "create the job with method {type: 'dpo'}", LOG: "bake it with tunelab.prompt_file (recipe bake)",
+            PROMPT: "give it as tunelab.prompt_file"}.get(fmt, "")
+    needs = {"dpo": "OpenAI preference rows {input, preferred_output, non_preferred_output} or a feedback log",
+             "bake": "a feedback log (question, answer, label)", "kto": "a feedback log (question, answer, label)"}.get(recipe, "chat rows {messages}")
+    return f"holds {fmt} data; recipe {recipe} (method {job['method']['type']}) needs {needs}" + (f": {hint}" if hint else "")
 
 
 class Runner:
