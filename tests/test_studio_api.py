@@ -235,3 +235,30 @@ def test_bake_job_with_an_uploaded_prompt_file(studio, tmp_path, tiny_model_dir)
     metrics = [e.data for e in client.fine_tuning.jobs.list_events(job.id, limit=100) if e.type == "metrics"]
     assert {m["step"] for m in metrics if m["train_loss"] is not None} == {1, 2} and all(m["total_steps"] == 2 for m in metrics)
     assert (Path(done.tunelab["run_dir"]) / "prompt.yaml").exists() and done.fine_tuned_model in {m.id for m in client.models.list()}
+
+
+def test_compare_puts_behaviour_and_metric_scores_side_by_side(tmp_path):
+    from types import SimpleNamespace
+
+    from tunelab import rundir
+    from tunelab.studio.compare import compare
+    from tunelab.train.callbacks import MetricsFileCallback
+
+    jobs = []
+    for i, rate in enumerate((0.25, 0.75)):
+        run = tmp_path / f"run{i}"
+        run.mkdir()
+        log = MetricsFileCallback(run).on_log  # as the Trainer logs them, behaviour_eval's rates included
+        for step, loss in ((2, 1.5), (4, 1.0 + i)):
+            log(None, SimpleNamespace(is_world_process_zero=True, global_step=step, epoch=1.0), None,
+                {"eval_loss": loss, "eval_behaviour_appropriate": rate * step / 4, "eval_runtime": 3.0})
+        rundir.write_json(run / "summary.json", {"steps": 4, "final_val_loss": 1.0 + i, "throughput": {"tokens_per_s": 10.0}})
+        rundir.write_json(run / "scores.json", {"n": 8, "behaviour": {"appropriateness": rate}, "model": "m"})
+        rundir.write_json(run / "adherence.json", {"conditions": {"baked without prompt": {
+            "overall": rate, "rules": {"language": {"pass_rate": 1.0, "applicable": 8}}, "latency_s": 0.5}}})
+        jobs.append({"id": f"ftjob-{i}", "run_dir": str(run), "config": f"train:\n  seed: {i}\n"})
+    scores = compare(jobs)["scores"]
+    assert scores["ftjob-0"] == {"steps": 4, "final_val_loss": 1.0, "tokens_per_s": 10.0, "val.loss": 1.0, "val.behaviour_appropriate": 0.25,
+                                 "val.step": 4, "eval.n": 8, "eval.behaviour.appropriateness": 0.25,
+                                 "adherence.baked without prompt.overall": 0.25, "adherence.baked without prompt.rules.language.pass_rate": 1.0}
+    assert scores["ftjob-1"]["val.behaviour_appropriate"] == 0.75 and scores["ftjob-1"]["val.loss"] == 2.0
