@@ -222,6 +222,8 @@ def test_bake_job_with_an_uploaded_prompt_file(studio, tmp_path, tiny_model_dir)
         client.fine_tuning.jobs.create(model=tiny_model_dir, training_file=logs.id, extra_body={"tunelab": {"prompt_file": logs.id}})
     with pytest.raises(openai.BadRequestError, match="broken.yaml"):
         client.fine_tuning.jobs.create(model=tiny_model_dir, training_file=logs.id, extra_body={"tunelab": {"prompt_file": broken.id}})
+    with pytest.raises(openai.BadRequestError, match="val_fraction"):
+        client.fine_tuning.jobs.create(model=tiny_model_dir, training_file=logs.id, validation_file=logs.id, extra_body={"tunelab": {"prompt_file": prompt.id}})
     sft_on_logs = client.fine_tuning.jobs.create(model=tiny_model_dir, training_file=logs.id)
 
     config = {"train": {**FAST["train"], "max_steps": 2, "batch_size": 2}, "bake": {"targets": ["logged"]}}

@@ -172,6 +172,9 @@ class Jobs:
         raw["train"] = {**raw["train"], **_train_section(hp)}
         _method_sections(raw, kind, hp)
         self._bake_section(raw, ext)
+        if raw["train"].get("recipe") == "bake" and val_file:  # bake.py never reads data.val
+            raise ApiError(400, "recipe bake holds out data.val_fraction of the log's questions itself; leave validation_file out",
+                           "validation_file", "invalid_value")
         if body.get("seed") is not None:
             raw["train"]["seed"] = body["seed"]
         # merged/ lets a finished model be the base of a later job and load fast for serving.

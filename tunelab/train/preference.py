@@ -207,7 +207,7 @@ def train(config: Config, resume: bool = False) -> dict[str, Any]:
 
     from tunelab.data.tokenize import ensure_template
     from tunelab.models.registry import resolve
-    from tunelab.train.sft import checkpoint_to_resume, save_final
+    from tunelab.train.sft import checkpoint_to_resume, save_final, train_or_restore
 
     recipe = config.train.recipe
     if recipe not in ("kto", "dpo"):
@@ -239,7 +239,7 @@ def train(config: Config, resume: bool = False) -> dict[str, Any]:
                           eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
                           processing_class=tokenizer, peft_config=peft_config(config), callbacks=[MetricsFileCallback(run_dir)])
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    train_or_restore(trainer, checkpoint)
     saved = save_final(trainer, config, tokenizer, run_dir)
     last = {k: v for row in trainer.state.log_history for k, v in row.items() if isinstance(v, (int, float))}
     # TRL logs the tokens it trained on as num_tokens (counted since this process started).
