@@ -138,7 +138,10 @@ class Jobs:
         of a pasted config are resolved to the uploaded files too."""
         from tunelab.studio.files import LOG, PROMPT
 
-        bake = raw.setdefault("bake", {})
+        bake = raw.get("bake") or {}
+        if not isinstance(bake, dict):
+            return  # config validation names the bad section
+        raw["bake"] = bake
         if ext.get("prompt_file") is not None:
             if raw["train"].get("recipe") not in (None, "bake"):
                 raise ApiError(400, f"tunelab.prompt_file bakes a prompt (recipe bake); tunelab.config asks for recipe {raw['train']['recipe']}",
