@@ -151,3 +151,33 @@ def test_preference_recipe_trains_on_a_judgement_set(tmp_path, tiny_model_dir, r
     report = json.loads((out / "data_report.json").read_text())
     assert report["format"] == "judgements" and report["judgements"] == 8 and (report["good"], report["bad"]) == (4, 4)
     assert summary["steps"] == 2 and summary["train_rows"] == (8 if recipe == "kto" else report["rows"]) and report["rows"] > 0
+
+
+def test_openai_preference_rows_are_read_or_rejected_by_line_and_field(tmp_path):
+    from tunelab.data.preference_file import read_pairs
+
+    user = {"role": "user", "content": "Say hi"}
+    good = {"input": {"messages": [user]}, "preferred_output": [{"role": "assistant", "content": "Hi!"}],
+            "non_preferred_output": [{"role": "assistant", "content": "No."}]}
+    rows = [good,
+            {**good, "input": {"messages": [{"role": "assistant", "content": "Hello"}]}},
+            {**good, "preferred_output": [{"role": "user", "content": "Hi!"}]},
+            {k: v for k, v in good.items() if k != "non_preferred_output"},
+            {**good, "non_preferred_output": good["preferred_output"]},
+            {**good, "input": [user]},
+            {**good, "non_preferred_output": [{"role": "assistant", "content": " "}]},
+            {**good, "input": {"messages": [user, {"role": "assistant", "content": "Hi"}, user]}}]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + "{broken\n", encoding="utf-8")
+    read = read_pairs(path)
+    assert read.n_read == 9 and len(read.pairs) == 2 and len(read.rejected) == 7
+    assert [r.message().split(": ", 1)[1] for r in read.rejected] == [
+        "input.messages[0].role: wrong role order: assistant after the start",
+        "preferred_output[0].role: must be 'assistant', got 'user'",
+        "non_preferred_output: missing key",
+        "non_preferred_output: same as preferred_output: the pair teaches nothing",
+        "input: must be an object with a 'messages' list",
+        "non_preferred_output[0].content: empty content",
+        "(row): invalid JSON: Expecting property name enclosed in double quotes at column 2",
+    ]
+    assert read.rejected[0].source == f"{path}:2" and len(read.pairs[1].context) == 3

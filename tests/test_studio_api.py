@@ -153,3 +153,114 @@ def test_job_under_accelerate_launch_runs_two_processes(studio, tmp_path, tiny_m
     assert first["step"] == 1 and first["epoch"] == pytest.approx(0.25)
     with pytest.raises(openai.BadRequestError):
         client.fine_tuning.jobs.create(model=tiny_model_dir, training_file=train.id, extra_body={"tunelab": {"accelerate_config": "nope"}})
+
+
+def preference_rows(n: int, start: int = 0) -> list[dict]:
+    """OpenAI's preference-data format, as DPO jobs take it."""
+    return [{"input": {"messages": [{"role": "user", "content": f"What is {i} plus {i}?"}]},
+             "preferred_output": [{"role": "assistant", "content": f"{i} plus {i} is {2 * i}."}],
+             "non_preferred_output": [{"role": "assistant", "content": f"I cannot add {i} and {i}."}]} for i in range(start, start + n)]
+
+
+@pytest.mark.slow
+def test_dpo_job_trains_on_preference_data(studio, tmp_path, tiny_model_dir):
+    s, client = studio
+    rows = preference_rows(3)
+    rows[1] = {**rows[1], "preferred_output": [{"role": "user", "content": "x"}]}
+    bad = client.files.wait_for_processing(client.files.create(file=write_jsonl(tmp_path / "badpref.jsonl", rows), purpose="fine-tune").id)
+    assert bad.status == "error" and bad.status_details == "badpref.jsonl:2: preferred_output[0].role: must be 'assistant', got 'user'"
+    train = client.files.create(file=write_jsonl(tmp_path / "pref.jsonl", preference_rows(8)), purpose="fine-tune")
+    val = client.files.create(file=write_jsonl(tmp_path / "prefval.jsonl", preference_rows(2, start=50)), purpose="fine-tune")
+    chat = client.files.create(file=write_jsonl(tmp_path / "chat.jsonl", conversations(4)), purpose="fine-tune")
+    for f in (train, val, chat):
+        assert client.files.wait_for_processing(f.id).status == "processed"
+    report = client.get(f"/files/{train.id}/report", cast_to=object)["report"]
+    assert report["format"] == "openai-preference" and report["kept"] == 8 and report["stats"]["target_tokens"]["min"] > 0
+
+    # A file of the other kind fails the job at validation, naming the method it fits.
+    sft_on_pairs = client.fine_tuning.jobs.create(model=tiny_model_dir, training_file=train.id)
+    dpo = {"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.25, "batch_size": 2}}}
+    dpo_on_chats = client.fine_tuning.jobs.create(model=tiny_model_dir, training_file=chat.id, method=dpo)
+    failed = wait(client, sft_on_pairs.id, ("failed", "succeeded"))
+    assert failed.error.code == "invalid_training_file" and "method {type: 'dpo'}" in failed.error.message
+    assert "needs OpenAI preference rows" in wait(client, dpo_on_chats.id, ("failed", "succeeded")).error.message
+    with pytest.raises(openai.BadRequestError, match="beta"):
+        client.fine_tuning.jobs.create(model=tiny_model_dir, training_file=train.id, method={"type": "dpo", "dpo": {"hyperparameters": {"beta": -1}}})
+
+    config = {"train": {**FAST["train"], "max_steps": 2}, "model": FAST["model"]}
+    job = client.fine_tuning.jobs.create(model=tiny_model_dir, training_file=train.id, validation_file=val.id, suffix="pref",
+                                         method=dpo, extra_body={"tunelab": {"config": config}})
+    assert job.method.type == "dpo" and job.method.dpo.hyperparameters.beta == 0.25
+    frozen = (Path(job.tunelab["run_dir"]).parent / "config.yaml").read_text()
+    assert "recipe: dpo" in frozen and "beta: 0.25" in frozen
+    done = wait(client, job.id, ("succeeded", "failed", "cancelled"))
+    assert done.status == "succeeded", done.error
+    assert done.trained_tokens > 0
+    metrics = [e.data for e in client.fine_tuning.jobs.list_events(job.id, limit=100) if e.type == "metrics"]
+    assert {m["step"] for m in metrics if m["train_loss"] is not None} == {1, 2} and all(m["total_steps"] == 2 for m in metrics)
+    assert [m["step"] for m in metrics if m["valid_loss"] is not None] == [2]  # the validation pairs' DPO loss
+    assert [c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job.id).data] == [2]
+    reply = client.chat.completions.create(model=done.fine_tuned_model, messages=[{"role": "user", "content": "What is 2 plus 2?"}], max_tokens=4)
+    assert reply.usage.completion_tokens > 0
+
+
+@pytest.mark.slow
+def test_bake_job_with_an_uploaded_prompt_file(studio, tmp_path, tiny_model_dir):
+    from tunelab.data.synth.helpdesk import PROMPT_YAML, generate_logs
+
+    s, client = studio
+    rows = generate_logs(16, seed=2)
+    logs = client.files.create(file=write_jsonl(tmp_path / "logs.jsonl", rows), purpose="fine-tune")
+    prompt = client.files.create(file=("prompt.yaml", PROMPT_YAML.encode()), purpose="fine-tune")
+    broken = client.files.create(file=("broken.yaml", b"rules: []\n"), purpose="fine-tune")
+    assert client.files.wait_for_processing(logs.id).status == "processed"
+    assert client.files.wait_for_processing(prompt.id).status == "processed"
+    assert "broken.yaml: a prompt file is a mapping with a non-empty 'prompt' string" in client.files.wait_for_processing(broken.id).status_details
+    report = client.get(f"/files/{logs.id}/report", cast_to=object)["report"]
+    assert report["format"] == "feedback-log" and report["read"] == report["kept"] == len(rows) and report["good"] == sum(r["label"] == "good" for r in rows)
+    with pytest.raises(openai.BadRequestError, match="not a processed system-prompt file"):
+        client.fine_tuning.jobs.create(model=tiny_model_dir, training_file=logs.id, extra_body={"tunelab": {"prompt_file": logs.id}})
+    with pytest.raises(openai.BadRequestError, match="broken.yaml"):
+        client.fine_tuning.jobs.create(model=tiny_model_dir, training_file=logs.id, extra_body={"tunelab": {"prompt_file": broken.id}})
+    with pytest.raises(openai.BadRequestError, match="val_fraction"):
+        client.fine_tuning.jobs.create(model=tiny_model_dir, training_file=logs.id, validation_file=logs.id, extra_body={"tunelab": {"prompt_file": prompt.id}})
+    sft_on_logs = client.fine_tuning.jobs.create(model=tiny_model_dir, training_file=logs.id)
+
+    config = {"train": {**FAST["train"], "max_steps": 2, "batch_size": 2}, "bake": {"targets": ["logged"]}}
+    job = client.fine_tuning.jobs.create(model=tiny_model_dir, training_file=logs.id, suffix="baked",
+                                         extra_body={"tunelab": {"prompt_file": prompt.id, "config": config}})
+    frozen = (Path(job.tunelab["run_dir"]).parent / "config.yaml").read_text()
+    assert "recipe: bake" in frozen and f"system_prompt_file: {s.files.row(prompt.id)['path']}" in frozen
+    assert "tunelab.prompt_file (recipe bake)" in wait(client, sft_on_logs.id, ("failed", "succeeded")).error.message
+    done = wait(client, job.id, ("succeeded", "failed", "cancelled"))
+    assert done.status == "succeeded", done.error
+    metrics = [e.data for e in client.fine_tuning.jobs.list_events(job.id, limit=100) if e.type == "metrics"]
+    assert {m["step"] for m in metrics if m["train_loss"] is not None} == {1, 2} and all(m["total_steps"] == 2 for m in metrics)
+    assert (Path(done.tunelab["run_dir"]) / "prompt.yaml").exists() and done.fine_tuned_model in {m.id for m in client.models.list()}
+
+
+def test_compare_puts_behaviour_and_metric_scores_side_by_side(tmp_path):
+    from types import SimpleNamespace
+
+    from tunelab import rundir
+    from tunelab.studio.compare import compare
+    from tunelab.train.callbacks import MetricsFileCallback
+
+    jobs = []
+    for i, rate in enumerate((0.25, 0.75)):
+        run = tmp_path / f"run{i}"
+        run.mkdir()
+        log = MetricsFileCallback(run).on_log  # as the Trainer logs them, behaviour_eval's rates included
+        for step, loss in ((2, 1.5), (4, 1.0 + i)):
+            log(None, SimpleNamespace(is_world_process_zero=True, global_step=step, epoch=1.0), None,
+                {"eval_loss": loss, "eval_behaviour_appropriate": rate * step / 4, "eval_runtime": 3.0})
+        rundir.write_json(run / "summary.json", {"steps": 4, "final_val_loss": 1.0 + i, "throughput": {"tokens_per_s": 10.0}})
+        rundir.write_json(run / "scores.json", {"n": 8, "behaviour": {"appropriateness": rate}, "model": "m"})
+        rundir.write_json(run / "adherence.json", {"conditions": {"baked without prompt": {
+            "overall": rate, "rules": {"language": {"pass_rate": 1.0, "applicable": 8}}, "latency_s": 0.5}}})
+        jobs.append({"id": f"ftjob-{i}", "run_dir": str(run), "config": f"train:\n  seed: {i}\n"})
+    scores = compare(jobs)["scores"]
+    assert scores["ftjob-0"] == {"steps": 4, "final_val_loss": 1.0, "tokens_per_s": 10.0, "val.loss": 1.0, "val.behaviour_appropriate": 0.25,
+                                 "val.step": 4, "eval.n": 8, "eval.behaviour.appropriateness": 0.25,
+                                 "adherence.baked without prompt.overall": 0.25, "adherence.baked without prompt.rules.language.pass_rate": 1.0}
+    assert scores["ftjob-1"]["val.behaviour_appropriate"] == 0.75 and scores["ftjob-1"]["val.loss"] == 2.0

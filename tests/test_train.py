@@ -101,6 +101,26 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, tiny_model_dir):
     assert steps_logged == sorted(set(steps_logged))  # no step logged twice after the resume
 
 
+def test_resume_at_the_last_checkpoint_trains_no_further_step(tmp_path, tiny_model_dir):
+    """Stopped after the final checkpoint, before the final save: --resume restores, trains nothing."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    config = load(data=tiny_config(tmp_path, tiny_model_dir, "run", max_steps=4, save_steps=2, eval_steps=2))  # 12 steps per epoch
+    first = train(config)
+    run = tmp_path / "run"
+    shutil.move(run / "adapter", tmp_path / "adapter-first")
+    (run / "summary.json").unlink()
+    resumed = train(config, resume=True)
+    assert resumed["steps"] == 4 and resumed["best_checkpoint"] == first["best_checkpoint"]
+    assert resumed["final_val_loss"] == pytest.approx(first["final_val_loss"], abs=1e-6)
+    assert max(r["step"] for r in rundir.read_jsonl(run / "metrics.jsonl")) == 4
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["checkpoint-2", "checkpoint-4"]
+    before, after = (load_file(d / "adapter_model.safetensors") for d in (tmp_path / "adapter-first", run / "adapter"))
+    assert before.keys() == after.keys() and all(before[k].equal(after[k]) for k in before)  # the same (best) weights saved
+
+
 def test_refuses_to_overwrite_or_resume_nothing(tmp_path, tiny_model_dir):
     config = load(data=tiny_config(tmp_path, tiny_model_dir, "fresh"))
     with pytest.raises(FileNotFoundError, match="nothing to resume"):

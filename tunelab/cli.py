@@ -102,7 +102,7 @@ def demo(
 
 @data_app.command("validate")
 def data_validate(
-    file: Path = typer.Argument(..., help="JSONL (or JSON list) of conversations: OpenAI messages, ShareGPT or Alpaca."),
+    file: Path = typer.Argument(..., help="JSONL (or JSON list) of conversations: OpenAI messages, ShareGPT or Alpaca; or OpenAI preference rows (DPO: input, preferred_output, non_preferred_output)."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="Whose tokenizer and chat template to count with."),
     max_length: Optional[int] = typer.Option(None, "--max-length", help="Reject rows that cannot fit in N tokens."),
     fmt: str = typer.Option("auto", "--format", help="auto | openai | sharegpt | alpaca"),

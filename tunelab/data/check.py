@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.data.formats import ReadResult, Rejected, read_conversations
-from tunelab.data.prepare import token_stats, tokenize_all, write_rejected
-from tunelab.data.tokenize import IGNORE, ensure_template, target_spans, template_info, tokenize_conversation
+from tunelab.data.prepare import length_stats, token_stats, tokenize_all, write_rejected
+from tunelab.data.tokenize import IGNORE, ensure_template, target_spans, template_info, to_template_messages, tokenize_conversation
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,13 @@ def rejected_folder(data_file: Path, out_dir: Path | None) -> Path:
 
 
 def validate_file(path: str | Path, tokenizer: Any, max_length: int | None, fmt: str = "auto", out_dir: Path | None = None) -> dict[str, Any]:
-    """Read, check, tokenize. Rows too long even after the truncation policy are rejected too."""
+    """Read, check, tokenize. Rows too long even after the truncation policy are rejected too.
+    An OpenAI preference file (DPO) is detected from its first row and checked as one."""
+    from tunelab.data.preference_file import is_preference_file
+
     path = Path(path)
+    if fmt == "auto" and is_preference_file(path):
+        return validate_preference_file(path, tokenizer, out_dir)
     result: ReadResult = read_conversations(path, fmt)
     n_read = result.n_read
     tokenized = tokenize_all(tokenizer, result.conversations, max_length or 10**9, template_info(tokenizer))
@@ -77,3 +82,29 @@ def inspect_file(path: str | Path, tokenizer: Any, n: int, max_length: int | Non
         if len(shown) >= n:
             break
     return shown
+
+
+def validate_preference_file(path: str | Path, tokenizer: Any, out_dir: Path | None = None) -> dict[str, Any]:
+    """`validate_file` for OpenAI preference JSONL (DPO): the same report, where an example is one
+    pair, its tokens the prompt rendered with each output, its target tokens the two outputs'."""
+    from tunelab.data.preference_file import read_pairs
+
+    path = Path(path)
+    result = read_pairs(path)
+    info = template_info(tokenizer)
+
+    def length(messages: tuple, prompt_only: bool = False) -> int:
+        rendered = tokenizer.apply_chat_template(to_template_messages(messages, info), tokenize=True, return_dict=False,
+                                                 add_generation_prompt=prompt_only)
+        return len(rendered)
+
+    tokens, targets = [], []
+    for pair in result.pairs:
+        prompt = length(pair.context, prompt_only=True)
+        full = [length(pair.context + reply) for reply in (pair.chosen, pair.rejected)]
+        tokens.append(sum(full))
+        targets.append(sum(max(0, n - prompt) for n in full))
+    target = write_rejected(result, rejected_folder(path, out_dir))  # type: ignore[arg-type]
+    return {"file": str(path), "format": result.fmt, "read": result.n_read, "kept": len(result.pairs), "rejected": len(result.rejected),
+            "truncated": 0, "errors": [r.message() for r in result.rejected], "rejected_file": str(target) if target else None,
+            "stats": length_stats(tokens, targets)}

@@ -63,16 +63,19 @@ def histogram(values: list[int], bins: int = 10) -> list[dict[str, int]]:
 
 
 def token_stats(examples: list[Example]) -> dict[str, Any]:
-    tokens = [len(e.input_ids) for e in examples]
-    targets = [e.n_targets for e in examples]
-    if not examples:
+    return length_stats([len(e.input_ids) for e in examples], [e.n_targets for e in examples])
+
+
+def length_stats(tokens: list[int], targets: list[int]) -> dict[str, Any]:
+    """Token statistics of examples given as (tokens, target tokens) per example."""
+    if not tokens:
         return {"examples": 0}
 
     def summary(values: list[int]) -> dict[str, float]:
         return {"mean": round(statistics.fmean(values), 1), "median": statistics.median(values), "min": min(values), "max": max(values)}
 
     return {
-        "examples": len(examples),
+        "examples": len(tokens),
         "tokens": summary(tokens),
         "target_tokens": summary(targets),
         "tokens_per_epoch": sum(tokens),

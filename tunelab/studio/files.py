@@ -20,6 +20,33 @@ log = logging.getLogger(__name__)
 MAX_ERROR_LINES = 20  # status_details is a summary; the full list is in the file's report
 
 
+PROMPT, LOG = "system-prompt", "feedback-log"  # report formats beside the chat ones and openai-preference
+
+
+def upload_kind(path: Path) -> str | None:
+    """PROMPT for a YAML file, LOG for a CSV/Parquet file or JSONL rows with a 'question' and no
+    'messages' (a feedback log), None for the rest (chats or preference pairs)."""
+    from tunelab.textio import RowError, loads_row
+
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        return PROMPT
+    if suffix in (".csv", ".parquet", ".pq"):
+        return LOG
+    try:
+        from tunelab.data.formats import _rows
+
+        for _, raw in _rows(path):
+            try:
+                first = loads_row(raw)
+            except RowError:
+                continue
+            return LOG if isinstance(first, dict) and "question" in first and "messages" not in first else None
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 def file_object(row: dict[str, Any]) -> dict[str, Any]:
     return {"id": row["id"], "object": "file", "bytes": row["bytes"], "created_at": row["created_at"],
             "filename": row["filename"], "purpose": row["purpose"], "status": row["status"],
@@ -56,9 +83,7 @@ class FileStore:
         if row is None:
             return
         try:
-            from tunelab.data.check import validate_file
-
-            report = validate_file(row["path"], self.tokenizer(), None, "auto", out_dir=Path(row["path"]).parent)
+            report = self._report(Path(row["path"]))
         except Exception as exc:  # unreadable file, unknown format: the reason is the file's status
             log.info("validation of %s failed: %s", file_id, exc)
             report = {"read": 0, "kept": 0, "rejected": 0, "errors": [f"{row['filename']}: {exc}"], "stats": {"examples": 0}}
@@ -71,6 +96,33 @@ class FileStore:
             more = len(report["errors"]) - len(lines)
             details = "\n".join(lines) + (f"\n... and {more} more" if more > 0 else "")
         self.db.update("files", file_id, {"status": "processed" if ok else "error", "status_details": details, "report": report})
+
+    def _report(self, path: Path) -> dict[str, Any]:
+        """The validator the file's kind needs: chats and preference pairs (`tunelab data validate`),
+        feedback logs (recipe bake's reader with the default columns), prompt files (YAML)."""
+        kind = upload_kind(path)
+        if kind == PROMPT:
+            from tunelab.prompts import PromptFileError, load_prompt
+
+            try:
+                spec, errors = load_prompt(path), []
+            except PromptFileError as exc:
+                spec, errors = None, [str(exc)]
+            return {"file": str(path), "format": PROMPT, "read": 1, "kept": 0 if errors else 1, "rejected": 1 if errors else 0,
+                    "errors": errors, "rules": [r.id for r in spec.rules] if spec else [], "stats": {"examples": 0}}
+        if kind == LOG:
+            from tunelab.data.logs import read_logs
+            from tunelab.data.prepare import write_rejected
+
+            read = read_logs(path)
+            rejected = write_rejected(read, path.parent)
+            good = sum(r.label for r in read.records)
+            return {"file": str(path), "format": LOG, "log_format": read.fmt, "read": read.n_read, "kept": len(read.records),
+                    "rejected": len(read.rejected), "errors": [r.message() for r in read.rejected], "good": good,
+                    "bad": len(read.records) - good, "rejected_file": str(rejected) if rejected else None, "stats": {"examples": 0}}
+        from tunelab.data.check import validate_file
+
+        return validate_file(path, self.tokenizer(), None, "auto", out_dir=path.parent)
 
     def row(self, file_id: str) -> dict[str, Any] | None:
         return self.db.one("SELECT * FROM files WHERE id = ? AND deleted = 0", (file_id,))

@@ -34,14 +34,11 @@ def _merge(into: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 def _hyperparameters(body: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """The hyperparameters and method type, from `method` (new API) or `hyperparameters` (old)."""
     method = body.get("method") or {"type": "supervised"}
+    if not isinstance(method, dict):
+        raise ApiError(400, "method must be an object {type, supervised|dpo: {hyperparameters}}", "method", "invalid_value")
     kind = method.get("type", "supervised")
     if kind not in ("supervised", "dpo"):
-        raise ApiError(400, f"method.type {kind!r} is not supported; use supervised", "method.type", "invalid_value")
-    if kind == "dpo":
-        # tunelab's dpo recipe reads a feedback log (question/answer/label), not OpenAI's
-        # preference JSONL; converting between the two is not built yet.
-        raise ApiError(400, "method dpo is not supported by the studio yet: train it with `tunelab train` and a "
-                       "feedback log (recipe dpo), see README", "method.type", "unsupported_value")
+        raise ApiError(400, f"method.type {kind!r} is not supported; use supervised or dpo", "method.type", "invalid_value")
     hp = dict(body.get("hyperparameters") or {})
     hp.update((method.get(kind) or {}).get("hyperparameters") or {})
     return hp, kind
@@ -60,6 +57,24 @@ def _train_section(hp: dict[str, Any]) -> dict[str, Any]:
                            "hyperparameters.learning_rate_multiplier", "invalid_value")
         train["learning_rate"] = BASE_LR * mult
     return train
+
+
+def _method_sections(raw: dict[str, Any], kind: str, hp: dict[str, Any]) -> None:
+    """method dpo -> tunelab's recipe dpo (tunelab/train/preference.py, TRL's DPOTrainer, LoRA),
+    with `beta` as preference.beta; a pasted config may not ask for another recipe."""
+    recipe = raw["train"].get("recipe")
+    if kind == "supervised":
+        if recipe == "dpo":
+            raise ApiError(400, "tunelab.config asks for recipe dpo: create the job with method {type: 'dpo'}", "method.type", "invalid_value")
+        return
+    if recipe not in (None, "dpo"):
+        raise ApiError(400, f"method dpo trains recipe dpo; tunelab.config asks for recipe {recipe}", "tunelab.config", "invalid_value")
+    raw["train"]["recipe"] = "dpo"
+    beta = hp.get("beta", "auto")
+    if beta != "auto":
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or beta <= 0:
+            raise ApiError(400, "method.dpo.hyperparameters.beta must be a positive number or 'auto'", "method.dpo.hyperparameters.beta", "invalid_value")
+        raw.setdefault("preference", {})["beta"] = beta
 
 
 def accelerate_config(name: str | None) -> str | None:
@@ -104,6 +119,39 @@ class Jobs:
             raise ApiError(404, f"file '{file_id}' does not exist", param, "file_not_found")
         return row
 
+    def _stored(self, file_id: str, param: str, kind: str) -> str:
+        """The stored path of an uploaded file the config names (a prompt file, a question list),
+        once it validated as `kind`; these are read when the job starts, not at creation."""
+        row = self._file(file_id, param)
+        deadline = time.monotonic() + 30  # validating a YAML or a question list takes milliseconds
+        while row and row["status"] == "uploaded" and time.monotonic() < deadline:
+            time.sleep(0.1)
+            row = self._file(file_id, param)
+        if row is None or row["status"] != "processed" or (row["report"] or {}).get("format") != kind:
+            details = row["status_details"] if row and row["status"] == "error" else f"it is not a processed {kind} file"
+            raise ApiError(400, f"{param}: {file_id} cannot be used: {details}", param, "invalid_value")
+        return row["path"]
+
+    def _bake_section(self, raw: dict[str, Any], ext: dict[str, Any]) -> None:
+        """The tunelab extension for recipe bake: `tunelab.prompt_file` (an uploaded prompt YAML)
+        sets recipe bake with that prompt; file ids in bake.system_prompt_file / bake.questions_file
+        of a pasted config are resolved to the uploaded files too."""
+        from tunelab.studio.files import LOG, PROMPT
+
+        bake = raw.get("bake") or {}
+        if not isinstance(bake, dict):
+            return  # config validation names the bad section
+        raw["bake"] = bake
+        if ext.get("prompt_file") is not None:
+            if raw["train"].get("recipe") not in (None, "bake"):
+                raise ApiError(400, f"tunelab.prompt_file bakes a prompt (recipe bake); tunelab.config asks for recipe {raw['train']['recipe']}",
+                               "tunelab.prompt_file", "invalid_value")
+            raw["train"]["recipe"] = "bake"
+            bake["system_prompt_file"] = ext["prompt_file"]
+        for key, kind in (("system_prompt_file", PROMPT), ("questions_file", LOG)):
+            if isinstance(bake.get(key), str) and bake[key].startswith("file-"):
+                bake[key] = self._stored(bake[key], "tunelab.prompt_file" if key == "system_prompt_file" else f"tunelab.config.bake.{key}", kind)
+
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(body.get("model"), str) or not isinstance(body.get("training_file"), str):
             raise ApiError(400, "model and training_file are required", "model" if "model" not in body else "training_file", "missing_required_parameter")
@@ -111,7 +159,9 @@ class Jobs:
         train_file = self._file(body["training_file"], "training_file")
         val_file = self._file(body.get("validation_file"), "validation_file")
         hp, kind = _hyperparameters(body)
-        ext = body.get("tunelab") or {}  # the tunelab extension: a config (dict or YAML text), an accelerate config
+        ext = body.get("tunelab") or {}  # the tunelab extension: a config (dict or YAML text), an accelerate config, a prompt file
+        if not isinstance(ext, dict):
+            raise ApiError(400, "tunelab must be an object {config, accelerate_config, prompt_file}", "tunelab", "invalid_value")
         pasted = ext.get("config") or {}
         if isinstance(pasted, str):
             pasted = yaml.safe_load(pasted) or {}
@@ -123,6 +173,11 @@ class Jobs:
         raw["model"]["name"] = spec
         raw["data"] = {**raw.get("data", {}), "train": train_file["path"], "val": val_file["path"] if val_file else None}
         raw["train"] = {**raw["train"], **_train_section(hp)}
+        _method_sections(raw, kind, hp)
+        self._bake_section(raw, ext)
+        if raw["train"].get("recipe") == "bake" and val_file:  # bake.py never reads data.val
+            raise ApiError(400, "recipe bake holds out data.val_fraction of the log's questions itself; leave validation_file out",
+                           "validation_file", "invalid_value")
         if body.get("seed") is not None:
             raw["train"]["seed"] = body["seed"]
         # merged/ lets a finished model be the base of a later job and load fast for serving.
@@ -131,6 +186,8 @@ class Jobs:
             config = load(None, (), data=raw)
         except ConfigError as exc:
             raise ApiError(400, str(exc), "tunelab.config", "invalid_config") from None
+        if kind == "dpo" and config.model.adapter != "lora":
+            raise ApiError(400, f"method dpo trains a LoRA adapter; model.adapter {config.model.adapter!r} is not supported for it", "tunelab.config", "invalid_value")
         accelerate = accelerate_config(ext.get("accelerate_config"))
         snapshot = dump(config)
         job_dir.mkdir(parents=True)
@@ -142,7 +199,8 @@ class Jobs:
             "training_file": train_file["id"], "validation_file": val_file["id"] if val_file else None,
             "suffix": suffix or None, "seed": config.train.seed, "metadata": body.get("metadata"),
             "hyperparameters": {"n_epochs": config.train.epochs, "batch_size": config.train.batch_size,
-                                "learning_rate_multiplier": config.train.learning_rate / BASE_LR},
+                                "learning_rate_multiplier": config.train.learning_rate / BASE_LR,
+                                **({"beta": config.preference.beta} if kind == "dpo" else {})},
             "method": {"type": kind}, "config": snapshot, "run_dir": config.output.dir,
             "fine_tuned_model": f"ft:{base}:tunelab:{suffix}:{job_id[-8:]}", "accelerate_config": accelerate})
         self.db.add_event(job_id, f"Created fine-tuning job: {job_id}")

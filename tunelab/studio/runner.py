@@ -70,9 +70,31 @@ def total_steps(config: Any, run_dir: Path) -> int | None:
     report = run_dir / rundir.DATA_REPORT
     if not report.exists():
         return None
-    examples = rundir.read_json(report)["train"].get("examples", 0)
+    data = rundir.read_json(report)
+    # sft: {"train": {"examples"}}; bake: {"examples"}; kto/dpo: {"rows"} (their data reports differ)
+    examples = data["train"].get("examples", 0) if isinstance(data.get("train"), dict) else data.get("examples", data.get("rows", 0))
     per_epoch = max(1, math.ceil(math.ceil(examples / config.train.batch_size) / config.train.grad_accum))
     return math.ceil(per_epoch * config.train.epochs)
+
+
+def _wrong_kind(job: dict[str, Any], file: dict[str, Any]) -> str | None:
+    """Why a validated file does not fit the job's recipe (DPO takes preference pairs, bake a
+    feedback log, SFT chats)."""
+    import yaml
+
+    from tunelab.data.preference_file import FORMAT as PAIRS
+    from tunelab.studio.files import LOG, PROMPT
+
+    fmt = (file["report"] or {}).get("format")
+    recipe = (yaml.safe_load(job["config"] or "{}") or {}).get("train", {}).get("recipe", "sft")
+    wanted = {"dpo": (PAIRS, LOG), "bake": (LOG,), "kto": (LOG,)}.get(recipe, ("openai", "sharegpt", "alpaca"))
+    if fmt in wanted:
+        return None
+    hint = {PAIRS: "create the job with method {type: 'dpo'}", LOG: "bake it with tunelab.prompt_file (recipe bake)",
+            PROMPT: "give it as tunelab.prompt_file"}.get(fmt, "")
+    needs = {"dpo": "OpenAI preference rows {input, preferred_output, non_preferred_output} or a feedback log",
+             "bake": "a feedback log (question, answer, label)", "kto": "a feedback log (question, answer, label)"}.get(recipe, "chat rows {messages}")
+    return f"holds {fmt} data; recipe {recipe} (method {job['method']['type']}) needs {needs}" + (f": {hint}" if hint else "")
 
 
 class Runner:
@@ -134,10 +156,11 @@ class Runner:
             files = [self.db.one("SELECT * FROM files WHERE id = ?", (f,)) for f in (job["training_file"], job["validation_file"]) if f]
             if any(f is None or f["status"] == "uploaded" for f in files):
                 continue
-            bad = [(name, f) for name, f in zip(("training_file", "validation_file"), files) if f["status"] != "processed"]
+            bad = [(name, f, f"failed validation:\n{f['status_details']}") for name, f in zip(("training_file", "validation_file"), files) if f["status"] != "processed"]
+            bad += [(name, f, problem) for name, f in zip(("training_file", "validation_file"), files) if (problem := _wrong_kind(job, f))]
             if bad:
-                param, f = bad[0]
-                error = {"code": f"invalid_{param}", "param": param, "message": f"{f['filename']} ({f['id']}) failed validation:\n{f['status_details']}"}
+                param, f, problem = bad[0]
+                error = {"code": f"invalid_{param}", "param": param, "message": f"{f['filename']} ({f['id']}) {problem}"}
                 if self.db.update("jobs", job["id"], {"status": "failed", "error": error, "finished_at": int(time.time())}, "AND status = 'validating_files'"):
                     self.db.add_event(job["id"], error["message"], level="error")
             elif self.db.update("jobs", job["id"], {"status": "queued"}, "AND status = 'validating_files'"):

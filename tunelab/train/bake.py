@@ -39,7 +39,7 @@ from tunelab.prompts import CheckItem, PromptSpec, dump_prompt, load_prompt
 from tunelab.train import bake_teacher
 from tunelab.train.bake_inputs import extra_questions, question_groups, same_question_key  # noqa: F401 (question_groups: re-exported)
 from tunelab.train.callbacks import MetricsFileCallback, TokenProgressCallback
-from tunelab.train.sft import CountingTrainer, checkpoint_to_resume, load_base, save_final, training_arguments
+from tunelab.train.sft import CountingTrainer, checkpoint_to_resume, load_base, save_final, train_or_restore, training_arguments
 from tunelab.config import TeacherEndpoint
 from tunelab.types import Conversation, chat
 
@@ -263,7 +263,7 @@ def train(config: Config, resume: bool = False) -> dict[str, Any]:
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    train_or_restore(trainer, checkpoint)
     saved = save_final(trainer, config, tokenizer, run_dir)
     summary = {"run_dir": str(run_dir), "recipe": "bake", "model": config.model.name, "saved": str(saved), "steps": trainer.state.global_step,
                "targets": list(b.targets), "train_examples": len(rows), "heldout_records": len(held), "teacher": teacher_report,

@@ -33,7 +33,7 @@ class MetricsFileCallback(TrainerCallback):
             if not isinstance(value, (int, float)):
                 continue
             split, name = LOG_KEYS.get(key, ("val", key[5:]) if key.startswith("eval_") else ("train", key))
-            if name in ("runtime", "samples_per_second", "steps_per_second", "total_flos", "epoch"):
+            if name in ("runtime", "samples_per_second", "steps_per_second", "total_flos", "epoch", "model_preparation_time"):
                 continue
             rundir.append_jsonl(self.path, {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), "split": split, "name": name, "value": float(value)})
 
@@ -83,5 +83,7 @@ class TokenProgressCallback(TrainerCallback):
             self.bar = None
 
     def throughput(self) -> dict[str, float]:
+        if not self.started:  # no training ran (a run restored at its last step): nothing was timed
+            return {"tokens": 0, "target_tokens": 0, "seconds": 0.0, "tokens_per_s": 0.0, "target_tokens_per_s": 0.0}
         elapsed = max(1e-9, time.perf_counter() - self.started)
         return {"tokens": self.tokens, "target_tokens": self.targets, "seconds": elapsed, "tokens_per_s": self.tokens / elapsed, "target_tokens_per_s": self.targets / elapsed}

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import Trainer, TrainingArguments, set_seed
+from transformers import Trainer, TrainerState, TrainingArguments, set_seed
 from transformers.trainer_callback import ProgressCallback, PrinterCallback
 
 from tunelab import rundir
@@ -30,6 +30,7 @@ from tunelab.train.tracking import close_trackers, tracking_callbacks
 from tunelab.types import Example
 
 log = logging.getLogger(__name__)
+TRAINER_STATE = "trainer_state.json"  # written last into a checkpoint by Trainer
 
 
 class ExampleDataset(torch.utils.data.Dataset):
@@ -198,7 +199,7 @@ def last_complete_checkpoint(checkpoints: Path) -> Path | None:
     """The newest checkpoint whose trainer_state.json exists (Trainer writes it last)."""
     found = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]), reverse=True)
     for ckpt in found:
-        if (ckpt / "trainer_state.json").exists():
+        if (ckpt / TRAINER_STATE).exists():
             return ckpt
         log.warning("skipping incomplete checkpoint %s (killed while saving)", ckpt)
     return None
@@ -216,6 +217,25 @@ def checkpoint_to_resume(run_dir: Path, resume: bool) -> Path | None:
         raise FileNotFoundError(f"{run_dir}: nothing to resume (no complete checkpoint in {rundir.CHECKPOINTS}/)")
     _forget_metrics_after(run_dir, int(checkpoint.name.split("-")[-1]))
     return checkpoint
+
+
+def train_or_restore(trainer: Trainer, checkpoint: Path | None) -> None:
+    """trainer.train(), resuming from `checkpoint` if given. A checkpoint at the run's last step
+    (the job was stopped after it, before the final save) is restored instead of resumed:
+    transformers 5.24's loop trains one step before it looks at max_steps, so resuming there
+    trains a step past the end (measured: max_steps 4, resumed at checkpoint-4, ends at step 5)."""
+    state = TrainerState.load_from_json(str(checkpoint / TRAINER_STATE)) if checkpoint else None
+    # This run's length as train() computes it (a resumed run may have been given more steps).
+    max_steps = trainer.set_initial_training_values(trainer.args, trainer.get_train_dataloader())[-1] if state else 0
+    if state is None or state.global_step < max_steps:
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        return
+    log.info("%s is the last step (%d of %d): restoring it, nothing is left to train", checkpoint, state.global_step, max_steps)
+    best = state.best_model_checkpoint if trainer.args.load_best_model_at_end else None
+    # What train() would end with: the best checkpoint's weights when it keeps the best, else the last's.
+    # Trainer's own loader, so adapters, full models and sharded files load as a resumed run loads them.
+    trainer._load_from_checkpoint(best if best and Path(best).is_dir() else str(checkpoint))
+    trainer.state = state
 
 
 def _forget_metrics_after(run_dir: Path, step: int) -> None:
@@ -336,7 +356,7 @@ def train(config: Config, resume: bool = False, extra_callbacks: list[Any] | Non
     trainer.remove_callback(PrinterCallback)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        train_or_restore(trainer, checkpoint)
         final = trainer.evaluate() if data.val else {}
     finally:
         close_trackers(trackers)  # after the final evaluation, so trackers record it too

@@ -35,7 +35,9 @@ async function showFile(id) {
   const cell = $(`#files tr[data-id="${id}"] td:nth-child(3)`);
   if (cell) cell.textContent = status;  // the list was drawn before validation finished
   const s = report.stats || {};
-  let html = `<h3>${esc(id)}: ${status}</h3><p>read ${report.read} = kept ${report.kept} + rejected ${report.rejected}</p>`;
+  let html = `<h3>${esc(id)}: ${status}</h3><p>${esc(report.format || "")}: read ${report.read} = kept ${report.kept} + rejected ${report.rejected}` +
+    (report.good !== undefined ? ` (good ${report.good}, bad ${report.bad})` : "") +
+    (report.rules ? ` (rules: ${esc(report.rules.join(", "))})` : "") + "</p>";
   if (report.errors.length) html += `<h4>Rejected rows</h4><pre class="error">${esc(report.errors.join("\n"))}</pre>`;
   if (s.examples) {
     html += `<table><tr><th></th><th>mean</th><th>median</th><th>min</th><th>max</th></tr>` +
@@ -72,9 +74,12 @@ async function modelNames() { return (await api("/v1/models")).data.map((m) => m
 async function loadNewJob() {
   const [models, files] = [await modelNames(), (await api("/v1/files")).data.filter((f) => f.status === "processed")];
   $("#job-model").innerHTML = models.filter((m) => !m.includes(":ckpt-")).map((m) => `<option>${esc(m)}</option>`).join("");
+  const yaml = (f) => /\.ya?ml$/i.test(f.filename);  // prompt files; the rest are data
   document.querySelectorAll(".file-select").forEach((sel) => {
-    sel.innerHTML = (sel.classList.contains("optional") ? "<option value=''>none (10% of training held out)</option>" : "") +
-      files.map((f) => `<option value="${f.id}">${esc(f.filename)} (${f.id})</option>`).join("");
+    const prompts = sel.classList.contains("prompt-select");
+    const none = prompts ? "none" : "none (10% of training held out)";
+    sel.innerHTML = (sel.classList.contains("optional") ? `<option value=''>${none}</option>` : "") +
+      files.filter((f) => yaml(f) === prompts).map((f) => `<option value="${f.id}">${esc(f.filename)} (${f.id})</option>`).join("");
   });
 }
 
@@ -84,10 +89,15 @@ $("#job-form").addEventListener("submit", async (e) => {
   const num = (x) => (x.trim() === "" ? "auto" : Number(x));
   const config = { model: { adapter: v.adapter }, train: {} };
   if (v.max_steps.trim()) config.train.max_steps = Number(v.max_steps);
+  if (v.method === "bake" && !v.prompt_file) { $("#job-status").textContent = "bake needs a prompt file (upload a prompt YAML on the Data page)"; return; }
+  const hp = { n_epochs: num(v.n_epochs), batch_size: num(v.batch_size), learning_rate_multiplier: num(v.learning_rate_multiplier) };
+  // OpenAI's method object; bake is tunelab's extension (supervised + a prompt file).
+  const method = v.method === "dpo" ? { type: "dpo", dpo: { hyperparameters: { ...hp, beta: num(v.beta) } } }
+    : { type: "supervised", supervised: { hyperparameters: hp } };
   const body = {
-    model: v.model, training_file: v.training_file, validation_file: v.validation_file || null, suffix: v.suffix || null,
-    hyperparameters: { n_epochs: num(v.n_epochs), batch_size: num(v.batch_size), learning_rate_multiplier: num(v.learning_rate_multiplier) },
-    tunelab: { config: v.yaml.trim() ? v.yaml : config, accelerate_config: v.accelerate_config.trim() || null },
+    model: v.model, training_file: v.training_file, validation_file: v.validation_file || null, suffix: v.suffix || null, method,
+    tunelab: { config: v.yaml.trim() ? v.yaml : config, accelerate_config: v.accelerate_config.trim() || null,
+               prompt_file: v.method === "bake" ? v.prompt_file || null : null },
   };
   try {
     const job = await api("/v1/fine_tuning/jobs", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
