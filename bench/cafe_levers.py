@@ -24,6 +24,7 @@ def main() -> None:
     parser.add_argument("--prompt", choices=sorted(PROMPTS), default="short")
     parser.add_argument("--n-train", type=int, default=400)
     parser.add_argument("--n-heldout", type=int, default=130)
+    parser.add_argument("--n-val", type=int, default=24, help="validation dialogues (behaviour during training)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--base", action="store_true", help="also measure the base model (slow)")
     parser.add_argument("--adapter", default="lora", help="lora | full | ...")
@@ -34,7 +35,7 @@ def main() -> None:
     overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
     run_demo(args.out, n_train=args.n_train, n_heldout=args.n_heldout, seed=args.seed, measure_base=args.base,
              system_prompt=PROMPTS[args.prompt], adapter=args.adapter, varied_replies=args.varied_replies,
-             twins=args.twins, **overrides)
+             twins=args.twins, n_val=args.n_val, **overrides)
 
 
 if __name__ == "__main__":

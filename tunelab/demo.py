@@ -118,7 +118,8 @@ def behaviour_scores(model_spec: str, heldout: list[Conversation], label: str) -
 
 def run_demo(out: Path, n_train: int = 400, n_heldout: int = 130, seed: int = 0, measure_base: bool = True,
              system_prompt: str | None = cafe.SYSTEM_PROMPT, model: str = DEFAULT_MODEL, adapter: str = "lora",
-             varied_replies: bool = False, twins: bool = False, **train_overrides: Any) -> dict[str, Any]:
+             varied_replies: bool = False, twins: bool = False, n_val: int = 24,
+             **train_overrides: Any) -> dict[str, Any]:
     from tunelab.train.speed import describe_cpu
     from tunelab.train.sft import train
 
@@ -126,8 +127,8 @@ def run_demo(out: Path, n_train: int = 400, n_heldout: int = 130, seed: int = 0,
     out.mkdir(parents=True, exist_ok=True)
     cpu = describe_cpu()
     console.print(f"CPU: {cpu['model']}, {cpu['threads']} threads; precision {cpu['precision']} ({cpu['why']})")
-    data = write_data(out, n_train, n_heldout, seed, system_prompt=system_prompt, varied_replies=varied_replies,
-                      twins=twins)
+    data = write_data(out, n_train, n_heldout, seed, n_val=n_val, system_prompt=system_prompt,
+                      varied_replies=varied_replies, twins=twins)
     files = data["files"]
     console.print(f"[bold]1/4[/] wrote {data['n_train']} training and {data['n_val']} validation dialogues (seed {seed}) "
                   f"and {len(data['heldout'])} held-out dialogues (seed {seed + HELDOUT_SEED_OFFSET}; "

@@ -134,7 +134,14 @@ def resolve(name_or_path: str) -> str:
     if name_or_path in REGISTRY:
         target = converted_dir(name_or_path)
         if not (target / "config.json").exists():
-            _convert(REGISTRY[name_or_path], target)
+            from filelock import FileLock
+
+            # Two processes meeting a fresh machine (two demo runs, studio and serve) would each
+            # convert into the same .tmp directory and one fail mid-save: one converts, the other waits.
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(target.with_name(target.name + ".lock"))):
+                if not (target / "config.json").exists():
+                    _convert(REGISTRY[name_or_path], target)
         return str(target)
     path = Path(name_or_path).expanduser()
     if path.exists():
