@@ -99,6 +99,8 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, tiny_model_dir):
     assert resumed["final_val_loss"] == pytest.approx(straight["final_val_loss"], abs=1e-4)
     steps_logged = [r["step"] for r in rundir.read_jsonl(tmp_path / "killed" / "metrics.jsonl") if r["name"] == "loss" and r["split"] == "train"]
     assert steps_logged == sorted(set(steps_logged))  # no step logged twice after the resume
+    # The token count covers the steps before the kill too, not only those since the resume.
+    assert resumed["trained_tokens"] == straight["trained_tokens"] > resumed["throughput"]["tokens"]
 
 
 def test_resume_at_the_last_checkpoint_trains_no_further_step(tmp_path, tiny_model_dir):

@@ -209,7 +209,8 @@ class Runner:
     def _succeeded(self, job: dict[str, Any]) -> None:
         summary_path = Path(job["run_dir"]) / rundir.SUMMARY
         summary = rundir.read_json(summary_path) if summary_path.exists() else {}
-        tokens = int(summary.get("throughput", {}).get("tokens", 0))
+        # trained_tokens counts every step, also those before a restart; DPO/KTO runs only have TRL's count since it started.
+        tokens = int(summary.get("trained_tokens", summary.get("throughput", {}).get("tokens", 0)))
         if self.db.update("jobs", job["id"], {"status": "succeeded", "finished_at": int(time.time()), "trained_tokens": tokens,
                                               "step": summary.get("steps", job["step"])}, "AND status = 'running'"):
             self.db.add_event(job["id"], f"New fine-tuned model created: {job['fine_tuned_model']}")

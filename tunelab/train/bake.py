@@ -267,6 +267,6 @@ def train(config: Config, resume: bool = False) -> dict[str, Any]:
     saved = save_final(trainer, config, tokenizer, run_dir)
     summary = {"run_dir": str(run_dir), "recipe": "bake", "model": config.model.name, "saved": str(saved), "steps": trainer.state.global_step,
                "targets": list(b.targets), "train_examples": len(rows), "heldout_records": len(held), "teacher": teacher_report,
-               "throughput": progress.throughput()}
+               "throughput": progress.throughput(), "trained_tokens": int(trainer.state.num_input_tokens_seen)}
     rundir.write_json(run_dir / rundir.SUMMARY, summary)
     return summary

@@ -298,6 +298,8 @@ def training_arguments(config: Config, run_dir: Path, has_val: bool) -> Training
         disable_tqdm=True,  # our own bar shows tokens/s
         bf16=resolve_precision(t.precision) == "bf16",
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        # Counted in the trainer state, so it survives --resume (our bar's count starts at the resume).
+        include_num_input_tokens_seen="non_padding",
     )
 
 
@@ -398,6 +400,7 @@ def train(config: Config, resume: bool = False, extra_callbacks: list[Any] | Non
         "train_examples": len(data.train),
         "val_examples": len(data.val),
         "throughput": progress.throughput(),
+        "trained_tokens": int(trainer.state.num_input_tokens_seen),  # every step of the run, resumed or not
     }
     if trainer.is_world_process_zero():
         rundir.write_json(run_dir / rundir.SUMMARY, summary)
