@@ -221,3 +221,25 @@ def test_compile_refuses_what_it_does_not_cover(tmp_path, tiny_model_dir):
         cfg = tiny_config(tmp_path, tiny_model_dir, "x", compile=True, **extra)
         with pytest.raises(ConfigError, match="train.compile"):
             load(data=cfg)
+
+
+def test_shuffle_false_batches_in_file_order_and_needs_ungrouped_batches(tmp_path, tiny_model_dir):
+    """The cafe demo writes each dialogue beside its twin; shuffle false keeps such pairs in one batch."""
+    from tunelab.data.prepare import prepare
+    from tunelab.train.callbacks import TokenProgressCallback
+    from tunelab.train.sft import CountingTrainer, ExampleDataset, PadCollator, load_base, training_arguments
+
+    def first_batch(**train_settings: object) -> list[list[int]]:
+        config = load(data=tiny_config(tmp_path, tiny_model_dir, "x", **train_settings))
+        model, tokenizer = load_base(config)
+        data = prepare(config.data, tokenizer, tmp_path)
+        trainer = CountingTrainer(model=model, args=training_arguments(config, tmp_path / "x", False), train_dataset=ExampleDataset(data.train),
+                                  data_collator=PadCollator(tokenizer.pad_token_id), progress=TokenProgressCallback())
+        batch = next(iter(trainer.get_train_dataloader()))
+        in_file = [ExampleDataset(data.train)[i]["input_ids"] for i in range(len(data.train))]
+        return [in_file.index([t for t, m in zip(row, mask) if m]) for row, mask in zip(batch["input_ids"].tolist(), batch["attention_mask"].tolist())]
+
+    assert first_batch(shuffle=False, group_by_length=False) == [0, 1, 2, 3]
+    assert first_batch(group_by_length=False) != [0, 1, 2, 3]  # the seeded shuffle (seed 7) starts elsewhere
+    with pytest.raises(ConfigError, match="group_by_length"):
+        load(data=tiny_config(tmp_path, tiny_model_dir, "y", shuffle=False))

@@ -177,6 +177,10 @@ class TrainConfig(Section):
     # Batch examples of similar length together (less padding; measured 1.2-1.3x more tokens/s on
     # the cafe benchmark, docs/performance.md); batches are still drawn in a seeded random order.
     group_by_length: bool = True
+    # false: batches in the training file's order instead of a seeded shuffle, so examples written
+    # side by side stay in one batch (the cafe demo's dialogue-and-twin pairs, docs/cafe.md); every
+    # epoch repeats that order. Needs group_by_length false; recipes sft and bake.
+    shuffle: bool = True
     # Compile every decoder layer with torch.compile (recipe sft; needs a C/C++ compiler; the first
     # step pays for the compile, about 25 s on 2 cores). With bf16_base it lets the bf16 matmuls
     # pay off: the casts around them are fused away (docs/performance.md).
@@ -296,6 +300,10 @@ def load(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] 
     for knob, plain in (("first_token_weight", 1.0), ("focal_gamma", 0.0)):
         if getattr(config.train, knob) != plain and config.train.recipe != "sft":
             raise ConfigError(f"{source}: train.{knob} is for recipe sft (got recipe '{config.train.recipe}')")
+    if not config.train.shuffle and config.train.recipe in ("kto", "dpo"):
+        raise ConfigError(f"{source}: train.shuffle false is for recipes sft and bake (TRL's trainers shuffle)")
+    if not config.train.shuffle and config.train.group_by_length:
+        raise ConfigError(f"{source}: train.shuffle false keeps the file's order, which train.group_by_length (true) would regroup; set group_by_length: false")
     if config.train.compile and (config.train.recipe != "sft" or config.train.behaviour_eval.enabled):
         raise ConfigError(f"{source}: train.compile is supported for recipe sft without behaviour_eval (generation under compiled layers is not tested)")
     if config.train.precision == "bf16_base" and config.model.adapter == "full":

@@ -297,7 +297,7 @@ def training_arguments(config: Config, run_dir: Path, has_val: bool) -> Training
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=True,  # our own bar shows tokens/s
         bf16=resolve_precision(t.precision) == "bf16",
-        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random" if t.shuffle else "sequential",
         # Counted in the trainer state, so it survives --resume (our bar's count starts at the resume).
         include_num_input_tokens_seen="non_padding",
     )
