@@ -62,9 +62,9 @@ def train(
 @app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Where the data and the run go."),
-    n_train: int = typer.Option(400, help="cafe: training dialogues to generate (seed --seed)."),
+    n_train: int = typer.Option(200, help="cafe: training dialogues to generate (seed --seed), each followed by its complete twin."),
     n_heldout: int = typer.Option(130, help="cafe: held-out dialogues to measure on, from a seed never trained on (~140 ask and ~130 confirm turns)."),
-    steps: int = typer.Option(0, help="cafe: optimizer steps of 8 dialogues (0: the demo default, one epoch over --n-train)."),
+    steps: int = typer.Option(0, help="cafe: optimizer steps of 8 dialogues (0: the demo default, one epoch over --n-train and the twins)."),
     seed: int = typer.Option(0, help="Seed for the generator (cafe dialogues, or helpdesk logs and their held-out split)."),
     scenario: str = typer.Option("cafe", "--scenario", help="cafe (dialogue SFT) | helpdesk (labelled logs -> bake a system prompt in -> adherence table)."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="helpdesk only: the model to bake into, e.g. gemma3-270m (a registry name or a local directory)."),
