@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 import platform
+import re
 import resource
 import shutil
 import subprocess
@@ -123,6 +124,12 @@ def main() -> None:
     similarity = {c: sum(semantic_similarity([by[c][i] for i in ids], [by["base with prompt"][i] for i in ids])) / len(ids)
                   for c in ("base without prompt", "baked without prompt")}
     empty = {c: sum(not r.strip() for r in by[c].values()) for c in by}
+    # Rules met by saying little: mean words per reply, and replies that mostly repeat the question
+    # (word-set Jaccard above 0.5), e.g. "Can I get two lattes today?" back to the same question.
+    question = {p["id"]: p["question"] for p in predictions}
+    words = lambda text: set(re.findall(r"[a-z]+", text.lower()))  # noqa: E731
+    echoes = {c: sum(len(words(r) & words(question[i])) / max(1, len(words(r) | words(question[i]))) > 0.5 for i, r in by[c].items()) for c in by}
+    mean_words = {c: sum(len(r.split()) for r in by[c].values()) / max(1, len(by[c])) for c in by}
     names = ["base without prompt", "base with prompt", "baked without prompt"]
     md = table_with_ci(predictions, names, [r.id for r in spec.rules])
     md += "\n| similarity to the prompted base's reply (MiniLM cosine, mean) | " + f"{similarity['base without prompt']:.2f} | 1.00 | {similarity['baked without prompt']:.2f} |"
@@ -133,7 +140,7 @@ def main() -> None:
               "heldout_records": data_report["heldout_records"], "examples": data_report["examples"], "steps": summary["steps"],
               "teacher": {k: t[k] for k in ("questions", "sampled", "passed", "repaired", "usable", "kept", "pass_rate_all_rules", "pass_rate_by_rule",
                                             "repairs", "not_repaired", "questions_without_passing_reply", "samples_per_question")},
-              "similarity_to_prompted_base": similarity, "empty_replies": empty, "args": {k: str(v) for k, v in vars(args).items()},
+              "similarity_to_prompted_base": similarity, "empty_replies": empty, "echoing_replies": echoes, "mean_words": mean_words, "args": {k: str(v) for k, v in vars(args).items()},
               "bar": adherence.meets_bar(report) if not args.reuse else None}
     rundir.write_json(out / "results.json", result)
     rundir.write_text(out / "results.md", md + "\n")
