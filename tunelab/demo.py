@@ -37,8 +37,9 @@ MAX_NEW_TOKENS = 64  # the longest right reply (three items and two meal deals r
 def demo_config(out: Path, train_file: Path, val_file: Path, model: str = DEFAULT_MODEL, adapter: str = "lora",
                 **train_overrides: Any) -> Config:
     """The demo's training recipe; docs/cafe.md gives the measurements behind each value."""
-    # One epoch over 200 dialogues and their 200 complete twins (50 steps of 8) is what fits the 10-minute
-    # demo on 2 AVX2 cores beside measuring two models on ~290 turns each; docs/cafe.md has the longer runs.
+    # One epoch over 200 dialogues and their 200 complete twins (50 steps of 8) is about what fits the
+    # 10-minute demo on 2 cores beside measuring two models on 277 turns each (613 s in all on a Zen 4
+    # EPYC in fp32, README); docs/cafe.md has the longer runs, which ask far better.
     # Random batches, not length-grouped ones: grouping put the short complete twins in batches of their
     # own, and the ask/confirm choice then swung with the batch (asks right 10/54 vs 31/54 at step 50).
     train = {"epochs": 1, "learning_rate": 1e-3, "batch_size": 8, "eval_steps": 25, "save_steps": 25,
