@@ -72,7 +72,7 @@ def demo(
     """The main job: teach SmolLM2-135M to ask for missing order details and confirm complete orders.
 
     Generates cafe dialogues, measures the base model, fine-tunes LoRA, measures again (about 10 min on 2 cores).
-    In 50 steps the model learns to confirm but asks right only about a quarter of the time; the 150-step run in docs/cafe.md asks right 84% of the time.
+    In 50 steps the model learns to confirm but asks right only about a quarter of the time; `make demo-long` (250 steps, about 30 min of training) asks right 99% of the time (docs/cafe.md).
     --scenario helpdesk bakes a university-helpdesk system prompt into the model from synthetic feedback logs and prints the adherence table (about 25 min).
     Example:  tunelab demo --out runs/demo        or   tunelab demo --scenario helpdesk --out runs/helpdesk
     """
