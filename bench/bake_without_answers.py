@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import re
 import resource
@@ -28,15 +27,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "bake_questions"
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return (0.0, 0.0)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def cpu_seconds() -> float:
@@ -52,6 +42,8 @@ def cpu_model() -> str:
 
 
 def table_with_ci(predictions: list[dict], conditions: list[str], rules: list[str]) -> str:
+    from tunelab.eval.metrics import wilson
+
     lines = ["| rule | " + " | ".join(conditions) + " |", "|---|" + "---|" * len(conditions)]
     for rule in [*rules, "all rules"]:
         cells = []

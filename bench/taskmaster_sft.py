@@ -179,9 +179,10 @@ def _paired(rows_a: list[dict], rows_b: list[dict], flag: str, keep: Any = None)
 
 
 def behaviour_table(base: Any, tuned: Any, n_resamples: int, seed: int) -> list[dict[str, Any]]:
-    """Rows: metric, n, base, tuned, delta, 95% paired-bootstrap CI over contexts."""
+    """Rows: metric, n, base and tuned with their 95% Wilson intervals, delta with its 95%
+    paired-bootstrap interval over contexts."""
     from tunelab.eval.behaviour import ACTS
-    from tunelab.eval.metrics import paired_bootstrap
+    from tunelab.eval.metrics import paired_bootstrap, wilson
 
     def ref(act: str) -> Any:
         return lambda r: r["behaviour"]["reference_act"] == act
@@ -200,19 +201,26 @@ def behaviour_table(base: Any, tuned: Any, n_resamples: int, seed: int) -> list[
             continue
         d = paired_bootstrap(a, b, n_resamples=n_resamples, seed=seed)
         table.append({"metric": name, "n": d.n, "base": round(d.a, 3), "tuned": round(d.b, 3),
+                      "base_ci95": [round(x, 3) for x in wilson(int(sum(a)), len(a))],
+                      "tuned_ci95": [round(x, 3) for x in wilson(int(sum(b)), len(b))],
                       "delta": round(d.delta, 3), "ci95": [round(d.low, 3), round(d.high, 3)]})
     return table
 
 
 def format_table(table: list[dict[str, Any]]) -> str:
-    lines = [f"| {'metric':<38} | {'n':>4} | {'base':>6} | {'tuned':>6} | {'delta':>7} | 95% CI of delta |",
-             f"|{'-' * 40}|{'-' * 6}|{'-' * 8}|{'-' * 8}|{'-' * 9}|{'-' * 17}|"]
+    def rate(row: dict[str, Any], side: str) -> str:
+        low, high = row.get(f"{side}_ci95") or (float("nan"), float("nan"))
+        return f"{row[side]:.3f} [{low:.2f}, {high:.2f}]"
+
+    lines = [f"| {'metric':<38} | {'n':>4} | {'base [95% CI]':>19} | {'tuned [95% CI]':>19} | {'delta':>7} "
+             f"| 95% CI of delta |",
+             f"|{'-' * 40}|{'-' * 6}|{'-' * 21}|{'-' * 21}|{'-' * 9}|{'-' * 17}|"]
     for row in table:
         if row["n"] == 0:
-            lines.append(f"| {row['metric']:<38} | {0:>4} | {'-':>6} | {'-':>6} | {'-':>7} | {'-':>15} |")
+            lines.append(f"| {row['metric']:<38} | {0:>4} | {'-':>19} | {'-':>19} | {'-':>7} | {'-':>15} |")
             continue
         ci = f"[{row['ci95'][0]:+.3f}, {row['ci95'][1]:+.3f}]"
-        lines.append(f"| {row['metric']:<38} | {row['n']:>4} | {row['base']:>6.3f} | {row['tuned']:>6.3f} | "
+        lines.append(f"| {row['metric']:<38} | {row['n']:>4} | {rate(row, 'base'):>19} | {rate(row, 'tuned'):>19} | "
                      f"{row['delta']:>+7.3f} | {ci:>15} |")
     return "\n".join(lines)
 
@@ -247,6 +255,8 @@ def eval_extra(result: Any, max_new_tokens: int, tokenizer: Any) -> dict[str, An
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if args.retable:
+        return retable(Path(args.out), args)
     from transformers import AutoTokenizer
 
     from tunelab.data.tokenize import ensure_template
@@ -299,6 +309,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return results
 
 
+def retable(out: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Rebuild the table of a finished run from its saved predictions (after a change to the scoring
+    or the table), keeping everything else in its results.json."""
+    from types import SimpleNamespace
+
+    from tunelab.rundir import PREDICTIONS, read_json, read_jsonl, write_json
+
+    results = read_json(out / "results.json")
+    base, tuned = (SimpleNamespace(rows=read_jsonl(out / side / PREDICTIONS)) for side in ("eval_base", "eval_tuned"))
+    results["table"] = behaviour_table(base, tuned, args.resamples, results["seed"])
+    write_json(out / "results.json", results)
+    print(format_table(results["table"]))
+    print(f"rewritten: {out / 'results.json'}")
+    return results
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", default=str(REPO.parent / "shared/data/taskmaster4"), help="Taskmaster-4 folder")
@@ -318,6 +344,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="/tmp/tm_run/main")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--retable", action="store_true",
+                   help="only rebuild the table of the finished run in --out from its saved predictions")
     return p.parse_args(argv)
 
 

@@ -35,7 +35,9 @@ def test_heldout_seed_is_never_a_training_seed() -> None:
 
 
 def test_wilson_interval() -> None:
-    low, high = demo.wilson(90, 100)
+    from tunelab.eval.metrics import wilson
+
+    low, high = wilson(90, 100)
     assert 0.82 < low < 0.83 and 0.94 < high < 0.95
 
 
@@ -85,3 +87,21 @@ def test_twins_differ_from_their_dialogue_only_in_the_details_and_stay_on_its_si
     rows = {name: [json.loads(x)["id"] for x in data["files"][name].read_text().splitlines()] for name in ("train", "val")}
     assert not any(i.endswith("-twin") for i in rows["val"])
     assert all(i.removesuffix("-twin") in rows["train"] for i in rows["train"])
+
+
+def test_the_precision_follows_the_measured_matmul_rates_at_the_probe_size(monkeypatch) -> None:
+    """bf16_base + compile only where a bf16 multiply of the probe's size measured >= 1.5x fp32.
+    Other CPUs cannot run here, so their measured rates are stood in for (Zen 4 and AVX2-only EPYC)."""
+    import torch
+
+    from tunelab.train import speed
+
+    sizes = []
+    for rates, chosen in (({torch.float32: 103.0, torch.bfloat16: 206.0}, "bf16_base"),   # Zen 4, 256x256
+                          ({torch.float32: 88.0, torch.bfloat16: 3.0}, "fp32"),           # AVX2-only EPYC
+                          ({torch.float32: 96.0, torch.bfloat16: 129.0}, "fp32")):        # 1.34x: under the bar
+        monkeypatch.setattr(speed, "matmul_peak", lambda dtype, n, seconds, rates=rates: sizes.append(n) or rates[dtype])
+        cpu = speed.describe_cpu()
+        assert (cpu["precision"], cpu["compile"]) == (chosen, chosen == "bf16_base"), cpu
+        assert cpu["threads"] == torch.get_num_threads()  # the probe's one thread is given back
+    assert set(sizes) == {speed.PROBE_SIZE}

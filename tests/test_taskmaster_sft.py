@@ -100,7 +100,25 @@ def test_table_pairs_rows_by_context_and_restricts_tool_call_rows() -> None:
     assert (table["appropriateness"]["base"], table["appropriateness"]["tuned"]) == (0.667, 0.667)
     assert table["tool_call: name accuracy"]["n"] == 2
     assert (table["tool_call: name accuracy"]["base"], table["tool_call: name accuracy"]["tuned"]) == (0.5, 1.0)
+    # each side's own 95% interval (Wilson): 1 of 2 and 2 of 2
+    assert table["tool_call: name accuracy"]["base_ci95"] == [0.095, 0.905]
+    assert table["tool_call: name accuracy"]["tuned_ci95"][0] == 0.342 and table["tool_call: name accuracy"]["tuned_ci95"][1] == 1.0
     assert table["tool_call: args accuracy (exact)"]["delta"] == 1.0
     assert table["ask: appropriateness"]["delta"] == -1.0
     assert table["steer: appropriateness"]["n"] == 0
     assert "tool_call: name accuracy" in sft_bench.format_table(list(table.values()))
+
+
+def test_retable_rebuilds_the_table_of_a_finished_run_from_its_saved_predictions(tmp_path) -> None:
+    from tunelab.rundir import PREDICTIONS, read_json, write_json, write_jsonl
+
+    write_jsonl(tmp_path / "eval_base" / PREDICTIONS, [_row("a", 1, "tool_call", "inform", name_correct=False),
+                                                        _row("b", 1, "tool_call", "tool_call", name_correct=True)])
+    write_jsonl(tmp_path / "eval_tuned" / PREDICTIONS, [_row("b", 1, "tool_call", "tool_call", name_correct=True),
+                                                         _row("a", 1, "tool_call", "tool_call", name_correct=True)])
+    write_json(tmp_path / "results.json", {"seed": 0, "table": [], "timing": {"train": {"wall_s": 1.0}}})
+    sft_bench.main(["--retable", "--out", str(tmp_path), "--resamples", "200"])
+    results = read_json(tmp_path / "results.json")
+    names = {r["metric"]: r for r in results["table"]}["tool_call: name accuracy"]
+    assert (names["n"], names["base"], names["tuned"], names["delta"]) == (2, 0.5, 1.0, 0.5)
+    assert results["timing"] == {"train": {"wall_s": 1.0}}  # the rest is kept

@@ -23,6 +23,7 @@ from tunelab import rundir
 from tunelab.config import Config, load
 from tunelab.data.split import split
 from tunelab.data.synth import cafe
+from tunelab.eval.metrics import wilson
 from tunelab.models.registry import DEFAULT_MODEL
 from tunelab.types import Conversation
 
@@ -84,16 +85,6 @@ def write_data(out: Path, n_train: int, n_heldout: int, seed: int, n_val: int = 
     for name, rows in (("train", train), ("val", val), ("heldout", heldout)):
         rundir.write_jsonl(files[name], [c.to_openai() for c in rows])
     return {"files": files, "heldout": heldout, "heldout_dropped": dropped, "n_train": len(train), "n_val": len(val)}
-
-
-def wilson(k: int, n: int) -> tuple[float, float]:
-    """95% Wilson score interval of k successes in n (scipy's), (nan, nan) for n = 0."""
-    if n == 0:
-        return float("nan"), float("nan")
-    from scipy.stats import binomtest
-
-    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-    return float(ci.low), float(ci.high)
 
 
 def share(right: list[bool]) -> dict[str, Any]:

@@ -81,15 +81,20 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+PROBE_SIZE = 256  # near the model's own matmul sizes (hidden 576), small enough to be quick without native bf16
+
+
 def describe_cpu() -> dict[str, Any]:
     """This machine's CPU and the training precision that pays on it, chosen by measuring.
 
     bf16 pays only where the CPU multiplies bf16 natively (AMX, AVX512-BF16): on an AVX2-only
     EPYC a bf16 matmul ran ~190x slower than fp32, so training in bf16_base there would take
-    100x longer. 128x128 multiplies in each dtype on one thread (under a second in all, even on the slow kind)
-    decides: bf16_base + compile when bf16 is at least 1.5x fp32 (measured 1.9x tunelab's fp32
-    speed on an AMX Xeon, docs/performance.md), fp32 without compile otherwise (compile gave +4%
-    for 60 s of first step on the EPYC).
+    100x longer. 256x256 multiplies in each dtype on one thread decide (well under a second where
+    bf16 is native, about 2 s where it is not): bf16_base + compile when bf16 is at least 1.5x
+    fp32, fp32 without compile otherwise (compile gave +4% for 60 s of first step on the AVX2 EPYC).
+    Measured behind the bar (docs/performance.md): an AMX Xeon trained 1.9x faster with both; a
+    Zen 4 EPYC with AVX512-BF16, 2.0x at 256x256, trained 1.52x faster. 128x128 was too small a
+    probe: on that Zen 4 it gave 1.34x, while the model's own sizes (576, 1536) run bf16 2.1x faster.
     """
     # On one thread (a multi-threaded small matmul stalls whenever another process holds a core),
     # best of alternating short runs: other processes only ever slow a run down.
@@ -98,8 +103,8 @@ def describe_cpu() -> dict[str, Any]:
     try:
         fp32 = bf16 = 0.0
         for _ in range(3):
-            fp32 = max(fp32, matmul_peak(torch.float32, n=128, seconds=0.1))
-            bf16 = max(bf16, matmul_peak(torch.bfloat16, n=128, seconds=0.1))
+            fp32 = max(fp32, matmul_peak(torch.float32, n=PROBE_SIZE, seconds=0.1))
+            bf16 = max(bf16, matmul_peak(torch.bfloat16, n=PROBE_SIZE, seconds=0.1))
     finally:
         torch.set_num_threads(threads)
     native = bf16 >= 1.5 * fp32
