@@ -1,7 +1,7 @@
 """Fine-tune SmolLM2-135M on real Taskmaster-4 dialogues and evaluate base vs tuned on unseen ones.
 
-    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python bench/taskmaster_sft.py \
-        --train 200 --val 20 --eval 30 --epochs 1 --out /tmp/tm_run/main
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/taskmaster_sft.py --converted /tmp/tm_run/taskmaster.jsonl \
+        --train 600 --val 20 --eval 22 --steps 150 --out /tmp/tm_run/main     # README: 21 min of training on 2 cores
 
 Steps, each timed (CPU time of this process and its children, and wall time):
 1. convert `dialogs/` with tunelab's importer (or reuse --converted FILE);
@@ -9,9 +9,11 @@ Steps, each timed (CPU time of this process and its children, and wall time):
    the eval dialogues are taken first from the shuffled order, so they depend only on --seed
    and --eval, and no eval dialogue (nor an identical copy) is ever trained on;
 3. evaluate the base model on every assistant turn of the eval dialogues (tunelab's eval API);
-4. train with examples/taskmaster.yaml through `tunelab.train.run.run`, the `tunelab train` path;
+4. train with examples/taskmaster.yaml through `tunelab.train.run.run`, the `tunelab train` path, in
+   bf16_base + compile where this CPU's bf16 matmul measured at least 1.5x fp32 (as the demo);
 5. evaluate the tuned run directory on the same contexts;
-6. validation loss of base and tuned on the val dialogues, paired bootstrap CIs of tuned - base.
+6. validation loss of base and tuned on the val dialogues; each rate with its Wilson 95% interval,
+   and paired bootstrap CIs of tuned - base (`--retable` rebuilds that table from saved replies).
 
 Writes <out>/results.json (sizes, timings, the table) and prints the table.
 """
@@ -141,9 +143,12 @@ def write_subsets(split: Split, folder: Path) -> dict[str, Path]:
     return paths
 
 
-def training_config(args: argparse.Namespace, paths: dict[str, Path], run_dir: Path, n_train: int) -> Any:
-    """examples/taskmaster.yaml with this run's data, output, seed, length of training and --set."""
+def training_config(args: argparse.Namespace, paths: dict[str, Path], run_dir: Path, n_train: int,
+                    cpu: dict[str, Any] | None = None) -> Any:
+    """examples/taskmaster.yaml with this run's data, output, seed, length of training, the precision
+    that pays on this CPU (`describe_cpu`, measured unless given) and --set."""
     from tunelab.config import load
+    from tunelab.train.speed import describe_cpu
 
     overrides = [f"data.train={paths['train']}", f"output.dir={run_dir}", f"train.seed={args.seed}",
                  f"data.seed={args.seed}"]  # threads: torch's default (all cores); --set train.threads=N to change
@@ -155,6 +160,11 @@ def training_config(args: argparse.Namespace, paths: dict[str, Path], run_dir: P
     # Validation loss (and a checkpoint) about four times per run, whatever its length.
     every = max(1, total // 4)
     overrides += [f"train.eval_steps={every}", f"train.save_steps={every}"]
+    # Precision and compile as the demo chooses them, from this CPU's measured bf16 and fp32 rates,
+    # unless --set names them.
+    if not any(s.startswith(("train.precision=", "train.compile=")) for s in args.set):
+        cpu = cpu or describe_cpu()
+        overrides += [f"train.precision={cpu['precision']}", f"train.compile={str(cpu['compile']).lower()}"]
     return load(args.config, [*overrides, *args.set])
 
 
@@ -262,13 +272,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from tunelab.data.tokenize import ensure_template
     from tunelab.models.registry import resolve
     from tunelab.train.run import run
+    from tunelab.train.speed import describe_cpu
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     clock = Clock()
     split = split_by_dialogue(load_dialogues(args, clock), args.train, args.val, args.eval, args.seed)
     paths = write_subsets(split, out / "data")
-    config = training_config(args, paths, out / "run", len(split.train))
+    cpu = describe_cpu()
+    log.info("CPU: %s, %d threads; %s", cpu["model"], cpu["threads"], cpu["why"])
+    config = training_config(args, paths, out / "run", len(split.train), cpu)
     tokenizer = ensure_template(AutoTokenizer.from_pretrained(resolve(BASE_MODEL)))
     sizes = {name: subset_stats(getattr(split, name), tokenizer, config.data.max_length)
              for name in ("train", "val", "eval")}
@@ -286,7 +299,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     table = behaviour_table(base, tuned, args.resamples, args.seed)
     results = {
         "command": " ".join(["bench/taskmaster_sft.py", *(argv if argv is not None else sys.argv[1:])]),
-        "machine": {"cpus": os.cpu_count(), "torch_threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None},
+        "machine": {"cpus": os.cpu_count(), "torch_threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None,
+                    "cpu": cpu, "precision": config.train.precision, "compile": config.train.compile},
         "seed": args.seed, "split": "by dialogue (eval, then val, then train from one seeded shuffle)",
         "duplicates_dropped": split.duplicates_dropped, "sizes": sizes,
         "eval_contexts": {"base": eval_extra(base, args.max_new_tokens, tokenizer),

@@ -76,6 +76,15 @@ def test_training_config_uses_the_split_files_and_validates(tmp_path: Path) -> N
     assert (config.train.max_steps, config.train.seed, config.train.batch_size) == (8, 5, 2)
     assert config.train.save_steps % config.train.eval_steps == 0
     assert config.output.dir == str(tmp_path / "run")
+    # precision and compile follow the CPU's measured choice, unless --set names them
+    native = {"precision": "bf16_base", "compile": True}
+    config = sft_bench.training_config(args, paths, tmp_path / "run", n_train=40, cpu=native)
+    assert (config.train.precision, config.train.compile) == ("bf16_base", True)
+    config = sft_bench.training_config(args, paths, tmp_path / "run", n_train=40, cpu={"precision": "fp32", "compile": False})
+    assert (config.train.precision, config.train.compile) == ("fp32", False)
+    args = sft_bench.parse_args(["--set", "train.precision=fp32"])
+    config = sft_bench.training_config(args, paths, tmp_path / "run", n_train=40, cpu=native)
+    assert (config.train.precision, config.train.compile) == ("fp32", False)
 
 
 def _row(cid: str, turn: int, ref_act: str, act: str, **detail: bool) -> dict:
