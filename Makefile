@@ -45,7 +45,7 @@ demo: install
 # held-out turns; about 30 min of training on 2 cores, 51 min on one busy thread).
 demo-long: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/python bench/cafe_levers.py --out runs/cafe-long-$$(date +%Y%m%d-%H%M%S) --base \
-	  --prompt none --twins --n-train 1600 --n-val 48 --set max_steps=250 --set eval_steps=125 --set save_steps=125 \
+	  --prompt none --twins --n-train 1600 --n-val 48 --set batch_size=8 --set max_steps=250 --set eval_steps=125 --set save_steps=125 \
 	  --set 'behaviour_eval={enabled: true, contexts: 100, max_new_tokens: 64}' --set best_metric=behaviour_correct
 
 test: install-dev
