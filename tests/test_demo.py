@@ -4,6 +4,9 @@ and the whole pipeline end to end on a tiny model."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
 
 from tunelab import demo
 from tunelab.eval.generate import build_contexts
@@ -105,3 +108,17 @@ def test_the_precision_follows_the_measured_matmul_rates_at_the_probe_size(monke
         assert (cpu["precision"], cpu["compile"]) == (chosen, chosen == "bf16_base"), cpu
         assert cpu["threads"] == torch.get_num_threads()  # the probe's one thread is given back
     assert set(sizes) == {speed.PROBE_SIZE}
+
+
+def test_the_demo_compiles_only_when_nothing_is_generated_during_training() -> None:
+    native = {"precision": "bf16_base", "compile": True}
+    assert demo.speed_settings(native, {}) == native
+    long_run = {"behaviour_eval": {"enabled": True, "contexts": 100, "max_new_tokens": 64}}
+    settings = demo.speed_settings(native, long_run)
+    assert settings == {"precision": "bf16_base", "compile": False}
+    # the config refuses compile with behaviour_eval, and takes the settings the demo chose
+    from tunelab.config import ConfigError
+
+    with pytest.raises(ConfigError, match="compile"):
+        demo.demo_config(Path("/tmp/x"), Path("t.jsonl"), Path("v.jsonl"), **{**native, **long_run})
+    demo.demo_config(Path("/tmp/x"), Path("t.jsonl"), Path("v.jsonl"), **{**settings, **long_run})
