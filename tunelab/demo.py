@@ -132,7 +132,8 @@ def run_demo(out: Path, n_train: int = 200, n_heldout: int = 130, seed: int = 0,
     config = demo_config(out, files["train"], files["val"], model, adapter, **{**speed_settings(cpu, train_overrides), **train_overrides})
     console.print("[bold]2/4[/] measuring the base model on held-out turns")
     before = behaviour_scores(config.model.name, data["heldout"], "base") if measure_base else None
-    console.print("[bold]3/4[/] LoRA fine-tuning")
+    console.print(f"[bold]3/4[/] LoRA fine-tuning ({config.train.batch_size} dialogue(s) a step, "
+                  f"precision {config.train.precision}, compile {'on' if config.train.compile else 'off'})")
     summary = train(config)
     console.print("[bold]4/4[/] measuring the tuned model on the same turns")
     after = behaviour_scores(summary["run_dir"], data["heldout"], "tuned")
