@@ -89,8 +89,9 @@ def describe_cpu() -> dict[str, Any]:
 
     bf16 pays only where the CPU multiplies bf16 natively (AMX, AVX512-BF16): on an AVX2-only
     EPYC a bf16 matmul ran ~190x slower than fp32, so training in bf16_base there would take
-    100x longer. 256x256 multiplies in each dtype on one thread decide (well under a second where
-    bf16 is native, about 2 s where it is not): bf16_base + compile when bf16 is at least 1.5x
+    100x longer. 256x256 multiplies in each dtype on one thread decide (0.6 s on the Zen 4 below; on
+    the AVX2-only EPYC, whose bf16 ran at 0.3-3 GFLOP/s, an estimated 0.2-2 s, not measured there):
+    bf16_base + compile when bf16 is at least 1.5x
     fp32, fp32 without compile otherwise (compile gave +4% for 60 s of first step on the AVX2 EPYC).
     Measured behind the bar (docs/performance.md): an AMX Xeon trained 1.9x faster with both; a
     Zen 4 EPYC with AVX512-BF16, 2.0x at 256x256, trained 1.52x faster. 128x128 was too small a
