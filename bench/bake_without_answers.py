@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import re
 import resource
 import shutil
@@ -32,13 +31,6 @@ EXAMPLE = ROOT / "examples" / "bake_questions"
 def cpu_seconds() -> float:
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def table_with_ci(predictions: list[dict], conditions: list[str], rules: list[str]) -> str:
@@ -78,7 +70,7 @@ def main() -> None:
     from tunelab.eval import adherence
     from tunelab.eval.embed import semantic_similarity
     from tunelab.prompts import load_prompt
-    from tunelab.train import bake
+    from tunelab.train import bake, speed
 
     began, cpu0 = time.time(), cpu_seconds()
     out = args.out
@@ -127,7 +119,7 @@ def main() -> None:
     md += "\n| similarity to the prompted base's reply (MiniLM cosine, mean) | " + f"{similarity['base without prompt']:.2f} | 1.00 | {similarity['baked without prompt']:.2f} |"
     data_report = rundir.read_json(run_dir / rundir.DATA_REPORT)
     t = data_report["teacher"]
-    result = {"cpu": cpu_model(), "threads": torch.get_num_threads(), "bake_wall_s": bake_wall, "bake_cpu_s": bake_cpu,
+    result = {"cpu": speed.cpu_model(), "threads": torch.get_num_threads(), "bake_wall_s": bake_wall, "bake_cpu_s": bake_cpu,
               "total_wall_s": time.time() - began, "total_cpu_s": cpu_seconds() - cpu0, "train_records": data_report["train_records"],
               "heldout_records": data_report["heldout_records"], "examples": data_report["examples"], "steps": summary["steps"],
               "teacher": {k: t[k] for k in ("questions", "sampled", "passed", "repaired", "usable", "kept", "pass_rate_all_rules", "pass_rate_by_rule",

@@ -148,7 +148,7 @@ def training_config(args: argparse.Namespace, paths: dict[str, Path], run_dir: P
     """examples/taskmaster.yaml with this run's data, output, seed, length of training, the precision
     that pays on this CPU (`describe_cpu`, measured unless given) and --set."""
     from tunelab.config import load
-    from tunelab.train.speed import describe_cpu
+    from tunelab.train.speed import chosen_settings, describe_cpu
 
     overrides = [f"data.train={paths['train']}", f"output.dir={run_dir}", f"train.seed={args.seed}",
                  f"data.seed={args.seed}"]  # threads: torch's default (all cores); --set train.threads=N to change
@@ -163,8 +163,9 @@ def training_config(args: argparse.Namespace, paths: dict[str, Path], run_dir: P
     # Precision and compile as the demo chooses them, from this CPU's measured bf16 and fp32 rates,
     # unless --set names them.
     if not any(s.startswith(("train.precision=", "train.compile=")) for s in args.set):
-        cpu = cpu or describe_cpu()
-        overrides += [f"train.precision={cpu['precision']}", f"train.compile={str(cpu['compile']).lower()}"]
+        plain = load(args.config, [*overrides, *args.set])
+        speed = chosen_settings(cpu or describe_cpu(), plain.train.behaviour_eval.enabled)
+        overrides += [f"train.precision={speed['precision']}", f"train.compile={str(speed['compile']).lower()}"]
     return load(args.config, [*overrides, *args.set])
 
 

@@ -111,14 +111,15 @@ def test_the_precision_follows_the_measured_matmul_rates_at_the_probe_size(monke
 
 
 def test_the_demo_compiles_only_when_nothing_is_generated_during_training() -> None:
-    native = {"precision": "bf16_base", "compile": True}
-    assert demo.speed_settings(native, {}) == native
-    long_run = {"behaviour_eval": {"enabled": True, "contexts": 100, "max_new_tokens": 64}}
-    settings = demo.speed_settings(native, long_run)
-    assert settings == {"precision": "bf16_base", "compile": False}
-    # the config refuses compile with behaviour_eval, and takes the settings the demo chose
     from tunelab.config import ConfigError
+    from tunelab.train.speed import chosen_settings
 
+    native = {"precision": "bf16_base", "compile": True}
+    assert chosen_settings(native, generates_during_training=False) == native
+    settings = chosen_settings(native, generates_during_training=True)
+    assert settings == {"precision": "bf16_base", "compile": False}
+    # the config refuses compile with behaviour_eval, and takes the settings chosen for it
+    long_run = {"behaviour_eval": {"enabled": True, "contexts": 100, "max_new_tokens": 64}}
     with pytest.raises(ConfigError, match="compile"):
         demo.demo_config(Path("/tmp/x"), Path("t.jsonl"), Path("v.jsonl"), **{**native, **long_run})
     demo.demo_config(Path("/tmp/x"), Path("t.jsonl"), Path("v.jsonl"), **{**settings, **long_run})

@@ -85,6 +85,10 @@ def test_training_config_uses_the_split_files_and_validates(tmp_path: Path) -> N
     args = sft_bench.parse_args(["--set", "train.precision=fp32"])
     config = sft_bench.training_config(args, paths, tmp_path / "run", n_train=40, cpu=native)
     assert (config.train.precision, config.train.compile) == ("fp32", False)
+    # a run that generates during training keeps bf16 but is not compiled (the config refuses the pair)
+    args = sft_bench.parse_args(["--set", "train.behaviour_eval.enabled=true"])
+    config = sft_bench.training_config(args, paths, tmp_path / "run", n_train=40, cpu=native)
+    assert (config.train.precision, config.train.compile) == ("bf16_base", False)
 
 
 def _row(cid: str, turn: int, ref_act: str, act: str, **detail: bool) -> dict:

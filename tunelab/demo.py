@@ -116,8 +116,8 @@ def run_demo(out: Path, n_train: int = 200, n_heldout: int = 130, seed: int = 0,
              system_prompt: str | None = None, model: str = DEFAULT_MODEL, adapter: str = "lora",
              varied_replies: bool = False, twins: bool = True, n_val: int = 24,
              **train_overrides: Any) -> dict[str, Any]:
-    from tunelab.train.speed import describe_cpu
     from tunelab.train.sft import train
+    from tunelab.train.speed import chosen_settings, describe_cpu
 
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -129,7 +129,10 @@ def run_demo(out: Path, n_train: int = 200, n_heldout: int = 130, seed: int = 0,
     console.print(f"[bold]1/4[/] wrote {data['n_train']} training and {data['n_val']} validation dialogues (seed {seed}) "
                   f"and {len(data['heldout'])} held-out dialogues (seed {seed + HELDOUT_SEED_OFFSET}; "
                   f"{data['heldout_dropped']} that repeated a training dialogue dropped) to {files['train'].parent}")
-    config = demo_config(out, files["train"], files["val"], model, adapter, **{**speed_settings(cpu, train_overrides), **train_overrides})
+    # The recipe as given first, to learn from the validated config whether it generates during training.
+    plain = demo_config(out, files["train"], files["val"], model, adapter, **train_overrides)
+    speed = chosen_settings(cpu, plain.train.behaviour_eval.enabled)
+    config = demo_config(out, files["train"], files["val"], model, adapter, **{**speed, **train_overrides})
     console.print("[bold]2/4[/] measuring the base model on held-out turns")
     before = behaviour_scores(config.model.name, data["heldout"], "base") if measure_base else None
     console.print(f"[bold]3/4[/] LoRA fine-tuning ({config.train.batch_size} dialogue(s) a step, "
@@ -144,14 +147,6 @@ def run_demo(out: Path, n_train: int = 200, n_heldout: int = 130, seed: int = 0,
     write_run_artifacts(Path(summary["run_dir"]), before, after)
     show(result)
     return result
-
-
-def speed_settings(cpu: dict[str, Any], train_overrides: dict[str, Any]) -> dict[str, Any]:
-    """The precision and compile `describe_cpu` chose, minus compile when behaviour is evaluated during
-    training (`make demo-long`): generating under compiled layers is refused by the config (untested)."""
-    behaviour_eval = train_overrides.get("behaviour_eval") or {}
-    generating = behaviour_eval.get("enabled", False) if isinstance(behaviour_eval, dict) else False
-    return {"precision": cpu["precision"], "compile": cpu["compile"] and not generating}
 
 
 def _without_rows(scores: dict[str, Any] | None) -> dict[str, Any] | None:

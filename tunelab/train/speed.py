@@ -116,3 +116,10 @@ def describe_cpu() -> dict[str, Any]:
         "why": f"bf16 matmul {bf16:.0f} vs fp32 {fp32:.0f} GFLOP/s: "
                + ("native bf16, so bf16 base weights + compiled layers" if native else "no native bf16, so fp32"),
     }
+
+
+def chosen_settings(cpu: dict[str, Any], generates_during_training: bool) -> dict[str, Any]:
+    """`train.precision` and `train.compile` as `describe_cpu` chose them for this CPU, minus compile
+    when the run generates replies during training (`train.behaviour_eval`): the config refuses that
+    pair, as generation under compiled layers is not tested."""
+    return {"precision": cpu["precision"], "compile": cpu["compile"] and not generates_during_training}
