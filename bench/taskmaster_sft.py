@@ -329,15 +329,50 @@ def retable(out: Path, args: argparse.Namespace) -> dict[str, Any]:
     or the table), keeping everything else in its results.json."""
     from types import SimpleNamespace
 
-    from tunelab.rundir import PREDICTIONS, read_json, read_jsonl, write_json
+    from tunelab.rundir import PREDICTIONS, read_json, write_json
 
-    results = read_json(out / "results.json")
-    base, tuned = (SimpleNamespace(rows=read_jsonl(out / side / PREDICTIONS)) for side in ("eval_base", "eval_tuned"))
-    results["table"] = behaviour_table(base, tuned, args.resamples, results["seed"])
+    try:
+        results = read_json(out / "results.json")
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"{out / 'results.json'}: cannot be read as this bench's results ({exc})") from None
+    base, tuned = (read_saved_replies(out / side / PREDICTIONS) for side in ("eval_base", "eval_tuned"))
+    missing = {_context(r) for r in base} - {_context(r) for r in tuned}
+    if missing:
+        raise SystemExit(f"{out / 'eval_tuned' / PREDICTIONS}: no reply for {len(missing)} context(s) the base side has, "
+                         f"e.g. {sorted(missing)[0]}")
+    results["table"] = behaviour_table(SimpleNamespace(rows=base), SimpleNamespace(rows=tuned), args.resamples,
+                                       results.get("seed", args.seed))
     write_json(out / "results.json", results)
     print(format_table(results["table"]))
     print(f"rewritten: {out / 'results.json'}")
     return results
+
+
+def _context(row: dict[str, Any]) -> tuple[str, int]:
+    return row["conversation_id"], row["turn_index"]
+
+
+def read_saved_replies(path: Path) -> list[dict[str, Any]]:
+    """One side's saved replies, for --retable. Any bad line stops it with file:line: field: reason,
+    since a table over only some of the contexts would not be the run's table."""
+    from tunelab.textio import InputFileError, RowError, iter_lines, loads_row
+
+    rows = []
+    try:
+        for number, raw in iter_lines(path):
+            if not raw.strip():
+                continue
+            try:
+                row = loads_row(raw)
+                for name, kind in (("conversation_id", str), ("turn_index", int), ("behaviour", dict)):
+                    if not isinstance(row, dict) or not isinstance(row.get(name), kind):
+                        raise RowError(name, f"missing, or not of type {kind.__name__}")
+            except RowError as exc:
+                raise SystemExit(f"{path}:{number}: {exc}") from None
+            rows.append(row)
+    except InputFileError as exc:
+        raise SystemExit(str(exc)) from None
+    return rows
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -135,3 +135,40 @@ def test_retable_rebuilds_the_table_of_a_finished_run_from_its_saved_predictions
     names = {r["metric"]: r for r in results["table"]}["tool_call: name accuracy"]
     assert (names["n"], names["base"], names["tuned"], names["delta"]) == (2, 0.5, 1.0, 0.5)
     assert results["timing"] == {"train": {"wall_s": 1.0}}  # the rest is kept
+
+
+@pytest.mark.parametrize("line, says", [
+    (b'{"conversation_id": "a", "turn_index": 1', "(row): invalid JSON"),
+    (b'{"conversation_id": "a", "turn_index": 1, "behaviour": {"act": "\\ud800"}}', "behaviour.act: holds a lone surrogate"),
+    (b'{"conversation_id": "a", "turn_index": 1, "behaviour": ' + b"[" * 5000 + b"]" * 5000 + b"}", "(row): "),
+    (b'{"conversation_id": "a", "turn_index": 1}', "behaviour: missing, or not of type dict"),
+    (b'{"conversation_id": "a", "turn_index": "1", "behaviour": {}}', "turn_index: missing, or not of type int"),
+])
+def test_retable_refuses_a_broken_saved_reply_naming_file_line_and_field(tmp_path, line: bytes, says: str) -> None:
+    import json
+
+    from tunelab.rundir import PREDICTIONS, write_json, write_jsonl
+
+    good = _row("b", 1, "tool_call", "tool_call", name_correct=True)
+    write_jsonl(tmp_path / "eval_base" / PREDICTIONS, [good])
+    # a BOM before the first row is fine; the second row is the broken one
+    (tmp_path / "eval_tuned").mkdir()
+    (tmp_path / "eval_tuned" / PREDICTIONS).write_bytes(b"\xef\xbb\xbf" + json.dumps(good).encode() + b"\n" + line + b"\n")
+    write_json(tmp_path / "results.json", {"seed": 0, "table": []})
+    with pytest.raises(SystemExit) as exc:
+        sft_bench.main(["--retable", "--out", str(tmp_path), "--resamples", "200"])
+    assert str(exc.value).startswith(f"{tmp_path / 'eval_tuned' / PREDICTIONS}:2: ") and says in str(exc.value)
+
+
+def test_retable_refuses_missing_files_and_uncovered_contexts(tmp_path) -> None:
+    from tunelab.rundir import PREDICTIONS, write_json, write_jsonl
+
+    with pytest.raises(SystemExit, match="results.json: cannot be read"):
+        sft_bench.main(["--retable", "--out", str(tmp_path)])
+    write_json(tmp_path / "results.json", {"seed": 0, "table": []})
+    write_jsonl(tmp_path / "eval_base" / PREDICTIONS, [_row("a", 1, "ask", "ask"), _row("b", 1, "ask", "ask")])
+    with pytest.raises(SystemExit, match="eval_tuned/predictions.jsonl: no such file"):
+        sft_bench.main(["--retable", "--out", str(tmp_path)])
+    write_jsonl(tmp_path / "eval_tuned" / PREDICTIONS, [_row("a", 1, "ask", "ask")])
+    with pytest.raises(SystemExit, match=r"no reply for 1 context\(s\) the base side has, e.g. \('b', 1\)"):
+        sft_bench.main(["--retable", "--out", str(tmp_path)])
