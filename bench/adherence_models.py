@@ -33,8 +33,8 @@ def main() -> None:
     from tunelab.config import LogsConfig
     from tunelab.data.logs import LogRecord
     from tunelab.eval import adherence
-    from tunelab.prompts import load_prompt
-    from tunelab.train.bake import HELDOUT
+    from tunelab.prompts.rules import load_prompt
+    from tunelab.train.recipes.bake import HELDOUT
 
     run = Path(args.run)
     spec = load_prompt(run / "prompt.yaml")
@@ -49,7 +49,7 @@ def main() -> None:
     if args.baked:
         conditions.append(adherence.Condition(f"baked {trained_on} without prompt", str(run / "bake"), False))
     out = run / "adherence_models"
-    from tunelab.helpdesk_demo import EVAL_NEW_TOKENS  # the demo's budget: Russian replies need it
+    from tunelab.demos.helpdesk import EVAL_NEW_TOKENS  # the demo's budget: Russian replies need it
 
     report = adherence.evaluate(spec, held, conditions, out_dir=out, max_questions=args.questions, max_new_tokens=EVAL_NEW_TOKENS)
     by_language = per_language(rundir.read_jsonl(out / adherence.PREDICTIONS))

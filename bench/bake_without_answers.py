@@ -69,8 +69,9 @@ def main() -> None:
     from tunelab.data.logs import read_logs
     from tunelab.eval import adherence
     from tunelab.eval.embed import semantic_similarity
-    from tunelab.prompts import load_prompt
-    from tunelab.train import bake, speed
+    from tunelab.prompts.rules import load_prompt
+    from tunelab.train import precision as speed
+    from tunelab.train.recipes import bake
 
     began, cpu0 = time.time(), cpu_seconds()
     out = args.out

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from tunelab.data.synth import cafe
-from tunelab.demo import run_demo
+from tunelab.demos.cafe import run_demo
 
 PROMPTS = {"short": cafe.SYSTEM_PROMPT, "menu": cafe.MENU_PROMPT, "none": None}
 

@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the demo's)")
     args = parser.parse_args()
 
-    from tunelab.helpdesk_demo import run_helpdesk_demo
+    from tunelab.demos.helpdesk import run_helpdesk_demo
 
     overrides = {k: v for k, v in {"max_steps": args.steps, "n_questions": args.questions, "learning_rate": args.lr}.items() if v is not None}
     results: list[tuple[float, bool]] = []  # (all rules, bar met) per seed

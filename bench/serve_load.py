@@ -35,7 +35,7 @@ PROMPTS = [
 def start_server(model: str, port: int, max_batch: int, batch_window_ms: float) -> subprocess.Popen:
     code = (
         "import logging; logging.basicConfig(level=logging.WARNING)\n"
-        "from tunelab.serve import ServeSettings, serve\n"
+        "from tunelab.serve.app import ServeSettings, serve\n"
         f"serve({model!r}, host={HOST!r}, port={port}, settings=ServeSettings(model_name='bench', "
         f"max_batch={max_batch}, batch_window={batch_window_ms / 1000}))\n"
     )
@@ -117,7 +117,7 @@ def run_load(url: str, clients: int, requests: int, max_tokens: int, limit_s: fl
 
 
 def measure(args: argparse.Namespace, max_batch: int) -> dict[str, Any]:
-    from tunelab.serve import free_socket
+    from tunelab.serve.app import free_socket
 
     sock = free_socket(HOST)
     port = sock.getsockname()[1]

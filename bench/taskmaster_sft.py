@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tunelab.data.split import dedupe  # noqa: E402
-from tunelab.types import Conversation  # noqa: E402
+from tunelab.messages import Conversation  # noqa: E402
 
 log = logging.getLogger("taskmaster_sft")
 BASE_MODEL = "smollm2-135m"
@@ -148,7 +148,7 @@ def training_config(args: argparse.Namespace, paths: dict[str, Path], run_dir: P
     """examples/taskmaster.yaml with this run's data, output, seed, length of training, the precision
     that pays on this CPU (`describe_cpu`, measured unless given) and --set."""
     from tunelab.config import load
-    from tunelab.train.speed import chosen_settings, describe_cpu
+    from tunelab.train.precision import chosen_settings, describe_cpu
 
     overrides = [f"data.train={paths['train']}", f"output.dir={run_dir}", f"train.seed={args.seed}",
                  f"data.seed={args.seed}"]  # threads: torch's default (all cores); --set train.threads=N to change
@@ -170,7 +170,7 @@ def training_config(args: argparse.Namespace, paths: dict[str, Path], run_dir: P
 
 
 def evaluate(model: str, data: Path, out: Path, args: argparse.Namespace, description: str) -> Any:
-    from tunelab.eval.generate import GenerationSettings
+    from tunelab.generation.replies import GenerationSettings
     from tunelab.eval.runner import run_eval
 
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.gen_batch)
@@ -273,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from tunelab.data.tokenize import ensure_template
     from tunelab.models.registry import resolve
     from tunelab.train.run import run
-    from tunelab.train.speed import describe_cpu
+    from tunelab.train.precision import describe_cpu
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -72,7 +72,7 @@ def val_loss(model, val, pad_id: int) -> float:
     """Mean cross-entropy over every validation target token (the same function for every variant)."""
     import torch
 
-    from tunelab.train.sft import PadCollator
+    from tunelab.train.recipes.sft import PadCollator
 
     collate, total, count = PadCollator(pad_id), 0.0, 0
     model.eval()
@@ -115,7 +115,7 @@ def counting(trainer_cls):
 def build_tunelab(settings: dict, train, tokenizer, out: str, steps: int, clock):
     from tunelab.config import load
     from tunelab.train.callbacks import TokenProgressCallback
-    from tunelab.train.sft import CountingTrainer, ExampleDataset, PadCollator, load_base, training_arguments
+    from tunelab.train.recipes.sft import CountingTrainer, ExampleDataset, PadCollator, load_base, training_arguments
 
     train_cfg = {"max_steps": steps, "learning_rate": LR, "batch_size": BATCH, "seed": SEED, "logging_steps": 1, "warmup_ratio": 0.05}
     train_cfg.update({k: settings[k] for k in ("precision", "group_by_length", "threads", "compile") if k in settings})
@@ -244,7 +244,7 @@ def main() -> None:
         return
     import torch
 
-    from tunelab.train.speed import matmul_peak
+    from tunelab.train.precision import matmul_peak
 
     peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
     print(f"cpu threads {torch.get_num_threads()}, load average {os.getloadavg()}, matmul peak GFLOP/s: fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f}")

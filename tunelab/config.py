@@ -103,7 +103,7 @@ class TeacherEndpoint(Section):
 class BakeConfig(Section):
     """recipe: bake — train the model to behave without the system prompt as the teacher does with it."""
 
-    system_prompt_file: str | None = None  # YAML prompt file (tunelab.prompts); required by recipe bake
+    system_prompt_file: str | None = None  # YAML prompt file (tunelab.prompts.rules); required by recipe bake
     # logged: good answers from the logs; teacher: teacher samples that pass every rule;
     # distill: KL(teacher with prompt || student without) over the reply tokens.
     targets: list[Literal["logged", "teacher", "distill"]] = ["logged", "teacher"]
@@ -116,7 +116,7 @@ class BakeConfig(Section):
     # ones first). None: one round, every passing reply kept.
     passing_per_question: int | None = Field(None, ge=1)
     max_samples_per_question: int = Field(8, ge=1)
-    # Rule-aware repair (tunelab/prompt_repair.py) of replies failing only repairable rules
+    # Rule-aware repair (tunelab/prompts/repair.py) of replies failing only repairable rules
     # (sentence limit, lists, closing question, forbidden phrase); re-checked against every rule.
     repair: bool = True
     # How the held-out split groups rewordings (tunelab/train/bake_inputs.py question_groups): None:
@@ -172,7 +172,7 @@ class TrainConfig(Section):
     threads: int | None = Field(None, ge=1)  # torch CPU threads; default: all cores
     # auto: bf16 autocast where measured faster (CUDA with bf16), fp32 elsewhere; bf16_base: the
     # frozen base weights stored in bf16, adapter weights and optimizer state in fp32 (adapters
-    # only); see tunelab/train/speed.py for what each was measured to do
+    # only); see tunelab/train/precision.py for what each was measured to do
     precision: Literal["auto", "fp32", "bf16", "bf16_base"] = "auto"
     # Batch examples of similar length together (less padding; measured 1.2-1.3x more tokens/s on
     # the cafe benchmark, docs/performance.md); batches are still drawn in a seeded random order.

@@ -1,4 +1,4 @@
-"""The run-directory contract: fixed file names and atomic writes.
+"""The run-directory contract: fixed file names and atomic writes of files and directories.
 
 A run directory is what users keep, compare and ship. Every file in it is written to a
 temporary name and renamed, so a killed run never leaves a half-written file that looks whole.
@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 CONFIG = "config.yaml"
 DATA_REPORT = "data_report.json"
@@ -31,13 +33,18 @@ os.umask(_UMASK)
 
 def write_text(path: str | Path, text: str) -> Path:
     """Write `text` to `path` atomically (temporary file in the same folder, then rename)."""
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` atomically (temporary file in the same folder, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -45,6 +52,28 @@ def write_text(path: str | Path, text: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextmanager
+def publish_dir(target: str | Path) -> Iterator[Path]:
+    """Build a directory under a temporary name and publish it at `target` only when the block ends
+    without an error, replacing what was there: a killed process never leaves a half-written
+    directory that looks whole. Yields the temporary folder (empty, created) to write into.
+
+    >>> with publish_dir(tmp_root / "adapter") as staging:   # doctest: +SKIP
+    ...     model.save_pretrained(staging)
+    """
+    target = Path(target)
+    staging = target.with_name(target.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(target, ignore_errors=True)
+    staging.replace(target)
 
 
 def write_json(path: str | Path, data: Any) -> Path:

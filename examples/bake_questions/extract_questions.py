@@ -5,7 +5,7 @@ From each dialogue this takes the opening user request ("Hi, can I get a decaf m
 later user turn that asks something (ends with "?"), skipping greetings without content ("Hello
 there."). Questions are deduplicated (case and spacing ignored) and written as a question list
 (`{"id", "question"}` per line) that bake reads with `data.train` when `bake.targets` has no
-`logged`. Bake itself holds out whole groups of rewordings (tunelab.train.bake.split_by_question).
+`logged`. Bake itself holds out whole groups of rewordings (tunelab.train.recipes.bake.split_by_question).
 
     python examples/bake_questions/extract_questions.py /work/shared/data/taskmaster4 -o questions.jsonl --limit 400
 """

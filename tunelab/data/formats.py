@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from tunelab.data.validate import check_conversation
+from tunelab.data.structure import check_conversation
 from tunelab.textio import BOM, RowError, check_file, iter_lines, loads_row, shown, split_json_list
-from tunelab.types import ROLES, Conversation, Message, ToolCall
+from tunelab.messages import ROLES, Conversation, Message, ToolCall
 
 FORMATS = ("auto", "openai", "sharegpt", "alpaca")
 SHAREGPT_ROLES = {

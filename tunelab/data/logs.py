@@ -27,7 +27,7 @@ import jinja2.sandbox
 from tunelab.config import LogsConfig
 from tunelab.data.formats import Rejected, RowError
 from tunelab.textio import InputFileError, bad_value, check_file, check_value, iter_lines, loads_row, shown
-from tunelab.types import Conversation, Message
+from tunelab.messages import Conversation, Message
 
 DEFAULT_TEMPLATE = (
     "{% if tags %}User: {% for k, v in tags.items() %}{{ k }}={{ v }}{% if not loop.last %}, {% endif %}{% endfor %}\n{% endif %}"

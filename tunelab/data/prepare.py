@@ -13,7 +13,7 @@ from tunelab.data.formats import ReadResult, read_conversations
 from tunelab.data.logs import LogReadResult
 from tunelab.data.split import dedupe, fingerprint, split
 from tunelab.data.tokenize import TemplateInfo, template_info, tokenize_conversation
-from tunelab.types import Conversation, Example, Message
+from tunelab.messages import Conversation, Example, Message
 
 
 class NoUsableData(RuntimeError):

@@ -6,7 +6,7 @@ import hashlib
 import json
 import random
 
-from tunelab.types import Conversation
+from tunelab.messages import Conversation
 
 
 def fingerprint(conv: Conversation) -> str:

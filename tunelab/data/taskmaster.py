@@ -26,7 +26,7 @@ from typing import Any, Iterable
 from tunelab.data.formats import Rejected, RowError
 from tunelab.rundir import write_jsonl
 from tunelab.textio import check_file, check_value, loads_row, split_json_list
-from tunelab.types import Message, ToolCall
+from tunelab.messages import Message, ToolCall
 
 log = logging.getLogger(__name__)
 

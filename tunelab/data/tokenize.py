@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from tunelab.types import Conversation, Example, Message, ToolCall
+from tunelab.messages import Conversation, Example, Message, ToolCall
 
 IGNORE = -100
 

@@ -1,46 +1,110 @@
-"""Structural checks on a conversation: role order, empty content, a target to learn from.
-
-The rules, in the order they are checked:
-- a system message may only come first;
-- the first non-system message is from the user;
-- a user message follows the system prompt, an assistant message or a tool result;
-- an assistant message follows a user message or a tool result;
-- a tool message follows an assistant message that made tool calls, or another tool message;
-- content may be empty only on an assistant message that makes tool calls;
-- at least one assistant message carries loss (weight is not 0).
-"""
+"""`tunelab data validate` and `tunelab data inspect`: what a file holds, what is wrong with it,
+and exactly which tokens will carry loss."""
 
 from __future__ import annotations
 
-from tunelab.types import Conversation
+import logging
+import os
+from pathlib import Path
+from typing import Any
 
-ALLOWED_BEFORE = {
-    "user": {None, "system", "assistant", "tool"},
-    "assistant": {"user", "tool"},
-    "tool": {"assistant", "tool"},
-}
+from tunelab.data.formats import ReadResult, Rejected, read_conversations
+from tunelab.data.prepare import length_stats, token_stats, tokenize_all, write_rejected
+from tunelab.data.tokenize import IGNORE, ensure_template, target_spans, template_info, to_template_messages, tokenize_conversation
+
+log = logging.getLogger(__name__)
 
 
-def check_conversation(conv: Conversation) -> list[tuple[str, str]]:
-    """(field, reason) for each problem; empty when the conversation is usable."""
-    problems: list[tuple[str, str]] = []
-    msgs = conv.messages
-    if not msgs:
-        return [("messages", "empty conversation")]
-    previous: str | None = None
-    for i, m in enumerate(msgs):
-        where = f"messages[{i}]"
-        if m.role == "system":
-            if i != 0:
-                problems.append((f"{where}.role", "wrong role order: a system message may only come first"))
-        elif previous not in ALLOWED_BEFORE[m.role]:
-            after = previous or "the start"
-            problems.append((f"{where}.role", f"wrong role order: {m.role} after {after}"))
-        if m.role == "tool" and previous == "assistant" and not msgs[i - 1].tool_calls:
-            problems.append((f"{where}.role", "wrong role order: tool result after an assistant message without tool_calls"))
-        if not m.content.strip() and not (m.role == "assistant" and m.tool_calls):
-            problems.append((f"{where}.content", "empty content"))
-        previous = m.role
-    if not any(m.is_target for m in msgs):
-        problems.append(("messages", "no assistant turn to learn from"))
-    return problems
+def load_tokenizer(model: str) -> Any:
+    from tunelab.models.load import load_tokenizer as load
+
+    return ensure_template(load(model))
+
+
+def rejected_folder(data_file: Path, out_dir: Path | None) -> Path:
+    """Beside the data file, unless told otherwise or that folder is read-only (then the cwd, logged)."""
+    folder = out_dir or data_file.parent
+    if out_dir is None and not os.access(folder, os.W_OK):
+        log.warning("%s is read-only; writing the rejected rows to the current directory", folder)
+        folder = Path.cwd()
+    return folder
+
+
+def validate_file(path: str | Path, tokenizer: Any, max_length: int | None, fmt: str = "auto", out_dir: Path | None = None) -> dict[str, Any]:
+    """Read, check, tokenize. Rows too long even after the truncation policy are rejected too.
+    An OpenAI preference file (DPO) is detected from its first row and checked as one."""
+    from tunelab.data.openai_preference import is_preference_file
+
+    path = Path(path)
+    if fmt == "auto" and is_preference_file(path):
+        return validate_preference_file(path, tokenizer, out_dir)
+    result: ReadResult = read_conversations(path, fmt)
+    n_read = result.n_read
+    tokenized = tokenize_all(tokenizer, result.conversations, max_length or 10**9, template_info(tokenizer))
+    for conv in tokenized.too_long:
+        result.rejected.append(Rejected(source=conv.source, field="messages", reason=f"longer than max length {max_length} even after dropping old turns"))
+    kept = len(result.conversations) - len(tokenized.too_long)
+    target = write_rejected(result, rejected_folder(path, out_dir))
+    stats = token_stats(tokenized.examples)
+    return {
+        "file": str(path),
+        "format": result.fmt,
+        "read": n_read,
+        "kept": kept,
+        "rejected": len(result.rejected),
+        "truncated": tokenized.truncated,
+        "errors": [r.message() for r in result.rejected],
+        "rejected_file": str(target) if target else None,
+        "stats": stats,
+    }
+
+
+def inspect_file(path: str | Path, tokenizer: Any, n: int, max_length: int | None = None, fmt: str = "auto") -> list[dict[str, Any]]:
+    """The first n usable examples: ids, labels and the decoded target spans."""
+    result = read_conversations(path, fmt)
+    info = template_info(tokenizer)
+    shown = []
+    for conv in result.conversations:
+        example = tokenize_conversation(tokenizer, conv, max_length, info)
+        if example is None:
+            continue
+        shown.append(
+            {
+                "id": conv.id,
+                "source": conv.source,
+                "tokens": len(example.input_ids),
+                "target_tokens": example.n_targets,
+                "dropped_turns": example.dropped_turns,
+                "target_spans": target_spans(tokenizer, example),
+                "pieces": [(tokenizer.decode([t]), label != IGNORE) for t, label in zip(example.input_ids, example.labels)],
+            }
+        )
+        if len(shown) >= n:
+            break
+    return shown
+
+
+def validate_preference_file(path: str | Path, tokenizer: Any, out_dir: Path | None = None) -> dict[str, Any]:
+    """`validate_file` for OpenAI preference JSONL (DPO): the same report, where an example is one
+    pair, its tokens the prompt rendered with each output, its target tokens the two outputs'."""
+    from tunelab.data.openai_preference import read_pairs
+
+    path = Path(path)
+    result = read_pairs(path)
+    info = template_info(tokenizer)
+
+    def length(messages: tuple, prompt_only: bool = False) -> int:
+        rendered = tokenizer.apply_chat_template(to_template_messages(messages, info), tokenize=True, return_dict=False,
+                                                 add_generation_prompt=prompt_only)
+        return len(rendered)
+
+    tokens, targets = [], []
+    for pair in result.pairs:
+        prompt = length(pair.context, prompt_only=True)
+        full = [length(pair.context + reply) for reply in (pair.chosen, pair.rejected)]
+        tokens.append(sum(full))
+        targets.append(sum(max(0, n - prompt) for n in full))
+    target = write_rejected(result, rejected_folder(path, out_dir))  # type: ignore[arg-type]
+    return {"file": str(path), "format": result.fmt, "read": result.n_read, "kept": len(result.pairs), "rejected": len(result.rejected),
+            "truncated": 0, "errors": [r.message() for r in result.rejected], "rejected_file": str(target) if target else None,
+            "stats": length_stats(tokens, targets)}

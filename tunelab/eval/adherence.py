@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from tunelab import rundir
 from tunelab.data.logs import LogRecord, compile_template, render_user_turn
-from tunelab.prompts import CheckItem, PromptSpec, check_all, passes_all
+from tunelab.prompts.rules import CheckItem, PromptSpec, check_all, passes_all
 
 log = logging.getLogger(__name__)
 PREDICTIONS = "adherence_predictions.jsonl"
@@ -63,8 +63,8 @@ def prefill_seconds(model: Any, prompts: Sequence[Sequence[int]], n: int = 8) ->
 
 
 def run_condition(model: Any, tokenizer: Any, spec: PromptSpec, questions: Sequence[LogRecord], template: Any, with_prompt: bool, settings: Any) -> dict[str, Any]:
-    from tunelab.eval.generate import generate_replies, render_prompts
-    from tunelab.types import chat
+    from tunelab.generation.replies import generate_replies, render_prompts
+    from tunelab.messages import chat
 
     messages = [chat(render_user_turn(q, template), system=spec.prompt if with_prompt else None) for q in questions]
     prompts = render_prompts(tokenizer, messages)
@@ -95,7 +95,7 @@ def summarise(spec: PromptSpec, rows: list[dict[str, Any]]) -> dict[str, Any]:
 def evaluate(spec: PromptSpec, records: Sequence[LogRecord], conditions: Sequence[Condition], out_dir: str | Path | None = None,
              template: str | None = None, max_questions: int | None = None, max_new_tokens: int = 96, batch_size: int = 16) -> dict[str, Any]:
     """Generate greedily for every condition on the distinct held-out questions; score; write files."""
-    from tunelab.eval.generate import GenerationSettings
+    from tunelab.generation.replies import GenerationSettings
     from tunelab.models.load import load_model
 
     compiled = compile_template(template)

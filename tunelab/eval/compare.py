@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tunelab import rundir
-from tunelab.eval.generate import GenerationSettings, Turns
+from tunelab.generation.replies import GenerationSettings, Turns
 from tunelab.eval.metrics import Delta, paired_bootstrap
 from tunelab.eval.runner import EvalError, EvalResult, run_eval
 

@@ -20,8 +20,8 @@ from typing import Any, Sequence
 
 from tunelab import rundir
 from tunelab.eval import metrics
-from tunelab.eval.generate import Context, GenerationSettings, Turns, build_contexts, generate_replies, render_prompts
-from tunelab.types import Conversation
+from tunelab.generation.replies import Context, GenerationSettings, Turns, build_contexts, generate_replies, render_prompts
+from tunelab.messages import Conversation
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from tunelab import rundir
 from tunelab.report.page import page, section
 from tunelab.report.run import run_sections, run_title
 
-SWEEP_JSON = "sweep.json"  # same name as tunelab.sweep.SWEEP_JSON (not imported: that module pulls in training)
+SWEEP_JSON = "sweep.json"  # same name as tunelab.train.sweep.SWEEP_JSON (not imported: that module pulls in training)
 
 
 def is_sweep_dir(path: Path) -> bool:

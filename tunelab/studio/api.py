@@ -18,7 +18,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from tunelab.serve import ApiError
+from tunelab.serve.app import ApiError
 from tunelab.studio.jobs import TERMINAL
 
 UI = Path(__file__).parent / "ui"

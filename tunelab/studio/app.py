@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.models.registry import DEFAULT_MODEL, tunelab_home
-from tunelab.serve import ServeSettings, create_app
+from tunelab.serve.app import ServeSettings, create_app
 from tunelab.studio import api
 from tunelab.studio.db import Database
 from tunelab.studio.files import FileStore
@@ -78,6 +78,6 @@ def run(folder: Path | None, host: str, port: int, api_key: str | None, base_mod
 
 def serve_in_thread(studio: Studio) -> Any:
     """For tests and scripts: `with serve_in_thread(studio) as url:` (url ends in /v1)."""
-    from tunelab.serve import ServerThread
+    from tunelab.serve.app import ServerThread
 
     return ServerThread(studio.app)

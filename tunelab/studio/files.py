@@ -62,7 +62,7 @@ class FileStore:
     def tokenizer(self) -> Any:
         with self._tokenizer_lock:
             if self._tokenizer is None:
-                from tunelab.data.check import load_tokenizer
+                from tunelab.data.validate import load_tokenizer
 
                 self._tokenizer = load_tokenizer(self.tokenizer_model)
             return self._tokenizer
@@ -102,7 +102,7 @@ class FileStore:
         feedback logs (recipe bake's reader with the default columns), prompt files (YAML)."""
         kind = upload_kind(path)
         if kind == PROMPT:
-            from tunelab.prompts import PromptFileError, load_prompt
+            from tunelab.prompts.rules import PromptFileError, load_prompt
 
             try:
                 spec, errors = load_prompt(path), []
@@ -120,7 +120,7 @@ class FileStore:
             return {"file": str(path), "format": LOG, "log_format": read.fmt, "read": read.n_read, "kept": len(read.records),
                     "rejected": len(read.rejected), "errors": [r.message() for r in read.rejected], "good": good,
                     "bad": len(read.records) - good, "rejected_file": str(rejected) if rejected else None, "stats": {"examples": 0}}
-        from tunelab.data.check import validate_file
+        from tunelab.data.validate import validate_file
 
         return validate_file(path, self.tokenizer(), None, "auto", out_dir=path.parent)
 
@@ -160,7 +160,7 @@ class FileStore:
 
     def inspect(self, file_id: str, n: int = 1) -> list[dict[str, Any]]:
         """`tunelab data inspect --json` for the first n examples, with the loss-mask pieces."""
-        from tunelab.data.check import inspect_file
+        from tunelab.data.validate import inspect_file
 
         row = self.row(file_id)
         if row is None:

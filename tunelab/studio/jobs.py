@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from tunelab.config import ConfigError, TrainConfig, dump, load
-from tunelab.serve import ApiError
+from tunelab.serve.app import ApiError
 from tunelab.studio.db import Database, new_id
 
 BASE_LR = TrainConfig.model_fields["learning_rate"].default  # learning_rate_multiplier 1 means this
@@ -60,7 +60,7 @@ def _train_section(hp: dict[str, Any]) -> dict[str, Any]:
 
 
 def _method_sections(raw: dict[str, Any], kind: str, hp: dict[str, Any]) -> None:
-    """method dpo -> tunelab's recipe dpo (tunelab/train/preference.py, TRL's DPOTrainer, LoRA),
+    """method dpo -> tunelab's recipe dpo (tunelab/train/recipes/preference.py, TRL's DPOTrainer, LoRA),
     with `beta` as preference.beta; a pasted config may not ask for another recipe."""
     recipe = raw["train"].get("recipe")
     if kind == "supervised":

@@ -9,8 +9,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from tunelab.batching import Engine
-from tunelab.serve import ApiError, ServeSettings, load_engine
+from tunelab.generation.engine import Engine
+from tunelab.serve.app import ApiError, ServeSettings, load_engine
 from tunelab.studio.db import Database
 
 

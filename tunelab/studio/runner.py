@@ -21,7 +21,7 @@ from typing import Any
 
 from tunelab import rundir
 from tunelab.studio.db import Database, new_id
-from tunelab.train.sft import last_complete_checkpoint
+from tunelab.train.recipes.sft import last_complete_checkpoint
 
 log = logging.getLogger(__name__)
 POLL = 0.5  # seconds between looks at the queue and the running job
@@ -82,7 +82,7 @@ def _wrong_kind(job: dict[str, Any], file: dict[str, Any]) -> str | None:
     feedback log, SFT chats)."""
     import yaml
 
-    from tunelab.data.preference_file import FORMAT as PAIRS
+    from tunelab.data.openai_preference import FORMAT as PAIRS
     from tunelab.studio.files import LOG, PROMPT
 
     fmt = (file["report"] or {}).get("format")

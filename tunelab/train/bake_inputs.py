@@ -25,7 +25,7 @@ from tunelab.config import Config, LogsConfig
 from tunelab.data.hygiene import clean
 from tunelab.data.logs import LogRecord, read_logs
 from tunelab.data.prepare import write_rejected
-from tunelab.prompts import _stems, detect_language  # the rule checks' crude stems: one notion of "the same word"
+from tunelab.prompts.rules import _stems, detect_language  # the rule checks' crude stems: one notion of "the same word"
 
 log = logging.getLogger(__name__)
 PARAPHRASES = "paraphrases.jsonl"
@@ -73,8 +73,8 @@ def clean_paraphrase(original: str, text: str, max_words: int = 60) -> str | Non
 def paraphrase(model: Any, tokenizer: Any, records: list[LogRecord], n: int, config: Config) -> tuple[list[LogRecord], dict[str, int]]:
     """`n` sampled rewrites of every distinct question, each a copy of its record with the new wording.
     The model generates without any system prompt (the teacher with the adapter off, in bake)."""
-    from tunelab.eval.generate import GenerationSettings, generate_replies, render_prompts
-    from tunelab.types import Message
+    from tunelab.generation.replies import GenerationSettings, generate_replies, render_prompts
+    from tunelab.messages import Message
 
     distinct = list({same_question_key(r.question): r.question for r in records}.values())
     asked = [q for q in distinct for _ in range(n)]

@@ -3,7 +3,7 @@
 For each question the teacher (with the system prompt) is sampled in rounds of
 bake.samples_per_question until bake.passing_per_question replies are usable targets or
 bake.max_samples_per_question were drawn. A reply is usable when it passes every rule as written,
-or, with bake.repair, after the rule-aware repair of tunelab/prompt_repair.py (re-checked against
+or, with bake.repair, after the rule-aware repair of tunelab/prompts/repair.py (re-checked against
 every rule). Questions are sampled a chunk at a time (batched generation) and each finished
 chunk's samples are appended to teacher_samples.jsonl, so an interrupted bake resumes where it
 stopped (`tunelab train --resume`); repairs are recomputed from the saved raw replies, so the
@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from tunelab.config import BakeConfig, Config, TeacherEndpoint
-from tunelab.prompt_repair import Repaired, clean_question, repair
-from tunelab.prompts import CheckItem, PromptSpec, check_all
-from tunelab.types import Message, chat
+from tunelab.prompts.repair import Repaired, clean_question, repair
+from tunelab.prompts.rules import CheckItem, PromptSpec, check_all
+from tunelab.messages import Message, chat
 
 log = logging.getLogger(__name__)
 CHUNK_QUESTIONS = 8  # questions sampled together: 8 x 2 samples fill a generation batch of 16
@@ -43,7 +43,7 @@ class LocalTeacher:
 
     def sample(self, conversations: Sequence[tuple[Message, ...]], indices: Sequence[int], seed: int, max_new_tokens: int | None = None,
                temperature: float | None = None) -> list[str]:
-        from tunelab.eval.generate import GenerationSettings, generate_replies, render_prompts
+        from tunelab.generation.replies import GenerationSettings, generate_replies, render_prompts
 
         b = self.config.bake
         prompts = render_prompts(self.tokenizer, conversations)
@@ -57,7 +57,7 @@ class EndpointTeacher:
     """An OpenAI-compatible endpoint through the judge's client (timeouts, counted retries) and cache."""
 
     def __init__(self, endpoint: TeacherEndpoint, config: Config, cache_path: Path):
-        from tunelab.eval.judge import Judge, JudgeSettings
+        from tunelab.eval.rubric import Judge, JudgeSettings
 
         self.config = config
         self.judge = Judge(JudgeSettings(base_url=endpoint.base_url, model=endpoint.model, api_key_env=endpoint.api_key_env,
@@ -151,7 +151,7 @@ def sample_targets(teacher: Any, spec: PromptSpec, questions: list[tuple[str, st
                    closer: Callable[[str], str | None] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Every question's samples (saved ones first, the rest sampled and appended to `path`) with
     their verdicts and targets, and the teacher section of the data report."""
-    from tunelab.eval.generate import _progress
+    from tunelab.generation.replies import _progress
 
     saved, broken = read_saved(path)
     done, fresh = {r["id"] for r in saved}, []

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from tunelab.config import Config, TrainConfig
-from tunelab.eval.generate import Context, GenerationSettings, build_contexts, generate_replies, render_prompts
-from tunelab.types import Conversation
+from tunelab.generation.replies import Context, GenerationSettings, build_contexts, generate_replies, render_prompts
+from tunelab.messages import Conversation
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from tunelab.types import Conversation, Message
+from tunelab.messages import Conversation, Message
 
 # drink -> temperatures it comes in (one entry: that temperature is implied by the name)
 DRINKS = {

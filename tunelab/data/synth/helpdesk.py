@@ -22,7 +22,7 @@ import random
 import re
 from typing import Any
 
-from tunelab.prompts import CheckItem, is_answerable
+from tunelab.prompts.rules import CheckItem, is_answerable
 
 # service key -> (English name, Russian nominative, Russian genitive)
 SERVICES: dict[str, tuple[str, str, str]] = {

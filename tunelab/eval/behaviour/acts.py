@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from tunelab.eval.behaviour.lexicon import DEFAULT, Lexicon
-from tunelab.types import Message, ToolCall
+from tunelab.messages import Message, ToolCall
 
 ACTS: tuple[str, ...] = ("ask", "confirm", "inform", "steer", "closing", "tool_call")
 LABELS: tuple[str, ...] = ACTS + ("none",)

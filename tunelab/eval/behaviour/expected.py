@@ -16,7 +16,7 @@ This module decides whether a reply did it, and says why, so every verdict can b
            (a cappuccino is hot) may be said or left out, but not contradicted.
 
 Hand-written because no library parses order read-backs; it is audited against replies labelled
-by reading them (tests/fixtures/judge_audit.jsonl, tests/test_judge_audit.py).
+by reading them (tests/fixtures/judge_audit.jsonl, tests/unit/test_judge_audit.py).
 """
 
 from __future__ import annotations

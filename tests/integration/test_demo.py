@@ -1,0 +1,125 @@
+"""The cafe demo: held-out dialogues that share nothing with training, enough of each scored act,
+and the whole pipeline end to end on a tiny model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tunelab.demos import cafe as demo
+from tunelab.generation.replies import build_contexts
+
+
+def test_heldout_dialogues_share_no_dialogue_with_training(tmp_path) -> None:
+    data = demo.write_data(tmp_path, n_train=400, n_heldout=130, seed=0)
+    train = [json.loads(line) for line in data["files"]["train"].read_text().splitlines()]
+    val = [json.loads(line) for line in data["files"]["val"].read_text().splitlines()]
+    trained_on = {tuple(m["content"] for m in row["messages"] if m["role"] == "user") for row in train + val}
+    heldout = data["heldout"]
+    assert heldout and not {demo.customer_turns(c) for c in heldout} & trained_on
+    assert not {c.id for c in heldout} & {row["id"] for row in train + val}
+    contexts = [c for c in build_contexts(heldout) if c.expected]
+    asks = [c for c in contexts if c.expected["act"] == "ask"]
+    confirms = [c for c in contexts if c.expected["act"] == "confirm"]
+    assert len(asks) >= 100 and len(confirms) >= 100
+    # every slot is asked about, and second questions (after the first answer) are among them
+    assert {c.expected["slot"] for c in asks} == {"size", "temperature", "quantity", "drink"}
+    by_dialogue = {}
+    for c in asks:
+        by_dialogue[c.conversation_id] = by_dialogue.get(c.conversation_id, 0) + 1
+    assert sum(n >= 2 for n in by_dialogue.values()) >= 10
+
+
+def test_heldout_seed_is_never_a_training_seed() -> None:
+    for seed in range(5):
+        assert seed + demo.HELDOUT_SEED_OFFSET not in range(1000)
+
+
+def test_wilson_interval() -> None:
+    from tunelab.eval.metrics import wilson
+
+    low, high = wilson(90, 100)
+    assert 0.82 < low < 0.83 and 0.94 < high < 0.95
+
+
+def test_demo_end_to_end_on_a_tiny_model(tmp_path, tiny_model_dir) -> None:
+    result = demo.run_demo(tmp_path, n_train=16, n_heldout=6, seed=2, model=tiny_model_dir, max_steps=2,
+                           eval_steps=1, save_steps=2)
+    run_dir = tmp_path / "run"
+    pairs = [json.loads(line) for line in (run_dir / "before_after.jsonl").read_text().splitlines()]
+    assert pairs and all(p["expected"]["act"] in ("ask", "confirm") for p in pairs)
+    assert all(isinstance(p["tuned_reason"], str) and p["tuned_reason"] for p in pairs)
+    scores = json.loads((run_dir / "demo_scores.json").read_text())
+    for side in ("base", "tuned"):
+        for act in ("ask", "confirm", "overall"):
+            rate = scores[side][act]
+            low, high = rate["ci95"]
+            assert rate["n"] > 0 and low <= rate["rate"] <= high
+    assert result["cpu"]["precision"] in ("fp32", "bf16_base") and result["wall_seconds"] > 0
+    assert (run_dir / "report.html").exists()
+
+
+def test_twins_differ_from_their_dialogue_only_in_the_details_and_stay_on_its_side_of_the_split(tmp_path) -> None:
+    from tunelab.data.synth import cafe
+
+    plain, paired = cafe.generate(60, seed=7), cafe.generate(60, seed=7, twins=True)
+    twins = [c for c in paired if c.id.endswith("-twin")]
+    by_id = {c.id: c for c in paired}
+    assert twins and len(paired) == 60 + len(twins)
+    for twin in twins:
+        original = by_id[twin.id.removesuffix("-twin")]
+        roles = [m.role for m in twin.messages]
+        assert roles[-1] == "assistant" and roles.count("assistant") in (1, 2)  # a welcome, then the confirmation
+        # the twin's confirmation is its dialogue's last one, word for word, with the same record
+        confirm_at = max(int(k) for k, v in original.meta["turns"].items() if v["act"] == "confirm")
+        assert twin.messages[-1].content == original.messages[confirm_at].content
+        assert twin.meta["turns"][str(len(twin.messages) - 1)] == original.meta["turns"][str(confirm_at)]
+        # every option the customer added later is in the twin's opening; the greeting and phrasing are kept
+        opening, first = twin.messages[-2].content, original.messages[len(twin.messages) - 2].content
+        assert opening != first and opening[-1] == first[-1]
+        for later in (m.content for m in original.messages[len(twin.messages) - 1:] if m.role == "user"):
+            word = later.lower().strip(".!").split()[-1]
+            assert word in opening.lower() or later in cafe.YES or word in ("please", "them", "one", "fine", "great")
+    # without twins nothing of a dialogue changes: the main random stream is the same
+    originals = [c for c in paired if not c.id.endswith("-twin")]
+    assert [c.id for c in originals] == [c.id for c in plain]
+    assert all(not any(v["act"] == "ask" for v in c.meta["turns"].values()) for c in twins)
+    data = demo.write_data(tmp_path, n_train=40, n_heldout=10, seed=3, n_val=8, twins=True)
+    rows = {name: [json.loads(x)["id"] for x in data["files"][name].read_text().splitlines()] for name in ("train", "val")}
+    assert not any(i.endswith("-twin") for i in rows["val"])
+    assert all(i.removesuffix("-twin") in rows["train"] for i in rows["train"])
+
+
+def test_the_precision_follows_the_measured_matmul_rates_at_the_probe_size(monkeypatch) -> None:
+    """bf16_base + compile only where a bf16 multiply of the probe's size measured >= 1.5x fp32.
+    Other CPUs cannot run here, so their measured rates are stood in for (Zen 4 and AVX2-only EPYC)."""
+    import torch
+
+    from tunelab.train import precision as speed
+
+    sizes = []
+    for rates, chosen in (({torch.float32: 103.0, torch.bfloat16: 206.0}, "bf16_base"),   # Zen 4, 256x256
+                          ({torch.float32: 88.0, torch.bfloat16: 3.0}, "fp32"),           # AVX2-only EPYC
+                          ({torch.float32: 96.0, torch.bfloat16: 129.0}, "fp32")):        # 1.34x: under the bar
+        monkeypatch.setattr(speed, "matmul_peak", lambda dtype, n, seconds, rates=rates: sizes.append(n) or rates[dtype])
+        cpu = speed.describe_cpu()
+        assert (cpu["precision"], cpu["compile"]) == (chosen, chosen == "bf16_base"), cpu
+        assert cpu["threads"] == torch.get_num_threads()  # the probe's one thread is given back
+    assert set(sizes) == {speed.PROBE_SIZE}
+
+
+def test_the_demo_compiles_only_when_nothing_is_generated_during_training() -> None:
+    from tunelab.config import ConfigError
+    from tunelab.train.precision import chosen_settings
+
+    native = {"precision": "bf16_base", "compile": True}
+    assert chosen_settings(native, generates_during_training=False) == native
+    settings = chosen_settings(native, generates_during_training=True)
+    assert settings == {"precision": "bf16_base", "compile": False}
+    # the config refuses compile with behaviour_eval, and takes the settings chosen for it
+    long_run = {"behaviour_eval": {"enabled": True, "contexts": 100, "max_new_tokens": 64}}
+    with pytest.raises(ConfigError, match="compile"):
+        demo.demo_config(Path("/tmp/x"), Path("t.jsonl"), Path("v.jsonl"), **{**native, **long_run})
+    demo.demo_config(Path("/tmp/x"), Path("t.jsonl"), Path("v.jsonl"), **{**settings, **long_run})

@@ -1,0 +1,174 @@
+"""bench/taskmaster_sft.py: the split by dialogue, the training config it builds, the paired table."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from tunelab.data.formats import read_conversations
+from tunelab.data.split import fingerprint
+from tunelab.data.taskmaster import convert_dialogs, write_result
+from tunelab.messages import Conversation, Message
+
+ROOT = Path(__file__).resolve().parents[2]
+REAL = ROOT.parent / "shared" / "data" / "taskmaster4"
+
+_spec = importlib.util.spec_from_file_location("taskmaster_sft", ROOT / "bench" / "taskmaster_sft.py")
+sft_bench = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = sft_bench  # dataclasses look their module up while the class is built
+_spec.loader.exec_module(sft_bench)
+
+
+def _conv(cid: str, order: str) -> Conversation:
+    return Conversation(id=cid, messages=(Message("user", f"one {order} please"), Message("assistant", "What size?")))
+
+
+@pytest.fixture(scope="module")
+def real_dialogues(tmp_path_factory: pytest.TempPathFactory) -> list[Conversation]:
+    if not REAL.is_dir():
+        pytest.skip(f"Taskmaster-4 data not present at {REAL}")
+    out = tmp_path_factory.mktemp("tm") / "taskmaster.jsonl"
+    write_result(convert_dialogs(REAL), out)
+    return read_conversations(out).conversations
+
+
+def test_real_split_is_disjoint_seeded_and_eval_fixed_by_seed(real_dialogues: list[Conversation]) -> None:
+    small = sft_bench.split_by_dialogue(real_dialogues, n_train=50, n_val=5, n_eval=20, seed=3)
+    large = sft_bench.split_by_dialogue(real_dialogues, n_train=400, n_val=5, n_eval=20, seed=3)
+    again = sft_bench.split_by_dialogue(list(reversed(real_dialogues)), n_train=50, n_val=5, n_eval=20, seed=3)
+    other = sft_bench.split_by_dialogue(real_dialogues, n_train=50, n_val=5, n_eval=20, seed=4)
+
+    assert (len(small.train), len(small.val), len(small.eval)) == (50, 5, 20)
+    train, val, held = ({fingerprint(c) for c in part} for part in (large.train, large.val, large.eval))
+    assert not (train & held) and not (train & val) and not (val & held)
+    # More training data must not change which dialogues are evaluated, nor the file order.
+    assert [c.id for c in large.eval] == [c.id for c in small.eval] == [c.id for c in again.eval]
+    assert [c.id for c in other.eval] != [c.id for c in small.eval]
+
+
+def test_a_copy_of_an_eval_dialogue_under_another_id_never_reaches_training() -> None:
+    convs = [_conv(f"c{i}", f"drink {i}") for i in range(30)] + [_conv("copy-of-c0", "drink 0")]
+    for seed in range(20):
+        split = sft_bench.split_by_dialogue(convs, n_train=25, n_val=0, n_eval=5, seed=seed)
+        assert split.duplicates_dropped == 1
+        assert not {fingerprint(c) for c in split.train} & {fingerprint(c) for c in split.eval}
+
+
+def test_split_refuses_more_dialogues_than_exist() -> None:
+    convs = [_conv(f"c{i}", f"drink {i}") for i in range(10)]
+    with pytest.raises(ValueError, match="only 10 distinct"):
+        sft_bench.split_by_dialogue(convs, n_train=8, n_val=1, n_eval=2, seed=0)
+    with pytest.raises(ValueError, match="--eval >= 1"):
+        sft_bench.split_by_dialogue(convs, n_train=8, n_val=0, n_eval=0, seed=0)
+
+
+def test_training_config_uses_the_split_files_and_validates(tmp_path: Path) -> None:
+    args = sft_bench.parse_args(["--steps", "8", "--seed", "5", "--set", "train.batch_size=2"])
+    paths = {name: tmp_path / f"{name}.jsonl" for name in ("train", "val", "eval")}
+    config = sft_bench.training_config(args, paths, tmp_path / "run", n_train=40)
+    assert config.model.name == "smollm2-135m" and config.model.adapter == "lora"
+    assert config.data.train == str(paths["train"]) and config.data.val == str(paths["val"])
+    assert config.data.max_length >= 1024  # most Taskmaster dialogues fit whole
+    assert (config.train.max_steps, config.train.seed, config.train.batch_size) == (8, 5, 2)
+    assert config.train.save_steps % config.train.eval_steps == 0
+    assert config.output.dir == str(tmp_path / "run")
+    # precision and compile follow the CPU's measured choice, unless --set names them
+    native = {"precision": "bf16_base", "compile": True}
+    config = sft_bench.training_config(args, paths, tmp_path / "run", n_train=40, cpu=native)
+    assert (config.train.precision, config.train.compile) == ("bf16_base", True)
+    config = sft_bench.training_config(args, paths, tmp_path / "run", n_train=40, cpu={"precision": "fp32", "compile": False})
+    assert (config.train.precision, config.train.compile) == ("fp32", False)
+    args = sft_bench.parse_args(["--set", "train.precision=fp32"])
+    config = sft_bench.training_config(args, paths, tmp_path / "run", n_train=40, cpu=native)
+    assert (config.train.precision, config.train.compile) == ("fp32", False)
+    # a run that generates during training keeps bf16 but is not compiled (the config refuses the pair)
+    args = sft_bench.parse_args(["--set", "train.behaviour_eval.enabled=true"])
+    config = sft_bench.training_config(args, paths, tmp_path / "run", n_train=40, cpu=native)
+    assert (config.train.precision, config.train.compile) == ("bf16_base", False)
+
+
+def _row(cid: str, turn: int, ref_act: str, act: str, **detail: bool) -> dict:
+    return {"conversation_id": cid, "turn_index": turn,
+            "behaviour": {"reference_act": ref_act, "act": act, "appropriate": ref_act == act,
+                          "correct": detail.get("args_correct", ref_act == act), **detail}}
+
+
+def test_table_pairs_rows_by_context_and_restricts_tool_call_rows() -> None:
+    base = SimpleNamespace(rows=[
+        _row("a", 1, "tool_call", "inform", name_correct=False, args_correct=False),
+        _row("a", 3, "ask", "ask"),
+        _row("b", 1, "tool_call", "tool_call", name_correct=True, args_correct=False),
+    ])
+    # The tuned side lists the same contexts in another order.
+    tuned = SimpleNamespace(rows=[
+        _row("b", 1, "tool_call", "tool_call", name_correct=True, args_correct=True),
+        _row("a", 3, "ask", "inform"),
+        _row("a", 1, "tool_call", "tool_call", name_correct=True, args_correct=True),
+    ])
+    table = {r["metric"]: r for r in sft_bench.behaviour_table(base, tuned, n_resamples=200, seed=0)}
+    assert (table["appropriateness"]["base"], table["appropriateness"]["tuned"]) == (0.667, 0.667)
+    assert table["tool_call: name accuracy"]["n"] == 2
+    assert (table["tool_call: name accuracy"]["base"], table["tool_call: name accuracy"]["tuned"]) == (0.5, 1.0)
+    # each side's own 95% interval (Wilson): 1 of 2 and 2 of 2
+    assert table["tool_call: name accuracy"]["base_ci95"] == [0.095, 0.905]
+    assert table["tool_call: name accuracy"]["tuned_ci95"][0] == 0.342 and table["tool_call: name accuracy"]["tuned_ci95"][1] == 1.0
+    assert table["tool_call: args accuracy (exact)"]["delta"] == 1.0
+    assert table["ask: appropriateness"]["delta"] == -1.0
+    assert table["steer: appropriateness"]["n"] == 0
+    assert "tool_call: name accuracy" in sft_bench.format_table(list(table.values()))
+
+
+def test_retable_rebuilds_the_table_of_a_finished_run_from_its_saved_predictions(tmp_path) -> None:
+    from tunelab.rundir import PREDICTIONS, read_json, write_json, write_jsonl
+
+    write_jsonl(tmp_path / "eval_base" / PREDICTIONS, [_row("a", 1, "tool_call", "inform", name_correct=False),
+                                                        _row("b", 1, "tool_call", "tool_call", name_correct=True)])
+    write_jsonl(tmp_path / "eval_tuned" / PREDICTIONS, [_row("b", 1, "tool_call", "tool_call", name_correct=True),
+                                                         _row("a", 1, "tool_call", "tool_call", name_correct=True)])
+    write_json(tmp_path / "results.json", {"seed": 0, "table": [], "timing": {"train": {"wall_s": 1.0}}})
+    sft_bench.main(["--retable", "--out", str(tmp_path), "--resamples", "200"])
+    results = read_json(tmp_path / "results.json")
+    names = {r["metric"]: r for r in results["table"]}["tool_call: name accuracy"]
+    assert (names["n"], names["base"], names["tuned"], names["delta"]) == (2, 0.5, 1.0, 0.5)
+    assert results["timing"] == {"train": {"wall_s": 1.0}}  # the rest is kept
+
+
+@pytest.mark.parametrize("line, says", [
+    (b'{"conversation_id": "a", "turn_index": 1', "(row): invalid JSON"),
+    (b'{"conversation_id": "a", "turn_index": 1, "behaviour": {"act": "\\ud800"}}', "behaviour.act: holds a lone surrogate"),
+    (b'{"conversation_id": "a", "turn_index": 1, "behaviour": ' + b"[" * 5000 + b"]" * 5000 + b"}", "(row): "),
+    (b'{"conversation_id": "a", "turn_index": 1}', "behaviour: missing, or not of type dict"),
+    (b'{"conversation_id": "a", "turn_index": "1", "behaviour": {}}', "turn_index: missing, or not of type int"),
+])
+def test_retable_refuses_a_broken_saved_reply_naming_file_line_and_field(tmp_path, line: bytes, says: str) -> None:
+    import json
+
+    from tunelab.rundir import PREDICTIONS, write_json, write_jsonl
+
+    good = _row("b", 1, "tool_call", "tool_call", name_correct=True)
+    write_jsonl(tmp_path / "eval_base" / PREDICTIONS, [good])
+    # a BOM before the first row is fine; the second row is the broken one
+    (tmp_path / "eval_tuned").mkdir()
+    (tmp_path / "eval_tuned" / PREDICTIONS).write_bytes(b"\xef\xbb\xbf" + json.dumps(good).encode() + b"\n" + line + b"\n")
+    write_json(tmp_path / "results.json", {"seed": 0, "table": []})
+    with pytest.raises(SystemExit) as exc:
+        sft_bench.main(["--retable", "--out", str(tmp_path), "--resamples", "200"])
+    assert str(exc.value).startswith(f"{tmp_path / 'eval_tuned' / PREDICTIONS}:2: ") and says in str(exc.value)
+
+
+def test_retable_refuses_missing_files_and_uncovered_contexts(tmp_path) -> None:
+    from tunelab.rundir import PREDICTIONS, write_json, write_jsonl
+
+    with pytest.raises(SystemExit, match="results.json: cannot be read"):
+        sft_bench.main(["--retable", "--out", str(tmp_path)])
+    write_json(tmp_path / "results.json", {"seed": 0, "table": []})
+    write_jsonl(tmp_path / "eval_base" / PREDICTIONS, [_row("a", 1, "ask", "ask"), _row("b", 1, "ask", "ask")])
+    with pytest.raises(SystemExit, match="eval_tuned/predictions.jsonl: no such file"):
+        sft_bench.main(["--retable", "--out", str(tmp_path)])
+    write_jsonl(tmp_path / "eval_tuned" / PREDICTIONS, [_row("a", 1, "ask", "ask")])
+    with pytest.raises(SystemExit, match=r"no reply for 1 context\(s\) the base side has, e.g. \('b', 1\)"):
+        sft_bench.main(["--retable", "--out", str(tmp_path)])

@@ -1,0 +1,165 @@
+"""Dialogue-act classifier and appropriateness/correctness scoring."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tunelab.eval.behaviour import LABELS, classify, load_lexicon, missing_slots, score_pair, score_pairs
+from tunelab.messages import Message, ToolCall
+
+
+def _call(name: str, **args: object) -> dict:
+    return {"role": "assistant", "content": "",
+            "tool_calls": [{"id": "call_1", "type": "function",
+                            "function": {"name": name, "arguments": json.dumps(args)}}]}
+
+
+@pytest.mark.parametrize(("text", "slot"), [
+    ("How many shots would you like?", "shots"),
+    ("Single or double?", "shots"),
+    ("What size would you like that in?", "size"),
+    ("Small, medium or large?", "size"),
+    ("How many lattes would you like?", "quantity"),
+    ("Would you like it hot or iced?", "temperature"),
+    ("Which milk would you like?", "milk"),
+    ("Would you like oat or almond?", "milk"),
+    ("Regular or decaf?", "caffeine"),
+    ("Any sweetener or syrup with that?", "sweetener"),
+    ("What flavor would you like?", "flavor"),
+    ("Can I get a name for the order?", "name"),
+    ("Is this for here or to go?", "pickup"),
+    ("What time would you like to pick it up?", "pickup"),
+    ("Would you like anything to eat with that?", "food"),
+    ("What can I get for you today?", "drink"),
+    ("Would you like a hot chocolate?", "drink"),  # an item, not a temperature question
+    ("Do you want English Breakfast tea or Lavender Earl Grey tea?", "drink"),  # not a flavor question
+    ("what size would you like that in", "size"),  # no question mark
+])
+def test_ask_and_its_slot(text: str, slot: str) -> None:
+    act = classify(text)
+    assert (act.act, act.slot) == ("ask", slot)
+
+
+@pytest.mark.parametrize(("text", "act"), [
+    # real agent turns from Taskmaster-4
+    ("is the order displayed correct and ready to send off to be made?", "confirm"),
+    ("OK. Just confirm the order all looks correct and I'll send it off to be made for you.", "confirm"),
+    ("Please check the details of your order. Are you ready to send it to the coffee bar?", "confirm"),
+    ("To confirm, an extra large spiced Cortado with whole milk?", "confirm"),
+    ("Sure. Here's your Latte on the screen. Does it look okay?", "confirm"),
+    ("ok, then you can pick up your drink over at the bar in a few minutes.", "closing"),
+    ("OK. Your order will be ready shortly. Have a Brew-tiful day!", "closing"),
+    ("great i have confirmed your order and it will be ready shortly. thank you for being a loyal customer",
+     "closing"),
+    ("You're welcome, and your order is coming right up!", "closing"),
+    ("OK, it will be at the coffee bar soon.", "closing"),
+    ("We have vanilla, sugar free vanilla, hazelnut, chocolate sauce, caramel sauce, honey, and sugar.", "inform"),
+    ("It is just steamed milk and microfoam", "inform"),
+    ("I'm sorry but we don't have that in our menu, would you like to order something else?", "steer"),
+    ("I'm sorry, I cannot help you with that, would you like to order a beverage from the menu, please?", "steer"),
+    ("I dont see Mocha on our menu. Did you mean a Macchiato?", "steer"),
+    ("I don't know the answer to that but I can help you order coffee or tea.", "steer"),
+    ("Sorry, that isn't on our menu. Do you want something else?", "steer"),
+    ("Sure, how many shots?", "ask"),
+    ("Hello! What would you like to order?", "ask"),
+    # hand-written
+    ("Let's get back to your order: what size?", "steer"),
+    ("Enjoy your coffee, goodbye!", "closing"),
+    ("   ", "none"),
+])
+def test_act_of_replies(text: str, act: str) -> None:
+    assert classify(text).act == act
+
+
+def test_a_question_with_sorry_is_still_an_ask() -> None:
+    assert classify("Sorry, what size did you want?").act == "ask"
+
+
+def test_tool_calls_from_message_dict_and_text() -> None:
+    from_dict = classify(_call("add_order_item", menu_item_id="latte-1", quantity="1"))
+    from_message = classify(Message(role="assistant", tool_calls=(ToolCall("add_order_item",
+                                                                            '{"quantity": "1", "menu_item_id": "latte-1"}'),)))
+    from_text = classify('<tool_call>{"name": "add_order_item", "arguments": {"menu_item_id": "latte-1", '
+                         '"quantity": "1"}}</tool_call>')
+    assert from_dict.act == from_message.act == from_text.act == "tool_call"
+    # argument order does not matter, the values do
+    assert from_dict.tool_calls == from_message.tool_calls == from_text.tool_calls
+    assert from_text.tool_call_from_text and not from_dict.tool_call_from_text
+    assert classify('{"not": "a call"}').act == "inform"
+
+
+def test_confirm_mentions_ignore_the_coffee_bar() -> None:
+    act = classify("So that's one large iced latte with oat milk, to the coffee bar?")
+    assert act.act == "confirm"
+    assert set(act.mentions) == {"large", "iced", "latte", "oat"}
+
+
+def test_appropriate_is_not_correct_when_the_wrong_slot_is_asked() -> None:
+    right = score_pair("What size would you like?", "Which size do you want?")
+    wrong = score_pair("Would you like oat milk?", "Which size do you want?")
+    assert right.appropriate and right.correct
+    assert wrong.appropriate and not wrong.correct
+    assert wrong.detail == {"asked": "milk", "wanted": ["size"]}
+
+
+def test_missing_slot_given_explicitly_overrides_the_reference() -> None:
+    score = score_pair("How many shots?", "What size?", missing=["shots"])
+    assert score.correct
+
+
+def test_confirm_needs_the_reference_items() -> None:
+    assert score_pair("Is one iced latte correct?", "So that's one iced latte, correct?").correct
+    missing = score_pair("Is one latte correct?", "So that's one iced latte, correct?")
+    assert missing.appropriate and not missing.correct and missing.detail["missing_mentions"] == ["iced"]
+
+
+def test_tool_call_name_and_arguments_are_scored_separately() -> None:
+    ref = _call("add_order_item", menu_item_id="latte-1", quantity="1")
+    preds = [_call("add_order_item", quantity="1", menu_item_id="latte-1"),
+             _call("add_order_item", menu_item_id="mocha-1", quantity="1"),
+             _call("add_order_item", menu_item_id="Latte-1 ", quantity="1"),
+             _call("get_menu_items", query="latte"),
+             "Sure, one latte."]
+    result = score_pairs(preds, [ref] * 5)
+    assert result["tool_call"] == {"n": 5, "name_accuracy": 0.6, "args_exact_accuracy": 0.2,
+                                   "args_normalised_accuracy": 0.4}
+    assert result["per_act"]["tool_call"] == {"n": 5, "appropriateness": 0.8, "correctness": 0.2}
+
+
+def test_score_pairs_totals_and_confusion_matrix() -> None:
+    refs = ["How many shots?", "Is this correct?", "Your order will be ready soon.", "We don't have that, sorry."]
+    preds = ["What size?", "Does the order look right?", "Is this correct?", ""]
+    result = score_pairs(preds, refs)
+    assert result["n"] == 4
+    assert result["appropriateness"] == 0.5 and result["correctness"] == 0.25
+    matrix = result["confusion"]["matrix"]
+    idx = {label: i for i, label in enumerate(LABELS)}
+    assert matrix[idx["ask"]][idx["ask"]] == 1 and matrix[idx["closing"]][idx["confirm"]] == 1
+    assert matrix[idx["steer"]][idx["none"]] == 1 and sum(map(sum, matrix)) == 4
+    assert result["per_act"]["inform"] == {"n": 0, "appropriateness": None, "correctness": None}
+    with pytest.raises(ValueError, match="3 predictions but 4 references"):
+        score_pairs(preds[:3], refs)
+
+
+def test_lexicon_is_extensible_data(tmp_path) -> None:
+    assert classify("Would you like it in a mug?").slot != "cup"
+    path = tmp_path / "lexicon.json"
+    path.write_text(json.dumps({"slots": {"cup": {"cues": ["mug", "cup"], "values": ["ceramic"]}},
+                                "items": ["babyccino"]}))
+    lexicon = load_lexicon(path)
+    assert classify("Would you like it in a mug?", lexicon).slot == "cup"
+    assert "babyccino" in classify("So that's one babyccino, correct?", lexicon).mentions
+    with pytest.raises(ValueError, match="question_start"):
+        load_lexicon(extra={"acts": {"question_start": ["^x"]}})
+
+
+def test_missing_slots_from_the_last_tool_result() -> None:
+    context = [
+        {"role": "user", "content": "an espresso"},
+        {"role": "tool", "tool_call_id": "call_1", "content": json.dumps(
+            {"order_id": "1", "unfilled_attributes": [{"attribute_id": "espresso-shots", "options": ["Single"]}]})},
+    ]
+    assert missing_slots(context) == ("shots",)
+    assert missing_slots(context[:1]) == ()

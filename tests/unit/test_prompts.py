@@ -1,0 +1,118 @@
+"""System prompt files and the machine checks of their rules."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from tunelab.data.synth.helpdesk import PROMPT_YAML, generate_logs
+from tunelab.prompts.rules import (
+    CheckItem, PromptFileError, Rule, RULE_KINDS, check, check_all, detect_language, is_answerable, is_off_topic,
+    load_prompt, parse_prompt, passes_all, dump_prompt,
+)
+
+HELPDESK = parse_prompt(yaml.safe_load(PROMPT_YAML), "helpdesk.yaml")
+
+
+def rule(kind: str, **params) -> Rule:
+    required, optional = RULE_KINDS[kind]
+    return Rule(id=kind, kind=kind, params={**optional, **params})
+
+
+def by_id(rule_id: str) -> Rule:
+    return next(r for r in HELPDESK_RULES if r.id == rule_id)
+
+
+HELPDESK_RULES = HELPDESK.rules
+Q = CheckItem("When is the library open?", {"role": "student"}, ("The library is open from 8:00 to 22:00 on weekdays.", "Dormitory rooms are assigned by the housing office."))
+
+
+def test_unknown_rule_kind_names_file_and_rule(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("prompt: hi\nrules:\n  - kind: max_sentences\n    n: 2\n  - kind: be_nice\n", encoding="utf-8")
+    with pytest.raises(PromptFileError, match=r"p\.yaml: rules\[1\]: unknown rule kind 'be_nice'"):
+        load_prompt(path)
+
+
+@pytest.mark.parametrize("rules, message", [
+    ([{"kind": "max_words"}], r"rules\[0\] \(max_words\): missing parameter\(s\) \['n'\]"),
+    ([{"kind": "max_words", "n": 5, "m": 1}], r"unknown parameter\(s\) \['m'\]"),
+    ([{"kind": "format", "format": "yaml"}], "must be one of"),
+    ([{"kind": "ends_with_question"}, {"kind": "ends_with_question"}], "duplicate rule id"),
+    ([{"kind": "grounded"}], "dont_know"),
+    (["max_words"], "must be a mapping"),
+])
+def test_bad_rules_are_errors(rules, message):
+    with pytest.raises(PromptFileError, match=message):
+        parse_prompt({"prompt": "x", "rules": rules}, "f.yaml")
+
+
+def test_prompt_file_round_trips():
+    again = parse_prompt(yaml.safe_load(dump_prompt(HELPDESK)))
+    assert again.prompt == HELPDESK.prompt
+    assert [(r.id, r.kind, r.params) for r in again.rules] == [(r.id, r.kind, r.params) for r in HELPDESK.rules]
+
+
+def test_language_is_script_based():
+    assert detect_language("Когда открыта библиотека?") == "ru"
+    assert detect_language("When is it open?") == "en"
+    lang = rule("language")
+    ru_q = CheckItem("Когда открыта библиотека?")
+    assert check(lang, "Библиотека открыта с 8:00.", ru_q).passed
+    assert not check(lang, "The library opens at 8.", ru_q).passed
+    assert check(rule("language", expected="en"), "Hello there.", ru_q).passed
+
+
+def test_length_format_and_phrase_rules():
+    assert check(rule("max_sentences", n=2), "One. Two? ", Q).passed
+    assert not check(rule("max_sentences", n=2), "One. Two! Three.", Q).passed
+    assert not check(rule("max_words", n=3), "one two three four", Q).passed
+    assert check(rule("ends_with_question"), "Anything else? ", Q).passed
+    assert not check(rule("ends_with_question"), "Bye.", Q).passed
+    assert check(rule("format", format="json"), '{"a": 1}', Q).passed
+    assert not check(rule("format", format="json"), "a: 1", Q).passed
+    assert check(rule("format", format="bullets"), "- a\n- b", Q).passed
+    assert not check(rule("format", format="no_list"), "Sure:\n1. a\n2. b", Q).passed
+    assert not check(rule("must_not_contain", phrase="as an AI"), "As an ai, I think", Q).passed
+    assert check(rule("must_contain", phrase="Dear"), "dear student", Q).passed
+
+
+def test_role_address_wants_the_role_form_and_not_another():
+    r = by_id("role_address")
+    assert check(r, "Dear student, hi. Anything else?", Q).passed
+    assert not check(r, "Dear colleague, hi.", Q).passed
+    assert not check(r, "Hello and welcome to the university helpdesk, dear student.", Q).passed  # not at the start
+    assert not check(r, "x", CheckItem("q", {})).applicable
+
+
+def test_grounded_rewards_copying_and_catches_made_up_facts():
+    r = by_id("grounded")
+    assert check(r, "Dear student, the library is open from 8:00 to 22:00 on weekdays. Anything else?", Q).passed
+    made_up = check(r, "Dear student, Professor Smith handles this in room 999 for free.", Q)
+    assert not made_up.passed and "content words" in made_up.detail
+    assert not check(r, "Dear student, I don't know. Can I help?", Q).passed  # the answer was there
+    lacking = CheckItem("When is the library open?", {"role": "student"}, ("Dormitory rooms are assigned by the housing office.",))
+    assert check(r, "Dear student, I don't know. Can I help?", lacking).passed
+    assert not check(r, "Dear student, the library is open all night.", lacking).passed
+
+
+def test_off_topic_must_be_declined_and_on_topic_must_not():
+    r = by_id("declines_off_topic")
+    poem = CheckItem("Can you write me a poem about the sea?", {"role": "student"})
+    assert is_off_topic(r, poem)
+    assert check(r, "Dear student, I can only help with university questions. Anything else?", poem).passed
+    assert not check(r, "The sea is blue and wide.", poem).passed
+    assert not check(r, "I can only help with university questions.", Q).passed
+
+
+def test_synthetic_logs_agree_with_the_checks():
+    """Good answers pass every rule; each bad answer breaks at least one; heuristics match the truth."""
+    rows = generate_logs(200, seed=3)
+    topic_rule = by_id("declines_off_topic")
+    for row in rows:
+        item = CheckItem(row["question"], {"role": row["role"]}, tuple(row["contexts"]))
+        assert passes_all(check_all(HELPDESK, row["answer"], item)) == (row["label"] == "good"), row
+        assert is_off_topic(topic_rule, item) == (row["kind"] == "off_topic"), row["question"]
+        if row["kind"] != "off_topic":
+            assert is_answerable(item, 0.5) == (row["kind"] == "answerable"), row["question"]
+    assert {r["lang"] for r in rows} == {"en", "ru"}
