@@ -9,7 +9,7 @@ TORCH ?= torch==2.13.0
 # Debian packages: WordNet for METEOR, Chromium for the report's browser test.
 DEBS := wordnet-base wordnet-sense-index chromium
 
-.PHONY: demo demo-long test install install-dev system-deps clean
+.PHONY: demo demo-long test format install install-dev system-deps clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,8 +48,16 @@ demo-long: install
 	  --prompt none --twins --n-train 1600 --n-val 48 --set batch_size=8 --set max_steps=250 --set eval_steps=125 --set save_steps=125 \
 	  --set 'behaviour_eval={enabled: true, contexts: 100, max_new_tokens: 64}' --set best_metric=behaviour_correct
 
+# Lint and format check first (seconds), then the suite.
 test: install-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q -p no:cacheprovider
+
+# Apply the formatter and the linter's safe fixes.
+format: install-dev
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 clean:
 	rm -rf $(VENV) runs

@@ -1,7 +1,7 @@
 """How well different base models follow the helpdesk system prompt, on one helpdesk run's
 held-out questions: each model without and with the prompt, rule by rule, and per language.
 
-    .venv/bin/python bench/adherence_models.py --run /tmp/hd_run [--models smollm2-135m,gemma3-270m]
+    .venv/bin/python bench/adherence_models.py --run runs/helpdesk [--models smollm2-135m,gemma3-270m]
         [--baked]   # also the run's baked adapter (on the model it was trained on)
 
 `--run` is the output folder of `tunelab demo --scenario helpdesk --out DIR` (prompt.yaml and
@@ -52,8 +52,8 @@ def main() -> None:
     from tunelab.demos.helpdesk import EVAL_NEW_TOKENS  # the demo's budget: Russian replies need it
 
     report = adherence.evaluate(spec, held, conditions, out_dir=out, max_questions=args.questions, max_new_tokens=EVAL_NEW_TOKENS)
-    by_language = per_language(rundir.read_jsonl(out / adherence.PREDICTIONS))
-    rundir.write_json(out / adherence.SCORES, {**report, "by_language": by_language})
+    by_language = per_language(rundir.read_jsonl(out / rundir.ADHERENCE_PREDICTIONS))
+    rundir.write_json(out / rundir.ADHERENCE, {**report, "by_language": by_language})
     table = adherence.table(report)
     rundir.write_text(out / "adherence.md", table + "\n")
     print(table)

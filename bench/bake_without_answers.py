@@ -7,9 +7,9 @@ Wilson intervals -> embedding similarity (MiniLM) of the baked model's replies t
 base's replies, so rules met by empty or off-topic replies would show. Prints CPU, threads, wall
 and CPU seconds.
 
-    OMP_NUM_THREADS=2 nice -n 10 python bench/bake_without_answers.py --out /tmp/bake-bench
+    OMP_NUM_THREADS=2 nice -n 10 python bench/bake_without_answers.py --out runs/bake-bench
     # a lever off, reusing the first run's teacher samples and base conditions:
-    python bench/bake_without_answers.py --out /tmp/bake-norepair --no-repair --reuse /tmp/bake-bench
+    python bench/bake_without_answers.py --out runs/bake-norepair --no-repair --reuse runs/bake-bench
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ def table_with_ci(predictions: list[dict], conditions: list[str], rules: list[st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--data", default="/work/shared/data/taskmaster4")
+    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared/data/taskmaster4"),
+                        help="Taskmaster-4 folder")
     parser.add_argument("--questions", type=int, default=330, help="questions extracted; about a third are held out")
     parser.add_argument("--heldout-fraction", type=float, default=0.33)
     parser.add_argument("--steps", type=int, default=80)
@@ -101,9 +102,9 @@ def main() -> None:
     if args.reuse:
         conditions = conditions[2:]
     report = adherence.evaluate(spec, held, conditions, out_dir=out, max_questions=len(held), max_new_tokens=96)
-    predictions = rundir.read_jsonl(out / adherence.PREDICTIONS)
+    predictions = rundir.read_jsonl(out / rundir.ADHERENCE_PREDICTIONS)
     if args.reuse:
-        predictions = [p for p in rundir.read_jsonl(args.reuse / adherence.PREDICTIONS) if p["condition"] != "baked without prompt"] + predictions
+        predictions = [p for p in rundir.read_jsonl(args.reuse / rundir.ADHERENCE_PREDICTIONS) if p["condition"] != "baked without prompt"] + predictions
     by = {c: {p["id"]: p["reply"] for p in predictions if p["condition"] == c} for c in ("base without prompt", "base with prompt", "baked without prompt")}
     ids = list(by["base with prompt"])
     similarity = {c: sum(semantic_similarity([by[c][i] for i in ids], [by["base with prompt"][i] for i in ids])) / len(ids)

@@ -1,7 +1,7 @@
 """One cafe demo run with chosen levers (prompt, data size, steps, learning rate, ...), for docs/cafe.md.
 
 Example:
-  OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python bench/cafe_levers.py --out /tmp/cafe/menu --prompt menu --n-train 400 --set epochs=1
+  OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python bench/cafe_levers.py --out runs/cafe/menu --prompt menu --n-train 400 --set epochs=1
 Prints the demo's table (strict judge, 95% CIs) and writes demo_results.json under --out.
 """
 

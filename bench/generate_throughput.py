@@ -20,7 +20,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 def contexts(n: int) -> list:
     from tunelab.data.synth.cafe import generate
-    from tunelab.generation.replies import build_contexts
+    from tunelab.eval.contexts import build_contexts
 
     found: list = []
     conversations = 2 * n
@@ -61,7 +61,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from tunelab.generation.replies import GenerationSettings, generate_replies, render_prompts, stop_token_ids
+    from tunelab.generation.replies import GenerationSettings, generate_replies, render_prompts
+    from tunelab.generation.tokens import stop_token_ids
     from tunelab.models.load import load_model
 
     model, tokenizer = load_model(args.model)

@@ -3,7 +3,7 @@
 seed and prints, per seed, all-rules pass rate, whether the bar is met, the rules below the
 prompted base, and the baked model's passes by question kind and language.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/helpdesk_seeds.py --out /tmp/hd_seeds --seeds 0,1,2
+    OMP_NUM_THREADS=1 .venv/bin/python bench/helpdesk_seeds.py --out runs/helpdesk_seeds --seeds 0,1,2
         [--steps 320] [--model smollm2-135m] [--questions 800] [--lr 1e-3]
 
 Each seed is a whole demo (about 25 min on one thread); DIR/seed-N/ keeps its files, and a seed

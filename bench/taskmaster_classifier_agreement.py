@@ -2,7 +2,7 @@
 human good/bad judgements in reward/*.json (a sanity check of the classifier, not a benchmark
 of a model).
 
-    .venv/bin/python bench/taskmaster_classifier_agreement.py [/work/shared/data/taskmaster4]
+    .venv/bin/python bench/taskmaster_classifier_agreement.py [../shared/data/taskmaster4]
 
 Prints: conversion counts; the act distribution of agent turns in the dialogues; act
 distributions of good vs bad judged generations; for (good, bad) pairs sharing a context how
@@ -13,8 +13,8 @@ context turn calls for") used as a good/bad predictor, against the always-good b
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -166,7 +166,10 @@ def _context_rule(rows: list[dict[str, Any]]) -> None:
 
 
 def main() -> None:
-    path = Path(sys.argv[1] if len(sys.argv) > 1 else "/work/shared/data/taskmaster4")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("path", nargs="?", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared/data/taskmaster4",
+                        help="Taskmaster-4 folder (default: ../shared/data/taskmaster4 beside the repository)")
+    path = parser.parse_args().path
     dialog_acts(path)
     reward_agreement(path)
 

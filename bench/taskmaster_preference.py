@@ -2,13 +2,14 @@
 people judged good over the ones they judged bad, in dialogues it never saw?
 
     .venv/bin/python bench/taskmaster_preference.py [--data ../shared/data/taskmaster4]
-        [--recipes kto,dpo] [--steps 40] [--batch 2] [--lr 5e-5] [--eval-pairs 120] [--out /tmp/tm_pref]
+        [--recipes kto,dpo] [--steps 40] [--batch 2] [--lr 5e-5] [--eval-pairs 120] [--out runs/taskmaster_preference]
 
 1. Converts reward/*.json into judgement rows {context, completion, label} (as
    `tunelab data import taskmaster --reward-out` does) and splits them, seeded, by the customer's
-   opening request. Every reward row has its own conversation id, yet many rows continue the same
-   dialogue (the good and the bad reply to one context; later steps of it), so splitting by id
-   would leak held-out contexts into training; the opening request groups them.
+   opening request (tunelab.data.taskmaster.split_by_opening). Every reward row has its own
+   conversation id, yet many rows continue the same dialogue (the good and the bad reply to one
+   context; later steps of it), so splitting by id would leak held-out contexts into training;
+   the opening request groups them.
 2. Trains each recipe with `tunelab.train.run` (the same path as `tunelab train`) on the training
    rows, LoRA on smollm2-135m (KTO with the desirable weight balancing good against bad rows).
 3. On held-out (good, bad) pairs that share a context, scores both replies by the summed log
@@ -39,19 +40,6 @@ def cpu_seconds() -> float:
     """CPU time of this process and its finished children."""
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-def opening(row: dict[str, Any]) -> str:
-    """The customer's first request: the same for every step of one dialogue."""
-    first = next((m["content"] for m in row["context"] if m["role"] == "user"), "")
-    return " ".join(first.lower().split())
-
-
-def split_by_opening(rows: list[dict[str, Any]], held_fraction: float, seed: int) -> tuple[list, list]:
-    groups = sorted({opening(r) for r in rows})
-    random.Random(seed).shuffle(groups)
-    held = set(groups[: round(len(groups) * held_fraction)])
-    return [r for r in rows if opening(r) not in held], [r for r in rows if opening(r) in held]
 
 
 def encode(tokenizer: Any, info: Any, context: list[dict], reply: dict, max_length: int) -> tuple[list[int], int]:
@@ -140,11 +128,11 @@ def main() -> None:
     parser.add_argument("--eval-pairs", type=int, default=120)
     parser.add_argument("--held-fraction", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="/tmp/tm_pref")
+    parser.add_argument("--out", default="runs/taskmaster_preference")
     args = parser.parse_args()
 
     from tunelab import rundir
-    from tunelab.data.taskmaster import convert_rewards, preference_pairs
+    from tunelab.data.taskmaster import convert_rewards, opening, preference_pairs, split_by_opening
     from tunelab.models.load import load_model
 
     out = Path(args.out)

@@ -55,14 +55,12 @@ LR, MAX_LENGTH, BATCH, SEED = 1e-3, 384, 8, 0
 
 
 def examples(n_train: int, n_val: int):
-    from transformers import AutoTokenizer
-
     from tunelab.data.split import split
     from tunelab.data.synth import cafe
-    from tunelab.data.tokenize import ensure_template, tokenize_conversation
-    from tunelab.models.registry import resolve
+    from tunelab.data.tokenize import tokenize_conversation
+    from tunelab.models.load import load_tokenizer
 
-    tokenizer = ensure_template(AutoTokenizer.from_pretrained(resolve("smollm2-135m")))
+    tokenizer = load_tokenizer("smollm2-135m")
     train, val = split(cafe.generate(n_train + n_val, seed=SEED), n_val / (n_train + n_val), SEED)
     tok = lambda convs: [e for e in (tokenize_conversation(tokenizer, c, MAX_LENGTH) for c in convs) if e is not None]
     return tokenizer, tok(train), tok(val)
@@ -72,7 +70,7 @@ def val_loss(model, val, pad_id: int) -> float:
     """Mean cross-entropy over every validation target token (the same function for every variant)."""
     import torch
 
-    from tunelab.train.recipes.sft import PadCollator
+    from tunelab.train.trainer import PadCollator
 
     collate, total, count = PadCollator(pad_id), 0.0, 0
     model.eval()
@@ -115,7 +113,7 @@ def counting(trainer_cls):
 def build_tunelab(settings: dict, train, tokenizer, out: str, steps: int, clock):
     from tunelab.config import load
     from tunelab.train.callbacks import TokenProgressCallback
-    from tunelab.train.recipes.sft import CountingTrainer, ExampleDataset, PadCollator, load_base, training_arguments
+    from tunelab.train.trainer import ExampleDataset, MaskedLossTrainer, PadCollator, load_trainable, training_arguments
 
     train_cfg = {"max_steps": steps, "learning_rate": LR, "batch_size": BATCH, "seed": SEED, "logging_steps": 1, "warmup_ratio": 0.05}
     train_cfg.update({k: settings[k] for k in ("precision", "group_by_length", "threads", "compile") if k in settings})
@@ -124,10 +122,10 @@ def build_tunelab(settings: dict, train, tokenizer, out: str, steps: int, clock)
         import torch
 
         torch.set_num_threads(config.train.threads)
-    model, _ = load_base(config)
+    model, _ = load_trainable(config)
     args = training_arguments(config, __import__("pathlib").Path(out), has_val=False)
     progress = TokenProgressCallback()
-    trainer = counting(CountingTrainer)(
+    trainer = counting(MaskedLossTrainer)(
         model=model, args=args, train_dataset=ExampleDataset(train), data_collator=PadCollator(tokenizer.pad_token_id),
         callbacks=[clock], progress=progress, target_only_head=settings.get("target_only_head", True),
     )
@@ -236,7 +234,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--train", type=int, default=256)
     parser.add_argument("--val", type=int, default=32)
-    parser.add_argument("--out", default="/tmp/tunelab-bench-train")
+    parser.add_argument("--out", default="runs/train_throughput")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # child process: run this variant, print JSON
     args = parser.parse_args()
     if args.one:

@@ -26,6 +26,8 @@ SCORES = "scores.json"
 REPORT = "report.html"
 MODEL_CARD = "README.md"
 SUMMARY = "summary.json"
+ADHERENCE_PREDICTIONS = "adherence_predictions.jsonl"  # `tunelab adherence`: every condition's replies
+ADHERENCE = "adherence.json"  # its per-rule pass rates, prompt tokens and latency per condition
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -36,15 +38,18 @@ def write_text(path: str | Path, text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
 
 
-def write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write `data` to `path` atomically (temporary file in the same folder, then rename)."""
+def write_bytes(path: str | Path, data: bytes | Iterable[bytes]) -> Path:
+    """Write `data` to `path` atomically (temporary file in the same folder, then rename).
+
+    `data` may be an iterable of chunks, so a large file is streamed rather than held in memory."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            for chunk in [data] if isinstance(data, bytes) else data:
+                handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -7,7 +7,9 @@ there."). Questions are deduplicated (case and spacing ignored) and written as a
 (`{"id", "question"}` per line) that bake reads with `data.train` when `bake.targets` has no
 `logged`. Bake itself holds out whole groups of rewordings (tunelab.train.recipes.bake.split_by_question).
 
-    python examples/bake_questions/extract_questions.py /work/shared/data/taskmaster4 -o questions.jsonl --limit 400
+    python examples/bake_questions/extract_questions.py ../shared/data/taskmaster4 -o questions.jsonl --limit 400
+
+(Taskmaster-4 is not in this repository; docs/taskmaster.md says where to get it.)
 """
 
 from __future__ import annotations

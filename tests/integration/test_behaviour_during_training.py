@@ -12,7 +12,7 @@ from tunelab import rundir
 from tunelab.config import ConfigError, load
 from tunelab.data.prepare import NoUsableData
 from tunelab.data.synth import cafe
-from tunelab.generation.replies import build_contexts, message_text
+from tunelab.eval.contexts import build_contexts, message_text
 from tunelab.eval.runner import score_behaviour
 from tunelab.train.behaviour_eval import BehaviourEval, behaviour_metrics, best_model_arguments, pick_contexts
 from tunelab.train.recipes.sft import train

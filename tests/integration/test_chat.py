@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import typer
 from typer.testing import CliRunner
 
 
@@ -17,20 +16,19 @@ def session(tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def app():
-    from tunelab.cli.ship import register
+    from tunelab.cli import app
 
-    app = typer.Typer()
-    register(app)
     return app
 
 
 def plain_greedy(session, messages, n=10) -> str:
-    from tunelab.generation.engine import build_prompt, end_of_turn_ids
+    from tunelab.generation.engine import build_prompt
+    from tunelab.generation.tokens import stop_token_ids
 
     ids = build_prompt(session.tokenizer, messages, None)
     with torch.inference_mode():
         out = session.model.generate(torch.tensor([ids]), max_new_tokens=n, do_sample=False,
-                                     eos_token_id=sorted(end_of_turn_ids(session.model, session.tokenizer)),
+                                     eos_token_id=stop_token_ids(session.tokenizer, session.model),
                                      pad_token_id=session.tokenizer.pad_token_id)
     return session.tokenizer.decode(out[0, len(ids):], skip_special_tokens=True).strip()
 

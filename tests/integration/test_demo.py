@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tunelab.demos import cafe as demo
-from tunelab.generation.replies import build_contexts
+from tunelab.eval.contexts import build_contexts
 
 
 def test_heldout_dialogues_share_no_dialogue_with_training(tmp_path) -> None:
@@ -110,7 +110,7 @@ def test_the_precision_follows_the_measured_matmul_rates_at_the_probe_size(monke
     assert set(sizes) == {speed.PROBE_SIZE}
 
 
-def test_the_demo_compiles_only_when_nothing_is_generated_during_training() -> None:
+def test_the_demo_compiles_only_when_nothing_is_generated_during_training(tmp_path: Path) -> None:
     from tunelab.config import ConfigError
     from tunelab.train.precision import chosen_settings
 
@@ -121,5 +121,5 @@ def test_the_demo_compiles_only_when_nothing_is_generated_during_training() -> N
     # the config refuses compile with behaviour_eval, and takes the settings chosen for it
     long_run = {"behaviour_eval": {"enabled": True, "contexts": 100, "max_new_tokens": 64}}
     with pytest.raises(ConfigError, match="compile"):
-        demo.demo_config(Path("/tmp/x"), Path("t.jsonl"), Path("v.jsonl"), **{**native, **long_run})
-    demo.demo_config(Path("/tmp/x"), Path("t.jsonl"), Path("v.jsonl"), **{**settings, **long_run})
+        demo.demo_config(tmp_path, Path("t.jsonl"), Path("v.jsonl"), **{**native, **long_run})
+    demo.demo_config(tmp_path, Path("t.jsonl"), Path("v.jsonl"), **{**settings, **long_run})

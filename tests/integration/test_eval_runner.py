@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from tunelab import rundir
-from tunelab.generation.replies import (
-    GenerationSettings, build_contexts, generate_replies, left_pad, message_text, render_prompts, stop_token_ids,
-)
+from tunelab.eval.contexts import build_contexts, message_text
 from tunelab.eval.metrics import SEMANTIC, TEXT_METRICS
+from tunelab.generation.replies import GenerationSettings, generate_replies, render_prompts
+from tunelab.generation.tokens import left_pad, stop_token_ids
 from tunelab.messages import Conversation, Message, ToolCall
 
 ORDERS = ["a latte", "two large mochas and a croissant", "an iced americano", "a flat white", "a cookie",

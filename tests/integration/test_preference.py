@@ -74,11 +74,9 @@ def test_data_logs_command_reports_and_writes_sets(tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from tunelab.cli.bake import register
+    from tunelab.cli.data import register
 
     app = typer.Typer()
-    data = typer.Typer()
-    app.add_typer(data, name="data")
     register(app)
     result = CliRunner().invoke(app, ["data", "logs", "examples/helpdesk/logs.csv", "--config", "examples/helpdesk/logs_csv.yaml", "-o", str(tmp_path)])
     assert result.exit_code == 0, result.output

@@ -112,13 +112,10 @@ def test_report_never_imports_torch(tmp_path):
 
 
 def test_report_command_writes_the_file(tmp_path):
-    import typer
     from typer.testing import CliRunner
 
-    from tunelab.cli.choose import register
+    from tunelab.cli import app
 
-    app = typer.Typer()
-    register(app)
     run = make_run_dir(tmp_path)
     result = CliRunner().invoke(app, ["report", str(run), "-o", str(tmp_path / "out.html")])
     assert result.exit_code == 0, result.output

@@ -56,13 +56,10 @@ def test_sweep_runs_resumes_and_keeps_best(tmp_path, tiny_model_dir):
         assert yaml.safe_load((run / "config.yaml").read_text())["train"]["learning_rate"] == pytest.approx(t["params"]["train.learning_rate"])
 
     # A second invocation (through the command) with a higher target continues the same study.
-    import typer
     from typer.testing import CliRunner
 
-    from tunelab.cli.choose import register
+    from tunelab.cli import app
 
-    app = typer.Typer()
-    register(app)
     result = CliRunner().invoke(app, ["sweep", str(path), "--trials", "4"])
     assert result.exit_code == 0, result.output
     assert "best: trial" in result.output and (sweep_dir / "report.html").exists()

@@ -1,26 +1,22 @@
-"""bench/taskmaster_sft.py: the split by dialogue, the training config it builds, the paired table."""
+"""The Taskmaster-4 experiment's library parts: the split by dialogue, the training config, the paired table."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from tunelab.data.formats import read_conversations
-from tunelab.data.split import fingerprint
+from tunelab.data.split import fingerprint, split_by_dialogue
 from tunelab.data.taskmaster import convert_dialogs, write_result
+from tunelab.demos.taskmaster import training_config
+from tunelab.eval.paired_table import SavedRunError, behaviour_table, format_table, retable
 from tunelab.messages import Conversation, Message
 
 ROOT = Path(__file__).resolve().parents[2]
 REAL = ROOT.parent / "shared" / "data" / "taskmaster4"
-
-_spec = importlib.util.spec_from_file_location("taskmaster_sft", ROOT / "bench" / "taskmaster_sft.py")
-sft_bench = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = sft_bench  # dataclasses look their module up while the class is built
-_spec.loader.exec_module(sft_bench)
+CONFIG = ROOT / "examples" / "taskmaster.yaml"
 
 
 def _conv(cid: str, order: str) -> Conversation:
@@ -37,10 +33,10 @@ def real_dialogues(tmp_path_factory: pytest.TempPathFactory) -> list[Conversatio
 
 
 def test_real_split_is_disjoint_seeded_and_eval_fixed_by_seed(real_dialogues: list[Conversation]) -> None:
-    small = sft_bench.split_by_dialogue(real_dialogues, n_train=50, n_val=5, n_eval=20, seed=3)
-    large = sft_bench.split_by_dialogue(real_dialogues, n_train=400, n_val=5, n_eval=20, seed=3)
-    again = sft_bench.split_by_dialogue(list(reversed(real_dialogues)), n_train=50, n_val=5, n_eval=20, seed=3)
-    other = sft_bench.split_by_dialogue(real_dialogues, n_train=50, n_val=5, n_eval=20, seed=4)
+    small = split_by_dialogue(real_dialogues, n_train=50, n_val=5, n_eval=20, seed=3)
+    large = split_by_dialogue(real_dialogues, n_train=400, n_val=5, n_eval=20, seed=3)
+    again = split_by_dialogue(list(reversed(real_dialogues)), n_train=50, n_val=5, n_eval=20, seed=3)
+    other = split_by_dialogue(real_dialogues, n_train=50, n_val=5, n_eval=20, seed=4)
 
     assert (len(small.train), len(small.val), len(small.eval)) == (50, 5, 20)
     train, val, held = ({fingerprint(c) for c in part} for part in (large.train, large.val, large.eval))
@@ -53,7 +49,7 @@ def test_real_split_is_disjoint_seeded_and_eval_fixed_by_seed(real_dialogues: li
 def test_a_copy_of_an_eval_dialogue_under_another_id_never_reaches_training() -> None:
     convs = [_conv(f"c{i}", f"drink {i}") for i in range(30)] + [_conv("copy-of-c0", "drink 0")]
     for seed in range(20):
-        split = sft_bench.split_by_dialogue(convs, n_train=25, n_val=0, n_eval=5, seed=seed)
+        split = split_by_dialogue(convs, n_train=25, n_val=0, n_eval=5, seed=seed)
         assert split.duplicates_dropped == 1
         assert not {fingerprint(c) for c in split.train} & {fingerprint(c) for c in split.eval}
 
@@ -61,33 +57,34 @@ def test_a_copy_of_an_eval_dialogue_under_another_id_never_reaches_training() ->
 def test_split_refuses_more_dialogues_than_exist() -> None:
     convs = [_conv(f"c{i}", f"drink {i}") for i in range(10)]
     with pytest.raises(ValueError, match="only 10 distinct"):
-        sft_bench.split_by_dialogue(convs, n_train=8, n_val=1, n_eval=2, seed=0)
+        split_by_dialogue(convs, n_train=8, n_val=1, n_eval=2, seed=0)
     with pytest.raises(ValueError, match="--eval >= 1"):
-        sft_bench.split_by_dialogue(convs, n_train=8, n_val=0, n_eval=0, seed=0)
+        split_by_dialogue(convs, n_train=8, n_val=0, n_eval=0, seed=0)
 
 
 def test_training_config_uses_the_split_files_and_validates(tmp_path: Path) -> None:
-    args = sft_bench.parse_args(["--steps", "8", "--seed", "5", "--set", "train.batch_size=2"])
     paths = {name: tmp_path / f"{name}.jsonl" for name in ("train", "val", "eval")}
-    config = sft_bench.training_config(args, paths, tmp_path / "run", n_train=40)
+
+    def config_for(sets: list[str], cpu: dict | None = None, steps: int | None = None, seed: int = 0):
+        return training_config(CONFIG, paths, tmp_path / "run", 40, seed=seed, n_val=20, steps=steps, sets=sets, cpu=cpu)
+
+    config = config_for(["train.batch_size=2"], steps=8, seed=5)
     assert config.model.name == "smollm2-135m" and config.model.adapter == "lora"
     assert config.data.train == str(paths["train"]) and config.data.val == str(paths["val"])
     assert config.data.max_length >= 1024  # most Taskmaster dialogues fit whole
     assert (config.train.max_steps, config.train.seed, config.train.batch_size) == (8, 5, 2)
     assert config.train.save_steps % config.train.eval_steps == 0
     assert config.output.dir == str(tmp_path / "run")
-    # precision and compile follow the CPU's measured choice, unless --set names them
+    # precision and compile follow the CPU's measured choice, unless the overrides name them
     native = {"precision": "bf16_base", "compile": True}
-    config = sft_bench.training_config(args, paths, tmp_path / "run", n_train=40, cpu=native)
+    config = config_for(["train.batch_size=2"], cpu=native, steps=8, seed=5)
     assert (config.train.precision, config.train.compile) == ("bf16_base", True)
-    config = sft_bench.training_config(args, paths, tmp_path / "run", n_train=40, cpu={"precision": "fp32", "compile": False})
+    config = config_for(["train.batch_size=2"], cpu={"precision": "fp32", "compile": False}, steps=8, seed=5)
     assert (config.train.precision, config.train.compile) == ("fp32", False)
-    args = sft_bench.parse_args(["--set", "train.precision=fp32"])
-    config = sft_bench.training_config(args, paths, tmp_path / "run", n_train=40, cpu=native)
+    config = config_for(["train.precision=fp32"], cpu=native)
     assert (config.train.precision, config.train.compile) == ("fp32", False)
     # a run that generates during training keeps bf16 but is not compiled (the config refuses the pair)
-    args = sft_bench.parse_args(["--set", "train.behaviour_eval.enabled=true"])
-    config = sft_bench.training_config(args, paths, tmp_path / "run", n_train=40, cpu=native)
+    config = config_for(["train.behaviour_eval.enabled=true"], cpu=native)
     assert (config.train.precision, config.train.compile) == ("bf16_base", False)
 
 
@@ -109,7 +106,7 @@ def test_table_pairs_rows_by_context_and_restricts_tool_call_rows() -> None:
         _row("a", 3, "ask", "inform"),
         _row("a", 1, "tool_call", "tool_call", name_correct=True, args_correct=True),
     ])
-    table = {r["metric"]: r for r in sft_bench.behaviour_table(base, tuned, n_resamples=200, seed=0)}
+    table = {r["metric"]: r for r in behaviour_table(base, tuned, n_resamples=200, seed=0)}
     assert (table["appropriateness"]["base"], table["appropriateness"]["tuned"]) == (0.667, 0.667)
     assert table["tool_call: name accuracy"]["n"] == 2
     assert (table["tool_call: name accuracy"]["base"], table["tool_call: name accuracy"]["tuned"]) == (0.5, 1.0)
@@ -119,7 +116,7 @@ def test_table_pairs_rows_by_context_and_restricts_tool_call_rows() -> None:
     assert table["tool_call: args accuracy (exact)"]["delta"] == 1.0
     assert table["ask: appropriateness"]["delta"] == -1.0
     assert table["steer: appropriateness"]["n"] == 0
-    assert "tool_call: name accuracy" in sft_bench.format_table(list(table.values()))
+    assert "tool_call: name accuracy" in format_table(list(table.values()))
 
 
 def test_retable_rebuilds_the_table_of_a_finished_run_from_its_saved_predictions(tmp_path) -> None:
@@ -130,7 +127,7 @@ def test_retable_rebuilds_the_table_of_a_finished_run_from_its_saved_predictions
     write_jsonl(tmp_path / "eval_tuned" / PREDICTIONS, [_row("b", 1, "tool_call", "tool_call", name_correct=True),
                                                          _row("a", 1, "tool_call", "tool_call", name_correct=True)])
     write_json(tmp_path / "results.json", {"seed": 0, "table": [], "timing": {"train": {"wall_s": 1.0}}})
-    sft_bench.main(["--retable", "--out", str(tmp_path), "--resamples", "200"])
+    retable(tmp_path, n_resamples=200, seed=0)
     results = read_json(tmp_path / "results.json")
     names = {r["metric"]: r for r in results["table"]}["tool_call: name accuracy"]
     assert (names["n"], names["base"], names["tuned"], names["delta"]) == (2, 0.5, 1.0, 0.5)
@@ -155,20 +152,20 @@ def test_retable_refuses_a_broken_saved_reply_naming_file_line_and_field(tmp_pat
     (tmp_path / "eval_tuned").mkdir()
     (tmp_path / "eval_tuned" / PREDICTIONS).write_bytes(b"\xef\xbb\xbf" + json.dumps(good).encode() + b"\n" + line + b"\n")
     write_json(tmp_path / "results.json", {"seed": 0, "table": []})
-    with pytest.raises(SystemExit) as exc:
-        sft_bench.main(["--retable", "--out", str(tmp_path), "--resamples", "200"])
+    with pytest.raises(SavedRunError) as exc:
+        retable(tmp_path, n_resamples=200, seed=0)
     assert str(exc.value).startswith(f"{tmp_path / 'eval_tuned' / PREDICTIONS}:2: ") and says in str(exc.value)
 
 
 def test_retable_refuses_missing_files_and_uncovered_contexts(tmp_path) -> None:
     from tunelab.rundir import PREDICTIONS, write_json, write_jsonl
 
-    with pytest.raises(SystemExit, match="results.json: cannot be read"):
-        sft_bench.main(["--retable", "--out", str(tmp_path)])
+    with pytest.raises(SavedRunError, match="results.json: cannot be read"):
+        retable(tmp_path, n_resamples=2000, seed=0)
     write_json(tmp_path / "results.json", {"seed": 0, "table": []})
     write_jsonl(tmp_path / "eval_base" / PREDICTIONS, [_row("a", 1, "ask", "ask"), _row("b", 1, "ask", "ask")])
-    with pytest.raises(SystemExit, match="eval_tuned/predictions.jsonl: no such file"):
-        sft_bench.main(["--retable", "--out", str(tmp_path)])
+    with pytest.raises(SavedRunError, match="eval_tuned/predictions.jsonl: no such file"):
+        retable(tmp_path, n_resamples=2000, seed=0)
     write_jsonl(tmp_path / "eval_tuned" / PREDICTIONS, [_row("a", 1, "ask", "ask")])
-    with pytest.raises(SystemExit, match=r"no reply for 1 context\(s\) the base side has, e.g. \('b', 1\)"):
-        sft_bench.main(["--retable", "--out", str(tmp_path)])
+    with pytest.raises(SavedRunError, match=r"no reply for 1 context\(s\) the base side has, e.g. \('b', 1\)"):
+        retable(tmp_path, n_resamples=2000, seed=0)

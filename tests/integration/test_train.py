@@ -61,15 +61,15 @@ def test_full_fine_tuning_writes_a_model(tmp_path, tiny_model_dir):
 def test_target_only_head_gives_the_stock_loss(tmp_path, tiny_model_dir):
     import torch
 
-    from tunelab.train.recipes.sft import CountingTrainer, ExampleDataset, PadCollator, load_base, training_arguments
+    from tunelab.train.trainer import ExampleDataset, MaskedLossTrainer, PadCollator, load_trainable, training_arguments
     from tunelab.train.callbacks import TokenProgressCallback
     from tunelab.data.prepare import prepare
 
     config = load(data=tiny_config(tmp_path, tiny_model_dir, "x"))
-    model, tokenizer = load_base(config)
+    model, tokenizer = load_trainable(config)
     data = prepare(config.data, tokenizer, tmp_path)
     batch = PadCollator(tokenizer.pad_token_id)([ExampleDataset(data.train)[i] for i in range(4)])
-    trainer = CountingTrainer(model=model, args=training_arguments(config, tmp_path / "x", False), progress=TokenProgressCallback())
+    trainer = MaskedLossTrainer(model=model, args=training_arguments(config, tmp_path / "x", False), progress=TokenProgressCallback())
     with torch.no_grad():
         fast = trainer.compute_loss(model, dict(batch))
         stock = model(**batch).loss
@@ -197,10 +197,10 @@ def test_compiled_layers_train_like_eager_ones_and_save_a_plain_adapter(tmp_path
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from tunelab.train.recipes.sft import load_base
+    from tunelab.train.trainer import load_trainable
 
     config = load(data=tiny_config(tmp_path, tiny_model_dir, "compiled", max_steps=4, compile=True))
-    model, _ = load_base(config)
+    model, _ = load_trainable(config)
     layers = model.get_base_model().model.layers
     assert all(layer._compiled_call_impl is not None for layer in layers)
     del model
@@ -227,14 +227,14 @@ def test_shuffle_false_batches_in_file_order_and_needs_ungrouped_batches(tmp_pat
     """The cafe demo writes each dialogue beside its twin; shuffle false keeps such pairs in one batch."""
     from tunelab.data.prepare import prepare
     from tunelab.train.callbacks import TokenProgressCallback
-    from tunelab.train.recipes.sft import CountingTrainer, ExampleDataset, PadCollator, load_base, training_arguments
+    from tunelab.train.trainer import ExampleDataset, MaskedLossTrainer, PadCollator, load_trainable, training_arguments
 
     def first_batch(**train_settings: object) -> list[list[int]]:
         config = load(data=tiny_config(tmp_path, tiny_model_dir, "x", **train_settings))
-        model, tokenizer = load_base(config)
+        model, tokenizer = load_trainable(config)
         data = prepare(config.data, tokenizer, tmp_path)
-        trainer = CountingTrainer(model=model, args=training_arguments(config, tmp_path / "x", False), train_dataset=ExampleDataset(data.train),
-                                  data_collator=PadCollator(tokenizer.pad_token_id), progress=TokenProgressCallback())
+        trainer = MaskedLossTrainer(model=model, args=training_arguments(config, tmp_path / "x", False), train_dataset=ExampleDataset(data.train),
+                                    data_collator=PadCollator(tokenizer.pad_token_id), progress=TokenProgressCallback())
         batch = next(iter(trainer.get_train_dataloader()))
         in_file = [ExampleDataset(data.train)[i]["input_ids"] for i in range(len(data.train))]
         return [in_file.index([t for t, m in zip(row, mask) if m]) for row, mask in zip(batch["input_ids"].tolist(), batch["attention_mask"].tolist())]

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from tunelab.data.synth import cafe
-from tunelab.generation.replies import GenerationSettings, build_contexts, generate_replies, render_prompts
+from tunelab.eval.contexts import build_contexts
+from tunelab.generation.replies import GenerationSettings, generate_replies, render_prompts
 
 MAX_NEW = 32
 

@@ -1,7 +1,7 @@
 """The strict judge against replies labelled by reading them.
 
 tests/fixtures/judge_audit.jsonl holds real replies of the base and tuned SmolLM2-135M to held-out
-cafe contexts (plus the replies quoted in issue 14), each with the generator's record of what
+cafe contexts (plus replies quoted in a user's bug report), each with the generator's record of what
 the turn needed, a label given by a person reading the reply and the context ("right"/"wrong"),
 and the reason for that label. The judge must agree with at least 97% of them.
 """

@@ -34,7 +34,7 @@ def ask(order: list[dict], missing: list[tuple[str, str]]) -> dict:
             "candidates": {s: [e["name"] for e in order if applies[s](e)] for s in slots}, "order": order}
 
 
-# The issue's own examples: a confirmation that contains a slot word is not an ask.
+# Reported cases: a confirmation that contains a slot word is not an ask.
 AMERICANO_NO_TEMP = ask([food("cookie", 1), drink("cappuccino", "medium", None), drink("americano", "medium", None)],
                         [("americano", "temperature")])
 LATTE_NO_SIZE = ask([drink("latte", None, "iced"), drink("mocha", "large", "hot")], [("latte", "size")])
@@ -109,7 +109,7 @@ CONFIRM = {"act": "confirm", "order": ORDER}
     # a changed quantity
     ("So that's a large iced americano, three cookies, a chicken panini meal deal with a small hot mocha and a medium "
      "cappuccino. Is that right?", False),
-    # an option left out (the "iced americano" after "make it large")
+    # an option left out ("iced americano" after "make it large")
     ("So that's an iced americano, two cookies, a chicken panini meal deal with a small hot mocha and a medium "
      "cappuccino. Is that right?", False),
     # an item left out
@@ -187,7 +187,7 @@ def test_score_pair_uses_the_record_when_given() -> None:
 
 
 def test_a_broken_record_in_a_data_file_names_file_line_and_field(tmp_path) -> None:
-    from tunelab.generation.replies import build_contexts
+    from tunelab.eval.contexts import build_contexts
     from tunelab.eval.runner import load_conversations
 
     conv = cafe.generate(1, seed=4)[0].to_openai()

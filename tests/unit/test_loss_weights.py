@@ -1,4 +1,4 @@
-"""The per-token loss weights of recipe sft (first_token_weight, focal_gamma) and their config checks."""
+"""The per-token loss weights of the masked-loss trainer (first_token_weight, focal_gamma) and their config checks."""
 
 import math
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tunelab.config import ConfigError, load
-from tunelab.train.recipes.sft import first_token_weights, focal_weights
+from tunelab.train.trainer import first_token_weights, focal_weights
 
 DATA = {"train": "train.jsonl"}
 

@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from tunelab.eval.rubric import Judge, JudgeSettings, parse_verdict
+from tunelab.eval.rubric import RubricJudge, RubricSettings, parse_verdict
 
 GOOD = '{"correctness": {"score": 4, "reason": "asks for the size"}, "appropriateness": {"score": 5, "reason": "right act"}, "style": {"score": 3, "reason": "wordy"}}'
 ITEMS = [
@@ -60,9 +60,9 @@ def tiny_server(tiny_model_dir):
 def test_judge_against_a_real_server_counts_unparseable_verdicts_and_caches(tiny_server, tmp_path, monkeypatch):
     url, engine = tiny_server
     monkeypatch.setenv("JUDGE_KEY_FOR_TEST", "judge-key")
-    settings = JudgeSettings(base_url=url, model="tiny-judge", api_key_env="JUDGE_KEY_FOR_TEST",
+    settings = RubricSettings(base_url=url, model="tiny-judge", api_key_env="JUDGE_KEY_FOR_TEST",
                              max_tokens=24, cache_path=tmp_path / "cache.sqlite")
-    judge = Judge(settings)
+    judge = RubricJudge(settings)
     requests_before = engine.stats()["requests"]
     summary = judge.judge_many(ITEMS).summary()
     # A random 2-layer model cannot write the rubric JSON: every verdict is honestly unparseable.
@@ -71,12 +71,12 @@ def test_judge_against_a_real_server_counts_unparseable_verdicts_and_caches(tiny
     assert engine.stats()["requests"] == requests_before + 3
     judge.close()
 
-    again = Judge(settings)  # a new process would read the same file
+    again = RubricJudge(settings)  # a new process would read the same file
     report = again.judge_many(ITEMS)
     assert report.summary()["cached"] == 3
     assert engine.stats()["requests"] == requests_before + 3  # nothing was asked twice
     assert all(v.raw for v in report.verdicts)
-    other = Judge(dataclasses.replace(settings, model="tiny-judge-v2"))
+    other = RubricJudge(dataclasses.replace(settings, model="tiny-judge-v2"))
     # Another model name is another cache key: it asks the server, which does not serve that name.
     refused = other.judge(ITEMS[0]["context"], ITEMS[0]["prediction"], ITEMS[0]["reference"])
     assert refused.error is not None and "NotFoundError" in refused.error and not refused.cached
@@ -87,7 +87,7 @@ def test_judge_against_a_real_server_counts_unparseable_verdicts_and_caches(tiny
 def test_missing_api_key_variable_is_a_clear_error(tiny_server, monkeypatch):
     monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
     with pytest.raises(ValueError, match="NOT_SET_ANYWHERE is not set"):
-        Judge(JudgeSettings(base_url=tiny_server[0], model="tiny-judge", api_key_env="NOT_SET_ANYWHERE"))
+        RubricJudge(RubricSettings(base_url=tiny_server[0], model="tiny-judge", api_key_env="NOT_SET_ANYWHERE"))
 
 
 def flaky_judge_app(script: list[str]):
@@ -118,7 +118,7 @@ def test_judge_retries_after_a_timeout_and_a_503(tmp_path):
 
     app = flaky_judge_app(["slow", "503"])
     with ServerThread(app) as url:
-        judge = Judge(JudgeSettings(base_url=url, model="m", timeout=0.3, retries=3, backoff=0.01))
+        judge = RubricJudge(RubricSettings(base_url=url, model="m", timeout=0.3, retries=3, backoff=0.01))
         report = judge.judge_many(ITEMS[:1])
     assert app.state.calls == 3
     assert report.retries == 2
@@ -130,13 +130,13 @@ def test_judge_gives_up_after_its_retries_and_reports_a_failure(tmp_path):
 
     app = flaky_judge_app(["503"] * 10)
     with ServerThread(app) as url:
-        judge = Judge(JudgeSettings(base_url=url, model="m", retries=2, backoff=0.01, cache_path=tmp_path / "c.sqlite"))
+        judge = RubricJudge(RubricSettings(base_url=url, model="m", retries=2, backoff=0.01, cache_path=tmp_path / "c.sqlite"))
         summary = judge.judge_many(ITEMS[:1]).summary()
         judge.close()
     assert app.state.calls == 3
     assert summary["failed"] == 1 and summary["unparseable"] == 0 and summary["retries"] == 2
     # A failure is not cached: the next run asks again.
     with ServerThread(flaky_judge_app([])) as url:
-        judge = Judge(JudgeSettings(base_url=url, model="m", cache_path=tmp_path / "c.sqlite"))
+        judge = RubricJudge(RubricSettings(base_url=url, model="m", cache_path=tmp_path / "c.sqlite"))
         assert judge.judge_many(ITEMS[:1]).summary()["parsed"] == 1
         judge.close()

@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from tunelab.cli.taskmaster import register
+from tunelab.cli.data import register
 from tunelab.data.formats import parse_openai, read_conversations
 from tunelab.data.taskmaster import (
     context_key,
@@ -22,7 +22,7 @@ from tunelab.data.structure import check_conversation
 from tunelab.rundir import read_jsonl
 from tunelab.messages import Conversation
 
-REAL = Path("/work/shared/data/taskmaster4")
+REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "taskmaster4"
 
 
 def _call(n: int, fn: str, request: str | None, response: str) -> list[dict]:
@@ -159,9 +159,8 @@ def test_rewards_become_judgements_and_pairs(tm_dir: Path) -> None:
 
 
 def test_cli_writes_both_files(tm_dir: Path, tmp_path: Path) -> None:
-    app, data_app = typer.Typer(), typer.Typer()
-    app.add_typer(data_app, name="data")
-    register(data_app)
+    app = typer.Typer()
+    register(app)
     out, reward_out = tmp_path / "d.jsonl", tmp_path / "r.jsonl"
     res = CliRunner().invoke(app, ["data", "import", "taskmaster", str(tm_dir / "dialogs"), "-o", str(out),
                                    "--reward-out", str(reward_out)])

@@ -1,4 +1,4 @@
-"""`tunelab eval | compare`: measure what a model does on held-out dialogues. `register(app)` adds them."""
+"""`tunelab eval | compare`: measure what a model does on held-out dialogues, or two models side by side."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def evaluate(
 
     Example:  tunelab eval --model runs/cafe --data data/cafe_test.jsonl --turns all
     """
-    from tunelab.eval.runner import run_eval
+    from tunelab.api import evaluate as run_eval
 
     result = run_eval(model, data, out_dir=out, system_prompt_file=system_prompt, turns=turns,  # type: ignore[arg-type]
                       settings=_settings(max_new_tokens, sample, temperature, top_p, batch_size, seed),
@@ -102,12 +102,11 @@ def compare(
     """
     from rich.console import Console
 
-    from tunelab.eval.compare import Side, render_act_differences, render_table, run_compare
+    from tunelab.api import compare as run_compare
+    from tunelab.eval.compare import render_act_differences, render_table
 
     result = run_compare(
-        Side(a, str(system_prompt_a) if system_prompt_a else None),
-        Side(b, str(system_prompt_b) if system_prompt_b else None),
-        data, out_dir=out, turns=turns,  # type: ignore[arg-type]
+        a, b, data, system_prompt_a=system_prompt_a, system_prompt_b=system_prompt_b, out_dir=out, turns=turns,  # type: ignore[arg-type]
         settings=_settings(max_new_tokens, sample, temperature, top_p, batch_size, seed),
         limit=limit, semantic=semantic, n_resamples=resamples, seed=seed,
     )

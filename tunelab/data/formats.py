@@ -196,9 +196,9 @@ def detect_format(row: dict[str, Any]) -> str | None:
     return None
 
 
-def _rows(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(line number, raw bytes) per row, JSONL streamed. A file whose first non-space byte (after a
-    BOM) is '[' is a JSON list: its items are the rows, numbered from 1."""
+def raw_rows(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw bytes) per row of a data file, undecoded; JSONL is streamed. A file whose
+    first non-space byte (after a BOM) is '[' is a JSON list: its items are the rows, numbered from 1."""
     with path.open("rb") as handle:
         head = handle.read(4096).removeprefix(BOM).lstrip()
     if head[:1] == b"[":
@@ -237,7 +237,7 @@ def read_conversations(path: str | Path, fmt: str = "auto") -> ReadResult:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     path = check_file(path)
     result = ReadResult(path=str(path), fmt=fmt)
-    for line_no, raw in _rows(path):
+    for line_no, raw in raw_rows(path):
         try:
             result.conversations.append(_conversation(loads_row(raw), result, path, line_no))
         except RowError as err:

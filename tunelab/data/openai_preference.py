@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunelab.data.formats import Rejected, _rows, parse_openai
+from tunelab.data.formats import Rejected, parse_openai, raw_rows
 from tunelab.data.structure import check_conversation
 from tunelab.textio import RowError, check_file, loads_row, shown
 from tunelab.messages import Conversation, Message
@@ -97,7 +97,7 @@ def read_pairs(path: str | Path) -> PairsResult:
     """Read one JSONL (or JSON list) file; a file that cannot be read raises InputFileError, a bad row never raises."""
     path = check_file(path)
     result = PairsResult(path=str(path))
-    for line_no, raw in _rows(path):
+    for line_no, raw in raw_rows(path):
         try:
             result.pairs.append(parse_pair(loads_row(raw), f"{path}:{line_no}"))
         except RowError as err:
@@ -108,7 +108,7 @@ def read_pairs(path: str | Path) -> PairsResult:
 def is_preference_file(path: str | Path) -> bool:
     """Whether the first parseable row of a JSONL/JSON file is a preference row."""
     try:
-        for _, raw in _rows(check_file(path)):
+        for _, raw in raw_rows(check_file(path)):
             try:
                 return is_preference_row(loads_row(raw))
             except RowError:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from tunelab.data.formats import Rejected, RowError
+from tunelab.data.split import grouped_split
 from tunelab.rundir import write_jsonl
 from tunelab.textio import check_file, check_value, loads_row, split_json_list
 from tunelab.messages import Message, ToolCall
@@ -351,6 +352,21 @@ def preference_pairs(rows: Iterable[dict[str, Any]]) -> list[tuple[dict[str, Any
         bad = [r for r in group if not r["label"]]
         pairs.extend((g, b) for g in good for b in bad)
     return pairs
+
+
+def opening(row: dict[str, Any]) -> str:
+    """The customer's first request in a judgement row: the same for every step of one dialogue."""
+    first = next((m["content"] for m in row["context"] if m["role"] == "user"), "")
+    return " ".join(first.lower().split())
+
+
+def split_by_opening(rows: list[dict[str, Any]], held_fraction: float, seed: int) -> tuple[list, list]:
+    """(train, held-out) judgement rows, about `held_fraction` of the distinct openings held out.
+    Every reward row has its own conversation id, yet many continue one dialogue (the good and the
+    bad reply to one context, its later steps), so it is the opening request that groups them."""
+    _, held_openings = grouped_split(sorted({opening(r) for r in rows}), None, seed, fraction=held_fraction)
+    held = set(held_openings)
+    return [r for r in rows if opening(r) not in held], [r for r in rows if opening(r) in held]
 
 
 def write_result(result: ConvertResult, out: str | Path) -> Path | None:

@@ -10,15 +10,9 @@ from typing import Any
 
 from tunelab.data.formats import ReadResult, Rejected, read_conversations
 from tunelab.data.prepare import length_stats, token_stats, tokenize_all, write_rejected
-from tunelab.data.tokenize import IGNORE, ensure_template, target_spans, template_info, to_template_messages, tokenize_conversation
+from tunelab.data.tokenize import IGNORE, target_spans, template_info, to_template_messages, tokenize_conversation
 
 log = logging.getLogger(__name__)
-
-
-def load_tokenizer(model: str) -> Any:
-    from tunelab.models.load import load_tokenizer as load
-
-    return ensure_template(load(model))
 
 
 def rejected_folder(data_file: Path, out_dir: Path | None) -> Path:

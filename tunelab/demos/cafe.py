@@ -38,13 +38,9 @@ MAX_NEW_TOKENS = 64  # the longest right reply (three items and two meal deals r
 def demo_config(out: Path, train_file: Path, val_file: Path, model: str = DEFAULT_MODEL, adapter: str = "lora",
                 **train_overrides: Any) -> Config:
     """The demo's training recipe; docs/cafe.md gives the measurements behind each value."""
-    # One example a step: one epoch over 200 dialogues and their 200 complete twins is 399 steps of 1,
-    # which cost what 50 steps of 8 did (no padding) but learn more: held-out asks right 26% (batch 8),
-    # 48% (4), 56% (2), 61% (1) at equal tokens (docs/cafe.md). With bf16_base + compile where the CPU
-    # has native bf16 that fits the 10-minute demo on 2 cores beside measuring two models on 277 turns
-    # each; docs/cafe.md has the longer runs, which ask far better.
-    # Random order, not length-grouped batches: grouping put the short complete twins in batches of their
-    # own, and the ask/confirm choice then swung with the batch (asks right 10/54 vs 31/54 at step 50).
+    # One example a step: the ask/confirm choice is learned per update, and without padding 399 steps
+    # of 1 cost what 50 of 8 did. Random order, not length-grouped: grouping put the short complete
+    # twins in batches of their own and the choice swung with the batch (docs/cafe.md, rows 7-17).
     train = {"epochs": 1, "learning_rate": 1e-3, "batch_size": 1, "eval_steps": 200, "save_steps": 200,
              "logging_steps": 20, "warmup_ratio": 0.05, "group_by_length": False}
     train.update(train_overrides)
@@ -97,7 +93,8 @@ def share(right: list[bool]) -> dict[str, Any]:
 
 def behaviour_scores(model_spec: str, heldout: list[Conversation], label: str) -> dict[str, Any]:
     """Greedy replies to every held-out ask/confirm turn, judged strictly; rates with 95% CIs."""
-    from tunelab.generation.replies import GenerationSettings, build_contexts
+    from tunelab.eval.contexts import build_contexts
+    from tunelab.generation.replies import GenerationSettings
     from tunelab.eval.runner import predict, score_behaviour
 
     contexts = [c for c in build_contexts(heldout) if c.expected and c.expected["act"] in SCORED_ACTS]

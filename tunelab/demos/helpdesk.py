@@ -15,18 +15,15 @@
    held-out rows to out/bake/heldout.jsonl, so `tunelab adherence out/bake` sees the same ones.
 5. Measures adherence on the held-out questions for the base model without and with the prompt
    and the baked model without it; writes adherence.json, adherence.md and the predictions.
-Defaults: targets=logged (the 135M teacher, sampled with the prompt, passed all rules in 0 of 8
-samples, so teacher targets only cost time) and 320 steps of 4 (about 2.3 passes over the ~555
-good answers of the training groups): at 160 steps the model still mixed up "unanswerable" and
-"off-topic" on about half the splits, and 320 met the bar on every seed measured (README,
-bench/helpdesk_seeds.py).
+Defaults: targets=logged (the 135M teacher, sampled with the prompt, rarely passes every rule, so
+teacher targets only cost time) and 320 steps of 4 (about 2.3 passes over the training groups' good
+answers): fewer steps still mixed up "unanswerable" and "off-topic" (docs/bake.md has the runs).
 """
 
 from __future__ import annotations
 
-import collections
 import logging
-import random
+import math
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +31,7 @@ from tunelab import rundir
 from tunelab.config import load
 from tunelab.data.hygiene import clean
 from tunelab.data.logs import read_logs
+from tunelab.data.split import grouped_split
 from tunelab.data.log_sets import write_sets
 from tunelab.data.synth.helpdesk import KIND_WEIGHTS, PROMPT_YAML, generate_logs
 from tunelab.eval import adherence
@@ -64,16 +62,8 @@ def bake_config(out: Path, model: str, max_steps: int, teacher_questions: int, t
 def split_by_group(logs: list[dict[str, Any]], fraction: float, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(train, held-out) log rows: whole wording groups (the generator's `group` column) go to one
     side, about `fraction` of the rows held out."""
-    groups = sorted({r["group"] for r in logs})
-    random.Random(seed).shuffle(groups)
-    target, held, n_held = fraction * len(logs), set(), 0
-    sizes = collections.Counter(r["group"] for r in logs)
-    for g in groups:
-        if n_held >= target:
-            break
-        held.add(g)
-        n_held += sizes[g]
-    return [r for r in logs if r["group"] not in held], [r for r in logs if r["group"] in held]
+    # ceil: at least `fraction` of the rows, the last group taken may overshoot it
+    return grouped_split(logs, lambda r: r["group"], seed, count=math.ceil(fraction * len(logs)))
 
 
 def split_check(logs: list[dict[str, Any]], held_ids: set[str]) -> dict[str, Any]:
@@ -121,7 +111,7 @@ def run_helpdesk_demo(out: Path, *, model: str = DEFAULT_MODEL, n_questions: int
     report["bar"] = adherence.meets_bar(report)
     report["split_check"] = leaks
     markdown = adherence.table(report)
-    rundir.write_json(out / adherence.SCORES, report)
+    rundir.write_json(out / rundir.ADHERENCE, report)
     rundir.write_text(out / "adherence.md", markdown + "\n")
     return {"out": str(out), "logs": {"read": read.n_read, "kept": len(read.records), "rejected": len(read.rejected), "hygiene": hygiene.to_dict()},
             "sets": {k: v for k, v in sets.items() if k != "stats"}, "stats": sets["stats"], "bake": summary, "adherence": report, "table": markdown}

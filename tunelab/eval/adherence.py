@@ -22,8 +22,6 @@ from tunelab.data.logs import LogRecord, compile_template, render_user_turn
 from tunelab.prompts.rules import CheckItem, PromptSpec, check_all, passes_all
 
 log = logging.getLogger(__name__)
-PREDICTIONS = "adherence_predictions.jsonl"
-SCORES = "adherence.json"
 
 
 @dataclass(frozen=True)
@@ -119,8 +117,8 @@ def evaluate(spec: PromptSpec, records: Sequence[LogRecord], conditions: Sequenc
         predictions += [{"condition": cond.name, **row} for row in run["rows"]]
     report = {"prompt": spec.name, "questions": len(questions), "conditions": results, **_savings(results)}
     if out_dir is not None:
-        rundir.write_jsonl(Path(out_dir) / PREDICTIONS, predictions)
-        rundir.write_json(Path(out_dir) / SCORES, report)
+        rundir.write_jsonl(Path(out_dir) / rundir.ADHERENCE_PREDICTIONS, predictions)
+        rundir.write_json(Path(out_dir) / rundir.ADHERENCE, report)
     return report
 
 
@@ -135,7 +133,7 @@ def _savings(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def meets_bar(report: dict[str, Any], prompted: str = "base with prompt", baked: str = "baked without prompt", overall: float = 0.8) -> dict[str, Any]:
-    """The issue's bar: baked passes all rules on >= `overall` of questions and each rule at least as often as the prompted base."""
+    """The bar a bake must clear: baked passes all rules on >= `overall` of questions and each rule at least as often as the prompted base."""
     c = report["conditions"]
     worse = [rule for rule, v in c[baked]["rules"].items() if v["pass_rate"] is not None and c[prompted]["rules"][rule]["pass_rate"] is not None
              and v["pass_rate"] < c[prompted]["rules"][rule]["pass_rate"]]

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tunelab import rundir
-from tunelab.generation.replies import GenerationSettings, Turns
+from tunelab.eval.contexts import Turns
+from tunelab.generation.replies import GenerationSettings
 from tunelab.eval.metrics import Delta, paired_bootstrap
 from tunelab.eval.runner import EvalError, EvalResult, run_eval
 
@@ -75,7 +76,7 @@ def _last_user(context: Sequence[dict[str, Any]]) -> str:
 
 
 def act_differences(rows_a: Sequence[dict[str, Any]], rows_b: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Contexts where A's and B's replies perform different dialogue acts (see behaviour.py)."""
+    """Contexts where A's and B's replies perform different dialogue acts (see tunelab.eval.behaviour)."""
     by_key = {(r["conversation_id"], r["turn_index"]): r for r in rows_b}
     out = []
     for ra in rows_a:

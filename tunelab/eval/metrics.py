@@ -3,7 +3,7 @@
 Every score is on a 0-1 scale (sacrebleu's 0-100 BLEU and chrF are divided by 100) so that one
 table holds them all. Scores are per example; a run's score is their mean, so that two runs on
 the same contexts can be compared pair by pair. These metrics reward word overlap: a correct
-rephrasing scores low, which is why behaviour checks (`behaviour.py`) come first.
+rephrasing scores low, which is why the behaviour judge (`tunelab.eval.behaviour`) comes first.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from tunelab import rundir
 from tunelab.models.registry import tunelab_home
 
 log = logging.getLogger(__name__)
@@ -73,14 +74,10 @@ def install_wordnet(source: Path | None = None, target: Path | None = None) -> P
     if missing:
         log.debug("WordNet source %s lacks %s", source, ", ".join(missing))
         return None
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for name in needed:
-        shutil.copyfile(source / name, tmp / name)
-    (tmp / "lexnames").write_text(lexnames_text(), encoding="utf-8")
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.replace(target)
+    with rundir.publish_dir(target) as staging:
+        for name in needed:
+            shutil.copyfile(source / name, staging / name)
+        (staging / "lexnames").write_text(lexnames_text(), encoding="utf-8")
     return target
 
 

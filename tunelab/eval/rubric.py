@@ -1,5 +1,6 @@
-"""An LLM judge: rubric scores (correctness, appropriateness, style; 1-5 each with a one-line
-reason) from any OpenAI-compatible chat endpoint.
+"""The LLM rubric judge (`tunelab judge`): rubric scores (correctness, appropriateness, style;
+1-5 each with a one-line reason) from any OpenAI-compatible chat endpoint. Not the behaviour judge
+(tunelab.eval.behaviour), which alone decides the behaviour figures.
 
 Raw judge answers are cached on disk (sqlite) by (prompt, model), so re-running a report costs
 nothing and parser changes apply to old answers. Answers that do not parse are counted, not
@@ -43,7 +44,7 @@ Answer with JSON only, in exactly this shape:
 
 
 @dataclass(frozen=True)
-class JudgeSettings:
+class RubricSettings:
     base_url: str
     model: str
     api_key_env: str | None = None  # name of the environment variable holding the key
@@ -68,7 +69,7 @@ class Verdict:
 
 
 @dataclass
-class JudgeReport:
+class RubricReport:
     verdicts: list[Verdict] = field(default_factory=list)
     retries: int = 0
 
@@ -167,8 +168,10 @@ class _Cache:
         self._db.close()
 
 
-class Judge:
-    def __init__(self, settings: JudgeSettings):
+class RubricJudge:
+    """A client of one judge endpoint: asks, retries, caches and parses rubric verdicts."""
+
+    def __init__(self, settings: RubricSettings):
         import openai
 
         self.settings = settings
@@ -224,9 +227,9 @@ class Judge:
             return Verdict(None, {}, raw, cached=cached)
         return Verdict(parsed[0], parsed[1], raw, cached=cached)
 
-    def judge_many(self, items: Iterable[dict[str, Any]]) -> JudgeReport:
+    def judge_many(self, items: Iterable[dict[str, Any]]) -> RubricReport:
         """Each item: {'context': [messages], 'prediction': str, 'reference': str | None}."""
-        report = JudgeReport()
+        report = RubricReport()
         start = self.retries
         for item in items:
             report.verdicts.append(self.judge(item.get("context") or [], item["prediction"], item.get("reference")))
@@ -257,7 +260,7 @@ def read_items(path: str | Path) -> list[dict[str, Any]]:
     return items
 
 
-def verdict_rows(items: Sequence[dict[str, Any]], report: JudgeReport) -> list[dict[str, Any]]:
+def verdict_rows(items: Sequence[dict[str, Any]], report: RubricReport) -> list[dict[str, Any]]:
     rows = []
     for item, verdict in zip(items, report.verdicts):
         keep = {k: item[k] for k in ("conversation_id", "turn_index") if k in item}

@@ -20,7 +20,8 @@ from typing import Any, Sequence
 
 from tunelab import rundir
 from tunelab.eval import metrics
-from tunelab.generation.replies import Context, GenerationSettings, Turns, build_contexts, generate_replies, render_prompts
+from tunelab.eval.contexts import Context, Turns, build_contexts
+from tunelab.generation.replies import GenerationSettings, generate_replies, render_prompts
 from tunelab.messages import Conversation
 
 log = logging.getLogger(__name__)

@@ -64,7 +64,7 @@ class ChatSession:
     def _generate(self, ids: list[int], streamer: Any, failure: list[BaseException]) -> None:
         import torch
 
-        from tunelab.generation.engine import end_of_turn_ids
+        from tunelab.generation.tokens import stop_token_ids
 
         sample = self.temperature > 0
         try:
@@ -73,7 +73,7 @@ class ChatSession:
                     torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
                     max_new_tokens=self.max_new_tokens, do_sample=sample,
                     temperature=self.temperature if sample else None, top_p=self.top_p if sample else None,
-                    top_k=None, eos_token_id=sorted(end_of_turn_ids(self.model, self.tokenizer)),
+                    top_k=None, eos_token_id=stop_token_ids(self.tokenizer, self.model),
                     pad_token_id=self.tokenizer.pad_token_id, streamer=streamer,
                 )
         except BaseException as exc:  # surfaced in the calling thread, which is blocked on the streamer

@@ -17,6 +17,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from tunelab.generation.tokens import left_pad, pad_token_id, stop_token_ids
+
 log = logging.getLogger(__name__)
 
 
@@ -113,8 +115,8 @@ class Engine:
         self.model, self.tokenizer = model, tokenizer
         self.batch_window, self.max_batch = batch_window, max_batch
         self.context_length = int(getattr(model.config, "max_position_embeddings", 2048))
-        self.eos_ids = end_of_turn_ids(model, tokenizer)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
+        self.eos_ids = set(stop_token_ids(tokenizer, model))
+        self.pad_id = pad_token_id(tokenizer, sorted(self.eos_ids))
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
         self.batch_sizes: deque[int] = deque(maxlen=1000)
         self.requests = 0
@@ -169,12 +171,8 @@ class Engine:
         import torch
         from transformers import GenerationConfig, StoppingCriteriaList
 
-        width = max(len(j.prompt_ids) for j in jobs)
-        ids = torch.full((len(jobs), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(jobs), width), dtype=torch.long)
-        for row, job in enumerate(jobs):  # left padding keeps every row's last token aligned
-            ids[row, width - len(job.prompt_ids) :] = torch.tensor(job.prompt_ids)
-            mask[row, width - len(job.prompt_ids) :] = 1
+        ids, mask = left_pad([j.prompt_ids for j in jobs], self.pad_id)
+        for job in jobs:
             job.batch_size = len(jobs)
         sample = jobs[0].temperature > 0
         config = GenerationConfig(
@@ -191,17 +189,6 @@ class Engine:
         for job in jobs:
             if job.finish_reason is None:  # stopped by generate's own length limit
                 tracker.finish(job)
-
-
-def end_of_turn_ids(model: Any, tokenizer: Any) -> set[int]:
-    """EOS ids of the model plus whichever common end-of-turn markers its tokenizer knows."""
-    from tunelab.generation.replies import END_OF_TURN_TOKENS
-
-    eos = getattr(model.generation_config, "eos_token_id", None)
-    ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
-    vocab = tokenizer.get_vocab()
-    ids |= {vocab[t] for t in END_OF_TURN_TOKENS if t in vocab}
-    return {i for i in ids if i is not None}
 
 
 def build_prompt(tokenizer: Any, messages: list[dict[str, Any]], system_prompt: str | None) -> list[int]:

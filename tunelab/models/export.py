@@ -27,19 +27,9 @@ class ExportError(RuntimeError):
     """An export that cannot be done or did not verify; the message says which and why."""
 
 
-def _prepare_out(out_dir: Path, force: bool) -> Path:
+def _check_out(out_dir: Path, force: bool) -> None:
     if out_dir.exists() and any(out_dir.iterdir()) and not force:
         raise ExportError(f"{out_dir} exists and is not empty; pass --force to overwrite")
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    return tmp
-
-
-def _publish(tmp: Path, out_dir: Path) -> Path:
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.replace(out_dir)
-    return out_dir
 
 
 def export_merged(spec: str, out_dir: str | Path, *, force: bool = False) -> Path:
@@ -47,13 +37,14 @@ def export_merged(spec: str, out_dir: str | Path, *, force: bool = False) -> Pat
     from tunelab.models.load import describe, load_model
 
     out_dir = Path(out_dir)
-    tmp = _prepare_out(out_dir, force)
+    _check_out(out_dir, force)
     where = describe(spec)
     model, tokenizer = load_model(spec, merge=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    rundir.write_json(tmp / EXPORT_INFO, {"format": "merged", "source": str(spec), **where})
-    return _publish(tmp, out_dir)
+    with rundir.publish_dir(out_dir) as staging:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        rundir.write_json(staging / EXPORT_INFO, {"format": "merged", "source": str(spec), **where})
+    return out_dir
 
 
 def _permute(weights: Any, n_head: int) -> Any:
@@ -200,26 +191,28 @@ def export_gguf(spec: str, out_dir: str | Path, *, dtype: str = "f16", tokenizer
     where = describe(spec)
     model, tokenizer = load_model(spec, merge=True)
     tensors = gguf_tensors(model)
-    tmp = _prepare_out(out_dir, force)
-    tokenizer.save_pretrained(tmp / "tokenizer")  # one place that holds tokenizer.json + chat template
-    path = tmp / f"model-{dtype}.gguf"
-    writer = gguf.GGUFWriter(path, "llama")
-    _add_metadata(writer, model, Path(str(spec)).name, int(file_type))
-    _add_tokenizer(writer, tokenizer, tmp / "tokenizer", model.config.vocab_size, tokenizer_pre)
-    for name, array in tensors.items():
-        data, raw = _encode(array, qtype)
-        writer.add_tensor(name, data, raw_dtype=raw if raw not in (gguf.GGMLQuantizationType.F32,
-                                                                   gguf.GGMLQuantizationType.F16) else None)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    shutil.rmtree(tmp / "tokenizer")
-    report = verify_gguf(path, tensors)
-    rundir.write_json(tmp / EXPORT_INFO, {"format": "gguf", "type": dtype, "file": path.name, "source": str(spec),
-                                          **where, "round_trip": report})
-    log.info("wrote %s: %s", path.name, report)
-    return _publish(tmp, out_dir) / path.name
+    _check_out(out_dir, force)
+    name = f"model-{dtype}.gguf"
+    with rundir.publish_dir(out_dir) as staging:
+        tokenizer.save_pretrained(staging / "tokenizer")  # one place that holds tokenizer.json + chat template
+        path = staging / name
+        writer = gguf.GGUFWriter(path, "llama")
+        _add_metadata(writer, model, Path(str(spec)).name, int(file_type))
+        _add_tokenizer(writer, tokenizer, staging / "tokenizer", model.config.vocab_size, tokenizer_pre)
+        for tensor_name, array in tensors.items():
+            data, raw = _encode(array, qtype)
+            writer.add_tensor(tensor_name, data, raw_dtype=raw if raw not in (gguf.GGMLQuantizationType.F32,
+                                                                              gguf.GGMLQuantizationType.F16) else None)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        shutil.rmtree(staging / "tokenizer")
+        report = verify_gguf(path, tensors)
+        rundir.write_json(staging / EXPORT_INFO, {"format": "gguf", "type": dtype, "file": name, "source": str(spec),
+                                                  **where, "round_trip": report})
+    log.info("wrote %s: %s", name, report)
+    return out_dir / name
 
 
 def export(spec: str, out_dir: str | Path, fmt: str, *, dtype: str = "f16", force: bool = False) -> Path:

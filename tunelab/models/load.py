@@ -1,7 +1,8 @@
-"""Load a model for inference from whatever the user points at.
+"""The one loader of models and tokenizers, for inference and for training.
 
-Accepted: a registry name (`smollm2-135m`), a transformers model directory, a hub id, a peft
-adapter directory, or a tunelab run directory (its `merged/`, `model/` or `adapter/`).
+Accepted for inference: a registry name (`smollm2-135m`), a transformers model directory, a hub
+id, a peft adapter directory, or a tunelab run directory (its `merged/`, `model/` or `adapter/`).
+Training starts from a base (registry name, directory or hub id) wrapped in a fresh adapter.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from tunelab import rundir
+from tunelab.config import ModelConfig
+from tunelab.models.adapters import apply_adapter, load_kwargs
 from tunelab.models.registry import ModelNotFound, resolve
 
 
@@ -34,7 +37,12 @@ def describe(spec: str) -> dict[str, str | None]:
     return {"base": resolve(spec), "adapter": None}
 
 
-def load_tokenizer(spec: str) -> Any:
+def load_tokenizer(spec: str, *, default_template: bool = True) -> Any:
+    """The tokenizer of `spec` (an adapter's own, where it saved one), with a pad token.
+
+    With `default_template`, a tokenizer without a chat template gets the documented default
+    (tunelab.data.tokenize.ensure_template): training and the data checks render every
+    conversation through a template, so they need one. Inference keeps the tokenizer as saved."""
     from transformers import AutoTokenizer
 
     where = describe(spec)
@@ -42,6 +50,10 @@ def load_tokenizer(spec: str) -> Any:
     tokenizer = AutoTokenizer.from_pretrained(source)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if default_template:
+        from tunelab.data.tokenize import ensure_template
+
+        ensure_template(tokenizer)
     return tokenizer
 
 
@@ -59,4 +71,37 @@ def load_model(spec: str, *, merge: bool = False, dtype: Any = None) -> tuple[An
         if merge:
             model = model.merge_and_unload()
     model.eval()
-    return model, load_tokenizer(spec)
+    return model, load_tokenizer(spec, default_template=False)
+
+
+def load_base(path: str, dtype: Any, **kwargs: Any) -> Any:
+    """The base model at `path` (what registry.resolve returns) in `dtype`, as stored: no adapter."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
+
+
+def load_for_training(cfg: ModelConfig, dtype: Any) -> tuple[Any, Any]:
+    """(model, tokenizer) to train: the base in `dtype`, wrapped in a fresh `cfg.adapter` (whole
+    for a full fine-tune); the tokenizer with a chat template and a pad token."""
+    path = resolve(cfg.name)
+    tokenizer = load_tokenizer(path)
+    model = apply_adapter(load_base(path, dtype, **load_kwargs(cfg)), cfg)
+    return model, tokenizer
+
+
+def decoder_and_head(model: Any) -> tuple[Any, Any] | None:
+    """(decoder, output head) of a causal LM, through a peft wrapper whose adapters live inside
+    the layers (LoRA, DoRA, IA3); None for adapters that change the inputs (prompt tuning)."""
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel):
+        if model.active_peft_config.is_prompt_learning:
+            return None
+        model = model.get_base_model()
+    config = getattr(model, "config", None)
+    if getattr(config, "final_logit_softcapping", None):
+        return None  # the stock forward applies the cap; keep one source of truth for it
+    get_decoder, head = getattr(model, "get_decoder", None), model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    decoder = get_decoder() if get_decoder else None
+    return (decoder, head) if decoder is not None and head is not None else None

@@ -11,9 +11,11 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from tunelab import rundir
 
 log = logging.getLogger(__name__)
 
@@ -86,14 +88,16 @@ def _join_chunks(entry: GgufPackage, chunks: list[Path]) -> Path:
     """Concatenate a GGUF split into byte chunks across packages (sorted by name) into one file."""
     target = tunelab_home() / "gguf" / f"{entry.name}.gguf"
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".part")
-        with tmp.open("wb") as out:
-            for chunk in chunks:
-                with chunk.open("rb") as src:
-                    shutil.copyfileobj(src, out)
-        tmp.replace(target)
+        rundir.write_bytes(target, _read_in_blocks(chunks))
     return target
+
+
+def _read_in_blocks(files: list[Path], size: int = 1 << 24) -> Iterator[bytes]:
+    """The files' bytes one after the other, 16 MiB at a time (a model's GGUF need not fit in memory twice)."""
+    for file in files:
+        with file.open("rb") as src:
+            while block := src.read(size):
+                yield block
 
 
 def converted_dir(name: str) -> Path:
@@ -117,12 +121,9 @@ def _convert(entry: GgufPackage, target: Path) -> None:
     plain = AutoModelForCausalLM.from_config(config)
     plain.load_state_dict(loaded.state_dict(), strict=False)
     plain.tie_weights()
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    plain.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.replace(target)
+    with rundir.publish_dir(target) as staging:
+        plain.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
 
 
 def resolve(name_or_path: str) -> str:

@@ -1,8 +1,8 @@
 """Rule-aware repair of a reply that fails only rules a program can satisfy without changing meaning.
 
 Used by recipe bake on teacher samples: a 135M teacher given "end with a question, at most three
-sentences, no lists" writes good content and breaks the form (in the issue's run 310 of 320
-samples missed the closing question). Four repairs, applied in this order and each counted:
+sentences, no lists" writes good content and breaks the form (most often: no closing
+question). Four repairs, applied in this order and each counted:
 
   list_to_prose       list lines become prose: short items joined ("oat, soy and almond"),
                       longer ones each a sentence (rule `format: no_list`);

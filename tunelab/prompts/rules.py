@@ -109,7 +109,9 @@ _STOP = set(
 )
 
 
-def _stems(text: str) -> list[str]:
+def stems(text: str) -> list[str]:
+    """Crude stems of the content words (first five letters; short words, numbers and stop words
+    dropped): one notion of "the same word" for the rule checks and for finding rewordings."""
     text = _NOT_WORDS.sub(" ", text)
     return [w[:5] for w in (m.lower() for m in _WORD.findall(text)) if len(w) >= 4 and not w.isdigit() and w not in _STOP]
 
@@ -180,9 +182,9 @@ def _check_role_address(rule: Rule, reply: str, item: CheckItem) -> RuleResult:
 def is_answerable(item: CheckItem, threshold: float) -> bool:
     if item.answerable is not None:
         return item.answerable
-    q = set(_stems(item.question))
+    q = set(stems(item.question))
     # One passage must hold most of the question's words; several passages sharing a word each is no answer.
-    return bool(q) and max(len(q & set(_stems(c))) / len(q) for c in item.contexts) >= threshold
+    return bool(q) and max(len(q & set(stems(c))) / len(q) for c in item.contexts) >= threshold
 
 
 def _check_grounded(rule: Rule, reply: str, item: CheckItem) -> RuleResult:
@@ -197,10 +199,10 @@ def _check_grounded(rule: Rule, reply: str, item: CheckItem) -> RuleResult:
     text = reply
     for phrase in p["ignore"]:
         text = re.sub(re.escape(phrase), " ", text, flags=re.IGNORECASE)
-    words = _stems(text)
+    words = stems(text)
     if not words:
         return RuleResult(rule.id, False, True, "no content words")
-    known = set(_stems(" ".join(item.contexts))) | set(_stems(item.question))
+    known = set(stems(" ".join(item.contexts))) | set(stems(item.question))
     share = sum(1 for w in words if w in known) / len(words)
     return RuleResult(rule.id, share >= p["min_overlap"], True, f"{share:.2f} of content words from the contexts")
 
@@ -209,7 +211,7 @@ def is_off_topic(rule: Rule, item: CheckItem) -> bool:
     if item.off_topic is not None:
         return item.off_topic
     keywords = {k[:5].lower() for k in rule.params["topic_keywords"]}
-    return not (set(_stems(item.question)) & keywords)
+    return not (set(stems(item.question)) & keywords)
 
 
 def _check_off_topic(rule: Rule, reply: str, item: CheckItem) -> RuleResult:

@@ -69,11 +69,19 @@ def section(title: str, *parts: str) -> str:
     return f"<section><h2>{escape(title)}</h2>{''.join(parts)}</section>"
 
 
-def page(title: str, subtitle: str, sections: Sequence[str]) -> str:
+def shell(title: str, body: str, *, css: str = "", script: str = "", head: str = "") -> str:
+    """The one HTML document every page of ours is built in: `body` (HTML) under `title`, with
+    inline `css` and `script` (nothing is fetched) and any extra `head` markup."""
+    style = f"<style>{css}</style>" if css else ""
+    js = f"<script>{script}</script>" if script else ""
     return (
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
         f"<meta name=viewport content='width=device-width, initial-scale=1'><title>{escape(title)}</title>"
-        f"<style>{CSS}</style></head><body><main><h1>{escape(title)}</h1><p class=meta>{escape(subtitle)}</p>"
-        + "".join(sections)
-        + f"</main><script>{JS}</script></body></html>\n"
+        f"{head}{style}</head><body>{body}{js}</body></html>\n"
     )
+
+
+def page(title: str, subtitle: str, sections: Sequence[str]) -> str:
+    """A report page: heading, subtitle and sections in the report's style, with sortable tables."""
+    body = f"<main><h1>{escape(title)}</h1><p class=meta>{escape(subtitle)}</p>{''.join(sections)}</main>"
+    return shell(title, body, css=CSS, script=JS)

@@ -1,7 +1,7 @@
 """An OpenAI-compatible chat server around a run directory or model.
 
-The HTTP layer (FastAPI): request validation with OpenAI-style errors, SSE streaming, API key,
-and a real uvicorn server thread for tests. Generation and batching live in tunelab/generation/engine.py.
+The HTTP layer (FastAPI): request validation with OpenAI-style errors, SSE streaming, the API key
+(serve/auth.py), and a real uvicorn server thread for tests. Generation and batching live in tunelab/generation/engine.py.
 """
 
 from __future__ import annotations
@@ -83,13 +83,12 @@ def serve(spec: str, *, host: str = "127.0.0.1", port: int = 8000, settings: Ser
     import uvicorn
 
     from tunelab.models.load import describe
+    from tunelab.serve.auth import warn_if_reachable
 
     settings = settings or ServeSettings(model_name=default_model_name(spec))
     where = describe(spec)
     engine = load_engine(spec, settings)
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("binding %s: the server is reachable from other machines%s", host,
-                    "" if settings.api_key else " and has no API key")
+    warn_if_reachable(host, "server", settings.api_key)
     log.info("serving %s (base %s, adapter %s) as '%s' on http://%s:%d/v1", spec, where["base"],
              where["adapter"], settings.model_name, host, port)
     try:
@@ -281,8 +280,6 @@ async def _sse(job: Job, cid: str, model: str, include_usage: bool) -> Any:
 def create_app(engine: Engine | None, settings: ServeSettings, models: Any = None) -> Any:
     """The app for `engine` served as settings.model_name, or for every model of `models` (an
     object with names(), get(name) -> Engine and stats(), as OneModel)."""
-    import hmac
-
     from starlette.concurrency import run_in_threadpool
 
     from fastapi import FastAPI, Request
@@ -290,21 +287,20 @@ def create_app(engine: Engine | None, settings: ServeSettings, models: Any = Non
     from fastapi.responses import StreamingResponse
     from starlette.exceptions import HTTPException
 
+    from tunelab.serve.auth import add_api_key
+
     app = FastAPI(title="tunelab", docs_url=None, redoc_url=None)
     models = models or OneModel(engine, settings.model_name)
 
     @app.middleware("http")
-    async def require_key(request: Request, call_next: Any) -> Any:
-        if settings.api_key:
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {settings.api_key}".encode()):
-                return ApiError(401, "missing or wrong API key (send 'Authorization: Bearer KEY')", None, "invalid_api_key").response()
+    async def no_bare_500(request: Request, call_next: Any) -> Any:
         try:
             return await call_next(request)
         except Exception:  # never let a crash reach the client as a bare 500 page
             log.exception("unhandled error on %s", request.url.path)
             return ApiError(500, "internal server error", kind="server_error").response()
 
+    add_api_key(app, settings.api_key)  # added after: it runs first, so an unknown caller reaches nothing
     app.exception_handler(ApiError)(lambda request, exc: exc.response())
     app.exception_handler(RequestValidationError)(lambda request, exc: _validation_error(exc).response())
     app.exception_handler(HTTPException)(lambda request, exc: _http_error(exc))

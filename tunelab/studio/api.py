@@ -1,15 +1,15 @@
 """The studio's routes: OpenAI Files and Fine-tuning, a few tunelab extensions the pages use
 (file reports, loss masks, an SSE event stream, run comparison), the login page and the UI.
 
-Mounted on serve.py's app, so /v1/chat/completions and /v1/models are the serving engine's own.
+Mounted on the serving app (serve/app.py), so /v1/chat/completions and /v1/models are the serving engine's own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import tempfile
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -18,43 +18,37 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from tunelab.report.page import shell
 from tunelab.serve.app import ApiError
+from tunelab.serve.auth import add_api_key, key_matches
 from tunelab.studio.jobs import TERMINAL
 
 UI = Path(__file__).parent / "ui"
 COOKIE = "tunelab_key"
-LOGIN_PAGE = """<!doctype html><meta charset="utf-8"><title>tunelab studio: log in</title>
-<link rel="stylesheet" href="/ui/style.css"><main class="login"><h1>tunelab studio</h1>
-<form method="post" action="/login"><label>API key <input type="password" name="key" autofocus></label>
-<button>Log in</button></form><p class="error">{error}</p></main>"""
+
+
+def login_html(error: str = "") -> str:
+    """The page a browser without the key is sent to; it styles itself with the UI's stylesheet."""
+    body = ('<main class="login"><h1>tunelab studio</h1><form method="post" action="/login"><label>API key '
+            '<input type="password" name="key" autofocus></label><button>Log in</button></form>'
+            f'<p class="error">{escape(error)}</p></main>')
+    return shell("tunelab studio: log in", body, head='<link rel="stylesheet" href="/ui/style.css">')
 
 
 def add_auth(app: FastAPI, api_key: str | None) -> None:
     """Every route needs the key: `Authorization: Bearer KEY` (API clients) or the cookie the
     login page sets (browsers). Pages without it are redirected to /login."""
-
-    def allowed(request: Request) -> bool:
-        given = request.headers.get("authorization", "").removeprefix("Bearer ")
-        given = given or request.cookies.get(COOKIE, "")
-        return hmac.compare_digest(given.encode(), api_key.encode())  # type: ignore[union-attr]
-
-    @app.middleware("http")
-    async def require_key(request: Request, call_next: Any) -> Any:
-        if not api_key or request.url.path in ("/login", "/ui/style.css") or allowed(request):
-            return await call_next(request)
-        if request.url.path.startswith("/v1/"):
-            return ApiError(401, "missing or wrong API key (send 'Authorization: Bearer KEY')", None, "invalid_api_key").response()
-        return RedirectResponse("/login", status_code=303)
+    add_api_key(app, api_key, cookie=COOKIE, open_paths=("/login", "/ui/style.css"), login_page="/login")
 
     @app.get("/login", include_in_schema=False)
     async def login_page() -> HTMLResponse:
-        return HTMLResponse(LOGIN_PAGE.format(error=""))
+        return HTMLResponse(login_html())
 
     @app.post("/login", include_in_schema=False)
     async def login(request: Request) -> Response:
         key = str((await request.form()).get("key", ""))
-        if not api_key or not hmac.compare_digest(key.encode(), api_key.encode()):
-            return HTMLResponse(LOGIN_PAGE.format(error="wrong key"), status_code=401)
+        if not api_key or not key_matches(key, api_key):
+            return HTMLResponse(login_html("wrong key"), status_code=401)
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(COOKIE, key, httponly=True, samesite="strict")
         return response

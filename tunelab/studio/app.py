@@ -12,6 +12,7 @@ from typing import Any
 
 from tunelab.models.registry import DEFAULT_MODEL, tunelab_home
 from tunelab.serve.app import ServeSettings, create_app
+from tunelab.serve.auth import warn_if_reachable
 from tunelab.studio import api
 from tunelab.studio.db import Database
 from tunelab.studio.files import FileStore
@@ -20,7 +21,6 @@ from tunelab.studio.models import StudioModels
 from tunelab.studio.runner import Runner
 
 log = logging.getLogger(__name__)
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def default_dir() -> Path:
@@ -66,8 +66,7 @@ class Studio:
 def run(folder: Path | None, host: str, port: int, api_key: str | None, base_models: list[str], max_upload_mb: int) -> None:
     import uvicorn
 
-    if host not in LOOPBACK:
-        log.warning("binding %s: the studio is reachable from other machines%s", host, "" if api_key else " and has NO API key")
+    warn_if_reachable(host, "studio", api_key)
     studio = Studio(folder, api_key=api_key, base_models=base_models, max_upload_mb=max_upload_mb).start()
     print(f"tunelab studio: state in {studio.folder}\n  web UI and API:  http://{host}:{port}/   (OpenAI base_url http://{host}:{port}/v1)", flush=True)
     try:

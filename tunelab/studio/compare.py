@@ -9,7 +9,6 @@ from typing import Any
 import yaml
 
 from tunelab import rundir
-from tunelab.eval.adherence import SCORES as ADHERENCE
 from tunelab.report.svg import line_chart
 
 
@@ -39,8 +38,8 @@ def _scores(run_dir: Path) -> dict[str, Any]:
         out["val.step"] = max(row["step"] for row in val.values())
     if (run_dir / rundir.SCORES).exists():
         out.update({f"eval.{k}": v for k, v in _flat(rundir.read_json(run_dir / rundir.SCORES)).items() if _number(v)})
-    if (run_dir / ADHERENCE).exists():
-        conditions = rundir.read_json(run_dir / ADHERENCE).get("conditions", {})
+    if (run_dir / rundir.ADHERENCE).exists():
+        conditions = rundir.read_json(run_dir / rundir.ADHERENCE).get("conditions", {})
         out.update({f"adherence.{k}": v for k, v in _flat(conditions).items() if _number(v) and k.endswith(("overall", "pass_rate"))})
     return out
 

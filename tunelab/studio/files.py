@@ -34,9 +34,9 @@ def upload_kind(path: Path) -> str | None:
     if suffix in (".csv", ".parquet", ".pq"):
         return LOG
     try:
-        from tunelab.data.formats import _rows
+        from tunelab.data.formats import raw_rows
 
-        for _, raw in _rows(path):
+        for _, raw in raw_rows(path):
             try:
                 first = loads_row(raw)
             except RowError:
@@ -62,7 +62,7 @@ class FileStore:
     def tokenizer(self) -> Any:
         with self._tokenizer_lock:
             if self._tokenizer is None:
-                from tunelab.data.validate import load_tokenizer
+                from tunelab.models.load import load_tokenizer
 
                 self._tokenizer = load_tokenizer(self.tokenizer_model)
             return self._tokenizer

@@ -1,4 +1,4 @@
-"""Every model the studio serves, by name, through serve.py's engine: the base models, each
+"""Every model the studio serves, by name, through the serving engine: the base models, each
 succeeded job's `ft:` model and each of its checkpoints. Engines load on first use and the
 least recently used is closed when more than `max_loaded` are in memory."""
 

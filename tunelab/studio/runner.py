@@ -21,7 +21,7 @@ from typing import Any
 
 from tunelab import rundir
 from tunelab.studio.db import Database, new_id
-from tunelab.train.recipes.sft import last_complete_checkpoint
+from tunelab.train.checkpoint import last_complete_checkpoint
 
 log = logging.getLogger(__name__)
 POLL = 0.5  # seconds between looks at the queue and the running job

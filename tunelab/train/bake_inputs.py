@@ -25,7 +25,7 @@ from tunelab.config import Config, LogsConfig
 from tunelab.data.hygiene import clean
 from tunelab.data.logs import LogRecord, read_logs
 from tunelab.data.prepare import write_rejected
-from tunelab.prompts.rules import _stems, detect_language  # the rule checks' crude stems: one notion of "the same word"
+from tunelab.prompts.rules import detect_language, stems  # the rule checks' crude stems: one notion of "the same word"
 
 log = logging.getLogger(__name__)
 PARAPHRASES = "paraphrases.jsonl"
@@ -65,7 +65,7 @@ def clean_paraphrase(original: str, text: str, max_words: int = 60) -> str | Non
         return None
     if not first.endswith("?") or first.count("?") > 1:
         return None
-    if detect_language(first) != detect_language(original) or not set(_stems(first)) & set(_stems(original)):
+    if detect_language(first) != detect_language(original) or not set(stems(first)) & set(stems(original)):
         return None
     return first
 
@@ -108,7 +108,7 @@ def question_groups(questions: list[str], containment: float = 0.3, jaccard: flo
     With `jaccard` (bake.rewording_jaccard) two questions join when their shared words are at least
     that share of all their words instead: in one narrow domain (coffee orders) nearly every
     request holds another's one word ("decaf"), so containment chains them all into one group."""
-    stems = [set(_stems(q)) for q in questions]
+    words = [set(stems(q)) for q in questions]
     parent = list(range(len(questions)))
 
     def root(i: int) -> int:
@@ -118,14 +118,14 @@ def question_groups(questions: list[str], containment: float = 0.3, jaccard: flo
         return i
 
     by_stem: dict[str, list[int]] = {}
-    for i, st in enumerate(stems):
+    for i, st in enumerate(words):
         for w in st:
             by_stem.setdefault(w, []).append(i)
     for members in by_stem.values():  # only questions sharing a word can be rewordings of each other
         for a_pos, a in enumerate(members):
             for b in members[a_pos + 1:]:
-                shared = len(stems[a] & stems[b])
-                if (shared >= jaccard * len(stems[a] | stems[b])) if jaccard is not None else (shared >= containment * min(len(stems[a]), len(stems[b]))):
+                shared = len(words[a] & words[b])
+                if (shared >= jaccard * len(words[a] | words[b])) if jaccard is not None else (shared >= containment * min(len(words[a]), len(words[b]))):
                     parent[root(a)] = root(b)
     groups: dict[int, list[str]] = {}
     for i, q in enumerate(questions):

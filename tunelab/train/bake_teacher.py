@@ -10,7 +10,7 @@ stopped (`tunelab train --resume`); repairs are recomputed from the saved raw re
 file is the same whatever bake.repair says.
 
 Two teachers: a local model (the base with its adapter off, or bake.teacher as a model), or an
-OpenAI-compatible endpoint (bake.teacher as a mapping) through the judge's client, its answers
+OpenAI-compatible endpoint (bake.teacher as a mapping) through the rubric's HTTP client, its answers
 cached by (model, prompt, sample index) in teacher_cache.sqlite.
 """
 
@@ -54,14 +54,14 @@ class LocalTeacher:
 
 
 class EndpointTeacher:
-    """An OpenAI-compatible endpoint through the judge's client (timeouts, counted retries) and cache."""
+    """An OpenAI-compatible endpoint through the rubric's HTTP client (timeouts, counted retries) and cache."""
 
     def __init__(self, endpoint: TeacherEndpoint, config: Config, cache_path: Path):
-        from tunelab.eval.rubric import Judge, JudgeSettings
+        from tunelab.eval.rubric import RubricJudge, RubricSettings
 
         self.config = config
-        self.judge = Judge(JudgeSettings(base_url=endpoint.base_url, model=endpoint.model, api_key_env=endpoint.api_key_env,
-                                         timeout=endpoint.timeout, retries=endpoint.retries, cache_path=cache_path))
+        self.client = RubricJudge(RubricSettings(base_url=endpoint.base_url, model=endpoint.model, api_key_env=endpoint.api_key_env,
+                                                 timeout=endpoint.timeout, retries=endpoint.retries, cache_path=cache_path))
         self.cached = self.requested = 0
 
     def sample(self, conversations: Sequence[tuple[Message, ...]], indices: Sequence[int], seed: int, max_new_tokens: int | None = None,
@@ -72,10 +72,10 @@ class EndpointTeacher:
             wire = [{"role": m.role, "content": m.content} for m in messages]
             # the cache key: (model, the whole request, which sample of it); a repeated bake asks nothing again
             key = json.dumps({"messages": wire, "temperature": temperature, "max_tokens": max_new_tokens, "sample": index}, ensure_ascii=False)
-            raw = self.judge.cache.get(self.judge.settings.model, key)
+            raw = self.client.cache.get(self.client.settings.model, key)
             if raw is None:
-                raw = self.judge.complete(wire, temperature=temperature, max_tokens=max_new_tokens)
-                self.judge.cache.put(self.judge.settings.model, key, raw)
+                raw = self.client.complete(wire, temperature=temperature, max_tokens=max_new_tokens)
+                self.client.cache.put(self.client.settings.model, key, raw)
                 self.requested += 1
             else:
                 self.cached += 1
@@ -83,7 +83,7 @@ class EndpointTeacher:
         return out
 
     def close(self) -> None:
-        self.judge.close()
+        self.client.close()
 
 
 def make_closer(teacher: Any, seed: int) -> Callable[[str], str | None]:
@@ -95,7 +95,7 @@ def make_closer(teacher: Any, seed: int) -> Callable[[str], str | None]:
     return closer
 
 
-def judge_sample(spec: PromptSpec, reply: str, item: CheckItem, use_repair: bool, closer: Callable[[str], str | None] | None) -> dict[str, Any]:
+def check_sample(spec: PromptSpec, reply: str, item: CheckItem, use_repair: bool, closer: Callable[[str], str | None] | None) -> dict[str, Any]:
     """A saved raw reply -> its verdicts, and its target (the reply, its repair, or None)."""
     results = check_all(spec, reply, item)
     failed = [r.rule for r in results if r.applicable and not r.passed]
@@ -140,7 +140,7 @@ def sample_chunk(teacher: Any, spec: PromptSpec, chunk: list[tuple[str, str, Che
         replies = teacher.sample([chat(q[1], system=spec.prompt) for q, _ in asked], [i for _, i in asked], seed)
         for (q, index), reply in zip(asked, replies):
             row = {"id": q[0], "question": q[2].question, "sample": index, "reply": reply}
-            verdict = judge_sample(spec, reply, q[2], b.repair, closer)
+            verdict = check_sample(spec, reply, q[2], b.repair, closer)
             drawn[q[0]] += 1
             usable[q[0]] += verdict["target"] is not None
             rows.append(row | verdict)
@@ -151,14 +151,14 @@ def sample_targets(teacher: Any, spec: PromptSpec, questions: list[tuple[str, st
                    closer: Callable[[str], str | None] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Every question's samples (saved ones first, the rest sampled and appended to `path`) with
     their verdicts and targets, and the teacher section of the data report."""
-    from tunelab.generation.replies import _progress
+    from tunelab.generation.replies import progress_bar
 
     saved, broken = read_saved(path)
     done, fresh = {r["id"] for r in saved}, []
     todo = [q for q in questions if q[0] not in done]
     if saved:
         log.info("teacher samples: %d questions already sampled in %s, %d to go", len(done), path, len(todo))
-    with _progress(True) as bar, path.open("a", encoding="utf-8") as out:
+    with progress_bar(True) as bar, path.open("a", encoding="utf-8") as out:
         task = bar.add_task("teacher samples (questions)", total=len(questions), completed=len(questions) - len(todo))
         for n, start in enumerate(range(0, len(todo), CHUNK_QUESTIONS)):
             chunk = todo[start:start + CHUNK_QUESTIONS]
@@ -168,7 +168,7 @@ def sample_targets(teacher: Any, spec: PromptSpec, questions: list[tuple[str, st
             fresh += rows
             bar.advance(task, len(chunk))
     items = {q[0]: q[2] for q in questions}
-    samples = [r | judge_sample(spec, r["reply"], items[r["id"]], config.bake.repair, closer) for r in saved if r["id"] in items] + fresh
+    samples = [r | check_sample(spec, r["reply"], items[r["id"]], config.bake.repair, closer) for r in saved if r["id"] in items] + fresh
     return samples, teacher_report(spec, samples, config.bake, resumed=len(done), broken_lines=broken)
 
 

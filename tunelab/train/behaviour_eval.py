@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from tunelab.config import Config, TrainConfig
-from tunelab.generation.replies import Context, GenerationSettings, build_contexts, generate_replies, render_prompts
+from tunelab.eval.contexts import Context, build_contexts
+from tunelab.generation.replies import GenerationSettings, generate_replies, render_prompts
 from tunelab.messages import Conversation
 
 log = logging.getLogger(__name__)

@@ -1,24 +1,11 @@
-"""Training-speed levers: numeric precision, and a measured matrix-multiply peak to judge against.
+"""Training-speed levers: numeric precision, the base weights' dtype and compiled layers.
 
-Precision. `train.precision: auto` picks bf16 autocast only where it was measured faster: on a
-CUDA GPU that supports bf16. On CPU it picks fp32, even with AMX. On the 2-core AMX Xeon that
-bench/train_throughput.py ran on, bf16 autocast was not faster for SmolLM2-135M LoRA steps
-(docs/performance.md): at hidden size 576 the matmuls are small, and autocast re-casts every
-frozen fp32 weight to bf16 on every forward, which eats the gain; the validation loss was also
-2% worse. Users who measure bf16 faster on their machine set `precision: bf16`.
-
-`precision: bf16_base` stores the frozen base weights in bf16 once, so there is nothing to
-re-cast: the big matmuls run on AMX in bf16, while the adapter weights, their gradients and
-the optimizer state stay fp32 (peft keeps adapter weights fp32 on a bf16 base). Only adapters
-can use it: a fully fine-tuned model would be updated in bf16. Measured on the cafe benchmark:
-about 3% more tokens/s than fp32 and a 1.6% higher validation loss (docs/performance.md), so
-`auto` does not pick it on its own.
-
-`train.compile` (tunelab.train.recipes.sft.compile_decoder_layers) compiles each decoder layer with
-torch.compile. Alone it gives about 1.2x; with `bf16_base` it changes the picture: inductor
-fuses the casts and elementwise work around the bf16 matmuls, and the two together ran 1.9x
-tunelab's fp32 defaults (4.5x TRL) on the cafe benchmark. The compile costs about 25 s in the
-first step and needs a C/C++ compiler, so it stays opt-in.
+`train.precision: auto` picks bf16 autocast only on a CUDA GPU with bf16; on CPU it stays fp32,
+because autocast re-casts every frozen weight each step, which costs what the small matmuls gain.
+`bf16_base` instead stores the frozen base in bf16 once (adapters only; they and the optimizer
+stay fp32), and `train.compile` compiles each decoder layer; both are opt-in, as they trade a
+little validation loss and a slow first step for speed only where the CPU multiplies bf16
+natively. `describe_cpu` measures that. The figures are in docs/performance.md.
 """
 
 from __future__ import annotations
@@ -28,6 +15,8 @@ import time
 from typing import Any
 
 import torch
+
+from tunelab.models.load import decoder_and_head
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +38,26 @@ def base_dtype(config: Any) -> torch.dtype:
     """The dtype the base model is loaded in for training."""
     # config.load refuses bf16_base with a full fine-tune (every weight would train in bf16)
     return torch.bfloat16 if config.train.precision == "bf16_base" else torch.float32
+
+
+def compile_decoder_layers(model: Any) -> int:
+    """torch.compile each decoder layer in place (regional compilation: one small graph per
+    layer, the same code for all, so the compile is short; state-dict names do not change, so
+    checkpoints and adapters save as usual). Returns how many layers were compiled."""
+    import torch._dynamo
+
+    base = decoder_and_head(model)
+    layers = getattr(base[0], "layers", None) if base else None
+    if not layers:
+        log.warning("train.compile: no decoder layers found in %s; training uncompiled", type(model).__name__)
+        return 0
+    # Each layer instance is guarded separately, and dynamic shapes add variants: room for all of them.
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 4 * len(layers))
+    torch._dynamo.config.accumulated_recompile_limit = max(torch._dynamo.config.accumulated_recompile_limit, 32 * len(layers))
+    for layer in layers:
+        layer.compile(dynamic=True)
+    log.info("train.compile: %d decoder layers compiled (the first step pays for it)", len(layers))
+    return len(layers)
 
 
 def matmul_peak(dtype: torch.dtype = torch.float32, n: int = 1024, seconds: float = 2.0) -> float:
@@ -81,21 +90,13 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-PROBE_SIZE = 256  # near the model's own matmul sizes (hidden 576), small enough to be quick without native bf16
+PROBE_SIZE = 256  # near the model's own matmul sizes (hidden 576); smaller probes understate native bf16
 
 
 def describe_cpu() -> dict[str, Any]:
-    """This machine's CPU and the training precision that pays on it, chosen by measuring.
-
-    bf16 pays only where the CPU multiplies bf16 natively (AMX, AVX512-BF16): on an AVX2-only
-    EPYC a bf16 matmul ran ~190x slower than fp32, so training in bf16_base there would take
-    100x longer. 256x256 multiplies in each dtype on one thread decide (0.6 s on the Zen 4 below; on
-    the AVX2-only EPYC, whose bf16 ran at 0.3-3 GFLOP/s, an estimated 0.2-2 s, not measured there):
-    bf16_base + compile when bf16 is at least 1.5x
-    fp32, fp32 without compile otherwise (compile gave +4% for 60 s of first step on the AVX2 EPYC).
-    Measured behind the bar (docs/performance.md): an AMX Xeon trained 1.9x faster with both; a
-    Zen 4 EPYC with AVX512-BF16, 2.0x at 256x256, trained 1.52x faster. 128x128 was too small a
-    probe: on that Zen 4 it gave 1.34x, while the model's own sizes (576, 1536) run bf16 2.1x faster.
+    """This machine's CPU and the training precision that pays on it, chosen by measuring: bf16
+    base weights + compiled layers where a bf16 matmul runs at least 1.5x fp32 (native bf16: AMX,
+    AVX512-BF16), else fp32 uncompiled, since emulated bf16 is orders of magnitude slower.
     """
     # On one thread (a multi-threaded small matmul stalls whenever another process holds a core),
     # best of alternating short runs: other processes only ever slow a run down.

@@ -324,11 +324,9 @@ def keep_best(summary: dict[str, Any], sweep_dir: Path) -> Path | None:
     if not Path(best["run_dir"]).is_dir():  # trained by another machine sharing the study
         log.warning("best trial %d was trained elsewhere (%s is not here): best/ not updated", best["number"], best["run_dir"])
         return None
-    tmp = sweep_dir / (BEST + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(best["run_dir"], tmp, ignore=shutil.ignore_patterns(rundir.CHECKPOINTS, "wandb", "mlflow.db", "mlartifacts", "tensorboard"))
-    rundir.write_json(tmp / "best.json", {"trial": best["number"], "params": best["params"], "objective": summary["objective"], "value": best["value"], "trained_in": best["run_dir"]})
-    shutil.rmtree(sweep_dir / BEST, ignore_errors=True)
-    tmp.replace(sweep_dir / BEST)
+    with rundir.publish_dir(sweep_dir / BEST) as staging:
+        shutil.copytree(best["run_dir"], staging, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns(rundir.CHECKPOINTS, "wandb", "mlflow.db", "mlartifacts", "tensorboard"))
+        rundir.write_json(staging / "best.json", {"trial": best["number"], "params": best["params"], "objective": summary["objective"], "value": best["value"], "trained_in": best["run_dir"]})
     write_model_card(sweep_dir / BEST, sweep=summary)  # after the rename: the card names its final path
     return sweep_dir / BEST

@@ -38,7 +38,7 @@ def scale(quick: bool, seed: int) -> Scale:
         base = Spec(n_people=16, n_heldout=16, n_new=16, steps=80, batch=16, d_model=32, n_layer=2, n_head=2,
                     lr=1e-2, eval_every=10, n_probe=16, seed=seed)
         return Scale(base, (8, 16, 32), 120, 10, (0.0, 1.0), 0.3, 0.25, 40, 3e-3, 0.5, ("init", "plateau_mid", "final"))
-    # Sized so (a)-(f) fit in 30 minutes on a shared 2-core laptop (about 10,600 optimizer steps in all).
+    # Sized so (a)-(f) fit in about half an hour on a laptop CPU (about 10,600 optimizer steps in all).
     base = Spec(n_people=400, n_heldout=150, n_new=150, steps=1500, batch=16, d_model=64, n_layer=2, n_head=4,
                 lr=3e-3, eval_every=25, n_probe=150, seed=seed)
     return Scale(base, (125, 250, 500, 1000), 3000, 10, (0.0, 0.4, 0.8, 1.2), 0.25, 0.1, 400, 1e-3, 0.5)

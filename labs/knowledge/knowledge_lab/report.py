@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from tunelab import rundir
+from tunelab.report.page import shell
 from knowledge_lab.experiments import Result
 from knowledge_lab.plots import png_bytes
 
@@ -70,21 +71,18 @@ def section_html(result: Result, images: dict[str, bytes]) -> str:
 
 
 def page(title: str, body: str, command: str) -> str:
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
-            f"<p>Reproduce with <code>{html.escape(command)}</code>. Reference: Zucchet et al. 2025, "
-            f"<i>How do language models learn facts? Dynamics, curricula and hallucinations</i> (arXiv:2503.21676).</p>"
-            f"{body}</body></html>")
+    """The lab's page: heading, how to reproduce it and the paper, then `body`, in the lab's style."""
+    return shell(title, f"<h1>{html.escape(title)}</h1>"
+                 f"<p>Reproduce with <code>{html.escape(command)}</code>. Reference: Zucchet et al. 2025, "
+                 f"<i>How do language models learn facts? Dynamics, curricula and hallucinations</i> (arXiv:2503.21676).</p>"
+                 f"{body}", css=STYLE)
 
 
 def write_result(result: Result, out: Path, command: str, seconds: float) -> str:
     """Write one experiment's run directory; returns its HTML section for an index page."""
     images = {stem: png_bytes(fig) for stem, fig in result.figures.items()}
     for stem, data in images.items():
-        (out / "plots").mkdir(parents=True, exist_ok=True)
-        tmp = out / "plots" / f".{stem}.png.tmp"
-        tmp.write_bytes(data)
-        tmp.replace(out / "plots" / f"{stem}.png")
+        rundir.write_bytes(out / "plots" / f"{stem}.png", data)
     rundir.write_json(out / rundir.SCORES, {**result.numbers, "notes": result.notes, "wall_seconds": seconds})
     rundir.write_jsonl(out / rundir.METRICS, result.curves)
     section = section_html(result, images) + f"<p>Wall time: {seconds:.0f} s (shared runs counted once).</p>"

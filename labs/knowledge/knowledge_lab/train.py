@@ -22,9 +22,9 @@ Sampler = Callable[[int, np.random.Generator], torch.Tensor]
 
 
 def set_threads(n: int | None = None) -> int:
-    """One thread by default: this model's 64-wide matmuls gain little from a second thread, and
-    on a shared 2-core laptop two threads measured 3x *slower* per step (0.72 s vs 0.23 s) because
-    the threads wait on each other whenever another process holds a core."""
+    """One thread by default: this model's 64-wide matmuls gain little from a second thread, and on
+    a shared machine two threads are slower per step, waiting on each other whenever another
+    process holds a core."""
     n = n or int(os.environ.get("TUNELAB_LAB_THREADS", "1"))
     n = max(1, min(n, os.cpu_count() or 1))
     torch.set_num_threads(n)

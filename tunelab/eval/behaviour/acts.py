@@ -65,7 +65,8 @@ def _as_message(reply: Message | Mapping[str, Any] | str) -> Message:
     return Message(role="assistant", content=reply.get("content") or "", tool_calls=calls)
 
 
-def _normalise(text: str) -> str:
+def normalise_text(text: str) -> str:
+    """Lowercase, curly apostrophes straightened, whitespace collapsed: the form every pattern matches."""
     return re.sub(r"\s+", " ", text.lower().replace("’", "'")).strip()
 
 
@@ -80,12 +81,14 @@ def _slots(text: str, lexicon: Lexicon) -> tuple[str, ...]:
     return specific or tuple(slot for slot, _ in found)
 
 
-def _sentences(text: str) -> list[str]:
+def split_sentences(text: str) -> list[str]:
+    """The text's sentences, each with its closing punctuation (a trailing fragment counts too)."""
     return [s.strip() for s in re.findall(r"[^.?!]+[.?!]*", text) if s.strip()]
 
 
-def _question_sentences(text: str, lexicon: Lexicon) -> list[str]:
-    sentences = _sentences(text)
+def question_sentences(text: str, lexicon: Lexicon) -> list[str]:
+    """The sentences that ask: ending in '?' or opening like a question ("Would you like ...")."""
+    sentences = split_sentences(text)
     return [s for s in sentences if s.endswith("?") or lexicon.question_start.search(s.lstrip(" ,-"))]
 
 
@@ -100,7 +103,7 @@ def classify(reply: Message | Mapping[str, Any] | str, lexicon: Lexicon | None =
     if calls:
         return Act("tool_call", tool_calls=tuple((c.name, _canonical_args(c.arguments)) for c in calls),
                    tool_call_from_text=from_text)
-    text = _normalise(message.content)
+    text = normalise_text(message.content)
     if not text:
         return Act("none")
     about_order = lexicon.ignore.sub(" ", text)  # only for mentions: "coffee bar" matters to closing
@@ -109,7 +112,7 @@ def classify(reply: Message | Mapping[str, Any] | str, lexicon: Lexicon | None =
     for act in ("steer", "confirm", "closing"):
         if any(p.search(text) for p in lexicon.acts[act]):
             return Act(act, mentions=mentions)
-    questions = _question_sentences(text, lexicon)
+    questions = question_sentences(text, lexicon)
     if questions:
         # An item offered without a slot word ("Would you like a mocha?") is a drink question.
         slots = _slots(" ".join(questions), lexicon) or _slots(text, lexicon) or (("drink",) if mentions else ())

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from tunelab.eval.behaviour.acts import _normalise, _question_sentences, _sentences, classify
+from tunelab.eval.behaviour.acts import classify, normalise_text, question_sentences, split_sentences
 from tunelab.eval.behaviour.lexicon import DEFAULT, Lexicon
 
 SIZES = ("small", "medium", "large")
@@ -82,7 +82,7 @@ def parse_order(text: str, lexicon: Lexicon | None = None) -> list[Mention]:
     iced latte", "two cookies"); options in a segment of their own ("a latte (large, iced)")
     go to the thing named before them."""
     lexicon = lexicon or DEFAULT
-    text = lexicon.ignore.sub(" ", _normalise(text))
+    text = lexicon.ignore.sub(" ", normalise_text(text))
     mentions: list[Mention] = []
     for segment in _SEGMENT.split(text):
         start, found = 0, False
@@ -161,9 +161,9 @@ def _judge_ask(text: str, act: str, expect: Mapping[str, Any], lexicon: Lexicon)
     slot, item = expect["slot"], expect["item"]
     if act != "ask":
         return Verdict(False, act, f"{act} instead of asking about the {slot} of the {item}")
-    questions = _question_sentences(text, lexicon)
+    questions = question_sentences(text, lexicon)
     question = " ".join(questions)
-    restated = _misread(" ".join(s for s in _sentences(text) if s not in questions), expect, lexicon)
+    restated = _misread(" ".join(s for s in split_sentences(text) if s not in questions), expect, lexicon)
     if restated:
         return Verdict(False, act, restated)
     asked = _asked_slots(question, lexicon)
@@ -199,7 +199,7 @@ def _misread(statement: str, expect: Mapping[str, Any], lexicon: Lexicon) -> str
     wrong: an item not ordered, or an option the customer did not give or gave otherwise."""
     in_order = {e["name"]: e for e in expect.get("order", [])}
     mentions = parse_order(statement, lexicon)
-    loose = [w for w in _WORD.findall(lexicon.items.sub(" ", _normalise(statement))) if w in SIZES or w in TEMPERATURES]
+    loose = [w for w in _WORD.findall(lexicon.items.sub(" ", normalise_text(statement))) if w in SIZES or w in TEMPERATURES]
     attached = sum((m.size is not None) + (m.temperature is not None) for m in mentions)
     if len(loose) > attached:
         return f"reads back {', '.join(loose)} for no item of the order"
@@ -224,7 +224,7 @@ def _named_items(text: str, question: str, lexicon: Lexicon) -> set[str]:
     named = set(lexicon.items.findall(lexicon.ignore.sub(" ", question)))
     if named or not question:
         return named
-    sentences = _sentences(text)
+    sentences = split_sentences(text)
     first = next((i for i, s in enumerate(sentences) if s in question), 0)
     before = sentences[first - 1] if first > 0 else ""
     return set(lexicon.items.findall(lexicon.ignore.sub(" ", before)))
@@ -242,7 +242,7 @@ def judge_expected(reply: Any, expect: Mapping[str, Any], lexicon: Lexicon | Non
     expectation of that turn ({"act": "ask", ...} or {"act": "confirm", ...}, see module doc)."""
     lexicon = lexicon or DEFAULT
     act = classify(reply, lexicon)
-    text = _normalise(reply if isinstance(reply, str) else getattr(reply, "content", None) or reply.get("content") or "")
+    text = normalise_text(reply if isinstance(reply, str) else getattr(reply, "content", None) or reply.get("content") or "")
     if expect["act"] == "ask":
         return _judge_ask(text, act.act, expect, lexicon)
     if expect["act"] == "confirm":

@@ -19,27 +19,25 @@ adapter/ (or model/), summary.json; plus prompt.yaml, heldout.jsonl and teacher_
 from __future__ import annotations
 
 import logging
-import os
-import random
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import set_seed
-from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from tunelab import rundir
-from tunelab.config import Config, dump
+from tunelab.config import Config
 from tunelab.data.hygiene import clean
 from tunelab.data.logs import LogRecord, compile_template, read_logs, render_user_turn
 from tunelab.data.prepare import write_rejected
+from tunelab.data.split import grouped_split
 from tunelab.data.tokenize import IGNORE, template_info, tokenize_conversation
 from tunelab.prompts.rules import CheckItem, PromptSpec, dump_prompt, load_prompt
 from tunelab.train import bake_teacher
-from tunelab.train.bake_inputs import extra_questions, question_groups, same_question_key  # noqa: F401 (question_groups: re-exported)
-from tunelab.train.callbacks import MetricsFileCallback, TokenProgressCallback
-from tunelab.train.recipes.sft import CountingTrainer, checkpoint_to_resume, load_base, save_final, train_or_restore, training_arguments
+from tunelab.train.bake_inputs import extra_questions, question_groups, same_question_key
+from tunelab.train.callbacks import TokenProgressCallback
+from tunelab.train.session import Session
+from tunelab.train.trainer import MaskedLossTrainer, load_trainable, training_arguments
 from tunelab.config import TeacherEndpoint
 from tunelab.messages import Conversation, chat
 
@@ -71,16 +69,9 @@ def split_by_question(records: list[LogRecord], fraction: float, seed: int, jacc
     about `fraction` of the distinct questions held out, so nothing held out is trained on reworded.
     A group is taken only when it brings the held-out count closer to the target, so one huge
     group (questions that share words transitively) cannot swallow the training set."""
-    groups = question_groups(sorted({same_question_key(r.question) for r in records}), jaccard=jaccard)
-    random.Random(seed).shuffle(groups)
-    target, held = round(sum(map(len, groups)) * fraction), set()
-    for group in groups:
-        if len(held) >= target:
-            break
-        if len(group) < 2 * (target - len(held)):  # closer to the target with it than without
-            held |= set(group)
-    if not held and target:  # every group is bigger than the target: hold out the smallest
-        held = set(min(groups, key=len))
+    questions = sorted({same_question_key(r.question) for r in records})
+    group_of = {q: i for i, group in enumerate(question_groups(questions, jaccard=jaccard)) for q in group}
+    held = set(grouped_split(questions, group_of.__getitem__, seed, fraction=fraction, closest=True)[1])
     train = [r for r in records if same_question_key(r.question) not in held]
     return train, [r for r in records if same_question_key(r.question) in held]
 
@@ -151,7 +142,7 @@ def reply_kl(student_logits: torch.Tensor, student_labels: torch.Tensor, teacher
     return torch.nn.functional.kl_div(s, t, log_target=True, reduction="batchmean")
 
 
-class BakeTrainer(CountingTrainer):
+class BakeTrainer(MaskedLossTrainer):
     def __init__(self, *args: Any, teacher: Any = None, ce_weight: float = 1.0, kl_weight: float = 0.0, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.teacher, self.ce_weight, self.kl_weight = teacher, ce_weight, kl_weight
@@ -194,7 +185,7 @@ def teacher_pairs(config: Config, run_dir: Path, spec: PromptSpec, questions: li
                                                       run_dir / TEACHER_SAMPLES, closer)
     finally:
         if endpoint:
-            report_cache = {"requested": teacher.requested, "cached": teacher.cached, "retries": teacher.judge.retries}
+            report_cache = {"requested": teacher.requested, "cached": teacher.cached, "retries": teacher.client.retries}
             teacher.close()
     if endpoint:
         report["endpoint"] = {"base_url": b.teacher.base_url, "model": b.teacher.model, **report_cache}
@@ -208,16 +199,10 @@ def train(config: Config, resume: bool = False) -> dict[str, Any]:
     b = config.bake
     if not b.system_prompt_file:
         raise ValueError("recipe bake needs bake.system_prompt_file (a YAML prompt file, see tunelab.prompts.rules)")
-    run_dir = Path(config.output.dir)
-    # On resume the data is rebuilt identically: seeded split, saved paraphrases and teacher samples.
-    checkpoint = checkpoint_to_resume(run_dir, resume)
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
     spec = load_prompt(b.system_prompt_file)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    rundir.write_text(run_dir / rundir.CONFIG, dump(config))
-    rundir.write_text(run_dir / PROMPT, dump_prompt(spec))
-    set_seed(config.train.seed)
+    # On resume the data is rebuilt identically: seeded split, saved paraphrases and teacher samples.
+    session = Session.start(config, resume, files={PROMPT: dump_prompt(spec)})
+    run_dir, checkpoint = session.run_dir, session.checkpoint
     template = compile_template(config.logs.template)
     records, report = load_records(config, run_dir)
     train_recs, held = split_by_question(records, config.data.val_fraction, config.data.seed, b.rewording_jaccard)
@@ -225,7 +210,7 @@ def train(config: Config, resume: bool = False) -> dict[str, Any]:
         raise ValueError(f"{config.data.train}: holding out whole groups of reworded questions left nothing to train on "
                          f"({len(records)} records); lower data.val_fraction or add more distinct questions")
     rundir.write_jsonl(run_dir / HELDOUT, [r.to_row() for r in held])
-    model, tokenizer = load_base(config)
+    model, tokenizer = load_trainable(config)
     teacher = _teacher_model(config) if ("teacher" in b.targets or "distill" in b.targets or b.paraphrases) else None
     gen_model = teacher if teacher is not None else model  # the teacher samples: a separate model, or the base with its adapter off
 
@@ -257,16 +242,10 @@ def train(config: Config, resume: bool = False) -> dict[str, Any]:
     progress = TokenProgressCallback()
     trainer = BakeTrainer(
         model=model, args=training_arguments(config, run_dir, has_val=False), train_dataset=rows,
-        data_collator=BakeCollator(tokenizer.pad_token_id), callbacks=[MetricsFileCallback(run_dir), progress], progress=progress,
+        data_collator=BakeCollator(tokenizer.pad_token_id), callbacks=session.callbacks(progress), progress=progress,
         teacher=teacher, ce_weight=0.0 if b.targets == ["distill"] else 1.0, kl_weight=b.distill_weight if distill else 0.0,
     )
-    trainer.remove_callback(ProgressCallback)
-    trainer.remove_callback(PrinterCallback)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    train_or_restore(trainer, checkpoint)
-    saved = save_final(trainer, config, tokenizer, run_dir)
-    summary = {"run_dir": str(run_dir), "recipe": "bake", "model": config.model.name, "saved": str(saved), "steps": trainer.state.global_step,
-               "targets": list(b.targets), "train_examples": len(rows), "heldout_records": len(held), "teacher": teacher_report,
-               "throughput": progress.throughput(), "trained_tokens": int(trainer.state.num_input_tokens_seen)}
-    rundir.write_json(run_dir / rundir.SUMMARY, summary)
-    return summary
+    session.train(trainer)
+    return session.finish(trainer, tokenizer, {
+        "targets": list(b.targets), "train_examples": len(rows), "heldout_records": len(held), "teacher": teacher_report,
+        "throughput": progress.throughput(), "trained_tokens": int(trainer.state.num_input_tokens_seen)}, recipe="bake")

@@ -23,18 +23,18 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import set_seed
 
 from tunelab import rundir
-from tunelab.config import Config, dump
+from tunelab.config import Config
 from tunelab.data.log_sets import dpo_pairs, kto_rows
 from tunelab.data.openai_preference import is_preference_row
-from tunelab.train.callbacks import MetricsFileCallback
+from tunelab.models.load import load_base, load_tokenizer
+from tunelab.models.registry import resolve
+from tunelab.train.session import Session
 
 log = logging.getLogger(__name__)
 KTO_KEYS = {"prompt", "completion", "label"}
@@ -202,27 +202,15 @@ def peft_config(config: Config) -> Any:
 def train(config: Config, resume: bool = False) -> dict[str, Any]:
     """Run a KTO or DPO job; returns the summary also written to summary.json."""
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOTrainer, KTOTrainer
-
-    from tunelab.data.tokenize import ensure_template
-    from tunelab.models.registry import resolve
-    from tunelab.train.recipes.sft import checkpoint_to_resume, save_final, train_or_restore
 
     recipe = config.train.recipe
     if recipe not in ("kto", "dpo"):
         raise ValueError(f"tunelab.train.recipes.preference runs recipes kto and dpo, not {recipe!r}")
-    run_dir = Path(config.output.dir)
-    checkpoint = checkpoint_to_resume(run_dir, resume)
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    rundir.write_text(run_dir / rundir.CONFIG, dump(config))
-    set_seed(config.train.seed)
+    session = Session.start(config, resume)
+    run_dir = session.run_dir
     path = resolve(config.model.name)
-    tokenizer = ensure_template(AutoTokenizer.from_pretrained(path))
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(path)
     rows, report = load_rows(config, run_dir, tokenizer)
     val_rows: list[dict[str, Any]] = []
     if config.data.val:  # read as data.train is, with the same sections
@@ -233,19 +221,15 @@ def train(config: Config, resume: bool = False) -> dict[str, Any]:
         raise RuntimeError(f"{config.data.train}: no DPO pair (no user turn / context has both a good and a bad answer)")
     if recipe == "kto" and len({r["label"] for r in rows}) < 2:
         log.warning("KTO data holds only %s examples; KTO learns most from both kinds", "good" if rows and rows[0]["label"] else "bad")
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    model = load_base(path, torch.float32)  # TRL wraps it in the LoRA adapter itself
     trainer_cls = KTOTrainer if recipe == "kto" else DPOTrainer
     trainer = trainer_cls(model=model, args=trl_args(config, run_dir, bool(val_rows)), train_dataset=Dataset.from_list(rows),
                           eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
-                          processing_class=tokenizer, peft_config=peft_config(config), callbacks=[MetricsFileCallback(run_dir)])
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    train_or_restore(trainer, checkpoint)
-    saved = save_final(trainer, config, tokenizer, run_dir)
+                          processing_class=tokenizer, peft_config=peft_config(config), callbacks=session.callbacks())
+    session.train(trainer)
     last = {k: v for row in trainer.state.log_history for k, v in row.items() if isinstance(v, (int, float))}
     # TRL logs the tokens it trained on as num_tokens (counted since this process started).
     tokens = int(last.get("num_tokens", 0))
-    summary = {"run_dir": str(run_dir), "recipe": recipe, "model": config.model.name, "saved": str(saved),
-               "steps": trainer.state.global_step, "train_rows": len(rows), "last_logged": last,
-               "throughput": {"tokens": tokens, "tokens_per_s": tokens / last["train_runtime"] if last.get("train_runtime") else 0.0}}
-    rundir.write_json(run_dir / rundir.SUMMARY, summary)
-    return summary
+    return session.finish(trainer, tokenizer, {
+        "train_rows": len(rows), "last_logged": last,
+        "throughput": {"tokens": tokens, "tokens_per_s": tokens / last["train_runtime"] if last.get("train_runtime") else 0.0}}, recipe=recipe)

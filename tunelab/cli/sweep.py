@@ -1,4 +1,4 @@
-"""`tunelab sweep SWEEP.yaml` and `tunelab report RUN_DIR|SWEEP_DIR`: choose the parameters, show the result."""
+"""`tunelab sweep SWEEP.yaml`: search hyperparameters with Optuna, keep the best trial."""
 
 from __future__ import annotations
 
@@ -38,19 +38,5 @@ def sweep(
         typer.echo(f"report: {write_report(sweep_dir)}")
 
 
-def report(
-    path: Path = typer.Argument(..., exists=True, file_okay=False, help="A run directory or a sweep directory."),
-    out: Optional[Path] = typer.Option(None, "-o", "--out", help="HTML file to write (default: PATH/report.html)."),
-) -> None:
-    """Write one self-contained HTML report (works offline): data, curves, metrics, sweep choices, replies.
-
-    Example:  tunelab report runs/sweep -o sweep.html
-    """
-    from tunelab.report import write_report
-
-    typer.echo(str(write_report(path, out)))
-
-
 def register(app: typer.Typer) -> None:
     app.command("sweep")(sweep)
-    app.command("report")(report)

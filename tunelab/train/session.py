@@ -1,0 +1,72 @@
+"""What every recipe does around its own training: the run directory set up, then saved.
+
+`Session.start` refuses a used run directory (or finds the checkpoint to resume), sets the
+thread count, writes the resolved config, and seeds; `Session.train` trains, resumes or restores;
+`Session.finish` publishes the final weights and summary.json. The recipes (train/recipes/)
+supply what lies between: their data, model and trainer.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import Trainer, set_seed
+
+from tunelab import rundir
+from tunelab.config import Config, dump
+from tunelab.train.callbacks import MetricsFileCallback
+from tunelab.train.checkpoint import checkpoint_to_resume, save_final, train_or_restore
+from tunelab.train.tracking import close_trackers, tracking_callbacks
+
+
+@dataclass
+class Session:
+    config: Config
+    run_dir: Path
+    checkpoint: Path | None  # where a resumed run continues; None for a fresh run
+    trackers: list[Any] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, config: Config, resume: bool, files: dict[str, str] | None = None) -> Session:
+        """Prepare `output.dir` for a run: config.yaml and any recipe `files` ({name: text}) written, seeded."""
+        run_dir = Path(config.output.dir)
+        checkpoint = checkpoint_to_resume(run_dir, resume)
+        if config.train.threads:
+            torch.set_num_threads(config.train.threads)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        rundir.write_text(run_dir / rundir.CONFIG, dump(config))
+        for name, text in (files or {}).items():
+            rundir.write_text(run_dir / name, text)
+        set_seed(config.train.seed)
+        return cls(config, run_dir, checkpoint)
+
+    def callbacks(self, *mine: Any, track: bool = False) -> list[Any]:
+        """metrics.jsonl's writer, then `mine`, then with `track` the trackers of `config.track`."""
+        if track:
+            self.trackers = tracking_callbacks(self.config, self.run_dir)
+        return [MetricsFileCallback(self.run_dir), *mine, *self.trackers]
+
+    def train(self, trainer: Trainer, evaluate: bool = False) -> dict[str, float]:
+        """Train (resuming or restoring the checkpoint), then with `evaluate` the final evaluation,
+        whose metrics are returned; the trackers are closed after it, so they record it too."""
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        try:
+            train_or_restore(trainer, self.checkpoint)
+            return trainer.evaluate() if evaluate else {}
+        finally:
+            close_trackers(self.trackers)
+
+    def finish(self, trainer: Trainer, tokenizer: Any, details: dict[str, Any], recipe: str | None = None) -> dict[str, Any]:
+        """Save the final weights, then the summary (what it says of the run, then `details`) to
+        summary.json; under `accelerate launch` one process writes and the others wait for it."""
+        saved = save_final(trainer, self.config, tokenizer, self.run_dir) if trainer.is_world_process_zero() else None
+        trainer.accelerator.wait_for_everyone()
+        summary = {"run_dir": str(self.run_dir), **({"recipe": recipe} if recipe else {}), "model": self.config.model.name,
+                   "saved": str(saved), "steps": trainer.state.global_step, **details}
+        if trainer.is_world_process_zero():
+            rundir.write_json(self.run_dir / rundir.SUMMARY, summary)
+        return summary
