@@ -40,18 +40,31 @@ def main() -> None:
     spec = load_prompt(run / "prompt.yaml")
     trained_on = rundir.read_json(run / "bake" / "summary.json")["model"] if args.baked else ""
     tags = LogsConfig().columns.tags  # the helpdesk demo reads its logs with the default mapping
-    held = [LogRecord(id=r["id"], question=r["question"], answer=r["answer"], label=r["label"] == "good",
-                      tags={t: r[t] for t in tags if r.get(t)}, contexts=tuple(r["contexts"]))
-            for r in rundir.read_jsonl(run / "bake" / HELDOUT)]
+    held = [
+        LogRecord(
+            id=r["id"],
+            question=r["question"],
+            answer=r["answer"],
+            label=r["label"] == "good",
+            tags={t: r[t] for t in tags if r.get(t)},
+            contexts=tuple(r["contexts"]),
+        )
+        for r in rundir.read_jsonl(run / "bake" / HELDOUT)
+    ]
     conditions = []
     for model in args.models.split(","):
-        conditions += [adherence.Condition(f"{model} without prompt", model, False), adherence.Condition(f"{model} with prompt", model, True)]
+        conditions += [
+            adherence.Condition(f"{model} without prompt", model, False),
+            adherence.Condition(f"{model} with prompt", model, True),
+        ]
     if args.baked:
         conditions.append(adherence.Condition(f"baked {trained_on} without prompt", str(run / "bake"), False))
     out = run / "adherence_models"
     from tunelab.demos.helpdesk import EVAL_NEW_TOKENS  # the demo's budget: Russian replies need it
 
-    report = adherence.evaluate(spec, held, conditions, out_dir=out, max_questions=args.questions, max_new_tokens=EVAL_NEW_TOKENS)
+    report = adherence.evaluate(
+        spec, held, conditions, out_dir=out, max_questions=args.questions, max_new_tokens=EVAL_NEW_TOKENS
+    )
     by_language = per_language(rundir.read_jsonl(out / rundir.ADHERENCE_PREDICTIONS))
     rundir.write_json(out / rundir.ADHERENCE, {**report, "by_language": by_language})
     table = adherence.table(report)
@@ -65,7 +78,9 @@ def per_language(predictions: list[dict]) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for p in predictions:
         lang = "ru" if any("\u0400" <= ch <= "\u04ff" for ch in p["question"]) else "en"
-        cell = out.setdefault(p["condition"], {}).setdefault(lang, {"n": 0, "all_rules": 0, "language_rule": 0, "examples": []})
+        cell = out.setdefault(p["condition"], {}).setdefault(
+            lang, {"n": 0, "all_rules": 0, "language_rule": 0, "examples": []}
+        )
         cell["n"] += 1
         cell["all_rules"] += bool(p["passed_all"])
         cell["language_rule"] += bool(p["rules"].get("language"))

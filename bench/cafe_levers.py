@@ -33,9 +33,19 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="train.KEY=VALUE override, e.g. epochs=1")
     args = parser.parse_args()
     overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
-    run_demo(args.out, n_train=args.n_train, n_heldout=args.n_heldout, seed=args.seed, measure_base=args.base,
-             system_prompt=PROMPTS[args.prompt], adapter=args.adapter, varied_replies=args.varied_replies,
-             twins=args.twins, n_val=args.n_val, **overrides)
+    run_demo(
+        args.out,
+        n_train=args.n_train,
+        n_heldout=args.n_heldout,
+        seed=args.seed,
+        measure_base=args.base,
+        system_prompt=PROMPTS[args.prompt],
+        adapter=args.adapter,
+        varied_replies=args.varied_replies,
+        twins=args.twins,
+        n_val=args.n_val,
+        **overrides,
+    )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,9 @@ def contexts(n: int) -> list:
     return found[:n]
 
 
-def plain_loop(model, tokenizer, prompts, max_new_tokens: int, stop_ids: list[int]) -> tuple[list[tuple[int, ...]], float]:
+def plain_loop(
+    model, tokenizer, prompts, max_new_tokens: int, stop_ids: list[int]
+) -> tuple[list[tuple[int, ...]], float]:
     """What a user writes by hand: one prompt, one generate call, decode, next."""
     import torch
 
@@ -39,9 +41,15 @@ def plain_loop(model, tokenizer, prompts, max_new_tokens: int, stop_ids: list[in
     with torch.inference_mode():
         for prompt in prompts:
             ids = torch.tensor([prompt])
-            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                                 do_sample=False, eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id)
-            new = out[0, ids.shape[1]:].tolist()
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=stop_ids,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+            new = out[0, ids.shape[1] :].tolist()
             cut = next((i for i, t in enumerate(new) if t in stop_ids), len(new))
             replies.append(tuple(new[:cut]))
     return replies, time.perf_counter() - began
@@ -69,8 +77,10 @@ def main() -> None:
     prompts = render_prompts(tokenizer, [c.messages for c in contexts(args.n)])
     stop_ids = stop_token_ids(tokenizer, model)
     lengths = sorted(len(p) for p in prompts)
-    print(f"model {args.model}, {len(prompts)} contexts ({lengths[0]}-{lengths[-1]} tokens), "
-          f"max_new_tokens {args.max_new_tokens}, torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}")
+    print(
+        f"model {args.model}, {len(prompts)} contexts ({lengths[0]}-{lengths[-1]} tokens), "
+        f"max_new_tokens {args.max_new_tokens}, torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}"
+    )
 
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     began = time.perf_counter()
@@ -81,13 +91,17 @@ def main() -> None:
     same = sum(b.token_ids == p for b, p in zip(batched, plain))
     tokens = sum(len(p) for p in plain)
     print(f"plain loop:      {plain_s:8.1f} s  ({tokens / plain_s:6.1f} new tokens/s)")
-    print(f"tunelab batched: {batched_s:8.1f} s  ({sum(b.new_tokens for b in batched) / batched_s:6.1f} new tokens/s, "
-          f"batch size {args.batch_size})")
+    print(
+        f"tunelab batched: {batched_s:8.1f} s  ({sum(b.new_tokens for b in batched) / batched_s:6.1f} new tokens/s, "
+        f"batch size {args.batch_size})"
+    )
     print(f"speed ratio:     {plain_s / batched_s:8.2f}x   (target >= 3x)")
     print(f"identical greedy replies: {same}/{len(prompts)}")
     for b, p in zip(batched, plain):
         if b.token_ids != p:
-            print(f"  differs: batched {tokenizer.decode(b.token_ids)[:70]!r}\n           plain   {tokenizer.decode(p)[:70]!r}")
+            print(
+                f"  differs: batched {tokenizer.decode(b.token_ids)[:70]!r}\n           plain   {tokenizer.decode(p)[:70]!r}"
+            )
 
 
 if __name__ == "__main__":

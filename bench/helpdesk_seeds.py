@@ -43,13 +43,19 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--steps", type=int, default=None, help="bake steps (default: the demo's)")
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--questions", type=int, default=None, help="logged questions to generate (default: the demo's)")
+    parser.add_argument(
+        "--questions", type=int, default=None, help="logged questions to generate (default: the demo's)"
+    )
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the demo's)")
     args = parser.parse_args()
 
     from tunelab.demos.helpdesk import run_helpdesk_demo
 
-    overrides = {k: v for k, v in {"max_steps": args.steps, "n_questions": args.questions, "learning_rate": args.lr}.items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in {"max_steps": args.steps, "n_questions": args.questions, "learning_rate": args.lr}.items()
+        if v is not None
+    }
     results: list[tuple[float, bool]] = []  # (all rules, bar met) per seed
     for seed in (int(s) for s in args.seeds.split(",")):
         run = args.out / f"seed-{seed}"
@@ -60,11 +66,16 @@ def main() -> None:
         baked = report["conditions"]["baked without prompt"]
         kinds, below = by_kind(run), report["bar"]["rules_worse_than_prompted"]
         results.append((baked["overall"], report["bar"]["met"]))
-        print(f"seed {seed}: all rules {baked['overall']:.0%}, bar {'met' if report['bar']['met'] else 'not met'}"
-              + (f" (below the prompted base: {', '.join(below)})" if below else "")
-              + f"; baked passes by kind {kinds}; {time.time() - started:.0f} s", flush=True)
+        print(
+            f"seed {seed}: all rules {baked['overall']:.0%}, bar {'met' if report['bar']['met'] else 'not met'}"
+            + (f" (below the prompted base: {', '.join(below)})" if below else "")
+            + f"; baked passes by kind {kinds}; {time.time() - started:.0f} s",
+            flush=True,
+        )
     overall = [o for o, _ in results]
-    print(f"bar met on {sum(m for _, m in results)} of {len(results)} seeds; all rules mean {sum(overall) / len(overall):.1%}, min {min(overall):.0%}")
+    print(
+        f"bar met on {sum(m for _, m in results)} of {len(results)} seeds; all rules mean {sum(overall) / len(overall):.1%}, min {min(overall):.0%}"
+    )
 
 
 if __name__ == "__main__":

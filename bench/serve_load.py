@@ -26,9 +26,14 @@ import openai
 
 HOST = "127.0.0.1"
 PROMPTS = [
-    "Hi, can I get a latte?", "Two cappuccinos and a croissant, please.", "Do you have oat milk?",
-    "I'd like a large mocha with an extra shot.", "What's the weather like today?", "Cancel my order please.",
-    "One flat white to take away.", "Can I change my muffin to a scone?",
+    "Hi, can I get a latte?",
+    "Two cappuccinos and a croissant, please.",
+    "Do you have oat milk?",
+    "I'd like a large mocha with an extra shot.",
+    "What's the weather like today?",
+    "Cancel my order please.",
+    "One flat white to take away.",
+    "Can I change my muffin to a scone?",
 ]
 
 
@@ -88,8 +93,12 @@ def run_load(url: str, clients: int, requests: int, max_tokens: int, limit_s: fl
         client = openai.OpenAI(base_url=url, api_key="none", max_retries=0, timeout=limit_s)
         start = time.perf_counter()
         try:
-            reply = client.chat.completions.create(model="bench", temperature=0, max_tokens=max_tokens,
-                                                   messages=[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}])
+            reply = client.chat.completions.create(
+                model="bench",
+                temperature=0,
+                max_tokens=max_tokens,
+                messages=[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
+            )
         except openai.OpenAIError as exc:
             problems.append(f"error: {type(exc).__name__}")
             return
@@ -106,8 +115,11 @@ def run_load(url: str, clients: int, requests: int, max_tokens: int, limit_s: fl
     sizes = httpx.get(url + "/stats", timeout=10).json()["batch_sizes"][seen:]
     ordered = sorted(latencies)
     return {
-        "requests": requests, "ok": len(latencies) - sum(1 for p in problems if not p.startswith(("error", "skipped"))),
-        "problems": problems, "wall_s": round(wall, 2), "requests_per_s": round(len(latencies) / wall, 3),
+        "requests": requests,
+        "ok": len(latencies) - sum(1 for p in problems if not p.startswith(("error", "skipped"))),
+        "problems": problems,
+        "wall_s": round(wall, 2),
+        "requests_per_s": round(len(latencies) / wall, 3),
         "completion_tokens_per_s": round(tokens / wall, 1),
         "p50_s": round(statistics.median(ordered), 3) if ordered else None,
         "p95_s": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 3) if ordered else None,
@@ -149,12 +161,17 @@ def main() -> None:
     results = {}
     for name, max_batch in (("batched", 16), ("unbatched", 1)):
         results[name] = r = measure(args, max_batch=max_batch)
-        print(f"{name:10s} {r['requests_per_s']:.3f} req/s  {r['completion_tokens_per_s']:.1f} tok/s  "
-              f"p50 {r['p50_s']}s  p95 {r['p95_s']}s  mean batch {r['mean_batch_size']}  "
-              f"well-formed {r['ok']}/{r['requests']}", flush=True)
+        print(
+            f"{name:10s} {r['requests_per_s']:.3f} req/s  {r['completion_tokens_per_s']:.1f} tok/s  "
+            f"p50 {r['p50_s']}s  p95 {r['p95_s']}s  mean batch {r['mean_batch_size']}  "
+            f"well-formed {r['ok']}/{r['requests']}",
+            flush=True,
+        )
     ratio = results["batched"]["requests_per_s"] / max(results["unbatched"]["requests_per_s"], 1e-9)
-    print(f"batching speed-up: {ratio:.2f}x requests/s ({args.clients} clients, {args.requests} requests, "
-          f"max_tokens {args.max_tokens}, model {args.model})")
+    print(
+        f"batching speed-up: {ratio:.2f}x requests/s ({args.clients} clients, {args.requests} requests, "
+        f"max_tokens {args.max_tokens}, model {args.model})"
+    )
     print(json.dumps({**results, "args": vars(args)}, indent=2))
 
 

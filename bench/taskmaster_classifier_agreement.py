@@ -103,12 +103,21 @@ def reward_agreement(path: Path) -> None:
             diff_args += g.tool_calls != b.tool_calls
     print(f"\n(good, bad) pairs sharing a context: {len(pairs)}")
     print("  bad differs from good in act:", _pct(diff_act, len(pairs)))
-    print("  both tool calls:", _pct(both_calls, len(pairs)), "; of those, function differs:",
-          _pct(diff_fn, both_calls), "; function or arguments differ:", _pct(diff_args, both_calls))
-    text_pairs = [(g, b) for g, b in pairs if not g["completion"].get("tool_calls")
-                  and not b["completion"].get("tool_calls")]
+    print(
+        "  both tool calls:",
+        _pct(both_calls, len(pairs)),
+        "; of those, function differs:",
+        _pct(diff_fn, both_calls),
+        "; function or arguments differ:",
+        _pct(diff_args, both_calls),
+    )
+    text_pairs = [
+        (g, b) for g, b in pairs if not g["completion"].get("tool_calls") and not b["completion"].get("tool_calls")
+    ]
     text_diff = sum(1 for g, b in text_pairs if classify(g["completion"]).act != classify(b["completion"]).act)
-    print("  both text: ", _pct(len(text_pairs), len(pairs)), "; of those, act differs:", _pct(text_diff, len(text_pairs)))
+    print(
+        "  both text: ", _pct(len(text_pairs), len(pairs)), "; of those, act differs:", _pct(text_diff, len(text_pairs))
+    )
     same = sum(1 for g, b in pairs if classify(g["completion"]) == classify(b["completion"]))
     print("  bad classified identically to good (act, slot, mentions, call):", _pct(same, len(pairs)))
     _against_good_reference(rows)
@@ -141,10 +150,12 @@ def _against_good_reference(rows: list[dict[str, Any]]) -> None:
     print("\nscored against another good generation of the same context:")
     for label, tally in tallies.items():
         name = "good" if label else "bad "
-        print(f"  {name} candidates: appropriate {_pct(tally['appropriate'], tally['n'])}, "
-              f"correct {_pct(tally['correct'], tally['n'])}; where the reference is a call: function "
-              f"{_pct(tally['name'], tally['calls'])}, arguments equal up to case/space "
-              f"{_pct(tally['loose'], tally['calls'])}")
+        print(
+            f"  {name} candidates: appropriate {_pct(tally['appropriate'], tally['n'])}, "
+            f"correct {_pct(tally['correct'], tally['n'])}; where the reference is a call: function "
+            f"{_pct(tally['name'], tally['calls'])}, arguments equal up to case/space "
+            f"{_pct(tally['loose'], tally['calls'])}"
+        )
 
 
 def _context_rule(rows: list[dict[str, Any]]) -> None:
@@ -167,8 +178,13 @@ def _context_rule(rows: list[dict[str, Any]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("path", nargs="?", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared/data/taskmaster4",
-                        help="Taskmaster-4 folder (default: ../shared/data/taskmaster4 beside the repository)")
+    parser.add_argument(
+        "path",
+        nargs="?",
+        type=Path,
+        default=Path(__file__).resolve().parents[1].parent / "shared/data/taskmaster4",
+        help="Taskmaster-4 folder (default: ../shared/data/taskmaster4 beside the repository)",
+    )
     path = parser.parse_args().path
     dialog_acts(path)
     reward_agreement(path)

@@ -77,7 +77,9 @@ def reply_logprobs(model: Any, batch: list[tuple[list[int], int]], pad_id: int) 
     return out
 
 
-def score_pairs(model: Any, tokenizer: Any, pairs: list[tuple[dict, dict]], max_length: int, batch: int = 8) -> list[tuple[float, float]]:
+def score_pairs(
+    model: Any, tokenizer: Any, pairs: list[tuple[dict, dict]], max_length: int, batch: int = 8
+) -> list[tuple[float, float]]:
     from tqdm.auto import tqdm
 
     from tunelab.data.tokenize import template_info
@@ -98,20 +100,46 @@ def accuracy(margins: list[float], seed: int = 0, rounds: int = 2000) -> dict[st
     wins = [1.0 if m > 0 else 0.5 if m == 0 else 0.0 for m in margins]
     rng = random.Random(seed)
     boot = sorted(sum(rng.choices(wins, k=len(wins))) / len(wins) for _ in range(rounds))
-    return {"rate": sum(wins) / len(wins), "ci95": [boot[int(0.025 * rounds)], boot[int(0.975 * rounds)]], "n": len(wins)}
+    return {
+        "rate": sum(wins) / len(wins),
+        "ci95": [boot[int(0.025 * rounds)], boot[int(0.975 * rounds)]],
+        "n": len(wins),
+    }
 
 
-def train_recipe(recipe: str, train_file: Path, out: Path, steps: int, batch: int, lr: float, max_length: int, seed: int,
-                 desirable_weight: float) -> dict[str, Any]:
+def train_recipe(
+    recipe: str,
+    train_file: Path,
+    out: Path,
+    steps: int,
+    batch: int,
+    lr: float,
+    max_length: int,
+    seed: int,
+    desirable_weight: float,
+) -> dict[str, Any]:
     from tunelab.config import load
     from tunelab.train.run import run
 
-    config = load(data={
-        "model": {"name": "smollm2-135m"}, "data": {"train": str(train_file)},
-        "train": {"recipe": recipe, "max_steps": steps, "batch_size": batch, "learning_rate": lr, "logging_steps": 2,
-                  "eval_steps": steps, "save_steps": steps, "seed": seed, "warmup_ratio": 0.1},
-        "preference": {"max_length": max_length, "desirable_weight": desirable_weight}, "output": {"dir": str(out / recipe)},
-    })
+    config = load(
+        data={
+            "model": {"name": "smollm2-135m"},
+            "data": {"train": str(train_file)},
+            "train": {
+                "recipe": recipe,
+                "max_steps": steps,
+                "batch_size": batch,
+                "learning_rate": lr,
+                "logging_steps": 2,
+                "eval_steps": steps,
+                "save_steps": steps,
+                "seed": seed,
+                "warmup_ratio": 0.1,
+            },
+            "preference": {"max_length": max_length, "desirable_weight": desirable_weight},
+            "output": {"dir": str(out / recipe)},
+        }
+    )
     began, cpu = time.perf_counter(), cpu_seconds()
     summary = run(config)
     return {"summary": summary, "wall_s": round(time.perf_counter() - began, 1), "cpu_s": round(cpu_seconds() - cpu, 1)}
@@ -122,7 +150,9 @@ def main() -> None:
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared/data/taskmaster4"))
     parser.add_argument("--recipes", default="kto,dpo")
     parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--batch", type=int, default=2, help="KTO needs at least 2 (its KL term compares within a batch)")
+    parser.add_argument(
+        "--batch", type=int, default=2, help="KTO needs at least 2 (its KL term compares within a batch)"
+    )
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--eval-pairs", type=int, default=120)
@@ -142,17 +172,28 @@ def main() -> None:
     pairs = preference_pairs(held_rows)
     random.Random(args.seed).shuffle(pairs)
     pairs = pairs[: args.eval_pairs]
-    sizes = {"judgements_read": converted.n_read, "kept": len(converted.rows), "rejected": len(converted.rejected),
-             "train_rows": len(train_rows), "train_pairs": len(preference_pairs(train_rows)),
-             "train_openings": len({opening(r) for r in train_rows}),
-             "held_rows": len(held_rows), "held_openings": len({opening(r) for r in held_rows}), "eval_pairs": len(pairs)}
+    sizes = {
+        "judgements_read": converted.n_read,
+        "kept": len(converted.rows),
+        "rejected": len(converted.rejected),
+        "train_rows": len(train_rows),
+        "train_pairs": len(preference_pairs(train_rows)),
+        "train_openings": len({opening(r) for r in train_rows}),
+        "held_rows": len(held_rows),
+        "held_openings": len({opening(r) for r in held_rows}),
+        "eval_pairs": len(pairs),
+    }
     print("sizes", json.dumps(sizes))
 
     result: dict[str, Any] = {"sizes": sizes, "settings": vars(args), "models": {}, "training": {}}
     began, cpu = time.perf_counter(), cpu_seconds()
     base, tokenizer = load_model("smollm2-135m")
     base_scores = score_pairs(base, tokenizer, pairs, args.max_length)
-    result["models"]["base"] = {"logprob": accuracy([g - b for g, b in base_scores]), "wall_s": round(time.perf_counter() - began, 1), "cpu_s": round(cpu_seconds() - cpu, 1)}
+    result["models"]["base"] = {
+        "logprob": accuracy([g - b for g, b in base_scores]),
+        "wall_s": round(time.perf_counter() - began, 1),
+        "cpu_s": round(cpu_seconds() - cpu, 1),
+    }
     del base
     # KTO: good replies outnumber bad ones about 4.7 to 1, so (as TRL's KTO paper guidance says)
     # the desirable loss is weighted down to balance the two: weight x good ~ 1.15 x bad.
@@ -160,13 +201,19 @@ def main() -> None:
     weight = round(1.15 * (len(train_rows) - good) / good, 3)
     result["settings"]["kto_desirable_weight"] = weight
     for recipe in args.recipes.split(","):
-        result["training"][recipe] = train_recipe(recipe, train_file, out, args.steps, args.batch, args.lr, args.max_length, args.seed, weight)
+        result["training"][recipe] = train_recipe(
+            recipe, train_file, out, args.steps, args.batch, args.lr, args.max_length, args.seed, weight
+        )
         began, cpu = time.perf_counter(), cpu_seconds()
         tuned, _ = load_model(str(out / recipe), merge=True)
         tuned_scores = score_pairs(tuned, tokenizer, pairs, args.max_length)
         implicit = [(tg - bg) - (tb - bb) for (tg, tb), (bg, bb) in zip(tuned_scores, base_scores)]
-        result["models"][recipe] = {"logprob": accuracy([g - b for g, b in tuned_scores]), "implicit_reward": accuracy(implicit),
-                                    "wall_s": round(time.perf_counter() - began, 1), "cpu_s": round(cpu_seconds() - cpu, 1)}
+        result["models"][recipe] = {
+            "logprob": accuracy([g - b for g, b in tuned_scores]),
+            "implicit_reward": accuracy(implicit),
+            "wall_s": round(time.perf_counter() - began, 1),
+            "cpu_s": round(cpu_seconds() - cpu, 1),
+        }
         del tuned
     rundir.write_json(out / "preference.json", result)
     print(f"\nheld-out pairs: {len(pairs)} (from {sizes['held_openings']} dialogue openings never trained on)")

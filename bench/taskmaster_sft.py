@@ -26,10 +26,11 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -64,12 +65,20 @@ class Clock:
 
 
 def evaluate(model: str, data: Path, out: Path, args: argparse.Namespace, description: str) -> Any:
-    from tunelab.generation.replies import GenerationSettings
     from tunelab.eval.runner import run_eval
+    from tunelab.generation.replies import GenerationSettings
 
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.gen_batch)
-    return run_eval(model, data, out_dir=out, turns=args.turns, settings=settings, semantic=args.semantic,
-                    progress=not args.quiet, description=description)
+    return run_eval(
+        model,
+        data,
+        out_dir=out,
+        turns=args.turns,
+        settings=settings,
+        semantic=args.semantic,
+        progress=not args.quiet,
+        description=description,
+    )
 
 
 def load_dialogues(args: argparse.Namespace, clock: Clock) -> list[Conversation]:
@@ -92,11 +101,15 @@ def eval_extra(result: Any, max_new_tokens: int, tokenizer: Any) -> dict[str, An
     """Context sizes, and how many references could not fit in max_new_tokens at all."""
     rows = result.rows
     long_refs = sum(1 for r in rows if len(tokenizer(r["reference"])["input_ids"]) + 1 > max_new_tokens)
-    return {"contexts": len(rows), "prompt_tokens": sum(r["context_tokens"] for r in rows),
-            "max_prompt_tokens": max(r["context_tokens"] for r in rows),
-            "generated_tokens": sum(r["new_tokens"] for r in rows),
-            "references_longer_than_max_new_tokens": long_refs,
-            "behaviour": result.scores["behaviour"], "text_metrics": result.scores["metrics"]}
+    return {
+        "contexts": len(rows),
+        "prompt_tokens": sum(r["context_tokens"] for r in rows),
+        "max_prompt_tokens": max(r["context_tokens"] for r in rows),
+        "generated_tokens": sum(r["new_tokens"] for r in rows),
+        "references_longer_than_max_new_tokens": long_refs,
+        "behaviour": result.scores["behaviour"],
+        "text_metrics": result.scores["metrics"],
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -111,8 +124,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print(f"rewritten: {Path(args.out) / 'results.json'}")
         return results
     from tunelab.models.load import load_tokenizer
-    from tunelab.train.run import run
     from tunelab.train.precision import describe_cpu
+    from tunelab.train.run import run
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -121,11 +134,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     paths = write_subsets(split, out / "data")
     cpu = describe_cpu()
     log.info("CPU: %s, %d threads; %s", cpu["model"], cpu["threads"], cpu["why"])
-    config = training_config(args.config, paths, out / "run", len(split.train), seed=args.seed, n_val=args.val,
-                             steps=args.steps, epochs=args.epochs, sets=args.set, cpu=cpu)
+    config = training_config(
+        args.config,
+        paths,
+        out / "run",
+        len(split.train),
+        seed=args.seed,
+        n_val=args.val,
+        steps=args.steps,
+        epochs=args.epochs,
+        sets=args.set,
+        cpu=cpu,
+    )
     tokenizer = load_tokenizer(BASE_MODEL)
-    sizes = {name: subset_stats(getattr(split, name), tokenizer, config.data.max_length)
-             for name in ("train", "val", "eval")}
+    sizes = {
+        name: subset_stats(getattr(split, name), tokenizer, config.data.max_length) for name in ("train", "val", "eval")
+    }
     log.info("sizes: %s", json.dumps(sizes))
     with clock.step("eval_base"):
         base = evaluate(BASE_MODEL, paths["eval"], out / "eval_base", args, "base: generating")
@@ -140,19 +164,37 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     table = behaviour_table(base, tuned, args.resamples, args.seed)
     results = {
         "command": " ".join(["bench/taskmaster_sft.py", *(argv if argv is not None else sys.argv[1:])]),
-        "machine": {"cpus": os.cpu_count(), "torch_threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None,
-                    "cpu": cpu, "precision": config.train.precision, "compile": config.train.compile},
-        "seed": args.seed, "split": "by dialogue (eval, then val, then train from one seeded shuffle)",
-        "duplicates_dropped": split.duplicates_dropped, "sizes": sizes,
-        "eval_contexts": {"base": eval_extra(base, args.max_new_tokens, tokenizer),
-                          "tuned": eval_extra(tuned, args.max_new_tokens, tokenizer)},
-        "generation": {"max_new_tokens": args.max_new_tokens, "batch_size": args.gen_batch, "greedy": True,
-                       "turns": args.turns},
-        "training": {"steps": summary["steps"], "train_examples": summary["train_examples"],
-                     "final_val_loss_trainer": summary["final_val_loss"], "throughput": summary.get("throughput"),
-                     "config": config.model_dump(mode="json")},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch_threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None,
+            "cpu": cpu,
+            "precision": config.train.precision,
+            "compile": config.train.compile,
+        },
+        "seed": args.seed,
+        "split": "by dialogue (eval, then val, then train from one seeded shuffle)",
+        "duplicates_dropped": split.duplicates_dropped,
+        "sizes": sizes,
+        "eval_contexts": {
+            "base": eval_extra(base, args.max_new_tokens, tokenizer),
+            "tuned": eval_extra(tuned, args.max_new_tokens, tokenizer),
+        },
+        "generation": {
+            "max_new_tokens": args.max_new_tokens,
+            "batch_size": args.gen_batch,
+            "greedy": True,
+            "turns": args.turns,
+        },
+        "training": {
+            "steps": summary["steps"],
+            "train_examples": summary["train_examples"],
+            "final_val_loss_trainer": summary["final_val_loss"],
+            "throughput": summary.get("throughput"),
+            "config": config.model_dump(mode="json"),
+        },
         "val_loss": {"base": loss_base, "tuned": loss_tuned, "unit": "mean CE per target token"},
-        "timing": clock.steps, "table": table,
+        "timing": clock.steps,
+        "table": table,
     }
     from tunelab.rundir import write_json
 
@@ -183,8 +225,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/taskmaster_sft/main")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--retable", action="store_true",
-                   help="only rebuild the table of the finished run in --out from its saved predictions")
+    p.add_argument(
+        "--retable",
+        action="store_true",
+        help="only rebuild the table of the finished run in --out from its saved predictions",
+    )
     return p.parse_args(argv)
 
 

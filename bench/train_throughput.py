@@ -62,7 +62,10 @@ def examples(n_train: int, n_val: int):
 
     tokenizer = load_tokenizer("smollm2-135m")
     train, val = split(cafe.generate(n_train + n_val, seed=SEED), n_val / (n_train + n_val), SEED)
-    tok = lambda convs: [e for e in (tokenize_conversation(tokenizer, c, MAX_LENGTH) for c in convs) if e is not None]
+
+    def tok(convs):
+        return [e for e in (tokenize_conversation(tokenizer, c, MAX_LENGTH) for c in convs) if e is not None]
+
     return tokenizer, tok(train), tok(val)
 
 
@@ -115,9 +118,23 @@ def build_tunelab(settings: dict, train, tokenizer, out: str, steps: int, clock)
     from tunelab.train.callbacks import TokenProgressCallback
     from tunelab.train.trainer import ExampleDataset, MaskedLossTrainer, PadCollator, load_trainable, training_arguments
 
-    train_cfg = {"max_steps": steps, "learning_rate": LR, "batch_size": BATCH, "seed": SEED, "logging_steps": 1, "warmup_ratio": 0.05}
+    train_cfg = {
+        "max_steps": steps,
+        "learning_rate": LR,
+        "batch_size": BATCH,
+        "seed": SEED,
+        "logging_steps": 1,
+        "warmup_ratio": 0.05,
+    }
     train_cfg.update({k: settings[k] for k in ("precision", "group_by_length", "threads", "compile") if k in settings})
-    config = load(data={"model": {"name": "smollm2-135m", "lora": {"r": 16, "alpha": 32}}, "data": {"train": "unused.jsonl", "max_length": MAX_LENGTH}, "train": train_cfg, "output": {"dir": out}})
+    config = load(
+        data={
+            "model": {"name": "smollm2-135m", "lora": {"r": 16, "alpha": 32}},
+            "data": {"train": "unused.jsonl", "max_length": MAX_LENGTH},
+            "train": train_cfg,
+            "output": {"dir": out},
+        }
+    )
     if config.train.threads:
         import torch
 
@@ -126,8 +143,13 @@ def build_tunelab(settings: dict, train, tokenizer, out: str, steps: int, clock)
     args = training_arguments(config, __import__("pathlib").Path(out), has_val=False)
     progress = TokenProgressCallback()
     trainer = counting(MaskedLossTrainer)(
-        model=model, args=args, train_dataset=ExampleDataset(train), data_collator=PadCollator(tokenizer.pad_token_id),
-        callbacks=[clock], progress=progress, target_only_head=settings.get("target_only_head", True),
+        model=model,
+        args=args,
+        train_dataset=ExampleDataset(train),
+        data_collator=PadCollator(tokenizer.pad_token_id),
+        callbacks=[clock],
+        progress=progress,
+        target_only_head=settings.get("target_only_head", True),
     )
     return trainer, model
 
@@ -142,16 +164,32 @@ def build_trl(settings: dict, train, tokenizer, out: str, steps: int, clock):
     from tunelab.models.registry import resolve
 
     args = SFTConfig(
-        output_dir=out, max_steps=steps, learning_rate=LR, lr_scheduler_type="cosine", warmup_steps=0.05,
-        per_device_train_batch_size=BATCH, seed=SEED, data_seed=SEED, logging_steps=1, save_strategy="no",
-        report_to="none", use_cpu=True, max_length=MAX_LENGTH, bf16=settings.get("precision") == "bf16",
-        dataloader_num_workers=0, disable_tqdm=True, max_grad_norm=1.0, weight_decay=0.0,
+        output_dir=out,
+        max_steps=steps,
+        learning_rate=LR,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.05,
+        per_device_train_batch_size=BATCH,
+        seed=SEED,
+        data_seed=SEED,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        max_length=MAX_LENGTH,
+        bf16=settings.get("precision") == "bf16",
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        max_grad_norm=1.0,
+        weight_decay=0.0,
         gradient_checkpointing=settings.get("gradient_checkpointing", True),
     )
     model = AutoModelForCausalLM.from_pretrained(resolve("smollm2-135m"), dtype=torch.float32)
     data = Dataset.from_list([{"input_ids": e.input_ids, "labels": e.labels} for e in train])
     peft = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
-    trainer = counting(SFTTrainer)(model=model, args=args, train_dataset=data, processing_class=tokenizer, peft_config=peft, callbacks=[clock])
+    trainer = counting(SFTTrainer)(
+        model=model, args=args, train_dataset=data, processing_class=tokenizer, peft_config=peft, callbacks=[clock]
+    )
     return trainer, trainer.model
 
 
@@ -173,11 +211,17 @@ def run_one(variant: str, steps: int, n_train: int, n_val: int, out: str) -> dic
     # Judged as users run the result: the adapter on the fp32 base (a no-op for fp32 variants).
     loss = val_loss(model.float(), val, tokenizer.pad_token_id)
     return {
-        "variant": variant, "steps": steps, "threads": torch.get_num_threads(),
-        "tokens_per_s": sum(t for t, _ in tokens) / seconds, "target_tokens_per_s": sum(t for _, t in tokens) / seconds,
-        "all_tokens": sum(t for t, _ in trainer.step_tokens), "target_tokens": sum(t for _, t in trainer.step_tokens),
-        "first_step_s": first, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "val_loss": loss, "loadavg": os.getloadavg()[0],
+        "variant": variant,
+        "steps": steps,
+        "threads": torch.get_num_threads(),
+        "tokens_per_s": sum(t for t, _ in tokens) / seconds,
+        "target_tokens_per_s": sum(t for _, t in tokens) / seconds,
+        "all_tokens": sum(t for t, _ in trainer.step_tokens),
+        "target_tokens": sum(t for _, t in trainer.step_tokens),
+        "first_step_s": first,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "val_loss": loss,
+        "loadavg": os.getloadavg()[0],
     }
 
 
@@ -190,7 +234,9 @@ def flops_per_step(tokens: int, targets: int) -> float:
 
     c = AutoConfig.from_pretrained(resolve("smollm2-135m"))
     kv = c.num_key_value_heads * (c.hidden_size // c.num_attention_heads)
-    body = c.num_hidden_layers * (2 * c.hidden_size**2 + 2 * c.hidden_size * kv + 3 * c.hidden_size * c.intermediate_size)
+    body = c.num_hidden_layers * (
+        2 * c.hidden_size**2 + 2 * c.hidden_size * kv + 3 * c.hidden_size * c.intermediate_size
+    )
     return 4 * body * tokens + 4 * c.vocab_size * c.hidden_size * targets
 
 
@@ -213,18 +259,27 @@ def summarize(results: list[dict], peaks: dict[str, float]) -> None:
     by: dict[str, list[dict]] = {}
     for r in results:
         by.setdefault(r["variant"], []).append(r)
-    mean = lambda rows, k: sum(r[k] for r in rows) / len(rows)
-    print(f"\n{'variant':18} {'tok/s':>7} {'target/s':>8} {'1st step s':>10} {'RSS MB':>7} {'val loss':>8} {'util fp32':>9} {'util bf16':>9}")
+
+    def mean(rows, k):
+        return sum(r[k] for r in rows) / len(rows)
+
+    print(
+        f"\n{'variant':18} {'tok/s':>7} {'target/s':>8} {'1st step s':>10} {'RSS MB':>7} {'val loss':>8} {'util fp32':>9} {'util bf16':>9}"
+    )
     for name, rows in by.items():
         tps, tgt = mean(rows, "tokens_per_s"), mean(rows, "target_tokens_per_s")
         flops = flops_per_step(tps, tgt)  # per second of training
-        print(f"{name:18} {tps:7.1f} {tgt:8.1f} {mean(rows, 'first_step_s'):10.1f} {max(r['peak_rss_mb'] for r in rows):7.0f} {mean(rows, 'val_loss'):8.4f} {flops / 1e9 / peaks['fp32']:9.1%} {flops / 1e9 / peaks['bf16']:9.1%}")
+        print(
+            f"{name:18} {tps:7.1f} {tgt:8.1f} {mean(rows, 'first_step_s'):10.1f} {max(r['peak_rss_mb'] for r in rows):7.0f} {mean(rows, 'val_loss'):8.4f} {flops / 1e9 / peaks['fp32']:9.1%} {flops / 1e9 / peaks['bf16']:9.1%}"
+        )
     if "trl" in by:
         base = by["trl"]
         for name, rows in by.items():
             if name != "trl":
-                print(f"{name} / trl: tokens/s x{mean(rows, 'tokens_per_s') / mean(base, 'tokens_per_s'):.2f}, "
-                      f"val loss {100 * (mean(rows, 'val_loss') / mean(base, 'val_loss') - 1):+.2f}%")
+                print(
+                    f"{name} / trl: tokens/s x{mean(rows, 'tokens_per_s') / mean(base, 'tokens_per_s'):.2f}, "
+                    f"val loss {100 * (mean(rows, 'val_loss') / mean(base, 'val_loss') - 1):+.2f}%"
+                )
 
 
 def main() -> None:
@@ -245,20 +300,40 @@ def main() -> None:
     from tunelab.train.precision import matmul_peak
 
     peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
-    print(f"cpu threads {torch.get_num_threads()}, load average {os.getloadavg()}, matmul peak GFLOP/s: fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f}")
+    print(
+        f"cpu threads {torch.get_num_threads()}, load average {os.getloadavg()}, matmul peak GFLOP/s: fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f}"
+    )
     print(f"cached model in a fresh process, seconds [imports, first load, second load]: {load_seconds()}")
     results = []
     for round_ in range(args.rounds):
         for variant in args.variants.split(","):
-            cmd = [sys.executable, __file__, "--one", variant, "--steps", str(args.steps), "--train", str(args.train), "--val", str(args.val), "--out", args.out]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--one",
+                variant,
+                "--steps",
+                str(args.steps),
+                "--train",
+                str(args.train),
+                "--val",
+                str(args.val),
+                "--out",
+                args.out,
+            ]
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode:
                 sys.exit(f"{variant} failed:\n{done.stderr[-3000:]}")
             results.append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(f"round {round_ + 1} {json.dumps(results[-1])}", flush=True)
     # The peak is what the machine can do: other users' jobs only ever lower a measurement.
-    peaks = {"fp32": max(peaks["fp32"], matmul_peak(torch.float32)), "bf16": max(peaks["bf16"], matmul_peak(torch.bfloat16))}
-    print(f"matmul peak GFLOP/s, best of before and after: fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f}; load average {os.getloadavg()}")
+    peaks = {
+        "fp32": max(peaks["fp32"], matmul_peak(torch.float32)),
+        "bf16": max(peaks["bf16"], matmul_peak(torch.bfloat16)),
+    }
+    print(
+        f"matmul peak GFLOP/s, best of before and after: fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f}; load average {os.getloadavg()}"
+    )
     summarize(results, peaks)
 
 

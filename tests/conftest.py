@@ -51,6 +51,10 @@ def tiny_model_dir(tmp_path_factory, smol_dir) -> str:
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
-settings.register_profile("default", max_examples=25, deadline=None, suppress_health_check=_QUIET, print_blob=True, database=None)
-settings.register_profile("long", max_examples=1000, deadline=None, suppress_health_check=_QUIET, print_blob=True, database=None)
+settings.register_profile(
+    "default", max_examples=25, deadline=None, suppress_health_check=_QUIET, print_blob=True, database=None
+)
+settings.register_profile(
+    "long", max_examples=1000, deadline=None, suppress_health_check=_QUIET, print_blob=True, database=None
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))

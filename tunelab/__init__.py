@@ -10,8 +10,17 @@ from typing import Any
 
 from tunelab.api import bake_prompt, chat, compare, evaluate, fine_tune, judge, load_config, serve_model
 
-__all__ = ["load_config", "fine_tune", "bake_prompt", "evaluate", "compare", "judge", "serve_model", "chat",
-           "GenerationSettings"]
+__all__ = [
+    "load_config",
+    "fine_tune",
+    "bake_prompt",
+    "evaluate",
+    "compare",
+    "judge",
+    "serve_model",
+    "chat",
+    "GenerationSettings",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -8,8 +8,9 @@ tunelab stays cheap. Names avoid the subpackages' names (`tunelab.train`, `tunel
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from tunelab.config import Config
@@ -29,12 +30,15 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     """`base` with `extra` laid over it, section by section (nested mappings merge, values replace)."""
     merged = dict(base)
     for key, value in extra.items():
-        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        merged[key] = (
+            _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        )
     return merged
 
 
-def load_config(source: PathLike | dict[str, Any] | None = None, overrides: Sequence[str] = (),
-                **sections: Any) -> Config:
+def load_config(
+    source: PathLike | dict[str, Any] | None = None, overrides: Sequence[str] = (), **sections: Any
+) -> Config:
     """A validated run config, from a YAML file or a dict, and/or keyword sections.
 
     `overrides` are `key=value` strings as given to `--set` (e.g. "train.max_steps=3"). Keyword
@@ -66,16 +70,26 @@ def fine_tune(config: Config | PathLike, resume: bool = False, overrides: Sequen
     return run(config, resume=resume)
 
 
-def bake_prompt(prompt: PathLike, logs: PathLike, *, out: PathLike | None = None, model: str | None = None,
-                overrides: Sequence[str] = (), **sections: Any) -> dict[str, Any]:
+def bake_prompt(
+    prompt: PathLike,
+    logs: PathLike,
+    *,
+    out: PathLike | None = None,
+    model: str | None = None,
+    overrides: Sequence[str] = (),
+    **sections: Any,
+) -> dict[str, Any]:
     """Bake a system prompt into a model (recipe bake) from a feedback log; returns the run's summary.
 
     `prompt` is a prompt YAML (rules, see docs/bake.md), `logs` the feedback log (.csv, .jsonl,
     .parquet). Every other setting keeps its default unless given as a keyword section
     (e.g. bake={"targets": ["logged"]}, logs={"columns": {...}}) or an override string.
     """
-    base: dict[str, Any] = {"data": {"train": str(logs)}, "train": {"recipe": "bake"},
-                            "bake": {"system_prompt_file": str(prompt)}}
+    base: dict[str, Any] = {
+        "data": {"train": str(logs)},
+        "train": {"recipe": "bake"},
+        "bake": {"system_prompt_file": str(prompt)},
+    }
     if out is not None:
         base["output"] = {"dir": str(out)}
     if model is not None:
@@ -86,9 +100,18 @@ def bake_prompt(prompt: PathLike, logs: PathLike, *, out: PathLike | None = None
     return fine_tune(config)
 
 
-def evaluate(model: str, data: PathLike, *, out_dir: PathLike | None = None, system_prompt_file: PathLike | None = None,
-             turns: Turns = "all", settings: GenerationSettings | None = None, limit: int | None = None,
-             semantic: bool = True, progress: bool = True) -> EvalResult:
+def evaluate(
+    model: str,
+    data: PathLike,
+    *,
+    out_dir: PathLike | None = None,
+    system_prompt_file: PathLike | None = None,
+    turns: Turns = "all",
+    settings: GenerationSettings | None = None,
+    limit: int | None = None,
+    semantic: bool = True,
+    progress: bool = True,
+) -> EvalResult:
     """Generate a reply for each assistant turn of the conversations in `data` and score it.
 
     `model` is a run directory, model directory or registry name. Writes predictions.jsonl and
@@ -98,14 +121,35 @@ def evaluate(model: str, data: PathLike, *, out_dir: PathLike | None = None, sys
     from tunelab.eval.runner import run_eval
     from tunelab.generation.replies import GenerationSettings
 
-    return run_eval(model, data, out_dir=out_dir, system_prompt_file=system_prompt_file, turns=turns,
-                    settings=settings or GenerationSettings(), limit=limit, semantic=semantic, progress=progress)
+    return run_eval(
+        model,
+        data,
+        out_dir=out_dir,
+        system_prompt_file=system_prompt_file,
+        turns=turns,
+        settings=settings or GenerationSettings(),
+        limit=limit,
+        semantic=semantic,
+        progress=progress,
+    )
 
 
-def compare(a: str, b: str, data: PathLike, *, system_prompt_a: PathLike | None = None,
-            system_prompt_b: PathLike | None = None, out_dir: PathLike | None = None, turns: Turns = "all",
-            settings: GenerationSettings | None = None, limit: int | None = None, semantic: bool = True,
-            n_resamples: int = 2000, seed: int = 0, progress: bool = True) -> CompareResult:
+def compare(
+    a: str,
+    b: str,
+    data: PathLike,
+    *,
+    system_prompt_a: PathLike | None = None,
+    system_prompt_b: PathLike | None = None,
+    out_dir: PathLike | None = None,
+    turns: Turns = "all",
+    settings: GenerationSettings | None = None,
+    limit: int | None = None,
+    semantic: bool = True,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    progress: bool = True,
+) -> CompareResult:
     """Evaluate A and B (two models, or one with and without a system prompt) on the same contexts.
 
     The result holds each side's evaluation, per-metric deltas B - A with paired bootstrap 95%
@@ -114,15 +158,32 @@ def compare(a: str, b: str, data: PathLike, *, system_prompt_a: PathLike | None 
     from tunelab.eval.compare import Side, run_compare
     from tunelab.generation.replies import GenerationSettings
 
-    return run_compare(Side(a, str(system_prompt_a) if system_prompt_a else None),
-                       Side(b, str(system_prompt_b) if system_prompt_b else None),
-                       data, out_dir=out_dir, turns=turns, settings=settings or GenerationSettings(), limit=limit,
-                       semantic=semantic, n_resamples=n_resamples, seed=seed, progress=progress)
+    return run_compare(
+        Side(a, str(system_prompt_a) if system_prompt_a else None),
+        Side(b, str(system_prompt_b) if system_prompt_b else None),
+        data,
+        out_dir=out_dir,
+        turns=turns,
+        settings=settings or GenerationSettings(),
+        limit=limit,
+        semantic=semantic,
+        n_resamples=n_resamples,
+        seed=seed,
+        progress=progress,
+    )
 
 
-def judge(items: PathLike | Sequence[dict[str, Any]], *, base_url: str, model: str, api_key_env: str | None = None,
-          cache: PathLike | None = None, out: PathLike | None = None, timeout: float = 60.0,
-          retries: int = 3) -> RubricReport:
+def judge(
+    items: PathLike | Sequence[dict[str, Any]],
+    *,
+    base_url: str,
+    model: str,
+    api_key_env: str | None = None,
+    cache: PathLike | None = None,
+    out: PathLike | None = None,
+    timeout: float = 60.0,
+    retries: int = 3,
+) -> RubricReport:
     """Score replies with an LLM rubric judge (correctness, appropriateness, style, 1-5 each).
 
     `items` is a predictions JSONL (as `evaluate` writes) or rows with 'prediction' and optional
@@ -134,8 +195,16 @@ def judge(items: PathLike | Sequence[dict[str, Any]], *, base_url: str, model: s
     from tunelab.eval.rubric import RubricJudge, RubricSettings, read_items, verdict_rows
 
     rows = read_items(items) if isinstance(items, (str, Path)) else list(items)
-    rubric = RubricJudge(RubricSettings(base_url=base_url, model=model, api_key_env=api_key_env, timeout=timeout,
-                                          retries=retries, cache_path=Path(cache) if cache is not None else None))
+    rubric = RubricJudge(
+        RubricSettings(
+            base_url=base_url,
+            model=model,
+            api_key_env=api_key_env,
+            timeout=timeout,
+            retries=retries,
+            cache_path=Path(cache) if cache is not None else None,
+        )
+    )
     try:
         report = rubric.judge_many(rows)
     finally:
@@ -145,9 +214,18 @@ def judge(items: PathLike | Sequence[dict[str, Any]], *, base_url: str, model: s
     return report
 
 
-def serve_model(model: str, *, host: str = "127.0.0.1", port: int = 8000, name: str | None = None,
-                api_key: str | None = None, system_prompt: str | None = None, max_tokens_limit: int = 1024,
-                batch_window: float = 0.01, max_batch: int = 16) -> None:
+def serve_model(
+    model: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    name: str | None = None,
+    api_key: str | None = None,
+    system_prompt: str | None = None,
+    max_tokens_limit: int = 1024,
+    batch_window: float = 0.01,
+    max_batch: int = 16,
+) -> None:
     """Serve a run or model with an OpenAI-compatible API until interrupted (blocks).
 
     `name` is the model id clients send (default: the directory name); `batch_window` is the
@@ -155,13 +233,20 @@ def serve_model(model: str, *, host: str = "127.0.0.1", port: int = 8000, name: 
     """
     from tunelab.serve.app import ServeSettings, default_model_name, serve
 
-    settings = ServeSettings(model_name=name or default_model_name(model), api_key=api_key, system_prompt=system_prompt,
-                             max_tokens_limit=max_tokens_limit, batch_window=batch_window, max_batch=max_batch)
+    settings = ServeSettings(
+        model_name=name or default_model_name(model),
+        api_key=api_key,
+        system_prompt=system_prompt,
+        max_tokens_limit=max_tokens_limit,
+        batch_window=batch_window,
+        max_batch=max_batch,
+    )
     serve(model, host=host, port=port, settings=settings)
 
 
-def chat(model: str, *, system: str | None = None, max_new_tokens: int = 256, temperature: float = 0.0,
-         top_p: float = 1.0) -> ChatSession:
+def chat(
+    model: str, *, system: str | None = None, max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0
+) -> ChatSession:
     """Open a conversation with a run or model: `session.reply(text)` returns the answer and keeps the history.
 
     temperature 0 is greedy (the same question gets the same answer); `session.reset()` forgets

@@ -271,7 +271,9 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     node[parts[-1]] = load_yaml(raw, f"--set {key}", ConfigError)
 
 
-def load(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), data: dict[str, Any] | None = None) -> Config:
+def load(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), data: dict[str, Any] | None = None
+) -> Config:
     """Read a YAML file (or a dict), apply `key=value` overrides, validate."""
     source = str(path) if path else "config"
     raw: dict[str, Any] = dict(data or {})
@@ -290,38 +292,58 @@ def load(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] 
     except ValidationError as err:
         raise _explain(err, source) from None
     if config.train.save_steps % config.train.eval_steps:
-        raise ConfigError(f"{source}: train.save_steps ({config.train.save_steps}) must be a multiple of train.eval_steps ({config.train.eval_steps}) so the best checkpoint can be kept")
+        raise ConfigError(
+            f"{source}: train.save_steps ({config.train.save_steps}) must be a multiple of train.eval_steps ({config.train.eval_steps}) so the best checkpoint can be kept"
+        )
     _check_behaviour_eval(config, source)
     if config.bake.questions_file and not ("teacher" in config.bake.targets or config.bake.targets == ["distill"]):
-        raise ConfigError(f"{source}: bake.questions_file has questions without answers; they need bake.targets teacher (or distill alone, which distils over teacher samples)")
+        raise ConfigError(
+            f"{source}: bake.questions_file has questions without answers; they need bake.targets teacher (or distill alone, which distils over teacher samples)"
+        )
     _check_bake(config, source)
     if config.train.recipe in ("kto", "dpo") and config.train.precision not in ("auto", "fp32"):
-        raise ConfigError(f"{source}: train.precision {config.train.precision} is not supported by recipe {config.train.recipe} (TRL's trainers run fp32 here); use auto or fp32")
+        raise ConfigError(
+            f"{source}: train.precision {config.train.precision} is not supported by recipe {config.train.recipe} (TRL's trainers run fp32 here); use auto or fp32"
+        )
     for knob, plain in (("first_token_weight", 1.0), ("focal_gamma", 0.0)):
         if getattr(config.train, knob) != plain and config.train.recipe != "sft":
             raise ConfigError(f"{source}: train.{knob} is for recipe sft (got recipe '{config.train.recipe}')")
     if not config.train.shuffle and config.train.recipe in ("kto", "dpo"):
         raise ConfigError(f"{source}: train.shuffle false is for recipes sft and bake (TRL's trainers shuffle)")
     if not config.train.shuffle and config.train.group_by_length:
-        raise ConfigError(f"{source}: train.shuffle false keeps the file's order, which train.group_by_length (true) would regroup; set group_by_length: false")
+        raise ConfigError(
+            f"{source}: train.shuffle false keeps the file's order, which train.group_by_length (true) would regroup; set group_by_length: false"
+        )
     if config.train.compile and (config.train.recipe != "sft" or config.train.behaviour_eval.enabled):
-        raise ConfigError(f"{source}: train.compile is supported for recipe sft without behaviour_eval (generation under compiled layers is not tested)")
+        raise ConfigError(
+            f"{source}: train.compile is supported for recipe sft without behaviour_eval (generation under compiled layers is not tested)"
+        )
     if config.train.precision == "bf16_base" and config.model.adapter == "full":
-        raise ConfigError(f"{source}: train.precision bf16_base keeps only adapter weights in fp32; with model.adapter full every weight trains, use fp32 or bf16")
+        raise ConfigError(
+            f"{source}: train.precision bf16_base keeps only adapter weights in fp32; with model.adapter full every weight trains, use fp32 or bf16"
+        )
     return config
 
 
 def _check_bake(config: Config, source: str) -> None:
     b = config.bake
-    if b.passing_per_question is not None and b.max_samples_per_question < max(b.passing_per_question, b.samples_per_question):
-        raise ConfigError(f"{source}: bake.max_samples_per_question ({b.max_samples_per_question}) must be at least "
-                          f"bake.passing_per_question ({b.passing_per_question}) and bake.samples_per_question ({b.samples_per_question})")
+    if b.passing_per_question is not None and b.max_samples_per_question < max(
+        b.passing_per_question, b.samples_per_question
+    ):
+        raise ConfigError(
+            f"{source}: bake.max_samples_per_question ({b.max_samples_per_question}) must be at least "
+            f"bake.passing_per_question ({b.passing_per_question}) and bake.samples_per_question ({b.samples_per_question})"
+        )
     if isinstance(b.teacher, TeacherEndpoint):
         if "distill" in b.targets:
-            raise ConfigError(f"{source}: bake.targets distill needs the teacher's logits, which an endpoint teacher "
-                              f"(bake.teacher.base_url {b.teacher.base_url}) does not return; drop distill or use a local teacher model")
+            raise ConfigError(
+                f"{source}: bake.targets distill needs the teacher's logits, which an endpoint teacher "
+                f"(bake.teacher.base_url {b.teacher.base_url}) does not return; drop distill or use a local teacher model"
+            )
         if b.paraphrases:
-            raise ConfigError(f"{source}: bake.paraphrases are written by a local teacher model; set bake.paraphrases: 0 with an endpoint teacher")
+            raise ConfigError(
+                f"{source}: bake.paraphrases are written by a local teacher model; set bake.paraphrases: 0 with an endpoint teacher"
+            )
 
 
 def _check_behaviour_eval(config: Config, source: str) -> None:
@@ -331,9 +353,13 @@ def _check_behaviour_eval(config: Config, source: str) -> None:
     if not t.behaviour_eval.enabled:
         return
     if t.recipe != "sft":
-        raise ConfigError(f"{source}: train.behaviour_eval / train.best_metric work with recipe sft only (got recipe '{t.recipe}')")
+        raise ConfigError(
+            f"{source}: train.behaviour_eval / train.best_metric work with recipe sft only (got recipe '{t.recipe}')"
+        )
     if config.data.val is None and config.data.val_fraction == 0:
-        raise ConfigError(f"{source}: train.behaviour_eval needs validation data: set data.val or a data.val_fraction above 0")
+        raise ConfigError(
+            f"{source}: train.behaviour_eval needs validation data: set data.val or a data.val_fraction above 0"
+        )
 
 
 def dump(config: Config) -> str:

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
@@ -63,7 +64,7 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, bytes]]:
     with path.open("rb") as handle:
         for chunk in handle:
             if number == 0 and chunk.startswith(BOM):
-                chunk = chunk[len(BOM):]
+                chunk = chunk[len(BOM) :]
             chunk = chunk.rstrip(b"\n").rstrip(b"\r")
             for piece in chunk.split(b"\r") if b"\r" in chunk else (chunk,):
                 number += 1
@@ -179,7 +180,7 @@ def read_text(path: str | Path) -> str:
     """A whole text file (config, prompt): BOM removed; InputFileError naming the line of bad UTF-8."""
     data = check_file(path).read_bytes()
     if data.startswith(BOM):
-        data = data[len(BOM):]
+        data = data[len(BOM) :]
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

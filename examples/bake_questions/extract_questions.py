@@ -32,7 +32,11 @@ def user_questions(folder: str | Path) -> list[dict[str, str]]:
     out = []
     for file in sorted(Path(folder, "dialogs").glob("*.json")):
         for dialog in json.loads(file.read_text(encoding="utf-8")):
-            turns = [u["text"].strip() for u in dialog["utterances"] if u.get("speaker") == "user" and (u.get("text") or "").strip()]
+            turns = [
+                u["text"].strip()
+                for u in dialog["utterances"]
+                if u.get("speaker") == "user" and (u.get("text") or "").strip()
+            ]
             for i, text in enumerate(turns):
                 kind = "opening" if i == 0 else "question"
                 if (kind == "question" and not text.endswith("?")) or _GREETING.match(text) or len(text.split()) < 3:
@@ -49,8 +53,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", help="the Taskmaster-4 folder (with dialogs/)")
     parser.add_argument("-o", "--out", required=True, help="questions JSONL to write")
-    parser.add_argument("--limit", type=int, default=400, help="questions kept, drawn with --seed (all later questions and openings alike)")
-    parser.add_argument("--questions-share", type=float, default=0.4, help="share of later user questions among those kept (the rest: openings)")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=400,
+        help="questions kept, drawn with --seed (all later questions and openings alike)",
+    )
+    parser.add_argument(
+        "--questions-share",
+        type=float,
+        default=0.4,
+        help="share of later user questions among those kept (the rest: openings)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rows = user_questions(args.folder)
@@ -62,7 +76,9 @@ def main() -> None:
     rng.shuffle(kept)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept), encoding="utf-8")
-    print(f"{len(rows)} distinct user requests/questions ({len(later)} later questions, {len(openings)} openings); wrote {len(kept)} to {args.out}")
+    print(
+        f"{len(rows)} distinct user requests/questions ({len(later)} later questions, {len(openings)} openings); wrote {len(kept)} to {args.out}"
+    )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,16 @@ with open(HERE / "logs.csv", "w", encoding="utf-8", newline="") as f:
     out = csv.writer(f)
     out.writerow(["query", "user_role", "campus", "level", "passages", "response", "rating", "why"])
     for r in rows:
-        out.writerow([r["question"], r["role"], r["campus"], r["level"], " || ".join(r["contexts"]), r["answer"],
-                      "Yes" if r["label"] == "good" else "no", r["comment"]])
+        out.writerow(
+            [
+                r["question"],
+                r["role"],
+                r["campus"],
+                r["level"],
+                " || ".join(r["contexts"]),
+                r["answer"],
+                "Yes" if r["label"] == "good" else "no",
+                r["comment"],
+            ]
+        )
 print(f"{len(rows)} rows written to {HERE}")

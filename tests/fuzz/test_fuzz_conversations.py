@@ -13,15 +13,15 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hostile import CONVERSATION_PATHS, conversation_row, files, good_conversation, hostile_rows, json_values, safe_text
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hostile import CONVERSATION_PATHS, conversation_row, files, good_conversation, hostile_rows, json_values, safe_text
 from tunelab.config import DataConfig
-from tunelab.data.validate import validate_file
 from tunelab.data.formats import read_conversations
 from tunelab.data.prepare import NoUsableData, prepare
 from tunelab.data.tokenize import ensure_template
+from tunelab.data.validate import validate_file
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,9 @@ def tokenizer(smol_dir):
     return ensure_template(AutoTokenizer.from_pretrained(smol_dir))
 
 
-def check_result(path: Path, data: bytes, rows, kept_replies: list[str], rejected: list[tuple[str, str]], n_read: int) -> None:
+def check_result(
+    path: Path, data: bytes, rows, kept_replies: list[str], rejected: list[tuple[str, str]], n_read: int
+) -> None:
     assert n_read == len(kept_replies) + len(rejected)
     for source, field in rejected:
         assert re.fullmatch(re.escape(str(path)) + r":\d+", source) and field
@@ -60,8 +62,16 @@ def test_validate_never_crashes_and_loses_no_good_row(tokenizer, sample):
             Path(report["rejected_file"]).read_text(encoding="utf-8")  # written whole, valid UTF-8
 
 
-@given(st.lists(st.one_of(st.builds(lambda u, r: ("good", conversation_row(u, r)), safe_text, safe_text),
-                          st.builds(lambda v: ("bad", v), json_values)), min_size=1, max_size=8))
+@given(
+    st.lists(
+        st.one_of(
+            st.builds(lambda u, r: ("good", conversation_row(u, r)), safe_text, safe_text),
+            st.builds(lambda v: ("bad", v), json_values),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
 def test_json_list_items_are_rejected_one_by_one(items):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "train.json"
@@ -82,10 +92,17 @@ def _alpaca(user: str, reply: str) -> dict:
     return {"instruction": user, "input": "", "output": reply}
 
 
-@pytest.mark.parametrize("fmt,template,paths", [
-    ("sharegpt", _sharegpt, [["conversations"], ["conversations", 0, "from"], ["conversations", 1, "value"], ["system"]]),
-    ("alpaca", _alpaca, [["instruction"], ["input"], ["output"], ["system"]]),
-])
+@pytest.mark.parametrize(
+    "fmt,template,paths",
+    [
+        (
+            "sharegpt",
+            _sharegpt,
+            [["conversations"], ["conversations", 0, "from"], ["conversations", 1, "value"], ["system"]],
+        ),
+        ("alpaca", _alpaca, [["instruction"], ["input"], ["output"], ["system"]]),
+    ],
+)
 def test_sharegpt_and_alpaca_readers(fmt, template, paths):
     good = st.builds(lambda u, r: (json.dumps(template(u, r)).encode(), r), safe_text, safe_text)
 
@@ -117,4 +134,8 @@ def test_the_data_stage_of_train_rejects_and_counts(tokenizer, sample):
         entry = prepared.report["files"][0]
         assert entry["read"] == entry["kept"] + entry["rejected"]
         # a kept row may still be too long for max_length (a 70,000-character content): dropped and counted
-        assert len(prepared.train) + prepared.report["too_long_dropped"]["train"] == entry["kept"] >= sum(1 for r in rows if r.good)
+        assert (
+            len(prepared.train) + prepared.report["too_long_dropped"]["train"]
+            == entry["kept"]
+            >= sum(1 for r in rows if r.good)
+        )

@@ -10,10 +10,10 @@ import tempfile
 from pathlib import Path
 
 import yaml
+from hostile import BOM, json_values, safe_text
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hostile import BOM, json_values, safe_text
 from tunelab.config import ConfigError, load
 from tunelab.data.taskmaster import convert_dialogs, convert_rewards
 from tunelab.prompts.rules import PromptFileError, load_prompt
@@ -21,17 +21,34 @@ from tunelab.textio import InputFileError
 
 
 def dialog(cid: str, text: str) -> dict:
-    call = [{"name": "api_call", "value": "get_menu", "context": "api_call_0"},
-            {"name": "request", "value": '{"q": "latte"}', "context": "api_call_0"},
-            {"name": "api_response", "value": "get_menu", "context": "api_response_0"},
-            {"name": "response", "value": '{"items": []}', "context": "api_response_0"}]
-    return {"conversation_id": cid, "scenario": "s", "utterances": [
-        {"speaker": "user", "text": text, "annotations": call}, {"speaker": "assistant", "text": "Here."}]}
+    call = [
+        {"name": "api_call", "value": "get_menu", "context": "api_call_0"},
+        {"name": "request", "value": '{"q": "latte"}', "context": "api_call_0"},
+        {"name": "api_response", "value": "get_menu", "context": "api_response_0"},
+        {"name": "response", "value": '{"items": []}', "context": "api_response_0"},
+    ]
+    return {
+        "conversation_id": cid,
+        "scenario": "s",
+        "utterances": [
+            {"speaker": "user", "text": text, "annotations": call},
+            {"speaker": "assistant", "text": "Here."},
+        ],
+    }
 
 
-DIALOG_PATHS = [["utterances"], ["utterances", 0], ["utterances", 0, "text"], ["utterances", 0, "speaker"],
-                ["utterances", 0, "annotations"], ["utterances", 0, "annotations", 0], ["utterances", 0, "annotations", 1, "value"],
-                ["utterances", 0, "annotations", 3, "value"], ["utterances", 0, "annotations", 0, "context"], ["conversation_id"]]
+DIALOG_PATHS = [
+    ["utterances"],
+    ["utterances", 0],
+    ["utterances", 0, "text"],
+    ["utterances", 0, "speaker"],
+    ["utterances", 0, "annotations"],
+    ["utterances", 0, "annotations", 0],
+    ["utterances", 0, "annotations", 1, "value"],
+    ["utterances", 0, "annotations", 3, "value"],
+    ["utterances", 0, "annotations", 0, "context"],
+    ["conversation_id"],
+]
 
 
 def _mutate(value: dict, path: list, new: object) -> dict:
@@ -43,10 +60,14 @@ def _mutate(value: dict, path: list, new: object) -> dict:
     return out
 
 
-item = st.one_of(st.builds(lambda t: ("good", t), safe_text),
-                 st.builds(lambda p, v: ("bad", (p, v)), st.sampled_from(DIALOG_PATHS), json_values),
-                 st.builds(lambda n: ("deep", n), st.integers(70, 3000)),
-                 st.builds(lambda n: ("bad", (["utterances", 0, "annotations", 3, "value"], "[" + "9" * n + "]")), st.integers(4301, 6000)))
+item = st.one_of(
+    st.builds(lambda t: ("good", t), safe_text),
+    st.builds(lambda p, v: ("bad", (p, v)), st.sampled_from(DIALOG_PATHS), json_values),
+    st.builds(lambda n: ("deep", n), st.integers(70, 3000)),
+    st.builds(
+        lambda n: ("bad", (["utterances", 0, "annotations", 3, "value"], "[" + "9" * n + "]")), st.integers(4301, 6000)
+    ),
+)
 
 
 @given(st.lists(item, min_size=1, max_size=6), st.booleans())
@@ -70,9 +91,26 @@ def test_taskmaster_dialogs(items, bom):
             assert r.source.startswith("d.json[") and r.field and r.reason
 
 
-@given(st.lists(st.one_of(st.none(), json_values, st.builds(lambda v: {"conversation_id": "x", "context": v, "generation": v, "reward": 1}, json_values),
-                          st.builds(lambda v: {"conversation_id": "x", "context": json.dumps([{"role": "user", "text": "hi"}]),
-                                               "generation": json.dumps(v), "reward": 1}, json_values)), min_size=1, max_size=6))
+@given(
+    st.lists(
+        st.one_of(
+            st.none(),
+            json_values,
+            st.builds(lambda v: {"conversation_id": "x", "context": v, "generation": v, "reward": 1}, json_values),
+            st.builds(
+                lambda v: {
+                    "conversation_id": "x",
+                    "context": json.dumps([{"role": "user", "text": "hi"}]),
+                    "generation": json.dumps(v),
+                    "reward": 1,
+                },
+                json_values,
+            ),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
 def test_taskmaster_rewards(rows):
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "reward").mkdir()
@@ -82,13 +120,26 @@ def test_taskmaster_rewards(rows):
 
 
 VALID = {"model": {"name": "smollm2-135m"}, "data": {"train": "t.jsonl"}, "train": {"epochs": 1}}
-CONFIG_PATHS = [["model"], ["model", "name"], ["data"], ["data", "train"], ["data", "max_length"], ["train", "epochs"], ["extra"]]
+CONFIG_PATHS = [
+    ["model"],
+    ["model", "name"],
+    ["data"],
+    ["data", "train"],
+    ["data", "max_length"],
+    ["train", "epochs"],
+    ["extra"],
+]
 yaml_text = st.one_of(
     st.text(max_size=200),
     st.binary(max_size=200).map(lambda b: b.decode("utf-8", errors="surrogateescape")),
-    st.builds(lambda p, v: json.dumps(_mutate(VALID, p, v), ensure_ascii=True), st.sampled_from(CONFIG_PATHS), json_values),
+    st.builds(
+        lambda p, v: json.dumps(_mutate(VALID, p, v), ensure_ascii=True), st.sampled_from(CONFIG_PATHS), json_values
+    ),
     st.builds(lambda n: "data:\n  train: " + "[" * n + "]" * n, st.integers(1, 3000)),
-    st.just("data:\n  train: a\n  train: b\n"), st.just("data:\n  max_length: " + "9" * 5000 + "\n"), st.just("a: &x [*x]\n"), st.just("!!python/object:os.system {}\n"),
+    st.just("data:\n  train: a\n  train: b\n"),
+    st.just("data:\n  max_length: " + "9" * 5000 + "\n"),
+    st.just("a: &x [*x]\n"),
+    st.just("!!python/object:os.system {}\n"),
 )
 
 
@@ -115,8 +166,14 @@ def test_set_overrides_give_config_error_or_a_config(value, key):
         pass
 
 
-@given(st.one_of(yaml_text, st.builds(lambda v: yaml.safe_dump({"prompt": "Be brief.", "rules": v}), json_values),
-                 st.builds(lambda v: json.dumps({"prompt": v}, ensure_ascii=True), json_values)), st.booleans())
+@given(
+    st.one_of(
+        yaml_text,
+        st.builds(lambda v: yaml.safe_dump({"prompt": "Be brief.", "rules": v}), json_values),
+        st.builds(lambda v: json.dumps({"prompt": v}, ensure_ascii=True), json_values),
+    ),
+    st.booleans(),
+)
 def test_prompt_yaml_gives_prompt_file_error_or_a_spec(text, bom):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "p.yaml"

@@ -11,10 +11,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hostile import files, hostile_rows, safe_text
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hostile import files, hostile_rows, safe_text
 from tunelab.config import load
 from tunelab.data.logs import read_logs
 from tunelab.train.recipes.bake import load_records
@@ -55,17 +55,46 @@ def test_jsonl_logs_and_question_files(questions_only):
 
 
 # CSV cells: text that needs quoting, NUL, lone CR, and invalid UTF-8 (written with surrogateescape).
-cell = st.one_of(safe_text, st.text(max_size=12), st.sampled_from(["", "a,b", 'say "hi"', "two\nlines", "cr\ronly", "nul\x00",
-                                                                  "bad\udcff", "\udcc3", "x" * 200_000, "[1, 2", "[\"a\"]", "2"]))
+cell = st.one_of(
+    safe_text,
+    st.text(max_size=12),
+    st.sampled_from(
+        [
+            "",
+            "a,b",
+            'say "hi"',
+            "two\nlines",
+            "cr\ronly",
+            "nul\x00",
+            "bad\udcff",
+            "\udcc3",
+            "x" * 200_000,
+            "[1, 2",
+            '["a"]',
+            "2",
+        ]
+    ),
+)
 
 
-@given(st.lists(st.one_of(st.tuples(st.just(True), safe_text, safe_text),
-                          st.tuples(st.just(False), st.lists(cell, min_size=0, max_size=6))), min_size=1, max_size=8),
-       st.sampled_from(["\n", "\r\n", "\r"]), st.booleans())
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just(True), safe_text, safe_text),
+            st.tuples(st.just(False), st.lists(cell, min_size=0, max_size=6)),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    st.sampled_from(["\n", "\r\n", "\r"]),
+    st.booleans(),
+)
 def test_csv_logs(rows, end, bom):
     header = ["question", "answer", "label", "role", "contexts"]
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator=end, quoting=csv.QUOTE_ALL)  # minimal quoting leaves a lone LF unquoted under CR line ends: two rows
+    writer = csv.writer(
+        buffer, lineterminator=end, quoting=csv.QUOTE_ALL
+    )  # minimal quoting leaves a lone LF unquoted under CR line ends: two rows
     writer.writerow(header)
     expected = []
     for good, *cells in rows:
@@ -88,7 +117,13 @@ def test_csv_logs(rows, end, bom):
 parquet_cell = st.one_of(st.none(), safe_text, st.text(max_size=10), st.just(""))
 
 
-@given(st.lists(st.tuples(parquet_cell, parquet_cell, st.sampled_from(["good", "bad", "1", "maybe", None, ""])), min_size=1, max_size=20))
+@given(
+    st.lists(
+        st.tuples(parquet_cell, parquet_cell, st.sampled_from(["good", "bad", "1", "maybe", None, ""])),
+        min_size=1,
+        max_size=20,
+    )
+)
 def test_parquet_logs(rows):
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -99,7 +134,9 @@ def test_parquet_logs(rows):
         pq.write_table(table, path, row_group_size=3)
         res = read_logs(path)
         assert res.n_read == len(rows) == len(res.records) + len(res.rejected)
-        assert {r.source for r in res.records} | {r.source for r in res.rejected} == {f"{path}:{i}" for i in range(1, len(rows) + 1)}
+        assert {r.source for r in res.records} | {r.source for r in res.rejected} == {
+            f"{path}:{i}" for i in range(1, len(rows) + 1)
+        }
         for i, (q, a, label) in enumerate(rows, 1):
             if q and q.strip() and a and a.strip() and label in ("good", "bad", "1"):
                 assert f"{path}:{i}" in {r.source for r in res.records}
@@ -116,5 +153,7 @@ def test_the_data_stage_of_bake_rejects_and_counts(sample):
         records, report = load_records(config, Path(tmp))
         assert report["read"] == report["kept"] + report["rejected"] == sum(1 for r in rows if r.raw.strip())
         if report["rejected"]:
-            lines = Path(report["rejected_file"]).read_text(encoding="utf-8").split("\n")[:-1]  # not splitlines: U+2028 is text
+            lines = (
+                Path(report["rejected_file"]).read_text(encoding="utf-8").split("\n")[:-1]
+            )  # not splitlines: U+2028 is text
             assert len(lines) == report["rejected"]

@@ -7,17 +7,17 @@ read = kept + rejected, the bad row named file:line and field, good rows kept ar
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
-import os
 
 import pytest
 
 from tunelab.config import ConfigError, load
-from tunelab.data.validate import validate_file
 from tunelab.data.formats import read_conversations
 from tunelab.data.logs import read_logs
 from tunelab.data.tokenize import ensure_template
+from tunelab.data.validate import validate_file
 from tunelab.prompts.rules import PromptFileError, load_prompt
 from tunelab.textio import InputFileError
 
@@ -76,8 +76,12 @@ def test_deep_item_in_a_json_list_rejects_that_item_only(tmp_path):
 def test_directory_is_a_one_line_error(tmp_path):
     with pytest.raises(InputFileError, match="is a directory"):
         read_conversations(tmp_path)
-    cli = subprocess.run([sys.executable, "-m", "tunelab.cli", "data", "validate", str(tmp_path)],
-                         capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    cli = subprocess.run(
+        [sys.executable, "-m", "tunelab.cli", "data", "validate", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert cli.returncode == 2
     assert "Traceback" not in cli.stderr
     assert cli.stderr.strip() == f"error: {tmp_path}: is a directory; give the data file inside it"
@@ -85,22 +89,41 @@ def test_directory_is_a_one_line_error(tmp_path):
 
 def test_duplicate_key_and_wrong_types_are_named(tmp_path):
     path = tmp_path / "t.jsonl"
-    rows = ['{"messages": [], "messages": []}',
-            json.dumps({"messages": [{"role": "user", "content": 5}, {"role": "assistant", "content": "x"}]}),
-            json.dumps({"messages": [{"role": "user", "content": [{"type": "image_url"}]}, {"role": "assistant", "content": "x"}]}),
-            json.dumps({"messages": [{"role": "user", "content": "a", "name": 3}, {"role": "assistant", "content": "x"}]}),
-            json.dumps({"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}]}, {"role": "assistant", "content": "x"}]})]
+    rows = [
+        '{"messages": [], "messages": []}',
+        json.dumps({"messages": [{"role": "user", "content": 5}, {"role": "assistant", "content": "x"}]}),
+        json.dumps(
+            {"messages": [{"role": "user", "content": [{"type": "image_url"}]}, {"role": "assistant", "content": "x"}]}
+        ),
+        json.dumps({"messages": [{"role": "user", "content": "a", "name": 3}, {"role": "assistant", "content": "x"}]}),
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "text", "text": "a"}]},
+                    {"role": "assistant", "content": "x"},
+                ]
+            }
+        ),
+    ]
     path.write_text("\n".join(rows) + "\n")
     res = read_conversations(path)
     assert [(r.source.rsplit(":", 1)[1], r.field) for r in res.rejected] == [
-        ("1", "messages"), ("2", "messages[0].content"), ("3", "messages[0].content[0]"), ("4", "messages[0].name")]
+        ("1", "messages"),
+        ("2", "messages[0].content"),
+        ("3", "messages[0].content[0]"),
+        ("4", "messages[0].name"),
+    ]
     assert len(res.conversations) == 1
 
 
 def test_logs_csv_with_bom_invalid_utf8_nul_and_a_huge_field(tmp_path):
     path = tmp_path / "l.csv"
-    path.write_bytes(b"\xef\xbb\xbfquestion,answer,label\r\nq1,a1,good\r\nq\xff2,a2,good\r\nq3,a\x003,bad\r\n"
-                     + b"q4," + b"x" * 200_000 + b",good\r\nq5,a5,bad\r")
+    path.write_bytes(
+        b"\xef\xbb\xbfquestion,answer,label\r\nq1,a1,good\r\nq\xff2,a2,good\r\nq3,a\x003,bad\r\n"
+        + b"q4,"
+        + b"x" * 200_000
+        + b",good\r\nq5,a5,bad\r"
+    )
     res = read_logs(path)
     assert res.n_read == 5 and [r.question for r in res.records] == ["q1", "q3", "q4", "q5"]
     assert [(r.source, r.field) for r in res.rejected] == [(f"{path}:3", "question")]
@@ -110,9 +133,14 @@ def test_logs_csv_with_bom_invalid_utf8_nul_and_a_huge_field(tmp_path):
 def test_logs_jsonl_bom_surrogate_deep(tmp_path):
     good = json.dumps({"question": "q", "answer": "a", "label": "good"})
     path = tmp_path / "l.jsonl"
-    path.write_bytes(b"\xef\xbb\xbf" + "\n".join([good, '{"question": "\\udc00", "answer": "a", "label": 1}', DEEP, good]).encode())
+    path.write_bytes(
+        b"\xef\xbb\xbf" + "\n".join([good, '{"question": "\\udc00", "answer": "a", "label": 1}', DEEP, good]).encode()
+    )
     res = read_logs(path)
-    assert len(res.records) == 2 and [(r.source, r.field) for r in res.rejected] == [(f"{path}:2", "question"), (f"{path}:3", "(row)")]
+    assert len(res.records) == 2 and [(r.source, r.field) for r in res.rejected] == [
+        (f"{path}:2", "question"),
+        (f"{path}:3", "(row)"),
+    ]
 
 
 def test_logs_not_parquet_and_directory(tmp_path):
@@ -146,9 +174,16 @@ def test_config_and_prompt_yaml(tmp_path):
         load_prompt(prompt)
 
 
-HOSTILE_LINES = [b"\xef\xbb\xbf" + GOOD.encode(), SURROGATE.encode(), DEEP.encode(), b'{"messages": [], "messages": []}',
-                 b'{"messages": [{"role": "user", "content": "caf\xe9"}]}', b'{"messages": [{"role": "user", "content": null}, {"role": "assistant", "content": 7}]}',
-                 b"\x00\x00", b"x" * 100_000]
+HOSTILE_LINES = [
+    b"\xef\xbb\xbf" + GOOD.encode(),
+    SURROGATE.encode(),
+    DEEP.encode(),
+    b'{"messages": [], "messages": []}',
+    b'{"messages": [{"role": "user", "content": "caf\xe9"}]}',
+    b'{"messages": [{"role": "user", "content": null}, {"role": "assistant", "content": 7}]}',
+    b"\x00\x00",
+    b"x" * 100_000,
+]
 
 
 @pytest.mark.slow
@@ -162,10 +197,12 @@ def test_train_rejects_and_counts_hostile_rows_and_trains_on_the_rest(tmp_path, 
     lines = HOSTILE_LINES[:1] + [row for pair in zip(good, HOSTILE_LINES[1:]) for row in pair] + good[7:]
     path = tmp_path / "train.jsonl"
     path.write_bytes(b"\r\n".join(lines) + b"\r\n")
-    config = {"model": {"name": tiny_model_dir, "lora": {"r": 4, "alpha": 8}},
-              "data": {"train": str(path), "val_fraction": 0.2, "max_length": 256},
-              "train": {"max_steps": 2, "batch_size": 4, "eval_steps": 2, "save_steps": 2, "logging_steps": 1},
-              "output": {"dir": str(tmp_path / "run")}}
+    config = {
+        "model": {"name": tiny_model_dir, "lora": {"r": 4, "alpha": 8}},
+        "data": {"train": str(path), "val_fraction": 0.2, "max_length": 256},
+        "train": {"max_steps": 2, "batch_size": 4, "eval_steps": 2, "save_steps": 2, "logging_steps": 1},
+        "output": {"dir": str(tmp_path / "run")},
+    }
     summary = train(load(data=config))
     assert summary["steps"] == 2
     entry = read_json(tmp_path / "run" / "data_report.json")["files"][0]

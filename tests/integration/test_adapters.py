@@ -11,7 +11,12 @@ from tunelab import rundir
 from tunelab.config import load
 from tunelab.messages import Message
 
-ORDERS = [("a latte", "What size would you like?", "Large, please."), ("a tea", "Hot or iced?", "Iced."), ("a muffin", "Blueberry or chocolate?", "Chocolate."), ("a mocha", "With whipped cream?", "Yes please.")]
+ORDERS = [
+    ("a latte", "What size would you like?", "Large, please."),
+    ("a tea", "Hot or iced?", "Iced."),
+    ("a muffin", "Blueberry or chocolate?", "Chocolate."),
+    ("a mocha", "With whipped cream?", "Yes please."),
+]
 
 
 def write_tiny_data(path: Path, n: int = 12) -> Path:
@@ -19,12 +24,16 @@ def write_tiny_data(path: Path, n: int = 12) -> Path:
     rows = []
     for i in range(n):
         item, question, answer = ORDERS[i % len(ORDERS)]
-        rows.append({"messages": [
-            {"role": "user", "content": f"Hi, I'd like {item} (order {i})."},
-            {"role": "assistant", "content": question},
-            {"role": "user", "content": answer},
-            {"role": "assistant", "content": f"Got it: {item}, {answer.lower().rstrip('.')}. Anything else?"},
-        ]})
+        rows.append(
+            {
+                "messages": [
+                    {"role": "user", "content": f"Hi, I'd like {item} (order {i})."},
+                    {"role": "assistant", "content": question},
+                    {"role": "user", "content": answer},
+                    {"role": "assistant", "content": f"Got it: {item}, {answer.lower().rstrip('.')}. Anything else?"},
+                ]
+            }
+        )
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -33,9 +42,22 @@ def tiny_config(tmp_path: Path, model_dir: str, adapter: str = "lora", out: str 
     """A config training the tiny model 4 steps with validation every 2."""
     data = write_tiny_data(tmp_path / "train.jsonl")
     raw = {
-        "model": {"name": model_dir, "adapter": adapter, "lora": {"r": 4, "alpha": 8}, "prompt": {"num_virtual_tokens": 4, "encoder_hidden_size": 16}},
+        "model": {
+            "name": model_dir,
+            "adapter": adapter,
+            "lora": {"r": 4, "alpha": 8},
+            "prompt": {"num_virtual_tokens": 4, "encoder_hidden_size": 16},
+        },
         "data": {"train": str(data), "val_fraction": 0.25, "max_length": 128},
-        "train": {"max_steps": 4, "batch_size": 2, "learning_rate": 1e-2, "eval_steps": 2, "save_steps": 2, "logging_steps": 1, "threads": 1},
+        "train": {
+            "max_steps": 4,
+            "batch_size": 2,
+            "learning_rate": 1e-2,
+            "eval_steps": 2,
+            "save_steps": 2,
+            "logging_steps": 1,
+            "threads": 1,
+        },
         "output": {"dir": str(tmp_path / out)},
     }
     for key, value in sections.items():
@@ -52,10 +74,16 @@ def trainable_names(run_dir: Path) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("adapter, weight_marker", [
-    ("lora", "lora_A"), ("dora", "lora_magnitude_vector"), ("ia3", "ia3_l"),
-    ("prompt_tuning", "prompt_embeddings"), ("p_tuning", "prompt_embeddings"),
-])
+@pytest.mark.parametrize(
+    "adapter, weight_marker",
+    [
+        ("lora", "lora_A"),
+        ("dora", "lora_magnitude_vector"),
+        ("ia3", "ia3_l"),
+        ("prompt_tuning", "prompt_embeddings"),
+        ("p_tuning", "prompt_embeddings"),
+    ],
+)
 def test_adapter_trains_saves_reloads_and_generates(tmp_path, tiny_model_dir, adapter, weight_marker):
     from tunelab.generation.replies import GenerationSettings, generate_replies, render_prompts
     from tunelab.models.load import load_model
@@ -65,8 +93,12 @@ def test_adapter_trains_saves_reloads_and_generates(tmp_path, tiny_model_dir, ad
     summary = train(config)
     run_dir = Path(summary["run_dir"])
     assert summary["steps"] == 4
-    assert json.loads((run_dir / rundir.ADAPTER / "adapter_config.json").read_text())["peft_type"] == {
-        "lora": "LORA", "dora": "LORA", "ia3": "IA3", "prompt_tuning": "PROMPT_TUNING", "p_tuning": "P_TUNING"}[adapter]
+    assert (
+        json.loads((run_dir / rundir.ADAPTER / "adapter_config.json").read_text())["peft_type"]
+        == {"lora": "LORA", "dora": "LORA", "ia3": "IA3", "prompt_tuning": "PROMPT_TUNING", "p_tuning": "P_TUNING"}[
+            adapter
+        ]
+    )
     assert any(weight_marker in k for k in trainable_names(run_dir)), trainable_names(run_dir)
     # Prompt-learning adapters cannot be folded into the weights: merge is skipped, not faked.
     assert (run_dir / rundir.MERGED).is_dir() == (adapter not in ("prompt_tuning", "p_tuning"))

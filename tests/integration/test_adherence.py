@@ -10,7 +10,12 @@ from tunelab.data.synth.helpdesk import PROMPT_YAML
 from tunelab.eval.adherence import Condition, evaluate, meets_bar, summarise, table
 from tunelab.prompts.rules import parse_prompt
 
-SPEC = parse_prompt({"prompt": "Be brief and end with a question.", "rules": [{"kind": "max_sentences", "n": 1}, {"kind": "ends_with_question"}]})
+SPEC = parse_prompt(
+    {
+        "prompt": "Be brief and end with a question.",
+        "rules": [{"kind": "max_sentences", "n": 1}, {"kind": "ends_with_question"}],
+    }
+)
 
 
 def row(s1, q):
@@ -18,8 +23,22 @@ def row(s1, q):
 
 
 def report(prompted_rows, baked_rows):
-    conds = {"base with prompt": {"with_prompt": True, **summarise(SPEC, prompted_rows), "prompt_tokens": 50, "latency_s": 0.2, "prefill_s": 0.05},
-             "baked without prompt": {"with_prompt": False, **summarise(SPEC, baked_rows), "prompt_tokens": 10, "latency_s": 0.1, "prefill_s": 0.01}}
+    conds = {
+        "base with prompt": {
+            "with_prompt": True,
+            **summarise(SPEC, prompted_rows),
+            "prompt_tokens": 50,
+            "latency_s": 0.2,
+            "prefill_s": 0.05,
+        },
+        "baked without prompt": {
+            "with_prompt": False,
+            **summarise(SPEC, baked_rows),
+            "prompt_tokens": 10,
+            "latency_s": 0.1,
+            "prefill_s": 0.01,
+        },
+    }
     return {"conditions": conds}
 
 
@@ -41,9 +60,21 @@ def test_summary_pass_rates_and_the_bar():
 @pytest.mark.slow
 def test_evaluate_runs_every_condition_on_distinct_questions(tmp_path, tiny_model_dir):
     spec = parse_prompt(yaml.safe_load(PROMPT_YAML))
-    records = [LogRecord(id=str(i), question=q, answer="x", label=True, tags={"role": "student"}, contexts=("The library is open from 8:00.",))
-               for i, q in enumerate(["When is the library open?", "Когда открыта библиотека?", "When is the library open?"])]
-    conds = [Condition("base without prompt", tiny_model_dir, False), Condition("base with prompt", tiny_model_dir, True)]
+    records = [
+        LogRecord(
+            id=str(i),
+            question=q,
+            answer="x",
+            label=True,
+            tags={"role": "student"},
+            contexts=("The library is open from 8:00.",),
+        )
+        for i, q in enumerate(["When is the library open?", "Когда открыта библиотека?", "When is the library open?"])
+    ]
+    conds = [
+        Condition("base without prompt", tiny_model_dir, False),
+        Condition("base with prompt", tiny_model_dir, True),
+    ]
     result = evaluate(spec, records, conds, out_dir=tmp_path, max_new_tokens=3)
     assert result["questions"] == 2
     with_p, without = result["conditions"]["base with prompt"], result["conditions"]["base without prompt"]

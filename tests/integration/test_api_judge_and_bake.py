@@ -11,8 +11,13 @@ import tunelab
 from tunelab import rundir
 
 ROWS = [
-    {"conversation_id": "a", "turn_index": 1, "context": [{"role": "user", "content": "A latte please"}],
-     "prediction": "What size?", "reference": "Which size would you like?"},
+    {
+        "conversation_id": "a",
+        "turn_index": 1,
+        "context": [{"role": "user", "content": "A latte please"}],
+        "prediction": "What size?",
+        "reference": "Which size would you like?",
+    },
     {"conversation_id": "b", "turn_index": 1, "context": [], "prediction": "Hello!"},
 ]
 
@@ -40,10 +45,23 @@ def test_judge_command_reads_a_predictions_file(judge_url, tmp_path):
     from tunelab.cli import app
 
     predictions = rundir.write_jsonl(tmp_path / "predictions.jsonl", ROWS)
-    result = CliRunner().invoke(app, ["judge", str(predictions), "--base-url", judge_url, "--model", "tiny-judge",
-                                      "--cache", str(tmp_path / "cache.sqlite"), "-o", str(tmp_path / "v.jsonl")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "judge",
+            str(predictions),
+            "--base-url",
+            judge_url,
+            "--model",
+            "tiny-judge",
+            "--cache",
+            str(tmp_path / "cache.sqlite"),
+            "-o",
+            str(tmp_path / "v.jsonl"),
+        ],
+    )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout[result.stdout.index("{"):])["n"] == 2
+    assert json.loads(result.stdout[result.stdout.index("{") :])["n"] == 2
     assert len(rundir.read_jsonl(tmp_path / "v.jsonl")) == 2
 
 
@@ -53,13 +71,22 @@ def test_bake_prompt_trains_recipe_bake_with_the_given_sections(tmp_path, tiny_m
 
     logs = rundir.write_jsonl(tmp_path / "logs.jsonl", generate_logs(16, seed=2))
     prompt = rundir.write_text(tmp_path / "prompt.yaml", PROMPT_YAML)
-    summary = tunelab.bake_prompt(prompt, logs, out=tmp_path / "bake", model=tiny_model_dir,
-                                  data={"val_fraction": 0.25},
-                                  train={"max_steps": 1, "batch_size": 2, "eval_steps": 1, "save_steps": 1},
-                                  bake={"targets": ["logged"]})
+    summary = tunelab.bake_prompt(
+        prompt,
+        logs,
+        out=tmp_path / "bake",
+        model=tiny_model_dir,
+        data={"val_fraction": 0.25},
+        train={"max_steps": 1, "batch_size": 2, "eval_steps": 1, "save_steps": 1},
+        bake={"targets": ["logged"]},
+    )
     run_dir = tmp_path / "bake"
     assert summary["steps"] == 1 and str(run_dir) == str(summary["run_dir"])
     resolved = tunelab.load_config(run_dir / "config.yaml")
     assert resolved.train.recipe == "bake" and resolved.bake.targets == ["logged"]
-    assert resolved.data.train == str(logs) and resolved.data.val_fraction == 0.25 and resolved.model.name == tiny_model_dir
+    assert (
+        resolved.data.train == str(logs)
+        and resolved.data.val_fraction == 0.25
+        and resolved.model.name == tiny_model_dir
+    )
     assert (run_dir / "adapter").is_dir() and (run_dir / "heldout.jsonl").exists()

@@ -106,7 +106,9 @@ def test_killed_cache_conversion_is_never_taken_as_converted(tmp_path, tiny_mode
     gguf_file.replace(package / "tiny.gguf")
     monkeypatch.syspath_prepend(str(tmp_path / "pkgs"))
     importlib.invalidate_caches()
-    monkeypatch.setitem(registry.REGISTRY, "tiny-test", registry.GgufPackage("tiny-test", ("tiny-gguf-pkg",), "tiny.gguf", "test"))
+    monkeypatch.setitem(
+        registry.REGISTRY, "tiny-test", registry.GgufPackage("tiny-test", ("tiny-gguf-pkg",), "tiny.gguf", "test")
+    )
     monkeypatch.setenv("TUNELAB_HOME", str(tmp_path / "home"))
     target = registry.converted_dir("tiny-test")
     rng = random.Random(7)
@@ -117,7 +119,9 @@ def test_killed_cache_conversion_is_never_taken_as_converted(tmp_path, tiny_mode
         at = rng.uniform(0, full) if trial == 0 else rng.uniform(0.7 * full, full)  # the writes come last
         killed_run(_resolve, "tiny-test", at=at)
         converted = (target / "config.json").exists()  # what resolve() takes as "already converted"
-        print(f"conversion trial {trial}: killed at {at:.2f}s of {full:.2f}s; {'converted' if converted else 'not converted'}")
+        print(
+            f"conversion trial {trial}: killed at {at:.2f}s of {full:.2f}s; {'converted' if converted else 'not converted'}"
+        )
         if converted:
             from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -9,17 +9,27 @@ import pytest
 import torch
 
 from tunelab.data.logs import LogRecord
-from tunelab.train.recipes.bake import BakeCollator, build_examples, question_groups, reply_kl, split_by_question
 from tunelab.prompts.rules import PromptSpec
+from tunelab.train.recipes.bake import BakeCollator, build_examples, question_groups, reply_kl, split_by_question
 
-
-QUESTIONS = ["When is the library open?", "What is the tuition payment deadline?", "Who assigns dormitory rooms?", "How can I request an exam retake?",
-             "Where can I replace a lost student card?", "How do staff request annual leave?", "Where can I reset my account password?",
-             "Who receives the academic scholarship?", "When must I submit my master's thesis?", "Когда открыта библиотека?"]
+QUESTIONS = [
+    "When is the library open?",
+    "What is the tuition payment deadline?",
+    "Who assigns dormitory rooms?",
+    "How can I request an exam retake?",
+    "Where can I replace a lost student card?",
+    "How do staff request annual leave?",
+    "Where can I reset my account password?",
+    "Who receives the academic scholarship?",
+    "When must I submit my master's thesis?",
+    "Когда открыта библиотека?",
+]
 
 
 def test_held_out_questions_are_never_trained_on():
-    records = [LogRecord(id=f"{i}", question=QUESTIONS[i % 10], answer="a", label=True, tags={"role": "x"}) for i in range(60)]
+    records = [
+        LogRecord(id=f"{i}", question=QUESTIONS[i % 10], answer="a", label=True, tags={"role": "x"}) for i in range(60)
+    ]
     train, held = split_by_question(records, 0.2, seed=0)
     assert len(train) + len(held) == 60 and held
     assert not {r.question for r in train} & {r.question for r in held}
@@ -27,14 +37,28 @@ def test_held_out_questions_are_never_trained_on():
 
 
 def test_rewordings_and_scrubbed_variants_stay_on_one_side():
-    groups = question_groups([
-        "What is the tuition payment deadline?", "By when must the tuition payment be made?",
-        "When is the library open? My email is [EMAIL] and my phone is [PHONE].", "When is the library open?",
-        "Who will win the football match tonight?"])
+    groups = question_groups(
+        [
+            "What is the tuition payment deadline?",
+            "By when must the tuition payment be made?",
+            "When is the library open? My email is [EMAIL] and my phone is [PHONE].",
+            "When is the library open?",
+            "Who will win the football match tonight?",
+        ]
+    )
     assert sorted(map(len, groups)) == [1, 2, 2]
-    records = [LogRecord(id=f"{i}-{j}", question=q, answer="a", label=True) for i, q in enumerate(
-        ["When is the library open?", "Until what time is the library open on weekdays?", "When is the library open? My email is [EMAIL].",
-         *QUESTIONS[1:9]]) for j in range(3)]
+    records = [
+        LogRecord(id=f"{i}-{j}", question=q, answer="a", label=True)
+        for i, q in enumerate(
+            [
+                "When is the library open?",
+                "Until what time is the library open on weekdays?",
+                "When is the library open? My email is [EMAIL].",
+                *QUESTIONS[1:9],
+            ]
+        )
+        for j in range(3)
+    ]
     library_held = 0
     for seed in range(8):
         train, held = split_by_question(records, 0.2, seed=seed)
@@ -47,7 +71,10 @@ def test_rewordings_and_scrubbed_variants_stay_on_one_side():
 def test_one_huge_group_of_questions_is_not_held_out_whole():
     """Questions that share words transitively form one big group; holding it out would take far
     more than the asked fraction, so smaller groups are held out instead."""
-    big = [f"Where is the library room {n} for the {w} course?" for n, w in enumerate(["maths", "physics", "history", "music", "law", "art", "biology", "chemistry"])]
+    big = [
+        f"Where is the library room {n} for the {w} course?"
+        for n, w in enumerate(["maths", "physics", "history", "music", "law", "art", "biology", "chemistry"])
+    ]
     records = [LogRecord(id=f"{i}", question=q, answer="a", label=True) for i, q in enumerate(big + QUESTIONS[1:9])]
     assert max(map(len, question_groups([r.question.lower() for r in records]))) >= 8
     for seed in range(6):
@@ -74,7 +101,13 @@ def test_teacher_and_student_views_hold_the_same_reply_tokens(tiny_model_dir):
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     spec = PromptSpec(name="p", prompt="You are a helpdesk. Always greet the user. " * 5)
-    rows, skipped = build_examples(tokenizer, [("User: role=student\nQuestion: Когда открыта библиотека?", "Уважаемый студент, с 8:00. Что-то ещё?")], spec, True, 512)
+    rows, skipped = build_examples(
+        tokenizer,
+        [("User: role=student\nQuestion: Когда открыта библиотека?", "Уважаемый студент, с 8:00. Что-то ещё?")],
+        spec,
+        True,
+        512,
+    )
     assert skipped == {"too_long": 0, "reply_tokens_differ": 0}
     row = rows[0]
     student = [t for t in row["labels"] if t != -100]
@@ -82,7 +115,9 @@ def test_teacher_and_student_views_hold_the_same_reply_tokens(tiny_model_dir):
     assert student == teacher and student
     assert len(row["teacher_input_ids"]) > len(row["input_ids"]) + 40  # the prompt is only on the teacher side
     assert "Уважаемый студент" in tokenizer.decode(student)
-    batch = BakeCollator(tokenizer.pad_token_id)([row, {**row, "input_ids": row["input_ids"][:-2], "labels": row["labels"][:-2]}])
+    batch = BakeCollator(tokenizer.pad_token_id)(
+        [row, {**row, "input_ids": row["input_ids"][:-2], "labels": row["labels"][:-2]}]
+    )
     assert batch["input_ids"].shape == batch["attention_mask"].shape and batch["attention_mask"][1, -1] == 0
 
 
@@ -97,14 +132,40 @@ def test_bake_end_to_end_on_a_tiny_model(tmp_path, tiny_model_dir):
     logs = rundir.write_jsonl(tmp_path / "logs.jsonl", generate_logs(24, seed=2))
     rundir.write_text(tmp_path / "prompt.yaml", PROMPT_YAML)
     out = tmp_path / "run"
-    cfg = load(data={"model": {"name": tiny_model_dir}, "data": {"train": str(logs), "val_fraction": 0.25},
-                     "train": {"recipe": "bake", "max_steps": 2, "batch_size": 2, "logging_steps": 1, "eval_steps": 2, "save_steps": 2},
-                     "bake": {"system_prompt_file": str(tmp_path / "prompt.yaml"), "targets": ["logged", "teacher", "distill"],
-                              "samples_per_question": 1, "max_teacher_questions": 2, "max_new_tokens": 4},
-                     "output": {"dir": str(out)}})
+    cfg = load(
+        data={
+            "model": {"name": tiny_model_dir},
+            "data": {"train": str(logs), "val_fraction": 0.25},
+            "train": {
+                "recipe": "bake",
+                "max_steps": 2,
+                "batch_size": 2,
+                "logging_steps": 1,
+                "eval_steps": 2,
+                "save_steps": 2,
+            },
+            "bake": {
+                "system_prompt_file": str(tmp_path / "prompt.yaml"),
+                "targets": ["logged", "teacher", "distill"],
+                "samples_per_question": 1,
+                "max_teacher_questions": 2,
+                "max_new_tokens": 4,
+            },
+            "output": {"dir": str(out)},
+        }
+    )
     summary = run(cfg)
     assert summary["steps"] == 2 and summary["teacher"]["sampled"] == 2
-    assert {"config.yaml", "data_report.json", "metrics.jsonl", "adapter", "summary.json", "heldout.jsonl", "prompt.yaml", "teacher_samples.jsonl"} <= set(os.listdir(out))
+    assert {
+        "config.yaml",
+        "data_report.json",
+        "metrics.jsonl",
+        "adapter",
+        "summary.json",
+        "heldout.jsonl",
+        "prompt.yaml",
+        "teacher_samples.jsonl",
+    } <= set(os.listdir(out))
     report = json.loads((out / "data_report.json").read_text(encoding="utf-8"))
     assert report["read"] == report["kept"] + report["rejected"]
     assert report["train_records"] + report["heldout_records"] == report["after_hygiene"]
@@ -130,11 +191,28 @@ def test_bake_resumes_from_the_last_complete_checkpoint(tmp_path, tiny_model_dir
     out = tmp_path / "run"
 
     def config(steps):
-        return load(data={"model": {"name": tiny_model_dir}, "data": {"train": str(logs), "val_fraction": 0.25},
-                          "train": {"recipe": "bake", "max_steps": steps, "batch_size": 2, "logging_steps": 1, "eval_steps": 1, "save_steps": 1},
-                          "bake": {"system_prompt_file": str(tmp_path / "prompt.yaml"), "targets": ["logged", "teacher"],
-                                   "samples_per_question": 1, "max_teacher_questions": 2, "max_new_tokens": 4},
-                          "output": {"dir": str(out)}})
+        return load(
+            data={
+                "model": {"name": tiny_model_dir},
+                "data": {"train": str(logs), "val_fraction": 0.25},
+                "train": {
+                    "recipe": "bake",
+                    "max_steps": steps,
+                    "batch_size": 2,
+                    "logging_steps": 1,
+                    "eval_steps": 1,
+                    "save_steps": 1,
+                },
+                "bake": {
+                    "system_prompt_file": str(tmp_path / "prompt.yaml"),
+                    "targets": ["logged", "teacher"],
+                    "samples_per_question": 1,
+                    "max_teacher_questions": 2,
+                    "max_new_tokens": 4,
+                },
+                "output": {"dir": str(out)},
+            }
+        )
 
     run(config(2))
     samples = (out / "teacher_samples.jsonl").read_text(encoding="utf-8")

@@ -14,9 +14,9 @@ from tunelab.data.prepare import NoUsableData
 from tunelab.data.synth import cafe
 from tunelab.eval.contexts import build_contexts, message_text
 from tunelab.eval.runner import score_behaviour
+from tunelab.messages import Conversation, Message, ToolCall
 from tunelab.train.behaviour_eval import BehaviourEval, behaviour_metrics, best_model_arguments, pick_contexts
 from tunelab.train.recipes.sft import train
-from tunelab.messages import Conversation, Message, ToolCall
 
 BEHAVIOUR = ("behaviour_appropriate", "behaviour_correct")
 
@@ -27,14 +27,25 @@ def write_cafe(path: Path, n: int, seed: int) -> str:
 
 
 def config_dict(tmp_path: Path, model: str, out: str = "run", behaviour: dict | None = None, **train: object) -> dict:
-    settings = {"max_steps": 6, "learning_rate": 2e-3, "batch_size": 2, "eval_steps": 2, "save_steps": 2,
-                "logging_steps": 2, "seed": 7}
+    settings = {
+        "max_steps": 6,
+        "learning_rate": 2e-3,
+        "batch_size": 2,
+        "eval_steps": 2,
+        "save_steps": 2,
+        "logging_steps": 2,
+        "seed": 7,
+    }
     settings.update(train)
     if behaviour is not None:
         settings["behaviour_eval"] = behaviour
     return {
         "model": {"name": model, "lora": {"r": 8, "alpha": 16}},
-        "data": {"train": write_cafe(tmp_path / "train.jsonl", 24, 1), "val": write_cafe(tmp_path / "val.jsonl", 6, 2), "max_length": 384},
+        "data": {
+            "train": write_cafe(tmp_path / "train.jsonl", 24, 1),
+            "val": write_cafe(tmp_path / "val.jsonl", 6, 2),
+            "max_length": 384,
+        },
         "train": settings,
         "output": {"dir": str(tmp_path / out)},
     }
@@ -45,19 +56,28 @@ def test_best_checkpoint_is_the_one_with_the_best_behaviour(tmp_path, smol_dir):
     # Dialogues that end with the house closing line, which a few steps teach (the strict judge's
     # ask/confirm turns take far longer): training on such dialogues, and two of them (every
     # turn a context) for validation.
-    closing = [c for c in cafe.generate(120, seed=2, system_prompt=cafe.SYSTEM_PROMPT)
-               if any(t["act"] == "close" for t in c.meta["turns"].values())]
+    closing = [
+        c
+        for c in cafe.generate(120, seed=2, system_prompt=cafe.SYSTEM_PROMPT)
+        if any(t["act"] == "close" for t in c.meta["turns"].values())
+    ]
     val, train_convs = closing[:2], closing[2:26]
     n = sum(len(c.target_turns()) for c in val)
-    cfg = config_dict(tmp_path, "smollm2-135m", behaviour={"enabled": True, "contexts": n, "max_new_tokens": 24},
-                      best_metric="behaviour_correct")
+    cfg = config_dict(
+        tmp_path,
+        "smollm2-135m",
+        behaviour={"enabled": True, "contexts": n, "max_new_tokens": 24},
+        best_metric="behaviour_correct",
+    )
     for name, convs in (("val", val), ("train", train_convs)):
         rundir.write_jsonl(tmp_path / f"{name}_closing.jsonl", [c.to_openai() for c in convs])
         cfg["data"][name] = str(tmp_path / f"{name}_closing.jsonl")
     summary = train(load(data=cfg))
     run = tmp_path / "run"
     rows = rundir.read_jsonl(run / "metrics.jsonl")
-    series = {name: [(r["step"], r["value"]) for r in rows if (r["split"], r["name"]) == ("val", name)] for name in BEHAVIOUR}
+    series = {
+        name: [(r["step"], r["value"]) for r in rows if (r["split"], r["name"]) == ("val", name)] for name in BEHAVIOUR
+    }
     for name, values in series.items():
         # Steps 2, 4, 6 during training, then the final evaluation of the loaded best model (at step 6).
         assert [step for step, _ in values] == [2, 4, 6, 6], name
@@ -84,7 +104,9 @@ def test_best_checkpoint_is_the_one_with_the_best_behaviour(tmp_path, smol_dir):
 def test_generation_runs_in_eval_mode_and_restores_the_mode(tmp_path, tiny_model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    config = load(data=config_dict(tmp_path, tiny_model_dir, behaviour={"enabled": True, "contexts": 3, "max_new_tokens": 4}))
+    config = load(
+        data=config_dict(tmp_path, tiny_model_dir, behaviour={"enabled": True, "contexts": 3, "max_new_tokens": 4})
+    )
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     evaluator = BehaviourEval.from_config(config, cafe.generate(4, seed=3), tokenizer)
@@ -116,19 +138,31 @@ def test_tool_call_accuracy_is_reported_when_a_reference_calls_a_tool():
     call = Message("assistant", "", tool_calls=(ToolCall(name="add_item", arguments='{"item": "latte"}'),))
     conv = Conversation("t", (Message("user", "A latte"), call))
     ctx = build_contexts([conv])[0]
-    wrong = message_text(Message("assistant", "", tool_calls=(ToolCall(name="add_item", arguments='{"item": "mocha"}'),)))
+    wrong = message_text(
+        Message("assistant", "", tool_calls=(ToolCall(name="add_item", arguments='{"item": "mocha"}'),))
+    )
     rows = [{"prediction": p, "reference": ctx.reference, "context": []} for p in (ctx.reference, wrong)]
     assert behaviour_metrics(score_behaviour(rows)) == {
-        "behaviour_appropriate": 1.0, "behaviour_correct": 0.5, "behaviour_tool_name": 1.0, "behaviour_tool_args": 0.5}
+        "behaviour_appropriate": 1.0,
+        "behaviour_correct": 0.5,
+        "behaviour_tool_name": 1.0,
+        "behaviour_tool_args": 0.5,
+    }
     plain = [{"prediction": "Hi!", "reference": "Hello there!", "context": []}]
     assert set(behaviour_metrics(score_behaviour(plain))) == set(BEHAVIOUR)
 
 
 def test_best_metric_direction(tmp_path):
     base = config_dict(tmp_path, "m", behaviour={"enabled": True})
-    assert best_model_arguments(load(data=base).train) == {"metric_for_best_model": "eval_loss", "greater_is_better": False}
+    assert best_model_arguments(load(data=base).train) == {
+        "metric_for_best_model": "eval_loss",
+        "greater_is_better": False,
+    }
     base["train"]["best_metric"] = "behaviour_appropriate"
-    assert best_model_arguments(load(data=base).train) == {"metric_for_best_model": "eval_behaviour_appropriate", "greater_is_better": True}
+    assert best_model_arguments(load(data=base).train) == {
+        "metric_for_best_model": "eval_behaviour_appropriate",
+        "greater_is_better": True,
+    }
 
 
 def test_config_errors(tmp_path):

@@ -27,10 +27,14 @@ def plain_greedy(session, messages, n=10) -> str:
 
     ids = build_prompt(session.tokenizer, messages, None)
     with torch.inference_mode():
-        out = session.model.generate(torch.tensor([ids]), max_new_tokens=n, do_sample=False,
-                                     eos_token_id=stop_token_ids(session.tokenizer, session.model),
-                                     pad_token_id=session.tokenizer.pad_token_id)
-    return session.tokenizer.decode(out[0, len(ids):], skip_special_tokens=True).strip()
+        out = session.model.generate(
+            torch.tensor([ids]),
+            max_new_tokens=n,
+            do_sample=False,
+            eos_token_id=stop_token_ids(session.tokenizer, session.model),
+            pad_token_id=session.tokenizer.pad_token_id,
+        )
+    return session.tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True).strip()
 
 
 def test_reply_streams_pieces_that_add_up_to_the_greedy_answer(session):

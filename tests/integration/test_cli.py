@@ -60,7 +60,9 @@ def test_unknown_model_and_missing_package_say_how_to_fix():
         del REGISTRY["test-missing"]
 
 
-@pytest.mark.parametrize("command", [["train", "--help"], ["demo", "--help"], ["data", "validate", "--help"], ["data", "inspect", "--help"]])
+@pytest.mark.parametrize(
+    "command", [["train", "--help"], ["demo", "--help"], ["data", "validate", "--help"], ["data", "inspect", "--help"]]
+)
 def test_help_teaches_with_an_example(command):
     result = runner.invoke(app, command)
     assert result.exit_code == 0 and "Example:" in result.output

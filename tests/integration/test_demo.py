@@ -45,8 +45,9 @@ def test_wilson_interval() -> None:
 
 
 def test_demo_end_to_end_on_a_tiny_model(tmp_path, tiny_model_dir) -> None:
-    result = demo.run_demo(tmp_path, n_train=16, n_heldout=6, seed=2, model=tiny_model_dir, max_steps=2,
-                           eval_steps=1, save_steps=2)
+    result = demo.run_demo(
+        tmp_path, n_train=16, n_heldout=6, seed=2, model=tiny_model_dir, max_steps=2, eval_steps=1, save_steps=2
+    )
     run_dir = tmp_path / "run"
     pairs = [json.loads(line) for line in (run_dir / "before_after.jsonl").read_text().splitlines()]
     assert pairs and all(p["expected"]["act"] in ("ask", "confirm") for p in pairs)
@@ -79,7 +80,7 @@ def test_twins_differ_from_their_dialogue_only_in_the_details_and_stay_on_its_si
         # every option the customer added later is in the twin's opening; the greeting and phrasing are kept
         opening, first = twin.messages[-2].content, original.messages[len(twin.messages) - 2].content
         assert opening != first and opening[-1] == first[-1]
-        for later in (m.content for m in original.messages[len(twin.messages) - 1:] if m.role == "user"):
+        for later in (m.content for m in original.messages[len(twin.messages) - 1 :] if m.role == "user"):
             word = later.lower().strip(".!").split()[-1]
             assert word in opening.lower() or later in cafe.YES or word in ("please", "them", "one", "fine", "great")
     # without twins nothing of a dialogue changes: the main random stream is the same
@@ -87,7 +88,9 @@ def test_twins_differ_from_their_dialogue_only_in_the_details_and_stay_on_its_si
     assert [c.id for c in originals] == [c.id for c in plain]
     assert all(not any(v["act"] == "ask" for v in c.meta["turns"].values()) for c in twins)
     data = demo.write_data(tmp_path, n_train=40, n_heldout=10, seed=3, n_val=8, twins=True)
-    rows = {name: [json.loads(x)["id"] for x in data["files"][name].read_text().splitlines()] for name in ("train", "val")}
+    rows = {
+        name: [json.loads(x)["id"] for x in data["files"][name].read_text().splitlines()] for name in ("train", "val")
+    }
     assert not any(i.endswith("-twin") for i in rows["val"])
     assert all(i.removesuffix("-twin") in rows["train"] for i in rows["train"])
 
@@ -100,10 +103,14 @@ def test_the_precision_follows_the_measured_matmul_rates_at_the_probe_size(monke
     from tunelab.train import precision as speed
 
     sizes = []
-    for rates, chosen in (({torch.float32: 103.0, torch.bfloat16: 206.0}, "bf16_base"),   # Zen 4, 256x256
-                          ({torch.float32: 88.0, torch.bfloat16: 3.0}, "fp32"),           # AVX2-only EPYC
-                          ({torch.float32: 96.0, torch.bfloat16: 129.0}, "fp32")):        # 1.34x: under the bar
-        monkeypatch.setattr(speed, "matmul_peak", lambda dtype, n, seconds, rates=rates: sizes.append(n) or rates[dtype])
+    for rates, chosen in (
+        ({torch.float32: 103.0, torch.bfloat16: 206.0}, "bf16_base"),  # Zen 4, 256x256
+        ({torch.float32: 88.0, torch.bfloat16: 3.0}, "fp32"),  # AVX2-only EPYC
+        ({torch.float32: 96.0, torch.bfloat16: 129.0}, "fp32"),
+    ):  # 1.34x: under the bar
+        monkeypatch.setattr(
+            speed, "matmul_peak", lambda dtype, n, seconds, rates=rates: sizes.append(n) or rates[dtype]
+        )
         cpu = speed.describe_cpu()
         assert (cpu["precision"], cpu["compile"]) == (chosen, chosen == "bf16_base"), cpu
         assert cpu["threads"] == torch.get_num_threads()  # the probe's one thread is given back

@@ -41,7 +41,16 @@ def config(tmp_path: Path, model_dir: str, out: str, batch_size: int) -> dict:
     return {
         "model": {"name": model_dir, "lora": {"r": 8, "alpha": 16, "dropout": 0.0}},
         "data": {"train": str(data / "train.jsonl"), "val": str(data / "val.jsonl"), "max_length": 256},
-        "train": {"max_steps": 4, "learning_rate": 5e-3, "batch_size": batch_size, "eval_steps": 4, "save_steps": 4, "logging_steps": 2, "seed": 7, "threads": 1},
+        "train": {
+            "max_steps": 4,
+            "learning_rate": 5e-3,
+            "batch_size": batch_size,
+            "eval_steps": 4,
+            "save_steps": 4,
+            "logging_steps": 2,
+            "seed": 7,
+            "threads": 1,
+        },
         "output": {"dir": str(tmp_path / out)},
     }
 
@@ -68,8 +77,22 @@ def test_two_gloo_processes_match_one_process(tmp_path, tiny_model_dir):
     launcher = str(Path(sys.executable).parent / "accelerate")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
-        [launcher, "launch", "--config_file", str(ACCELERATE_CONFIG), "--num_processes", "2", "-m", "tunelab.cli", "train", str(path)],
-        env=env, capture_output=True, text=True, timeout=600,
+        [
+            launcher,
+            "launch",
+            "--config_file",
+            str(ACCELERATE_CONFIG),
+            "--num_processes",
+            "2",
+            "-m",
+            "tunelab.cli",
+            "train",
+            str(path),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-4000:]
     ddp = rundir.read_json(tmp_path / "ddp" / "summary.json")

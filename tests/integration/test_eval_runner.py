@@ -14,18 +14,27 @@ from tunelab.generation.replies import GenerationSettings, generate_replies, ren
 from tunelab.generation.tokens import left_pad, stop_token_ids
 from tunelab.messages import Conversation, Message, ToolCall
 
-ORDERS = ["a latte", "two large mochas and a croissant", "an iced americano", "a flat white", "a cookie",
-          "three small hot chocolates with whipped cream please, and one blueberry muffin"]
+ORDERS = [
+    "a latte",
+    "two large mochas and a croissant",
+    "an iced americano",
+    "a flat white",
+    "a cookie",
+    "three small hot chocolates with whipped cream please, and one blueberry muffin",
+]
 
 
 def _conversation(i: int) -> Conversation:
-    return Conversation(id=f"c{i}", messages=(
-        Message("system", "You take orders at a cafe."),
-        Message("user", f"Hi, I'd like {ORDERS[i % len(ORDERS)]}."),
-        Message("assistant", "What size would you like?"),
-        Message("user", "Medium, thanks."),
-        Message("assistant", f"So that's {ORDERS[i % len(ORDERS)]}, medium. Correct?"),
-    ))
+    return Conversation(
+        id=f"c{i}",
+        messages=(
+            Message("system", "You take orders at a cafe."),
+            Message("user", f"Hi, I'd like {ORDERS[i % len(ORDERS)]}."),
+            Message("assistant", "What size would you like?"),
+            Message("user", "Medium, thanks."),
+            Message("assistant", f"So that's {ORDERS[i % len(ORDERS)]}, medium. Correct?"),
+        ),
+    )
 
 
 def _write_data(path: Path, n: int = 4) -> Path:
@@ -73,9 +82,15 @@ def test_contexts_all_and_last_turns_with_system_prompt():
 
 
 def test_weight_zero_turns_are_context_only():
-    conv = Conversation(id="w", messages=(
-        Message("user", "hi"), Message("assistant", "hello", weight=0), Message("user", "a latte"),
-        Message("assistant", "What size?")))
+    conv = Conversation(
+        id="w",
+        messages=(
+            Message("user", "hi"),
+            Message("assistant", "hello", weight=0),
+            Message("user", "a latte"),
+            Message("assistant", "What size?"),
+        ),
+    )
     assert [c.turn_index for c in build_contexts([conv])] == [3]
 
 
@@ -110,7 +125,9 @@ def test_batched_greedy_equals_unbatched(tiny):
     assert len({len(p) for p in prompts}) > 3  # lengths differ, so padding is really exercised
     settings = GenerationSettings(max_new_tokens=8, batch_size=4)
     batched = generate_replies(model, tokenizer, prompts, settings, progress=False)
-    single = generate_replies(model, tokenizer, prompts, GenerationSettings(max_new_tokens=8, batch_size=1), progress=False)
+    single = generate_replies(
+        model, tokenizer, prompts, GenerationSettings(max_new_tokens=8, batch_size=1), progress=False
+    )
     assert [r.token_ids for r in batched] == [r.token_ids for r in single]
     assert [r.text for r in batched] == [r.text for r in single]
     assert all(0 < r.new_tokens <= 8 for r in batched)
@@ -122,7 +139,9 @@ def test_sampling_is_seeded(tiny):
     prompts = render_prompts(tokenizer, [c.messages for c in build_contexts([_conversation(0)])])
     settings = GenerationSettings(max_new_tokens=8, do_sample=True, temperature=1.5, top_p=0.95, seed=7)
     first = generate_replies(model, tokenizer, prompts, settings, progress=False)
-    assert [r.text for r in first] == [r.text for r in generate_replies(model, tokenizer, prompts, settings, progress=False)]
+    assert [r.text for r in first] == [
+        r.text for r in generate_replies(model, tokenizer, prompts, settings, progress=False)
+    ]
 
 
 @pytest.mark.parametrize("bad", [dict(max_new_tokens=0), dict(temperature=0.0), dict(top_p=1.5), dict(batch_size=0)])
@@ -137,12 +156,27 @@ def test_eval_writes_predictions_and_scores(tmp_path, chatty_dir):
     data = _write_data(tmp_path / "eval.jsonl", n=2)
     prompt = tmp_path / "prompt.txt"
     prompt.write_text("Only take coffee orders.\n")
-    result = run_eval(chatty_dir, data, out_dir=tmp_path / "out", system_prompt_file=prompt,
-                      settings=GenerationSettings(max_new_tokens=6), progress=False)
+    result = run_eval(
+        chatty_dir,
+        data,
+        out_dir=tmp_path / "out",
+        system_prompt_file=prompt,
+        settings=GenerationSettings(max_new_tokens=6),
+        progress=False,
+    )
     rows = rundir.read_jsonl(tmp_path / "out" / rundir.PREDICTIONS)
     scores = rundir.read_json(tmp_path / "out" / rundir.SCORES)
     assert len(rows) == 4 and scores["n"] == 4 and scores["n_conversations"] == 2
-    for key in ("conversation_id", "turn_index", "context_tokens", "reference", "prediction", "latency_s", "scores", "behaviour"):
+    for key in (
+        "conversation_id",
+        "turn_index",
+        "context_tokens",
+        "reference",
+        "prediction",
+        "latency_s",
+        "scores",
+        "behaviour",
+    ):
         assert key in rows[0], key
     assert rows[0]["context"][0] == {"role": "system", "content": "Only take coffee orders."}
     assert set(scores["metrics"]) == {*TEXT_METRICS, SEMANTIC}
@@ -175,8 +209,16 @@ def test_compare_with_and_without_system_prompt(tmp_path, chatty_dir):
     data = _write_data(tmp_path / "eval.jsonl", n=3)
     prompt = tmp_path / "prompt.txt"
     prompt.write_text("You are a grumpy barista. Answer in one word.")
-    run_compare(Side(chatty_dir), Side(chatty_dir, str(prompt)), data, out_dir=tmp_path / "cmp",
-                         settings=GenerationSettings(max_new_tokens=6), semantic=False, n_resamples=200, progress=False)
+    run_compare(
+        Side(chatty_dir),
+        Side(chatty_dir, str(prompt)),
+        data,
+        out_dir=tmp_path / "cmp",
+        settings=GenerationSettings(max_new_tokens=6),
+        semantic=False,
+        n_resamples=200,
+        progress=False,
+    )
     saved = rundir.read_json(tmp_path / "cmp" / "compare.json")
     assert {"bleu", "chrf", "rougeL", "meteor", "exact_match", "appropriate", "correct"} <= set(saved["deltas"])
     for name, d in saved["deltas"].items():
@@ -184,8 +226,11 @@ def test_compare_with_and_without_system_prompt(tmp_path, chatty_dir):
         assert d["delta"] == pytest.approx(d["b"] - d["a"])
     a_rows = rundir.read_jsonl(tmp_path / "cmp" / "a" / rundir.PREDICTIONS)
     b_rows = rundir.read_jsonl(tmp_path / "cmp" / "b" / rundir.PREDICTIONS)
-    differing = [(a["conversation_id"], a["turn_index"]) for a, b in zip(a_rows, b_rows)
-                 if a["behaviour"]["act"] != b["behaviour"]["act"]]
+    differing = [
+        (a["conversation_id"], a["turn_index"])
+        for a, b in zip(a_rows, b_rows)
+        if a["behaviour"]["act"] != b["behaviour"]["act"]
+    ]
     assert [(d["conversation_id"], d["turn_index"]) for d in saved["act_differences"]] == differing
     assert b_rows[0]["context"][0]["content"].startswith("You are a grumpy barista")
     with pytest.raises(EvalError, match="the same"):
@@ -201,17 +246,50 @@ def test_cli_eval_and_compare(tmp_path, chatty_dir, monkeypatch):
     app = typer.Typer()
     register(app)
     data = _write_data(tmp_path / "eval.jsonl", n=2)
-    result = CliRunner().invoke(app, ["eval", "--model", chatty_dir, "--data", str(data), "--out", str(tmp_path / "e"),
-                                      "--turns", "last", "--max-new-tokens", "4", "--no-semantic"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--model",
+            chatty_dir,
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "e"),
+            "--turns",
+            "last",
+            "--max-new-tokens",
+            "4",
+            "--no-semantic",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "bleu" in result.output and rundir.read_json(tmp_path / "e" / rundir.SCORES)["n"] == 2
     bad = CliRunner().invoke(app, ["eval", "--model", chatty_dir, "--data", str(data), "--turns", "first"])
     assert bad.exit_code != 0 and "--turns" in bad.output
     prompt = tmp_path / "p.txt"
     prompt.write_text("Be brief.")
-    result = CliRunner().invoke(app, ["compare", "--a", chatty_dir, "--b", chatty_dir, "--system-prompt-b", str(prompt),
-                                      "--data", str(data), "--out", str(tmp_path / "c"), "--max-new-tokens", "4",
-                                      "--no-semantic", "--resamples", "100"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "compare",
+            "--a",
+            chatty_dir,
+            "--b",
+            chatty_dir,
+            "--system-prompt-b",
+            str(prompt),
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "c"),
+            "--max-new-tokens",
+            "4",
+            "--no-semantic",
+            "--resamples",
+            "100",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "95% CI" in result.output and ("acts differ" in result.output or "differ in none" in result.output)
     assert (tmp_path / "c" / "compare.json").exists()

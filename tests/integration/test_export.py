@@ -19,7 +19,9 @@ def make_run_dir(tiny_model_dir: str, root: Path) -> Path:
 
     torch.manual_seed(1)
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False))
+    model = get_peft_model(
+        base, LoraConfig(r=4, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False)
+    )
     model.save_pretrained(root / "adapter")
     return root
 
@@ -33,9 +35,15 @@ def greedy(model, tokenizer, n: int = 16) -> list[int]:
     text = tokenizer.apply_chat_template(PROMPT, tokenize=False, add_generation_prompt=True)
     ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
     with torch.inference_mode():
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, do_sample=False,
-                             min_new_tokens=n, pad_token_id=tokenizer.pad_token_id)
-    return out[0, ids.shape[1]:].tolist()
+        out = model.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=n,
+            do_sample=False,
+            min_new_tokens=n,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    return out[0, ids.shape[1] :].tolist()
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +112,10 @@ def write_small_gguf(path: Path, tensors: dict[str, np.ndarray], kind: str) -> N
 @pytest.mark.parametrize("kind", ["f16", "q8_0"])
 def test_gguf_round_trip_check_accepts_rounding_and_catches_a_wrong_tensor(tmp_path, kind):
     rng = np.random.default_rng(0)
-    tensors = {"blk.0.attn_q.weight": rng.normal(0, 0.05, (64, 64)).astype(np.float32),
-               "blk.0.attn_norm.weight": rng.normal(1, 0.1, (64,)).astype(np.float32)}
+    tensors = {
+        "blk.0.attn_q.weight": rng.normal(0, 0.05, (64, 64)).astype(np.float32),
+        "blk.0.attn_norm.weight": rng.normal(1, 0.1, (64,)).astype(np.float32),
+    }
     path = tmp_path / f"t-{kind}.gguf"
     write_small_gguf(path, tensors, kind)
     report = verify_gguf(path, tensors)

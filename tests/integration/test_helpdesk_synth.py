@@ -11,8 +11,18 @@ import pytest
 import yaml
 
 from tunelab.data.synth.helpdesk import (
-    ATTRIBUTES, KIND_WEIGHTS, OFF_TOPIC, OFF_TOPIC_REQUESTS, OFF_TOPIC_SUBJECTS, PROMPT_YAML, SERVICES, generate_logs,
-    off_topic_request, passage, question_text, random_facts,
+    ATTRIBUTES,
+    KIND_WEIGHTS,
+    OFF_TOPIC,
+    OFF_TOPIC_REQUESTS,
+    OFF_TOPIC_SUBJECTS,
+    PROMPT_YAML,
+    SERVICES,
+    generate_logs,
+    off_topic_request,
+    passage,
+    question_text,
+    random_facts,
 )
 from tunelab.demos.helpdesk import split_by_group, split_check
 from tunelab.prompts.rules import CheckItem, check_all, is_answerable, is_off_topic, parse_prompt, passes_all
@@ -34,8 +44,13 @@ def test_every_good_answer_passes_every_rule(seed):
     broken = [(r["id"], r["answer"], failures(r)) for r in good if failures(r)]
     assert not broken, broken[:3]
     # and the bad ones are bad by the same rules (their comment names the flaw)
-    assert all(not passes_all(check_all(SPEC, r["answer"], CheckItem(r["question"], {"role": r["role"]}, tuple(r["contexts"]))))
-               for r in rows if r["label"] == "bad")
+    assert all(
+        not passes_all(
+            check_all(SPEC, r["answer"], CheckItem(r["question"], {"role": r["role"]}, tuple(r["contexts"])))
+        )
+        for r in rows
+        if r["label"] == "bad"
+    )
 
 
 def test_hard_question_kinds_and_both_languages_are_well_represented():
@@ -66,8 +81,12 @@ def test_every_question_wording_is_on_topic_and_answered_by_its_own_passage():
     assert not wrong, wrong[:3]
     assert len(SERVICES) >= 40
     assert all(is_off_topic(topic, CheckItem(q)) for qs in OFF_TOPIC.values() for q in qs)
-    composed = [off_topic_request(r, s, lang) for lang in OFF_TOPIC_REQUESTS for r in range(len(OFF_TOPIC_REQUESTS[lang]))
-                for s in range(len(OFF_TOPIC_SUBJECTS))]
+    composed = [
+        off_topic_request(r, s, lang)
+        for lang in OFF_TOPIC_REQUESTS
+        for r in range(len(OFF_TOPIC_REQUESTS[lang]))
+        for s in range(len(OFF_TOPIC_SUBJECTS))
+    ]
     assert len(set(composed)) == 2 * 8 * 20
     assert [q for q in composed if not is_off_topic(topic, CheckItem(q))] == []
 
@@ -107,8 +126,12 @@ def test_a_wording_belongs_to_one_group_only():
         for r in generate_logs(800, seed=seed):
             groups[" ".join(r["question"].casefold().split())].add(r["group"])
     assert [q for q, g in groups.items() if len(g) > 1] == []
-    cats = [r for r in generate_logs(2000, seed=0) if r["question"] in ("Tell me a joke about cats.", "Write me a poem about the sea.",
-                                                                          "Can you write me a poem about the sea?")]
+    cats = [
+        r
+        for r in generate_logs(2000, seed=0)
+        if r["question"]
+        in ("Tell me a joke about cats.", "Write me a poem about the sea.", "Can you write me a poem about the sea?")
+    ]
     assert len({r["group"] for r in cats if "cats" in r["question"]}) == 1
     assert len({r["group"] for r in cats if "sea" in r["question"]}) == 1
 
@@ -124,7 +147,9 @@ def test_good_replies_fit_the_demo_generation_budget(smol_dir):
     good = [r for r in generate_logs(600, seed=1) if r["label"] == "good"]
     longest = max(good, key=lambda r: len(tokenizer(r["answer"])["input_ids"]))
     assert longest["lang"] == "ru"
-    assert len(tokenizer(longest["answer"])["input_ids"]) + 1 <= EVAL_NEW_TOKENS - 10, longest["answer"]  # +1: end of turn
+    assert len(tokenizer(longest["answer"])["input_ids"]) + 1 <= EVAL_NEW_TOKENS - 10, longest[
+        "answer"
+    ]  # +1: end of turn
 
 
 @pytest.mark.slow
@@ -137,18 +162,23 @@ def test_helpdesk_demo_runs_logs_to_bake_to_adherence(tmp_path, tiny_model_dir, 
     from typer.testing import CliRunner
 
     from tunelab import rundir
-    from tunelab.demos import helpdesk as helpdesk_demo
     from tunelab.cli import app
+    from tunelab.demos import helpdesk as helpdesk_demo
 
     small = functools.partial(helpdesk_demo.run_helpdesk_demo, n_questions=40, max_steps=2, eval_questions=4)
     monkeypatch.setattr(helpdesk_demo, "run_helpdesk_demo", small)
-    result = CliRunner().invoke(app, ["demo", "--scenario", "helpdesk", "--model", tiny_model_dir, "--seed", "3", "--out", str(tmp_path)])
+    result = CliRunner().invoke(
+        app, ["demo", "--scenario", "helpdesk", "--model", tiny_model_dir, "--seed", "3", "--out", str(tmp_path)]
+    )
     assert result.exit_code == 0, result.output
     assert "| **all rules** |" in result.output and "bar (all rules >= 80%" in result.output
     logs = rundir.read_jsonl(tmp_path / "logs.jsonl")
     assert f"read {len(logs)} = kept {len(logs)} + rejected 0" in result.output
     report = rundir.read_json(tmp_path / "adherence.json")
-    assert report["split_check"]["same_group_in_training"] == [] and report["split_check"]["same_wording_in_training"] == []
+    assert (
+        report["split_check"]["same_group_in_training"] == []
+        and report["split_check"]["same_wording_in_training"] == []
+    )
     trained = {r["question"] for r in rundir.read_jsonl(tmp_path / "logs_train.jsonl")}
     evaluated = {p["question"] for p in rundir.read_jsonl(tmp_path / "adherence_predictions.jsonl")}
     assert len(evaluated) == 4 and not evaluated & trained
@@ -159,4 +189,6 @@ def test_helpdesk_demo_runs_logs_to_bake_to_adherence(tmp_path, tiny_model_dir, 
     assert logs == generate_logs(40, seed=3)  # and --seed the generator
     assert {"sft.jsonl", "kto.jsonl", "dpo.jsonl"} <= {p.name for p in (tmp_path / "sets").iterdir()}
     sft_users = [r["messages"][0]["content"] for r in rundir.read_jsonl(tmp_path / "sets" / "sft.jsonl")]
-    assert sft_users and not [q for q in evaluated for text in sft_users if text.endswith(f"Question: {q}")]  # training groups only
+    assert sft_users and not [
+        q for q in evaluated for text in sft_users if text.endswith(f"Question: {q}")
+    ]  # training groups only

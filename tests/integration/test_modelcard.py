@@ -7,6 +7,7 @@ from pathlib import Path
 
 from test_adapters import tiny_config
 from test_report import make_run_dir
+
 from tunelab import rundir
 
 
@@ -18,7 +19,11 @@ def test_card_states_base_data_recipe_metrics_limits(tmp_path):
     assert "Fine-tuned from **smollm2-135m** with **lora**" in card
     assert "| train | 40 | 120.5 | 200 | 1204 | 25% |" in card  # data statistics from data_report.json
     assert "| lora.r | 8 |" in card and "| train.learning_rate | 0.001 |" in card
-    assert "validation loss: best 1.0177 at step 20" in card and "- bleu: 12.3" in card and "behaviour appropriateness: 71.0%" in card
+    assert (
+        "validation loss: best 1.0177 at step 20" in card
+        and "- bleu: 12.3" in card
+        and "behaviour appropriateness: 71.0%" in card
+    )
     assert "The validation set is small (4)" in card and "No safety" in card
     assert "load_model(" in card
 
@@ -27,7 +32,10 @@ def test_card_for_prompt_tuning_says_it_cannot_merge(tmp_path):
     from tunelab.models.card import model_card
 
     run = make_run_dir(tmp_path)
-    rundir.write_text(run / rundir.CONFIG, "model: {name: base, adapter: prompt_tuning, prompt: {num_virtual_tokens: 8}}\ndata: {max_length: 128}\n")
+    rundir.write_text(
+        run / rundir.CONFIG,
+        "model: {name: base, adapter: prompt_tuning, prompt: {num_virtual_tokens: 8}}\ndata: {max_length: 128}\n",
+    )
     (run / rundir.SCORES).unlink()
     card = model_card(run)
     assert "| prompt.num_virtual_tokens | 8 |" in card

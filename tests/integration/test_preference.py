@@ -8,12 +8,14 @@ import os
 
 import pytest
 
-from tunelab.data.logs import LogRecord
 from tunelab.data.log_sets import dpo_pairs, kto_rows, sft_rows, statistics, write_sets
+from tunelab.data.logs import LogRecord
 
 
 def rec(i: str, question: str, answer: str, label: bool, comment: str = "", role: str = "student") -> LogRecord:
-    return LogRecord(id=i, question=question, answer=answer, label=label, tags={"role": role}, contexts=("ctx",), comment=comment)
+    return LogRecord(
+        id=i, question=question, answer=answer, label=label, tags={"role": role}, contexts=("ctx",), comment=comment
+    )
 
 
 RECORDS = [
@@ -30,9 +32,14 @@ def test_sft_kto_and_dpo_sets():
     assert [r["messages"][-1]["content"] for r in sft] == ["good one", "good two"]
     kto = kto_rows(RECORDS)
     assert [r["label"] for r in kto] == [True, False, False, True, False]
-    assert kto[0]["prompt"][0]["role"] == "user" and kto[0]["completion"] == [{"role": "assistant", "content": "good one"}]
+    assert kto[0]["prompt"][0]["role"] == "user" and kto[0]["completion"] == [
+        {"role": "assistant", "content": "good one"}
+    ]
     pairs = dpo_pairs(RECORDS)
-    assert [(p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in pairs] == [("good one", "bad one"), ("good one", "another bad")]
+    assert [(p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in pairs] == [
+        ("good one", "bad one"),
+        ("good one", "another bad"),
+    ]
     assert all("role=student" in p["prompt"][0]["content"] for p in pairs)
 
 
@@ -57,9 +64,22 @@ def test_preference_recipe_trains_and_reloads(tmp_path, tiny_model_dir, recipe):
 
     logs = rundir.write_jsonl(tmp_path / "logs.jsonl", generate_logs(16, seed=1))
     out = tmp_path / "run"
-    cfg = load(data={"model": {"name": tiny_model_dir}, "data": {"train": str(logs)},
-                     "train": {"recipe": recipe, "max_steps": 2, "batch_size": 2, "logging_steps": 1, "eval_steps": 2, "save_steps": 2},
-                     "preference": {"max_length": 256}, "output": {"dir": str(out)}})
+    cfg = load(
+        data={
+            "model": {"name": tiny_model_dir},
+            "data": {"train": str(logs)},
+            "train": {
+                "recipe": recipe,
+                "max_steps": 2,
+                "batch_size": 2,
+                "logging_steps": 1,
+                "eval_steps": 2,
+                "save_steps": 2,
+            },
+            "preference": {"max_length": 256},
+            "output": {"dir": str(out)},
+        }
+    )
     summary = run(cfg)
     assert summary["steps"] == 2 and summary["recipe"] == recipe
     assert {"config.yaml", "data_report.json", "metrics.jsonl", "adapter", "summary.json"} <= set(os.listdir(out))
@@ -78,24 +98,55 @@ def test_data_logs_command_reports_and_writes_sets(tmp_path):
 
     app = typer.Typer()
     register(app)
-    result = CliRunner().invoke(app, ["data", "logs", "examples/helpdesk/logs.csv", "--config", "examples/helpdesk/logs_csv.yaml", "-o", str(tmp_path)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "data",
+            "logs",
+            "examples/helpdesk/logs.csv",
+            "--config",
+            "examples/helpdesk/logs_csv.yaml",
+            "-o",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "read 56, kept 56, rejected 0" in result.output and "user_role:" in result.output
     assert {"sft.jsonl", "kto.jsonl", "dpo.jsonl", "stats.json", "clean.jsonl"} <= {p.name for p in tmp_path.iterdir()}
-    russian = next(r["query"] for r in csv.DictReader(open("examples/helpdesk/logs.csv", encoding="utf-8")) if "Уважаемый" in r["response"])
-    prompts = [json.loads(line)["prompt"][0]["content"] for line in (tmp_path / "kto.jsonl").read_text(encoding="utf-8").splitlines()]
+    russian = next(
+        r["query"]
+        for r in csv.DictReader(open("examples/helpdesk/logs.csv", encoding="utf-8"))
+        if "Уважаемый" in r["response"]
+    )
+    prompts = [
+        json.loads(line)["prompt"][0]["content"]
+        for line in (tmp_path / "kto.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
     assert any(p.endswith(f"Question: {russian}") for p in prompts)  # UTF-8 intact end to end
 
 
 def _judgement(cid: str, reply: dict, label: bool, turns: int = 1) -> dict:
     context = []
     for k in range(turns):
-        context += [{"role": "user", "content": f"I'd like a latte number {k}, please."}, {"role": "assistant", "content": "What size?"}]
+        context += [
+            {"role": "user", "content": f"I'd like a latte number {k}, please."},
+            {"role": "assistant", "content": "What size?"},
+        ]
     context += [{"role": "user", "content": "Large."}]
     return {"conversation_id": cid, "context": context, "completion": reply, "label": label}
 
 
-CALL = {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "add_item", "arguments": "{\"item\": \"latte\", \"size\": \"large\"}"}}]}
+CALL = {
+    "role": "assistant",
+    "content": "",
+    "tool_calls": [
+        {
+            "id": "c1",
+            "type": "function",
+            "function": {"name": "add_item", "arguments": '{"item": "latte", "size": "large"}'},
+        }
+    ],
+}
 WRONG = {"role": "assistant", "content": "Sorry, we are closed."}
 
 
@@ -108,11 +159,19 @@ def test_judgement_rows_render_tool_calls_like_sft_and_pair_by_context(smol_dir)
     rows = [_judgement("a", CALL, True), _judgement("a", WRONG, False), _judgement("b", CALL, True, turns=2)]
     kto, dropped = judgement_rows(rows, "kto", tokenizer, max_length=None)
     assert dropped == 0 and [r["label"] for r in kto] == [True, False, True]
-    assert kto[0]["completion"] == [{"role": "assistant", "content": '<tool_call>{"name": "add_item", "arguments": {"item": "latte", "size": "large"}}</tool_call>'}]
+    assert kto[0]["completion"] == [
+        {
+            "role": "assistant",
+            "content": '<tool_call>{"name": "add_item", "arguments": {"item": "latte", "size": "large"}}</tool_call>',
+        }
+    ]
     assert kto[0]["prompt"][-1] == {"role": "user", "content": "Large."}
     dpo, _ = judgement_rows(rows, "dpo", tokenizer, max_length=None)
     assert len(dpo) == 1  # only conversation a has a good and a bad reply for the same context
-    assert dpo[0]["chosen"][0]["content"].startswith("<tool_call>") and dpo[0]["rejected"][0]["content"] == "Sorry, we are closed."
+    assert (
+        dpo[0]["chosen"][0]["content"].startswith("<tool_call>")
+        and dpo[0]["rejected"][0]["content"] == "Sorry, we are closed."
+    )
 
 
 def test_judgement_rows_drop_oldest_exchanges_not_the_reply(smol_dir):
@@ -142,29 +201,51 @@ def test_preference_recipe_trains_on_a_judgement_set(tmp_path, tiny_model_dir, r
     rows = [_judgement(str(i % 3), CALL if i % 2 == 0 else WRONG, i % 2 == 0) for i in range(8)]
     data = rundir.write_jsonl(tmp_path / "judgements.jsonl", rows)
     out = tmp_path / "run"
-    cfg = load(data={"model": {"name": tiny_model_dir}, "data": {"train": str(data)},
-                     "train": {"recipe": recipe, "max_steps": 2, "batch_size": 2, "logging_steps": 1, "eval_steps": 2, "save_steps": 2},
-                     "preference": {"max_length": 256}, "output": {"dir": str(out)}})
+    cfg = load(
+        data={
+            "model": {"name": tiny_model_dir},
+            "data": {"train": str(data)},
+            "train": {
+                "recipe": recipe,
+                "max_steps": 2,
+                "batch_size": 2,
+                "logging_steps": 1,
+                "eval_steps": 2,
+                "save_steps": 2,
+            },
+            "preference": {"max_length": 256},
+            "output": {"dir": str(out)},
+        }
+    )
     summary = run(cfg)
     report = json.loads((out / "data_report.json").read_text())
     assert report["format"] == "judgements" and report["judgements"] == 8 and (report["good"], report["bad"]) == (4, 4)
-    assert summary["steps"] == 2 and summary["train_rows"] == (8 if recipe == "kto" else report["rows"]) and report["rows"] > 0
+    assert (
+        summary["steps"] == 2
+        and summary["train_rows"] == (8 if recipe == "kto" else report["rows"])
+        and report["rows"] > 0
+    )
 
 
 def test_openai_preference_rows_are_read_or_rejected_by_line_and_field(tmp_path):
     from tunelab.data.openai_preference import read_pairs
 
     user = {"role": "user", "content": "Say hi"}
-    good = {"input": {"messages": [user]}, "preferred_output": [{"role": "assistant", "content": "Hi!"}],
-            "non_preferred_output": [{"role": "assistant", "content": "No."}]}
-    rows = [good,
-            {**good, "input": {"messages": [{"role": "assistant", "content": "Hello"}]}},
-            {**good, "preferred_output": [{"role": "user", "content": "Hi!"}]},
-            {k: v for k, v in good.items() if k != "non_preferred_output"},
-            {**good, "non_preferred_output": good["preferred_output"]},
-            {**good, "input": [user]},
-            {**good, "non_preferred_output": [{"role": "assistant", "content": " "}]},
-            {**good, "input": {"messages": [user, {"role": "assistant", "content": "Hi"}, user]}}]
+    good = {
+        "input": {"messages": [user]},
+        "preferred_output": [{"role": "assistant", "content": "Hi!"}],
+        "non_preferred_output": [{"role": "assistant", "content": "No."}],
+    }
+    rows = [
+        good,
+        {**good, "input": {"messages": [{"role": "assistant", "content": "Hello"}]}},
+        {**good, "preferred_output": [{"role": "user", "content": "Hi!"}]},
+        {k: v for k, v in good.items() if k != "non_preferred_output"},
+        {**good, "non_preferred_output": good["preferred_output"]},
+        {**good, "input": [user]},
+        {**good, "non_preferred_output": [{"role": "assistant", "content": " "}]},
+        {**good, "input": {"messages": [user, {"role": "assistant", "content": "Hi"}, user]}},
+    ]
     path = tmp_path / "pairs.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows) + "{broken\n", encoding="utf-8")
     read = read_pairs(path)

@@ -26,25 +26,109 @@ def make_run_dir(root: Path, name: str = "run") -> Path:
     """A run directory with every file the report reads, as the stages write them."""
     run = root / name
     run.mkdir(parents=True)
-    rundir.write_text(run / rundir.CONFIG, yaml.safe_dump({"model": {"name": "smollm2-135m", "adapter": "lora", "lora": {"r": 8}}, "data": {"train": "t.jsonl", "max_length": 384}, "train": {"learning_rate": 1e-3}, "run_name": "cafe-lora"}))
-    stats = {"examples": 40, "tokens": {"mean": 120.5, "median": 118, "min": 80, "max": 200}, "target_tokens": {"mean": 30.1, "median": 29, "min": 10, "max": 60},
-             "tokens_per_epoch": 4820, "target_tokens_per_epoch": 1204, "target_share": 0.25, "histogram_tokens": [{"from": 80, "to": 119, "count": 22}, {"from": 120, "to": 159, "count": 14}, {"from": 160, "to": 200, "count": 4}]}
-    rundir.write_json(run / rundir.DATA_REPORT, {"files": [{"path": "t.jsonl", "format": "openai", "read": 45, "kept": 44, "rejected": 1}], "duplicates_removed": 2,
-                                                 "too_long_dropped": {"train": 0, "val": 0}, "truncated_history": {"train": 1, "val": 0}, "max_length": 384, "train": stats, "val": {**stats, "examples": 4}})
+    rundir.write_text(
+        run / rundir.CONFIG,
+        yaml.safe_dump(
+            {
+                "model": {"name": "smollm2-135m", "adapter": "lora", "lora": {"r": 8}},
+                "data": {"train": "t.jsonl", "max_length": 384},
+                "train": {"learning_rate": 1e-3},
+                "run_name": "cafe-lora",
+            }
+        ),
+    )
+    stats = {
+        "examples": 40,
+        "tokens": {"mean": 120.5, "median": 118, "min": 80, "max": 200},
+        "target_tokens": {"mean": 30.1, "median": 29, "min": 10, "max": 60},
+        "tokens_per_epoch": 4820,
+        "target_tokens_per_epoch": 1204,
+        "target_share": 0.25,
+        "histogram_tokens": [
+            {"from": 80, "to": 119, "count": 22},
+            {"from": 120, "to": 159, "count": 14},
+            {"from": 160, "to": 200, "count": 4},
+        ],
+    }
+    rundir.write_json(
+        run / rundir.DATA_REPORT,
+        {
+            "files": [{"path": "t.jsonl", "format": "openai", "read": 45, "kept": 44, "rejected": 1}],
+            "duplicates_removed": 2,
+            "too_long_dropped": {"train": 0, "val": 0},
+            "truncated_history": {"train": 1, "val": 0},
+            "max_length": 384,
+            "train": stats,
+            "val": {**stats, "examples": 4},
+        },
+    )
     for step in range(1, 21):
-        rundir.append_jsonl(run / rundir.METRICS, {"step": step, "epoch": step / 20, "split": "train", "name": "loss", "value": 3.0 / step ** 0.5})
-        rundir.append_jsonl(run / rundir.METRICS, {"step": step, "epoch": step / 20, "split": "train", "name": "learning_rate", "value": 1e-3 * (1 - step / 21)})
+        rundir.append_jsonl(
+            run / rundir.METRICS,
+            {"step": step, "epoch": step / 20, "split": "train", "name": "loss", "value": 3.0 / step**0.5},
+        )
+        rundir.append_jsonl(
+            run / rundir.METRICS,
+            {
+                "step": step,
+                "epoch": step / 20,
+                "split": "train",
+                "name": "learning_rate",
+                "value": 1e-3 * (1 - step / 21),
+            },
+        )
         if step % 5 == 0:
-            rundir.append_jsonl(run / rundir.METRICS, {"step": step, "epoch": step / 20, "split": "val", "name": "loss", "value": 2.5 / step ** 0.3})
-    rundir.write_json(run / rundir.SUMMARY, {"steps": 20, "final_val_loss": 1.02, "train_examples": 40, "val_examples": 4, "best_checkpoint": "checkpoints/checkpoint-20"})
-    matrix = [[5 if i == j else (1 if j == len(LABELS) - 1 else 0) for j in range(len(LABELS))] for i in range(len(LABELS))]
-    rundir.write_json(run / rundir.SCORES, {"model": str(run), "data": "val.jsonl", "n": 42, "metrics": {"bleu": 12.3, "rougeL": 0.41, "meteor": 0.33},
-                                            "behaviour": {"appropriateness": 0.71, "correctness": 0.64, "per_act": {"ask": {"n": 6, "appropriateness": 0.83, "correctness": 0.5}},
-                                                          "confusion": {"labels": LABELS, "rows": "reference", "columns": "prediction", "matrix": matrix}}})
-    rundir.write_jsonl(run / "before_after.jsonl", [
-        {"context": [{"role": "user", "content": "A latte please <b>now</b>"}], "expected": {"act": "ask", "slot": "size"}, "base": "Sure! Here's a latte.", "tuned": "What size would you like?", "base_right": False, "tuned_right": True},
-        {"context": "user: a large iced tea", "expected": "confirm", "base": "ok", "tuned": "One large iced tea, right?"},
-    ])
+            rundir.append_jsonl(
+                run / rundir.METRICS,
+                {"step": step, "epoch": step / 20, "split": "val", "name": "loss", "value": 2.5 / step**0.3},
+            )
+    rundir.write_json(
+        run / rundir.SUMMARY,
+        {
+            "steps": 20,
+            "final_val_loss": 1.02,
+            "train_examples": 40,
+            "val_examples": 4,
+            "best_checkpoint": "checkpoints/checkpoint-20",
+        },
+    )
+    matrix = [
+        [5 if i == j else (1 if j == len(LABELS) - 1 else 0) for j in range(len(LABELS))] for i in range(len(LABELS))
+    ]
+    rundir.write_json(
+        run / rundir.SCORES,
+        {
+            "model": str(run),
+            "data": "val.jsonl",
+            "n": 42,
+            "metrics": {"bleu": 12.3, "rougeL": 0.41, "meteor": 0.33},
+            "behaviour": {
+                "appropriateness": 0.71,
+                "correctness": 0.64,
+                "per_act": {"ask": {"n": 6, "appropriateness": 0.83, "correctness": 0.5}},
+                "confusion": {"labels": LABELS, "rows": "reference", "columns": "prediction", "matrix": matrix},
+            },
+        },
+    )
+    rundir.write_jsonl(
+        run / "before_after.jsonl",
+        [
+            {
+                "context": [{"role": "user", "content": "A latte please <b>now</b>"}],
+                "expected": {"act": "ask", "slot": "size"},
+                "base": "Sure! Here's a latte.",
+                "tuned": "What size would you like?",
+                "base_right": False,
+                "tuned_right": True,
+            },
+            {
+                "context": "user: a large iced tea",
+                "expected": "confirm",
+                "base": "ok",
+                "tuned": "One large iced tea, right?",
+            },
+        ],
+    )
     return run
 
 
@@ -52,12 +136,43 @@ def make_sweep_dir(root: Path) -> Path:
     sweep = root / "sweep"
     best = make_run_dir(sweep / "trials", "002")
     trials = []
-    for n, (lr, adapter, value, state) in enumerate([(1e-4, "lora", 2.1, "COMPLETE"), (3e-3, "dora", 1.6, "COMPLETE"), (1e-3, "lora", 1.2, "COMPLETE"), (5e-2, "lora", None, "PRUNED"), (2e-3, "dora", 1.3, "COMPLETE")]):
-        trials.append({"number": n, "state": state, "params": {"train.learning_rate": lr, "model.adapter": adapter}, "value": value, "val_loss": value or 3.3,
-                       "run_dir": str(sweep / "trials" / f"{n:03d}"), "intermediate": {"2": 3.0 - n * 0.1, "4": (value or 3.2)}, "duration_s": 10.0})
-    summary = {"name": "sweep", "sweep_dir": str(sweep), "objective": {"metric": "val_loss", "direction": "minimize"},
-               "space": {"train.learning_rate": {"type": "float", "low": 1e-4, "high": 5e-2, "log": True}, "model.adapter": {"type": "categorical", "choices": ["lora", "dora"]}},
-               "sampler": "tpe", "pruner": "median", "target_trials": 5, "trials": trials, "best": trials[2], "importances": {"train.learning_rate": 0.8, "model.adapter": 0.2}, "importances_note": None}
+    for n, (lr, adapter, value, state) in enumerate(
+        [
+            (1e-4, "lora", 2.1, "COMPLETE"),
+            (3e-3, "dora", 1.6, "COMPLETE"),
+            (1e-3, "lora", 1.2, "COMPLETE"),
+            (5e-2, "lora", None, "PRUNED"),
+            (2e-3, "dora", 1.3, "COMPLETE"),
+        ]
+    ):
+        trials.append(
+            {
+                "number": n,
+                "state": state,
+                "params": {"train.learning_rate": lr, "model.adapter": adapter},
+                "value": value,
+                "val_loss": value or 3.3,
+                "run_dir": str(sweep / "trials" / f"{n:03d}"),
+                "intermediate": {"2": 3.0 - n * 0.1, "4": (value or 3.2)},
+                "duration_s": 10.0,
+            }
+        )
+    summary = {
+        "name": "sweep",
+        "sweep_dir": str(sweep),
+        "objective": {"metric": "val_loss", "direction": "minimize"},
+        "space": {
+            "train.learning_rate": {"type": "float", "low": 1e-4, "high": 5e-2, "log": True},
+            "model.adapter": {"type": "categorical", "choices": ["lora", "dora"]},
+        },
+        "sampler": "tpe",
+        "pruner": "median",
+        "target_trials": 5,
+        "trials": trials,
+        "best": trials[2],
+        "importances": {"train.learning_rate": 0.8, "model.adapter": 0.2},
+        "importances_note": None,
+    }
     rundir.write_json(sweep / "sweep.json", summary)
     assert best.is_dir()
     return sweep
@@ -67,10 +182,23 @@ def test_run_report_has_every_section_from_files(tmp_path):
     from tunelab.report import build_report
 
     html = build_report(make_run_dir(tmp_path))
-    for text in ("Data", "Training curves", "Evaluation", "Confusion matrix", "Base vs tuned replies", "What size would you like?", "rougeL", "duplicates removed: 2"):
+    for text in (
+        "Data",
+        "Training curves",
+        "Evaluation",
+        "Confusion matrix",
+        "Base vs tuned replies",
+        "What size would you like?",
+        "rougeL",
+        "duplicates removed: 2",
+    ):
         assert text in html, text
     assert "&lt;b&gt;now&lt;/b&gt;" in html  # user text is escaped, never injected
-    assert "<script src" not in html and "<link" not in html and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert (
+        "<script src" not in html
+        and "<link" not in html
+        and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    )
     assert html.count("<svg") == 4  # length histogram, loss, learning rate, confusion matrix
 
 
@@ -97,9 +225,18 @@ def test_sweep_report_explains_the_choice(tmp_path):
     by_param = {s["param"]: s for s in why["sensitivity"]}
     assert by_param["model.adapter"]["best_away"] == 1.3 and by_param["model.adapter"]["cost"] == pytest.approx(0.1)
     # Only 1e-4 lies more than a quarter of the log range from 1e-3; 2e-3 and 3e-3 count as near.
-    assert by_param["train.learning_rate"]["n_away"] == 1 and by_param["train.learning_rate"]["cost"] == pytest.approx(0.9)
+    assert by_param["train.learning_rate"]["n_away"] == 1 and by_param["train.learning_rate"]["cost"] == pytest.approx(
+        0.9
+    )
     html = build_report(sweep)
-    for text in ("Chosen parameters and why", "Parameter importances", "Each parameter against the objective", "Trials", "The best trial", "Validation loss of every trial"):
+    for text in (
+        "Chosen parameters and why",
+        "Parameter importances",
+        "Each parameter against the objective",
+        "Trials",
+        "The best trial",
+        "Validation loss of every trial",
+    ):
         assert text in html, text
 
 
@@ -127,9 +264,25 @@ class Chromium:
     """A headless Chromium driven over the DevTools protocol (websocket)."""
 
     def __init__(self, profile: Path):
-        self.proc = subprocess.Popen([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                                      "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}", "--remote-debugging-port=0", "--window-size=1200,2000", "about:blank"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}",
+                "--remote-debugging-port=0",
+                "--window-size=1200,2000",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         port_file = profile / "DevToolsActivePort"
         for _ in range(300):
             if port_file.exists() and port_file.read_text().strip():
@@ -140,7 +293,9 @@ class Chromium:
         from websockets.sync.client import connect
 
         self.stack = contextlib.ExitStack()
-        self.ws = self.stack.enter_context(connect(next(p for p in pages if p["type"] == "page")["webSocketDebuggerUrl"], max_size=None))
+        self.ws = self.stack.enter_context(
+            connect(next(p for p in pages if p["type"] == "page")["webSocketDebuggerUrl"], max_size=None)
+        )
         self.next_id, self.events = 0, []
 
     def call(self, method: str, **params):
@@ -173,22 +328,42 @@ def check_in_chromium(html_file: Path, tmp_path: Path) -> dict:
             browser.call(f"{domain}.enable")
         browser.call("Page.navigate", url=html_file.resolve().as_uri())
         browser.wait_for("Page.loadEventFired")
-        charts = browser.call("Runtime.evaluate", returnByValue=True, expression="""
+        charts = browser.call(
+            "Runtime.evaluate",
+            returnByValue=True,
+            expression="""
             Array.from(document.querySelectorAll('svg.chart')).map(s => ({
               marks: s.querySelectorAll('circle,polyline,rect').length,
-              width: s.getBoundingClientRect().width, height: s.getBoundingClientRect().height}))""")["result"]["value"]
-        browser.call("Runtime.evaluate", expression="document.querySelectorAll('table.sortable th').forEach(th => th.click())")
+              width: s.getBoundingClientRect().width, height: s.getBoundingClientRect().height}))""",
+        )["result"]["value"]
+        browser.call(
+            "Runtime.evaluate", expression="document.querySelectorAll('table.sortable th').forEach(th => th.click())"
+        )
         shot = browser.call("Page.captureScreenshot", format="png")
         browser.call("Runtime.evaluate", expression="1")  # drain events raised by the clicks
     finally:
         browser.close()
-    errors = [e for e in browser.events if e.get("method") == "Runtime.exceptionThrown"
-              or (e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] in ("error", "assert"))
-              or (e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")]
-    outside = [e["params"]["request"]["url"] for e in browser.events if e.get("method") == "Network.requestWillBeSent"
-               and not e["params"]["request"]["url"].startswith(("file:", "data:", "about:"))]
+    errors = [
+        e
+        for e in browser.events
+        if e.get("method") == "Runtime.exceptionThrown"
+        or (e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] in ("error", "assert"))
+        or (e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")
+    ]
+    outside = [
+        e["params"]["request"]["url"]
+        for e in browser.events
+        if e.get("method") == "Network.requestWillBeSent"
+        and not e["params"]["request"]["url"].startswith(("file:", "data:", "about:"))
+    ]
     image = Image.open(io.BytesIO(base64.b64decode(shot["data"]))).convert("L")
-    return {"errors": errors, "outside": outside, "charts": charts, "stddev": ImageStat.Stat(image).stddev[0], "size": image.size}
+    return {
+        "errors": errors,
+        "outside": outside,
+        "charts": charts,
+        "stddev": ImageStat.Stat(image).stddev[0],
+        "size": image.size,
+    }
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed (Debian: apt-get install chromium)")

@@ -31,12 +31,17 @@ def served(tiny_model_dir, tmp_path_factory):
     from tunelab.serve.app import ServerThread, ServeSettings, create_app, load_engine
 
     run = make_run_dir(tiny_model_dir, tmp_path_factory.mktemp("run"))
-    settings = ServeSettings(model_name="tiny", api_key=KEY, system_prompt="You take coffee orders.",
-                             max_tokens_limit=64, batch_window=0.15)
+    settings = ServeSettings(
+        model_name="tiny", api_key=KEY, system_prompt="You take coffee orders.", max_tokens_limit=64, batch_window=0.15
+    )
     engine = load_engine(str(run), settings)
     with ServerThread(create_app(engine, settings)) as url:
-        yield {"url": url, "engine": engine, "run": run,
-               "client": openai.OpenAI(base_url=url, api_key=KEY, max_retries=0, timeout=60)}
+        yield {
+            "url": url,
+            "engine": engine,
+            "run": run,
+            "client": openai.OpenAI(base_url=url, api_key=KEY, max_retries=0, timeout=60),
+        }
     engine.close()
 
 
@@ -48,9 +53,10 @@ def direct_greedy(engine, messages, max_new_tokens):
 
     ids = build_prompt(engine.tokenizer, messages, "You take coffee orders.")
     with torch.inference_mode():
-        out = engine.model.generate(torch.tensor([ids]), max_new_tokens=max_new_tokens, do_sample=False,
-                                    pad_token_id=engine.pad_id)
-    new = [t for t in out[0, len(ids):].tolist() if t not in engine.eos_ids]
+        out = engine.model.generate(
+            torch.tensor([ids]), max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=engine.pad_id
+        )
+    new = [t for t in out[0, len(ids) :].tolist() if t not in engine.eos_ids]
     return engine.tokenizer.decode(new, skip_special_tokens=True), len(ids)
 
 
@@ -82,7 +88,8 @@ def test_default_system_prompt_is_used_only_when_the_request_has_none(served):
     user = {"role": "user", "content": "hi"}
     without = ask(served["client"], "hi", max_tokens=1)
     own = served["client"].chat.completions.create(
-        model="tiny", max_tokens=1, temperature=0, messages=[{"role": "system", "content": "Be terse."}, user])
+        model="tiny", max_tokens=1, temperature=0, messages=[{"role": "system", "content": "Be terse."}, user]
+    )
     assert without.usage.prompt_tokens == len(build_prompt(tok, [user], "You take coffee orders."))
     assert own.usage.prompt_tokens == len(build_prompt(tok, [{"role": "system", "content": "Be terse."}, user], None))
     assert without.usage.prompt_tokens != own.usage.prompt_tokens
@@ -102,8 +109,9 @@ def test_streaming_yields_the_same_text_as_a_plain_request(served):
 
 def test_stream_ends_with_done_marker(served):
     body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "stream": True}
-    with httpx.stream("POST", served["url"] + "/chat/completions", json=body,
-                      headers={"Authorization": f"Bearer {KEY}"}, timeout=60) as response:
+    with httpx.stream(
+        "POST", served["url"] + "/chat/completions", json=body, headers={"Authorization": f"Bearer {KEY}"}, timeout=60
+    ) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         events = [line for line in response.iter_lines() if line.startswith("data: ")]
     assert events[-1] == "data: [DONE]"
@@ -135,11 +143,27 @@ BAD = {
     "messages not a list": ({"model": "tiny", "messages": "hi"}, 400, "messages"),
     "empty messages": ({"model": "tiny", "messages": []}, 400, "messages"),
     "unknown role": ({"model": "tiny", "messages": [{"role": "wizard", "content": "hi"}]}, 400, "messages.0.role"),
-    "max_tokens wrong type": ({"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": "ten"}, 400, "max_tokens"),
-    "max_tokens over limit": ({"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 65}, 400, "max_tokens"),
-    "temperature out of range": ({"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "temperature": 9}, 400, "temperature"),
+    "max_tokens wrong type": (
+        {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": "ten"},
+        400,
+        "max_tokens",
+    ),
+    "max_tokens over limit": (
+        {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 65},
+        400,
+        "max_tokens",
+    ),
+    "temperature out of range": (
+        {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "temperature": 9},
+        400,
+        "temperature",
+    ),
     "n above one": ({"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "n": 2}, 400, "n"),
-    "context too long": ({"model": "tiny", "messages": [{"role": "user", "content": "latte " * 1100}]}, 400, "messages"),
+    "context too long": (
+        {"model": "tiny", "messages": [{"role": "user", "content": "latte " * 1100}]},
+        400,
+        "messages",
+    ),
     "unknown model": ({"model": "gpt-9", "messages": [{"role": "user", "content": "hi"}]}, 404, "model"),
 }
 
@@ -148,8 +172,12 @@ BAD = {
 def test_bad_requests_get_an_openai_style_4xx(served, case):
     body, status, param = BAD[case]
     kwargs = {"content": body} if isinstance(body, str) else {"json": body}
-    response = httpx.post(served["url"] + "/chat/completions", headers={"Authorization": f"Bearer {KEY}",
-                          "Content-Type": "application/json"}, timeout=30, **kwargs)
+    response = httpx.post(
+        served["url"] + "/chat/completions",
+        headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
+        timeout=30,
+        **kwargs,
+    )
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}

@@ -26,8 +26,14 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 def server(tiny_model_dir):
     from tunelab.serve.app import ServerThread, ServeSettings, create_app, load_engine
 
-    conf = ServeSettings(model_name="tiny", api_key=KEY, max_tokens_limit=16, default_max_tokens=8,
-                         max_body_bytes=64 * 1024, batch_window=0.01)
+    conf = ServeSettings(
+        model_name="tiny",
+        api_key=KEY,
+        max_tokens_limit=16,
+        default_max_tokens=8,
+        max_body_bytes=64 * 1024,
+        batch_window=0.01,
+    )
     engine = load_engine(tiny_model_dir, conf)
     with ServerThread(create_app(engine, conf)) as url:
         yield url.removesuffix("/v1")
@@ -45,7 +51,10 @@ def api_schema(server):
 def test_server_keeps_its_schema(api_schema, mode):
     operations = [result.ok() for result in api_schema.get_all_operations()]
     assert {(op.method.upper(), op.path) for op in operations} == {
-        ("GET", "/v1/models"), ("GET", "/v1/stats"), ("POST", "/v1/chat/completions")}
+        ("GET", "/v1/models"),
+        ("GET", "/v1/stats"),
+        ("POST", "/v1/chat/completions"),
+    }
     seen: set[int] = set()
 
     @given(st.sampled_from(operations).flatmap(lambda op: op.as_strategy(generation_mode=mode)))
@@ -91,14 +100,28 @@ def test_answers_name_the_problem(server):
     answer = httpx.post(url, headers=AUTH, json=long_prompt)
     assert answer.status_code == 400 and answer.json()["error"]["code"] == "context_length_exceeded"
     assert httpx.post(url, headers=AUTH, json={**good, "max_tokens": 17}).status_code == 400
-    assert httpx.post(url, headers=AUTH, content=b'{"model": "tiny", "messages": [{"role": "user", "content": "\\ud800"}]}').status_code < 500
+    assert (
+        httpx.post(
+            url, headers=AUTH, content=b'{"model": "tiny", "messages": [{"role": "user", "content": "\\ud800"}]}'
+        ).status_code
+        < 500
+    )
 
 
-BAD_BODIES = [b"{", b"[]", b'{"model": "tiny"}', b'{"model": "tiny", "messages": []}', b'{"model": "other", "messages": [{"role": "user", "content": "x"}]}',
-              b'{"model": "tiny", "messages": [{"role": "robot", "content": "x"}]}', b'{"model": "tiny", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1}',
-              b'{"model": "tiny", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}', b"\xff\xfe", b"[" * 5000 + b"]" * 5000,
-              b'{"model": "tiny", "messages": [{"role": "user", "content": "x"}], "n": 3}',
-              b'{"model": "tiny", "messages": [{"role": "user", "content": "x"}], "max_tokens": ' + b"9" * 5000 + b"}"]
+BAD_BODIES = [
+    b"{",
+    b"[]",
+    b'{"model": "tiny"}',
+    b'{"model": "tiny", "messages": []}',
+    b'{"model": "other", "messages": [{"role": "user", "content": "x"}]}',
+    b'{"model": "tiny", "messages": [{"role": "robot", "content": "x"}]}',
+    b'{"model": "tiny", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1}',
+    b'{"model": "tiny", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}',
+    b"\xff\xfe",
+    b"[" * 5000 + b"]" * 5000,
+    b'{"model": "tiny", "messages": [{"role": "user", "content": "x"}], "n": 3}',
+    b'{"model": "tiny", "messages": [{"role": "user", "content": "x"}], "max_tokens": ' + b"9" * 5000 + b"}",
+]
 
 
 def test_bounded_load_mixing_good_and_malformed_requests(server):
@@ -106,19 +129,34 @@ def test_bounded_load_mixing_good_and_malformed_requests(server):
     RSS of this process (which runs the server thread) is printed before and after."""
     url = f"{server}/v1/chat/completions"
     rng = random.Random(16)
-    jobs = [("good", json.dumps({"model": "tiny", "messages": [{"role": "user", "content": f"order {i}"}],
-                                 "max_tokens": 6, "stream": i % 4 == 0}).encode()) if i % 2 else ("bad", rng.choice(BAD_BODIES))
-            for i in range(48)]
+    jobs = [
+        (
+            "good",
+            json.dumps(
+                {
+                    "model": "tiny",
+                    "messages": [{"role": "user", "content": f"order {i}"}],
+                    "max_tokens": 6,
+                    "stream": i % 4 == 0,
+                }
+            ).encode(),
+        )
+        if i % 2
+        else ("bad", rng.choice(BAD_BODIES))
+        for i in range(48)
+    ]
     process = psutil.Process(os.getpid())
     before = process.memory_info().rss
 
     async def run() -> list[tuple[str, int, bytes]]:
         limit = asyncio.Semaphore(8)
         async with httpx.AsyncClient(headers={**AUTH, "content-type": "application/json"}, timeout=120) as client:
+
             async def one(kind: str, body: bytes) -> tuple[str, int, bytes]:
                 async with limit:
                     response = await client.post(url, content=body)
                     return kind, response.status_code, response.content
+
             return await asyncio.gather(*(one(kind, body) for kind, body in jobs))
 
     results = asyncio.run(run())

@@ -17,9 +17,18 @@ sync_api = pytest.importorskip("playwright.sync_api")
 from tunelab.studio.app import Studio, serve_in_thread  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
-YAML = "train:\n  max_steps: 100\n  logging_steps: 1\n  eval_steps: 50\n  save_steps: 50\n  threads: 1\n  batch_size: 2\n"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+YAML = (
+    "train:\n  max_steps: 100\n  logging_steps: 1\n  eval_steps: 50\n  save_steps: 50\n  threads: 1\n  batch_size: 2\n"
+)
 
 
 @pytest.mark.slow
@@ -27,8 +36,21 @@ def test_upload_job_live_curve_reload_playground(tmp_path, tiny_model_dir):
     if not Path(CHROMIUM).exists():
         pytest.fail("Debian package chromium is not installed (make deps)")
     data = tmp_path / "chats.jsonl"
-    data.write_text("".join(json.dumps({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": f"Count to {i}"},
-                                                     {"role": "assistant", "content": " ".join(map(str, range(1, i + 2)))}]}) + "\n" for i in range(20)))
+    data.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "system", "content": "Be brief."},
+                        {"role": "user", "content": f"Count to {i}"},
+                        {"role": "assistant", "content": " ".join(map(str, range(1, i + 2)))},
+                    ]
+                }
+            )
+            + "\n"
+            for i in range(20)
+        )
+    )
     studio = Studio(tmp_path / "studio", api_key="k", base_models=[tiny_model_dir]).start()
     errors: list[str] = []
     with serve_in_thread(studio) as url, sync_api.sync_playwright() as pw:
@@ -80,7 +102,10 @@ def test_upload_job_live_curve_reload_playground(tmp_path, tiny_model_dir):
         page.goto(base + "/#playground")
         page.wait_for_function("document.querySelector('#pg-model').value.startsWith('ft:')")
         page.click("#pg-send")
-        page.wait_for_function("['#pg-a', '#pg-b'].every(s => { const t = document.querySelector(s).textContent; return t && t !== '…'; })", timeout=120000)
+        page.wait_for_function(
+            "['#pg-a', '#pg-b'].every(s => { const t = document.querySelector(s).textContent; return t && t !== '…'; })",
+            timeout=120000,
+        )
         assert not page.inner_text("#pg-a").startswith("error") and not page.inner_text("#pg-b").startswith("error")
         assert page.inner_text("#pg-b-name") == tiny_model_dir
         browser.close()

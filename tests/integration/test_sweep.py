@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from test_adapters import write_tiny_data
+
 from tunelab.config import ConfigError
 
 
@@ -19,7 +19,14 @@ def sweep_file(tmp_path: Path, model_dir: str, trials: int = 3, **extra) -> Path
         "base": {
             "model": {"name": model_dir, "adapter": "lora", "lora": {"r": 4, "alpha": 8}},
             "data": {"train": str(data), "val_fraction": 0.25, "max_length": 128},
-            "train": {"max_steps": 4, "batch_size": 2, "eval_steps": 2, "save_steps": 2, "logging_steps": 1, "threads": 1},
+            "train": {
+                "max_steps": 4,
+                "batch_size": 2,
+                "eval_steps": 2,
+                "save_steps": 2,
+                "logging_steps": 1,
+                "threads": 1,
+            },
         },
         "space": {
             "train.learning_rate": {"type": "float", "low": 1e-4, "high": 5e-2, "log": True},
@@ -52,8 +59,12 @@ def test_sweep_runs_resumes_and_keeps_best(tmp_path, tiny_model_dir):
     assert n_trials_in_db(sweep_dir / "study.db") == 3
     for t in first["trials"]:  # each trial is a normal run directory, checkpoints removed
         run = Path(t["run_dir"])
-        assert (run / "config.yaml").exists() and (run / "metrics.jsonl").exists() and not (run / "checkpoints").exists()
-        assert yaml.safe_load((run / "config.yaml").read_text())["train"]["learning_rate"] == pytest.approx(t["params"]["train.learning_rate"])
+        assert (
+            (run / "config.yaml").exists() and (run / "metrics.jsonl").exists() and not (run / "checkpoints").exists()
+        )
+        assert yaml.safe_load((run / "config.yaml").read_text())["train"]["learning_rate"] == pytest.approx(
+            t["params"]["train.learning_rate"]
+        )
 
     # A second invocation (through the command) with a higher target continues the same study.
     from typer.testing import CliRunner
@@ -90,13 +101,17 @@ def test_sweep_runs_resumes_and_keeps_best(tmp_path, tiny_model_dir):
 def test_sweep_file_errors_name_the_key(tmp_path, tiny_model_dir):
     from tunelab.train.sweep import load_sweep
 
-    path = sweep_file(tmp_path, tiny_model_dir, space={"train.learning_rat": {"type": "float", "low": 1e-4, "high": 1e-2}})
+    path = sweep_file(
+        tmp_path, tiny_model_dir, space={"train.learning_rat": {"type": "float", "low": 1e-4, "high": 1e-2}}
+    )
     with pytest.raises(ConfigError, match="(?s)space.train.learning_rat.*did you mean 'train.learning_rate'"):
         load_sweep(path)
     path = sweep_file(tmp_path, tiny_model_dir, space={"train.batch_size": {"type": "int", "low": 4}})
     with pytest.raises(ConfigError, match="(?s)space.train.batch_size.*'low' <= 'high'"):
         load_sweep(path)
-    path = sweep_file(tmp_path, tiny_model_dir, space={"model.adapter": {"type": "categorical", "choices": ["lora", "loha"]}})
+    path = sweep_file(
+        tmp_path, tiny_model_dir, space={"model.adapter": {"type": "categorical", "choices": ["lora", "loha"]}}
+    )
     with pytest.raises(ConfigError, match="space.model.adapter='loha'"):
         load_sweep(path)
 
@@ -114,8 +129,12 @@ def test_objective_reads_scores_json_or_val_metrics(tmp_path):
     from tunelab.train.sweep import Objective, objective_value
 
     rundir.write_json(tmp_path / "scores.json", {"behaviour": {"appropriateness": 0.75}})
-    rundir.append_jsonl(tmp_path / "metrics.jsonl", {"step": 2, "epoch": 1, "split": "val", "name": "accuracy", "value": 0.5})
-    rundir.append_jsonl(tmp_path / "metrics.jsonl", {"step": 4, "epoch": 2, "split": "val", "name": "accuracy", "value": 0.6})
+    rundir.append_jsonl(
+        tmp_path / "metrics.jsonl", {"step": 2, "epoch": 1, "split": "val", "name": "accuracy", "value": 0.5}
+    )
+    rundir.append_jsonl(
+        tmp_path / "metrics.jsonl", {"step": 4, "epoch": 2, "split": "val", "name": "accuracy", "value": 0.6}
+    )
     assert objective_value(Objective(metric="behaviour.appropriateness", direction="maximize"), tmp_path, {}) == 0.75
     assert objective_value(Objective(metric="accuracy", direction="maximize"), tmp_path, {}) == 0.6
     assert objective_value(Objective(), tmp_path, {"final_val_loss": 1.5}) == 1.5

@@ -66,7 +66,9 @@ def test_training_config_uses_the_split_files_and_validates(tmp_path: Path) -> N
     paths = {name: tmp_path / f"{name}.jsonl" for name in ("train", "val", "eval")}
 
     def config_for(sets: list[str], cpu: dict | None = None, steps: int | None = None, seed: int = 0):
-        return training_config(CONFIG, paths, tmp_path / "run", 40, seed=seed, n_val=20, steps=steps, sets=sets, cpu=cpu)
+        return training_config(
+            CONFIG, paths, tmp_path / "run", 40, seed=seed, n_val=20, steps=steps, sets=sets, cpu=cpu
+        )
 
     config = config_for(["train.batch_size=2"], steps=8, seed=5)
     assert config.model.name == "smollm2-135m" and config.model.adapter == "lora"
@@ -89,30 +91,45 @@ def test_training_config_uses_the_split_files_and_validates(tmp_path: Path) -> N
 
 
 def _row(cid: str, turn: int, ref_act: str, act: str, **detail: bool) -> dict:
-    return {"conversation_id": cid, "turn_index": turn,
-            "behaviour": {"reference_act": ref_act, "act": act, "appropriate": ref_act == act,
-                          "correct": detail.get("args_correct", ref_act == act), **detail}}
+    return {
+        "conversation_id": cid,
+        "turn_index": turn,
+        "behaviour": {
+            "reference_act": ref_act,
+            "act": act,
+            "appropriate": ref_act == act,
+            "correct": detail.get("args_correct", ref_act == act),
+            **detail,
+        },
+    }
 
 
 def test_table_pairs_rows_by_context_and_restricts_tool_call_rows() -> None:
-    base = SimpleNamespace(rows=[
-        _row("a", 1, "tool_call", "inform", name_correct=False, args_correct=False),
-        _row("a", 3, "ask", "ask"),
-        _row("b", 1, "tool_call", "tool_call", name_correct=True, args_correct=False),
-    ])
+    base = SimpleNamespace(
+        rows=[
+            _row("a", 1, "tool_call", "inform", name_correct=False, args_correct=False),
+            _row("a", 3, "ask", "ask"),
+            _row("b", 1, "tool_call", "tool_call", name_correct=True, args_correct=False),
+        ]
+    )
     # The tuned side lists the same contexts in another order.
-    tuned = SimpleNamespace(rows=[
-        _row("b", 1, "tool_call", "tool_call", name_correct=True, args_correct=True),
-        _row("a", 3, "ask", "inform"),
-        _row("a", 1, "tool_call", "tool_call", name_correct=True, args_correct=True),
-    ])
+    tuned = SimpleNamespace(
+        rows=[
+            _row("b", 1, "tool_call", "tool_call", name_correct=True, args_correct=True),
+            _row("a", 3, "ask", "inform"),
+            _row("a", 1, "tool_call", "tool_call", name_correct=True, args_correct=True),
+        ]
+    )
     table = {r["metric"]: r for r in behaviour_table(base, tuned, n_resamples=200, seed=0)}
     assert (table["appropriateness"]["base"], table["appropriateness"]["tuned"]) == (0.667, 0.667)
     assert table["tool_call: name accuracy"]["n"] == 2
     assert (table["tool_call: name accuracy"]["base"], table["tool_call: name accuracy"]["tuned"]) == (0.5, 1.0)
     # each side's own 95% interval (Wilson): 1 of 2 and 2 of 2
     assert table["tool_call: name accuracy"]["base_ci95"] == [0.095, 0.905]
-    assert table["tool_call: name accuracy"]["tuned_ci95"][0] == 0.342 and table["tool_call: name accuracy"]["tuned_ci95"][1] == 1.0
+    assert (
+        table["tool_call: name accuracy"]["tuned_ci95"][0] == 0.342
+        and table["tool_call: name accuracy"]["tuned_ci95"][1] == 1.0
+    )
     assert table["tool_call: args accuracy (exact)"]["delta"] == 1.0
     assert table["ask: appropriateness"]["delta"] == -1.0
     assert table["steer: appropriateness"]["n"] == 0
@@ -122,10 +139,20 @@ def test_table_pairs_rows_by_context_and_restricts_tool_call_rows() -> None:
 def test_retable_rebuilds_the_table_of_a_finished_run_from_its_saved_predictions(tmp_path) -> None:
     from tunelab.rundir import PREDICTIONS, read_json, write_json, write_jsonl
 
-    write_jsonl(tmp_path / "eval_base" / PREDICTIONS, [_row("a", 1, "tool_call", "inform", name_correct=False),
-                                                        _row("b", 1, "tool_call", "tool_call", name_correct=True)])
-    write_jsonl(tmp_path / "eval_tuned" / PREDICTIONS, [_row("b", 1, "tool_call", "tool_call", name_correct=True),
-                                                         _row("a", 1, "tool_call", "tool_call", name_correct=True)])
+    write_jsonl(
+        tmp_path / "eval_base" / PREDICTIONS,
+        [
+            _row("a", 1, "tool_call", "inform", name_correct=False),
+            _row("b", 1, "tool_call", "tool_call", name_correct=True),
+        ],
+    )
+    write_jsonl(
+        tmp_path / "eval_tuned" / PREDICTIONS,
+        [
+            _row("b", 1, "tool_call", "tool_call", name_correct=True),
+            _row("a", 1, "tool_call", "tool_call", name_correct=True),
+        ],
+    )
     write_json(tmp_path / "results.json", {"seed": 0, "table": [], "timing": {"train": {"wall_s": 1.0}}})
     retable(tmp_path, n_resamples=200, seed=0)
     results = read_json(tmp_path / "results.json")
@@ -134,13 +161,19 @@ def test_retable_rebuilds_the_table_of_a_finished_run_from_its_saved_predictions
     assert results["timing"] == {"train": {"wall_s": 1.0}}  # the rest is kept
 
 
-@pytest.mark.parametrize("line, says", [
-    (b'{"conversation_id": "a", "turn_index": 1', "(row): invalid JSON"),
-    (b'{"conversation_id": "a", "turn_index": 1, "behaviour": {"act": "\\ud800"}}', "behaviour.act: holds a lone surrogate"),
-    (b'{"conversation_id": "a", "turn_index": 1, "behaviour": ' + b"[" * 5000 + b"]" * 5000 + b"}", "(row): "),
-    (b'{"conversation_id": "a", "turn_index": 1}', "behaviour: missing, or not of type dict"),
-    (b'{"conversation_id": "a", "turn_index": "1", "behaviour": {}}', "turn_index: missing, or not of type int"),
-])
+@pytest.mark.parametrize(
+    "line, says",
+    [
+        (b'{"conversation_id": "a", "turn_index": 1', "(row): invalid JSON"),
+        (
+            b'{"conversation_id": "a", "turn_index": 1, "behaviour": {"act": "\\ud800"}}',
+            "behaviour.act: holds a lone surrogate",
+        ),
+        (b'{"conversation_id": "a", "turn_index": 1, "behaviour": ' + b"[" * 5000 + b"]" * 5000 + b"}", "(row): "),
+        (b'{"conversation_id": "a", "turn_index": 1}', "behaviour: missing, or not of type dict"),
+        (b'{"conversation_id": "a", "turn_index": "1", "behaviour": {}}', "turn_index: missing, or not of type int"),
+    ],
+)
 def test_retable_refuses_a_broken_saved_reply_naming_file_line_and_field(tmp_path, line: bytes, says: str) -> None:
     import json
 
@@ -150,7 +183,9 @@ def test_retable_refuses_a_broken_saved_reply_naming_file_line_and_field(tmp_pat
     write_jsonl(tmp_path / "eval_base" / PREDICTIONS, [good])
     # a BOM before the first row is fine; the second row is the broken one
     (tmp_path / "eval_tuned").mkdir()
-    (tmp_path / "eval_tuned" / PREDICTIONS).write_bytes(b"\xef\xbb\xbf" + json.dumps(good).encode() + b"\n" + line + b"\n")
+    (tmp_path / "eval_tuned" / PREDICTIONS).write_bytes(
+        b"\xef\xbb\xbf" + json.dumps(good).encode() + b"\n" + line + b"\n"
+    )
     write_json(tmp_path / "results.json", {"seed": 0, "table": []})
     with pytest.raises(SavedRunError) as exc:
         retable(tmp_path, n_resamples=200, seed=0)

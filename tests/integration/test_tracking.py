@@ -16,6 +16,7 @@ import pytest
 os.environ.setdefault("TRACKIO_DIR", tempfile.mkdtemp(prefix="tunelab-trackio-"))
 
 from test_adapters import tiny_config  # noqa: E402
+
 from tunelab import rundir  # noqa: E402
 
 PROJECT = f"tunelab-test-{os.getpid()}"
@@ -27,7 +28,14 @@ def tracked_run(tmp_path_factory, tiny_model_dir) -> Path:
     from tunelab.train.recipes.sft import train
 
     tmp = tmp_path_factory.mktemp("tracked")
-    config = tiny_config(tmp, tiny_model_dir, track=["tensorboard", "mlflow", "wandb", "trackio"], run_name="tiny-tracked", tags=["test", "tiny"], project=PROJECT)
+    config = tiny_config(
+        tmp,
+        tiny_model_dir,
+        track=["tensorboard", "mlflow", "wandb", "trackio"],
+        run_name="tiny-tracked",
+        tags=["test", "tiny"],
+        project=PROJECT,
+    )
     with pytest.MonkeyPatch.context() as mp:
         for var in ("WANDB_API_KEY", "WANDB_MODE", "MLFLOW_TRACKING_URI"):
             mp.delenv(var, raising=False)
@@ -80,8 +88,8 @@ def read_wandb_records(path: Path) -> list:
         if block - pos % block < 7:  # too little room for a header: the block's tail is padding
             pos += block - pos % block
             continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        chunk = data[pos + 7:pos + 7 + length]
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        chunk = data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind == 1:
             records.append(chunk)

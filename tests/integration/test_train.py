@@ -24,11 +24,23 @@ def write_cafe(path: Path, n: int, seed: int) -> str:
 
 
 def tiny_config(tmp_path: Path, model_dir: str, out: str, **train: object) -> dict:
-    settings = {"max_steps": 12, "learning_rate": 5e-3, "batch_size": 4, "eval_steps": 4, "save_steps": 4, "logging_steps": 2, "seed": 7}
+    settings = {
+        "max_steps": 12,
+        "learning_rate": 5e-3,
+        "batch_size": 4,
+        "eval_steps": 4,
+        "save_steps": 4,
+        "logging_steps": 2,
+        "seed": 7,
+    }
     settings.update(train)
     return {
         "model": {"name": model_dir, "lora": {"r": 8, "alpha": 16, "dropout": 0.1}},
-        "data": {"train": write_cafe(tmp_path / "train.jsonl", 48, 1), "val": write_cafe(tmp_path / "val.jsonl", 8, 2), "max_length": 256},
+        "data": {
+            "train": write_cafe(tmp_path / "train.jsonl", 48, 1),
+            "val": write_cafe(tmp_path / "val.jsonl", 8, 2),
+            "max_length": 256,
+        },
         "train": settings,
         "output": {"dir": str(tmp_path / out)},
     }
@@ -37,7 +49,14 @@ def tiny_config(tmp_path: Path, model_dir: str, out: str, **train: object) -> di
 def test_run_directory_contract(tmp_path, tiny_model_dir):
     summary = train(load(data=tiny_config(tmp_path, tiny_model_dir, "run")))
     run = tmp_path / "run"
-    assert {p.name for p in run.iterdir()} == {"config.yaml", "data_report.json", "metrics.jsonl", "checkpoints", "adapter", "summary.json"}
+    assert {p.name for p in run.iterdir()} == {
+        "config.yaml",
+        "data_report.json",
+        "metrics.jsonl",
+        "checkpoints",
+        "adapter",
+        "summary.json",
+    }
     resolved = yaml.safe_load((run / "config.yaml").read_text())
     assert resolved["train"]["scheduler"] == "cosine" and resolved["model"]["lora"]["target_modules"] == "all-linear"
     rows = rundir.read_jsonl(run / "metrics.jsonl")
@@ -61,15 +80,17 @@ def test_full_fine_tuning_writes_a_model(tmp_path, tiny_model_dir):
 def test_target_only_head_gives_the_stock_loss(tmp_path, tiny_model_dir):
     import torch
 
-    from tunelab.train.trainer import ExampleDataset, MaskedLossTrainer, PadCollator, load_trainable, training_arguments
-    from tunelab.train.callbacks import TokenProgressCallback
     from tunelab.data.prepare import prepare
+    from tunelab.train.callbacks import TokenProgressCallback
+    from tunelab.train.trainer import ExampleDataset, MaskedLossTrainer, PadCollator, load_trainable, training_arguments
 
     config = load(data=tiny_config(tmp_path, tiny_model_dir, "x"))
     model, tokenizer = load_trainable(config)
     data = prepare(config.data, tokenizer, tmp_path)
     batch = PadCollator(tokenizer.pad_token_id)([ExampleDataset(data.train)[i] for i in range(4)])
-    trainer = MaskedLossTrainer(model=model, args=training_arguments(config, tmp_path / "x", False), progress=TokenProgressCallback())
+    trainer = MaskedLossTrainer(
+        model=model, args=training_arguments(config, tmp_path / "x", False), progress=TokenProgressCallback()
+    )
     with torch.no_grad():
         fast = trainer.compute_loss(model, dict(batch))
         stock = model(**batch).loss
@@ -84,7 +105,12 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, tiny_model_dir):
     cfg_path = tmp_path / "killed.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "tunelab.cli", "train", str(cfg_path)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tunelab.cli", "train", str(cfg_path)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     marker = tmp_path / "killed" / "checkpoints" / "checkpoint-8" / "trainer_state.json"
     deadline = time.time() + 300
     while not marker.exists() and time.time() < deadline and proc.poll() is None:
@@ -97,7 +123,11 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, tiny_model_dir):
     resumed = train(load(cfg_path), resume=True)
     assert resumed["steps"] == 24
     assert resumed["final_val_loss"] == pytest.approx(straight["final_val_loss"], abs=1e-4)
-    steps_logged = [r["step"] for r in rundir.read_jsonl(tmp_path / "killed" / "metrics.jsonl") if r["name"] == "loss" and r["split"] == "train"]
+    steps_logged = [
+        r["step"]
+        for r in rundir.read_jsonl(tmp_path / "killed" / "metrics.jsonl")
+        if r["name"] == "loss" and r["split"] == "train"
+    ]
     assert steps_logged == sorted(set(steps_logged))  # no step logged twice after the resume
     # The token count covers the steps before the kill too, not only those since the resume.
     assert resumed["trained_tokens"] == straight["trained_tokens"] > resumed["throughput"]["tokens"]
@@ -109,7 +139,9 @@ def test_resume_at_the_last_checkpoint_trains_no_further_step(tmp_path, tiny_mod
 
     from safetensors.torch import load_file
 
-    config = load(data=tiny_config(tmp_path, tiny_model_dir, "run", max_steps=4, save_steps=2, eval_steps=2))  # 12 steps per epoch
+    config = load(
+        data=tiny_config(tmp_path, tiny_model_dir, "run", max_steps=4, save_steps=2, eval_steps=2)
+    )  # 12 steps per epoch
     first = train(config)
     run = tmp_path / "run"
     shutil.move(run / "adapter", tmp_path / "adapter-first")
@@ -120,7 +152,9 @@ def test_resume_at_the_last_checkpoint_trains_no_further_step(tmp_path, tiny_mod
     assert max(r["step"] for r in rundir.read_jsonl(run / "metrics.jsonl")) == 4
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["checkpoint-2", "checkpoint-4"]
     before, after = (load_file(d / "adapter_model.safetensors") for d in (tmp_path / "adapter-first", run / "adapter"))
-    assert before.keys() == after.keys() and all(before[k].equal(after[k]) for k in before)  # the same (best) weights saved
+    assert before.keys() == after.keys() and all(
+        before[k].equal(after[k]) for k in before
+    )  # the same (best) weights saved
 
 
 def test_refuses_to_overwrite_or_resume_nothing(tmp_path, tiny_model_dir):
@@ -141,7 +175,10 @@ def test_unknown_key_names_it_and_suggests(tmp_path):
 
 
 def test_overrides_are_typed_and_defaults_are_filled():
-    config = load(data={"data": {"train": "x"}}, overrides=["train.learning_rate=3e-4", "model.lora.target_modules=[q_proj, v_proj]"])
+    config = load(
+        data={"data": {"train": "x"}},
+        overrides=["train.learning_rate=3e-4", "model.lora.target_modules=[q_proj, v_proj]"],
+    )
     assert config.train.learning_rate == 3e-4 and config.model.lora.target_modules == ["q_proj", "v_proj"]
     assert config.model.name == "smollm2-135m" and config.train.epochs == 1.0
 
@@ -157,7 +194,12 @@ def test_real_smollm2_trains_and_reloads(tmp_path, smol_dir):
     assert summary["steps"] == 2 and summary["final_val_loss"] < 5
     model, tokenizer = load_model(str(tmp_path / "smol"))
     assert type(model).__name__ == "PeftModelForCausalLM"
-    ids = tokenizer.apply_chat_template([{"role": "user", "content": "A latte, please."}], add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "A latte, please."}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
     with torch.no_grad():
         out = model.generate(**ids, max_new_tokens=8, do_sample=False)
     assert out.shape[1] > ids["input_ids"].shape[1]
@@ -177,7 +219,9 @@ def test_bf16_base_trains_fp32_adapter_and_merges_into_the_fp32_base(tmp_path, t
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "bf16" / "merged")
     assert {p.dtype for p in merged.parameters()} == {torch.float32}
     # the merged weights are the adapter folded into the fp32 base, not into a bf16-rounded copy
-    on_base = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32), tmp_path / "bf16" / "adapter").merge_and_unload()
+    on_base = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32), tmp_path / "bf16" / "adapter"
+    ).merge_and_unload()
     for (name, a), b in zip(merged.state_dict().items(), on_base.state_dict().values()):
         assert torch.equal(a, b), name
 
@@ -209,10 +253,19 @@ def test_compiled_layers_train_like_eager_ones_and_save_a_plain_adapter(tmp_path
     # Fused kernels sum in another order: equal to 1e-3, while the 4 steps move the loss by 0.7%
     # (a compile that cut the adapter out of the graph would leave the loss where it started).
     assert compiled["final_val_loss"] == pytest.approx(eager["final_val_loss"], rel=1e-3)
-    loss = lambda run: [r["value"] for r in rundir.read_jsonl(tmp_path / run / "metrics.jsonl") if (r["split"], r["name"]) == ("train", "loss")]
+
+    def loss(run: str) -> list[float]:
+        return [
+            r["value"]
+            for r in rundir.read_jsonl(tmp_path / run / "metrics.jsonl")
+            if (r["split"], r["name"]) == ("train", "loss")
+        ]
+
     assert loss("compiled") == pytest.approx(loss("eager"), rel=1e-3)
     assert loss("compiled")[-1] < loss("compiled")[0] - 0.03
-    reloaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32), tmp_path / "compiled" / "adapter")
+    reloaded = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32), tmp_path / "compiled" / "adapter"
+    )
     assert any("lora_A" in name for name, _ in reloaded.named_parameters())
 
 
@@ -233,11 +286,19 @@ def test_shuffle_false_batches_in_file_order_and_needs_ungrouped_batches(tmp_pat
         config = load(data=tiny_config(tmp_path, tiny_model_dir, "x", **train_settings))
         model, tokenizer = load_trainable(config)
         data = prepare(config.data, tokenizer, tmp_path)
-        trainer = MaskedLossTrainer(model=model, args=training_arguments(config, tmp_path / "x", False), train_dataset=ExampleDataset(data.train),
-                                    data_collator=PadCollator(tokenizer.pad_token_id), progress=TokenProgressCallback())
+        trainer = MaskedLossTrainer(
+            model=model,
+            args=training_arguments(config, tmp_path / "x", False),
+            train_dataset=ExampleDataset(data.train),
+            data_collator=PadCollator(tokenizer.pad_token_id),
+            progress=TokenProgressCallback(),
+        )
         batch = next(iter(trainer.get_train_dataloader()))
         in_file = [ExampleDataset(data.train)[i]["input_ids"] for i in range(len(data.train))]
-        return [in_file.index([t for t, m in zip(row, mask) if m]) for row, mask in zip(batch["input_ids"].tolist(), batch["attention_mask"].tolist())]
+        return [
+            in_file.index([t for t, m in zip(row, mask) if m])
+            for row, mask in zip(batch["input_ids"].tolist(), batch["attention_mask"].tolist())
+        ]
 
     assert first_batch(shuffle=False, group_by_length=False) == [0, 1, 2, 3]
     assert first_batch(group_by_length=False) != [0, 1, 2, 3]  # the seeded shuffle (seed 7) starts elsewhere

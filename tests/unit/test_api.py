@@ -29,7 +29,12 @@ def test_the_api_is_exported_under_names_no_subpackage_takes():
 def test_keyword_sections_lie_over_a_dict():
     base = {"data": {"train": "t.jsonl"}, "train": {"max_steps": 5, "epochs": 2}}
     config = tunelab.load_config(base, ["output.dir=runs/x"], train={"max_steps": 3})
-    assert (config.train.max_steps, config.train.epochs, config.output.dir, config.data.train) == (3, 2, "runs/x", "t.jsonl")
+    assert (config.train.max_steps, config.train.epochs, config.output.dir, config.data.train) == (
+        3,
+        2,
+        "runs/x",
+        "t.jsonl",
+    )
     assert base["train"]["max_steps"] == 5  # the caller's dict is not changed
 
 

@@ -11,64 +11,74 @@ from tunelab.messages import Message, ToolCall
 
 
 def _call(name: str, **args: object) -> dict:
-    return {"role": "assistant", "content": "",
-            "tool_calls": [{"id": "call_1", "type": "function",
-                            "function": {"name": name, "arguments": json.dumps(args)}}]}
+    return {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}],
+    }
 
 
-@pytest.mark.parametrize(("text", "slot"), [
-    ("How many shots would you like?", "shots"),
-    ("Single or double?", "shots"),
-    ("What size would you like that in?", "size"),
-    ("Small, medium or large?", "size"),
-    ("How many lattes would you like?", "quantity"),
-    ("Would you like it hot or iced?", "temperature"),
-    ("Which milk would you like?", "milk"),
-    ("Would you like oat or almond?", "milk"),
-    ("Regular or decaf?", "caffeine"),
-    ("Any sweetener or syrup with that?", "sweetener"),
-    ("What flavor would you like?", "flavor"),
-    ("Can I get a name for the order?", "name"),
-    ("Is this for here or to go?", "pickup"),
-    ("What time would you like to pick it up?", "pickup"),
-    ("Would you like anything to eat with that?", "food"),
-    ("What can I get for you today?", "drink"),
-    ("Would you like a hot chocolate?", "drink"),  # an item, not a temperature question
-    ("Do you want English Breakfast tea or Lavender Earl Grey tea?", "drink"),  # not a flavor question
-    ("what size would you like that in", "size"),  # no question mark
-])
+@pytest.mark.parametrize(
+    ("text", "slot"),
+    [
+        ("How many shots would you like?", "shots"),
+        ("Single or double?", "shots"),
+        ("What size would you like that in?", "size"),
+        ("Small, medium or large?", "size"),
+        ("How many lattes would you like?", "quantity"),
+        ("Would you like it hot or iced?", "temperature"),
+        ("Which milk would you like?", "milk"),
+        ("Would you like oat or almond?", "milk"),
+        ("Regular or decaf?", "caffeine"),
+        ("Any sweetener or syrup with that?", "sweetener"),
+        ("What flavor would you like?", "flavor"),
+        ("Can I get a name for the order?", "name"),
+        ("Is this for here or to go?", "pickup"),
+        ("What time would you like to pick it up?", "pickup"),
+        ("Would you like anything to eat with that?", "food"),
+        ("What can I get for you today?", "drink"),
+        ("Would you like a hot chocolate?", "drink"),  # an item, not a temperature question
+        ("Do you want English Breakfast tea or Lavender Earl Grey tea?", "drink"),  # not a flavor question
+        ("what size would you like that in", "size"),  # no question mark
+    ],
+)
 def test_ask_and_its_slot(text: str, slot: str) -> None:
     act = classify(text)
     assert (act.act, act.slot) == ("ask", slot)
 
 
-@pytest.mark.parametrize(("text", "act"), [
-    # real agent turns from Taskmaster-4
-    ("is the order displayed correct and ready to send off to be made?", "confirm"),
-    ("OK. Just confirm the order all looks correct and I'll send it off to be made for you.", "confirm"),
-    ("Please check the details of your order. Are you ready to send it to the coffee bar?", "confirm"),
-    ("To confirm, an extra large spiced Cortado with whole milk?", "confirm"),
-    ("Sure. Here's your Latte on the screen. Does it look okay?", "confirm"),
-    ("ok, then you can pick up your drink over at the bar in a few minutes.", "closing"),
-    ("OK. Your order will be ready shortly. Have a Brew-tiful day!", "closing"),
-    ("great i have confirmed your order and it will be ready shortly. thank you for being a loyal customer",
-     "closing"),
-    ("You're welcome, and your order is coming right up!", "closing"),
-    ("OK, it will be at the coffee bar soon.", "closing"),
-    ("We have vanilla, sugar free vanilla, hazelnut, chocolate sauce, caramel sauce, honey, and sugar.", "inform"),
-    ("It is just steamed milk and microfoam", "inform"),
-    ("I'm sorry but we don't have that in our menu, would you like to order something else?", "steer"),
-    ("I'm sorry, I cannot help you with that, would you like to order a beverage from the menu, please?", "steer"),
-    ("I dont see Mocha on our menu. Did you mean a Macchiato?", "steer"),
-    ("I don't know the answer to that but I can help you order coffee or tea.", "steer"),
-    ("Sorry, that isn't on our menu. Do you want something else?", "steer"),
-    ("Sure, how many shots?", "ask"),
-    ("Hello! What would you like to order?", "ask"),
-    # hand-written
-    ("Let's get back to your order: what size?", "steer"),
-    ("Enjoy your coffee, goodbye!", "closing"),
-    ("   ", "none"),
-])
+@pytest.mark.parametrize(
+    ("text", "act"),
+    [
+        # real agent turns from Taskmaster-4
+        ("is the order displayed correct and ready to send off to be made?", "confirm"),
+        ("OK. Just confirm the order all looks correct and I'll send it off to be made for you.", "confirm"),
+        ("Please check the details of your order. Are you ready to send it to the coffee bar?", "confirm"),
+        ("To confirm, an extra large spiced Cortado with whole milk?", "confirm"),
+        ("Sure. Here's your Latte on the screen. Does it look okay?", "confirm"),
+        ("ok, then you can pick up your drink over at the bar in a few minutes.", "closing"),
+        ("OK. Your order will be ready shortly. Have a Brew-tiful day!", "closing"),
+        (
+            "great i have confirmed your order and it will be ready shortly. thank you for being a loyal customer",
+            "closing",
+        ),
+        ("You're welcome, and your order is coming right up!", "closing"),
+        ("OK, it will be at the coffee bar soon.", "closing"),
+        ("We have vanilla, sugar free vanilla, hazelnut, chocolate sauce, caramel sauce, honey, and sugar.", "inform"),
+        ("It is just steamed milk and microfoam", "inform"),
+        ("I'm sorry but we don't have that in our menu, would you like to order something else?", "steer"),
+        ("I'm sorry, I cannot help you with that, would you like to order a beverage from the menu, please?", "steer"),
+        ("I dont see Mocha on our menu. Did you mean a Macchiato?", "steer"),
+        ("I don't know the answer to that but I can help you order coffee or tea.", "steer"),
+        ("Sorry, that isn't on our menu. Do you want something else?", "steer"),
+        ("Sure, how many shots?", "ask"),
+        ("Hello! What would you like to order?", "ask"),
+        # hand-written
+        ("Let's get back to your order: what size?", "steer"),
+        ("Enjoy your coffee, goodbye!", "closing"),
+        ("   ", "none"),
+    ],
+)
 def test_act_of_replies(text: str, act: str) -> None:
     assert classify(text).act == act
 
@@ -79,10 +89,14 @@ def test_a_question_with_sorry_is_still_an_ask() -> None:
 
 def test_tool_calls_from_message_dict_and_text() -> None:
     from_dict = classify(_call("add_order_item", menu_item_id="latte-1", quantity="1"))
-    from_message = classify(Message(role="assistant", tool_calls=(ToolCall("add_order_item",
-                                                                            '{"quantity": "1", "menu_item_id": "latte-1"}'),)))
-    from_text = classify('<tool_call>{"name": "add_order_item", "arguments": {"menu_item_id": "latte-1", '
-                         '"quantity": "1"}}</tool_call>')
+    from_message = classify(
+        Message(
+            role="assistant", tool_calls=(ToolCall("add_order_item", '{"quantity": "1", "menu_item_id": "latte-1"}'),)
+        )
+    )
+    from_text = classify(
+        '<tool_call>{"name": "add_order_item", "arguments": {"menu_item_id": "latte-1", "quantity": "1"}}</tool_call>'
+    )
     assert from_dict.act == from_message.act == from_text.act == "tool_call"
     # argument order does not matter, the values do
     assert from_dict.tool_calls == from_message.tool_calls == from_text.tool_calls
@@ -117,14 +131,20 @@ def test_confirm_needs_the_reference_items() -> None:
 
 def test_tool_call_name_and_arguments_are_scored_separately() -> None:
     ref = _call("add_order_item", menu_item_id="latte-1", quantity="1")
-    preds = [_call("add_order_item", quantity="1", menu_item_id="latte-1"),
-             _call("add_order_item", menu_item_id="mocha-1", quantity="1"),
-             _call("add_order_item", menu_item_id="Latte-1 ", quantity="1"),
-             _call("get_menu_items", query="latte"),
-             "Sure, one latte."]
+    preds = [
+        _call("add_order_item", quantity="1", menu_item_id="latte-1"),
+        _call("add_order_item", menu_item_id="mocha-1", quantity="1"),
+        _call("add_order_item", menu_item_id="Latte-1 ", quantity="1"),
+        _call("get_menu_items", query="latte"),
+        "Sure, one latte.",
+    ]
     result = score_pairs(preds, [ref] * 5)
-    assert result["tool_call"] == {"n": 5, "name_accuracy": 0.6, "args_exact_accuracy": 0.2,
-                                   "args_normalised_accuracy": 0.4}
+    assert result["tool_call"] == {
+        "n": 5,
+        "name_accuracy": 0.6,
+        "args_exact_accuracy": 0.2,
+        "args_normalised_accuracy": 0.4,
+    }
     assert result["per_act"]["tool_call"] == {"n": 5, "appropriateness": 0.8, "correctness": 0.2}
 
 
@@ -146,8 +166,9 @@ def test_score_pairs_totals_and_confusion_matrix() -> None:
 def test_lexicon_is_extensible_data(tmp_path) -> None:
     assert classify("Would you like it in a mug?").slot != "cup"
     path = tmp_path / "lexicon.json"
-    path.write_text(json.dumps({"slots": {"cup": {"cues": ["mug", "cup"], "values": ["ceramic"]}},
-                                "items": ["babyccino"]}))
+    path.write_text(
+        json.dumps({"slots": {"cup": {"cues": ["mug", "cup"], "values": ["ceramic"]}}, "items": ["babyccino"]})
+    )
     lexicon = load_lexicon(path)
     assert classify("Would you like it in a mug?", lexicon).slot == "cup"
     assert "babyccino" in classify("So that's one babyccino, correct?", lexicon).mentions
@@ -158,8 +179,13 @@ def test_lexicon_is_extensible_data(tmp_path) -> None:
 def test_missing_slots_from_the_last_tool_result() -> None:
     context = [
         {"role": "user", "content": "an espresso"},
-        {"role": "tool", "tool_call_id": "call_1", "content": json.dumps(
-            {"order_id": "1", "unfilled_attributes": [{"attribute_id": "espresso-shots", "options": ["Single"]}]})},
+        {
+            "role": "tool",
+            "tool_call_id": "call_1",
+            "content": json.dumps(
+                {"order_id": "1", "unfilled_attributes": [{"attribute_id": "espresso-shots", "options": ["Single"]}]}
+            ),
+        },
     ]
     assert missing_slots(context) == ("shots",)
     assert missing_slots(context[:1]) == ()

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from tunelab.data.validate import validate_file
 from tunelab.data.formats import read_conversations
 from tunelab.data.split import dedupe, split
 from tunelab.data.tokenize import ensure_template
+from tunelab.data.validate import validate_file
 from tunelab.rundir import read_jsonl
 
 GOOD = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}
@@ -30,15 +30,66 @@ def write_lines(path, lines):
 
 BAD_ROWS = {
     "invalid_json": ('{"messages": [', "(row)", "invalid JSON"),
-    "unknown_role": (json.dumps({"messages": [{"role": "robot", "content": "x"}, {"role": "assistant", "content": "y"}]}), "messages[0].role", "unknown role 'robot'"),
-    "empty_content": (json.dumps({"messages": [{"role": "user", "content": "  "}, {"role": "assistant", "content": "y"}]}), "messages[0].content", "empty content"),
+    "unknown_role": (
+        json.dumps({"messages": [{"role": "robot", "content": "x"}, {"role": "assistant", "content": "y"}]}),
+        "messages[0].role",
+        "unknown role 'robot'",
+    ),
+    "empty_content": (
+        json.dumps({"messages": [{"role": "user", "content": "  "}, {"role": "assistant", "content": "y"}]}),
+        "messages[0].content",
+        "empty content",
+    ),
     "no_assistant": (json.dumps({"messages": [{"role": "user", "content": "Hi"}]}), "messages", "no assistant turn"),
-    "wrong_order": (json.dumps({"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}, {"role": "assistant", "content": "c"}]}), "messages[1].role", "wrong role order: user after user"),
-    "system_late": (json.dumps({"messages": [{"role": "user", "content": "a"}, {"role": "system", "content": "b"}, {"role": "assistant", "content": "c"}]}), "messages[1].role", "system message may only come first"),
+    "wrong_order": (
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "user", "content": "a"},
+                    {"role": "user", "content": "b"},
+                    {"role": "assistant", "content": "c"},
+                ]
+            }
+        ),
+        "messages[1].role",
+        "wrong role order: user after user",
+    ),
+    "system_late": (
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "user", "content": "a"},
+                    {"role": "system", "content": "b"},
+                    {"role": "assistant", "content": "c"},
+                ]
+            }
+        ),
+        "messages[1].role",
+        "system message may only come first",
+    ),
     "invalid_utf8": (b'{"messages": [{"role": "user", "content": "caf\xe9"}]}', "(row)", "invalid UTF-8"),
-    "missing_key": (json.dumps({"messages": [{"content": "Hi"}, {"role": "assistant", "content": "y"}]}), "messages[0].role", "missing key"),
+    "missing_key": (
+        json.dumps({"messages": [{"content": "Hi"}, {"role": "assistant", "content": "y"}]}),
+        "messages[0].role",
+        "missing key",
+    ),
     "missing_messages": (json.dumps({"prompt": "x", "messages_": []}), "messages", "missing key"),
-    "bad_tool_args": (json.dumps({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "{nope"}}]}]}), "messages[1].tool_calls[0].function.arguments", "not valid JSON"),
+    "bad_tool_args": (
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "user", "content": "a"},
+                    {
+                        "role": "assistant",
+                        "content": "",
+                        "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "{nope"}}],
+                    },
+                ]
+            }
+        ),
+        "messages[1].tool_calls[0].function.arguments",
+        "not valid JSON",
+    ),
 }
 
 
@@ -74,7 +125,10 @@ def test_token_statistics(tmp_path, tokenizer):
 
 
 def test_sharegpt_and_alpaca_are_detected(tmp_path):
-    share = write_lines(tmp_path / "s.jsonl", [json.dumps({"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]})])
+    share = write_lines(
+        tmp_path / "s.jsonl",
+        [json.dumps({"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]})],
+    )
     alpaca = write_lines(tmp_path / "a.jsonl", [json.dumps({"instruction": "Add", "input": "2 and 2", "output": "4"})])
     s, a = read_conversations(share), read_conversations(alpaca)
     assert s.fmt == "sharegpt" and [m.role for m in s.conversations[0].messages] == ["user", "assistant"]
@@ -87,7 +141,13 @@ def test_openai_tool_calls_and_weights_are_read(tmp_path):
     row = {
         "messages": [
             {"role": "user", "content": "add a latte"},
-            {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "add", "arguments": "{\"item\": \"latte\"}"}}]},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "add", "arguments": '{"item": "latte"}'}}
+                ],
+            },
             {"role": "tool", "tool_call_id": "c1", "content": "{}"},
             {"role": "assistant", "content": "Done.", "weight": 0},
             {"role": "user", "content": "thanks"},
@@ -100,7 +160,10 @@ def test_openai_tool_calls_and_weights_are_read(tmp_path):
 
 
 def test_split_is_by_conversation_seeded_and_deduplicated(tmp_path):
-    rows = [{"messages": [{"role": "user", "content": f"q{i % 30}"}, {"role": "assistant", "content": "a"}]} for i in range(40)]
+    rows = [
+        {"messages": [{"role": "user", "content": f"q{i % 30}"}, {"role": "assistant", "content": "a"}]}
+        for i in range(40)
+    ]
     convs = read_conversations(write_lines(tmp_path / "d.jsonl", [json.dumps(r) for r in rows])).conversations
     unique, removed = dedupe(convs)
     assert (len(unique), removed) == (30, 10)

@@ -54,9 +54,15 @@ def test_a_reply_that_ends_early_counts_only_its_own_tokens(smol, batch):
     end_of_turn = tokenizer.convert_tokens_to_ids("<|im_end|>")
     with torch.inference_mode():
         for prompt, reply in zip(prompts, replies):
-            alone = model.generate(input_ids=torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
-                                   max_new_tokens=MAX_NEW, do_sample=False, eos_token_id=end_of_turn, pad_token_id=end_of_turn)
-            own = alone[0, len(prompt):].tolist()
+            alone = model.generate(
+                input_ids=torch.tensor([prompt]),
+                attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                max_new_tokens=MAX_NEW,
+                do_sample=False,
+                eos_token_id=end_of_turn,
+                pad_token_id=end_of_turn,
+            )
+            own = alone[0, len(prompt) :].tolist()
             if reply.new_tokens < MAX_NEW:
                 # Generated alone, the reply is these tokens and then the end-of-turn token, nothing more.
                 assert own == [*reply.token_ids, end_of_turn]

@@ -39,7 +39,8 @@ def test_the_judge_agrees_with_the_labels() -> None:
     for row in rows:
         verdict = judge_expected(row["reply"], row["expected"])
         if verdict.right != (row["label"] == "right"):
-            disagreements.append(f"{row['id']}: label {row['label']} ({row['reason']}); judge: {verdict.reason}; "
-                                 f"reply: {row['reply']!r}")
+            disagreements.append(
+                f"{row['id']}: label {row['label']} ({row['reason']}); judge: {verdict.reason}; reply: {row['reply']!r}"
+            )
     agreement = 1 - len(disagreements) / len(rows)
     assert agreement >= 0.97, f"agreement {agreement:.1%} on {len(rows)}:\n" + "\n".join(disagreements)

@@ -40,7 +40,9 @@ def test_bleu_and_chrf_are_sacrebleu_scaled_to_one():
         assert metrics.bleu(pred, ref) == pytest.approx(sacrebleu.sentence_bleu(pred, [ref]).score / 100)
         assert metrics.chrf(pred, ref) == pytest.approx(sacrebleu.sentence_chrf(pred, [ref]).score / 100)
     preds, refs = zip(*PAIRS)
-    assert metrics.corpus_bleu(preds, refs) == pytest.approx(sacrebleu.corpus_bleu(list(preds), [list(refs)]).score / 100)
+    assert metrics.corpus_bleu(preds, refs) == pytest.approx(
+        sacrebleu.corpus_bleu(list(preds), [list(refs)]).score / 100
+    )
     assert 0 < metrics.chrf(PRED, REF) < 1
 
 
@@ -74,7 +76,8 @@ def test_meteor_without_wordnet_matches_no_synonyms(wordnet):
     assert with_synonyms > without > 0  # "car"/"automobile" and "want"/"need" only match as synonyms
     # Stems still match without WordNet.
     assert metrics.meteor("ordering lattes", "ordered latte", None) == pytest.approx(
-        metrics.meteor("ordering lattes", "ordered latte", wordnet))
+        metrics.meteor("ordering lattes", "ordered latte", wordnet)
+    )
 
 
 def test_lexnames_is_the_standard_45_line_list():

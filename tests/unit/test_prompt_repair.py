@@ -11,8 +11,12 @@ ITEM = CheckItem(question="Can I get a latte with oat milk?")
 
 
 def spec(*rules, closing=("Anything else?",)):
-    base = [{"kind": "max_sentences", "n": 3}, {"id": "no_list", "kind": "format", "format": "no_list"},
-            {"kind": "ends_with_question", "closing_questions": list(closing)}, {"id": "not_an_ai", "kind": "must_not_contain", "phrase": "as an AI"}]
+    base = [
+        {"kind": "max_sentences", "n": 3},
+        {"id": "no_list", "kind": "format", "format": "no_list"},
+        {"kind": "ends_with_question", "closing_questions": list(closing)},
+        {"id": "not_an_ai", "kind": "must_not_contain", "phrase": "as an AI"},
+    ]
     return parse_prompt({"prompt": "You are a barista.", "rules": list(rules) or base})
 
 
@@ -26,15 +30,26 @@ def test_a_passing_reply_is_returned_unchanged():
     assert (r.text, r.steps, r.reason) == ("Sure, one oat latte. Anything else?", [], "passed")
 
 
-@pytest.mark.parametrize("reply, expected", [
-    # too many sentences: cut at a boundary with room for the closing question
-    ("Sure! One latte with oat milk. It costs $4. It will be ready in five minutes. Enjoy.",
-     "Sure! One latte with oat milk. Anything else?"),
-    # cut by the token limit mid-sentence: the unfinished fragment goes, not half of it
-    ("Of course, an oat milk latte it is. We also have almond and", "Of course, an oat milk latte it is. Anything else?"),
-    # a decimal point and an ellipsis are not where a cut may fall wrongly: the checker's own count decides
-    ("It costs 3.50 dollars… Oat milk is free. Want it hot. Great choice.", "It costs 3.50 dollars… Oat milk is free. Anything else?"),
-])
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        # too many sentences: cut at a boundary with room for the closing question
+        (
+            "Sure! One latte with oat milk. It costs $4. It will be ready in five minutes. Enjoy.",
+            "Sure! One latte with oat milk. Anything else?",
+        ),
+        # cut by the token limit mid-sentence: the unfinished fragment goes, not half of it
+        (
+            "Of course, an oat milk latte it is. We also have almond and",
+            "Of course, an oat milk latte it is. Anything else?",
+        ),
+        # a decimal point and an ellipsis are not where a cut may fall wrongly: the checker's own count decides
+        (
+            "It costs 3.50 dollars… Oat milk is free. Want it hot. Great choice.",
+            "It costs 3.50 dollars… Oat milk is free. Anything else?",
+        ),
+    ],
+)
 def test_cut_to_the_sentence_limit_and_add_the_closing_question(reply, expected):
     s = spec()
     r = repair(s, reply, ITEM)
@@ -43,13 +58,20 @@ def test_cut_to_the_sentence_limit_and_add_the_closing_question(reply, expected)
 
 
 def test_list_becomes_prose_short_items_joined_long_ones_sentences():
-    assert list_to_prose("We have these milks:\n- Oat\n- Soy\n- **Almond**") == "We have these milks: Oat, Soy and Almond."
-    assert list_to_prose("1. Whole milk is creamy and rich, good for a latte\n2) Oat milk is sweeter and foams well") == \
-        "Whole milk is creamy and rich, good for a latte. Oat milk is sweeter and foams well."
+    assert (
+        list_to_prose("We have these milks:\n- Oat\n- Soy\n- **Almond**") == "We have these milks: Oat, Soy and Almond."
+    )
+    assert (
+        list_to_prose("1. Whole milk is creamy and rich, good for a latte\n2) Oat milk is sweeter and foams well")
+        == "Whole milk is creamy and rich, good for a latte. Oat milk is sweeter and foams well."
+    )
     assert list_to_prose("Options:\n* Hot\n\n* Iced\nWhich one?") == "Options: Hot and Iced. Which one?"
     s = spec()
     r = repair(s, "Our syrups:\n- Vanilla\n- Caramel\n- Hazelnut", ITEM)
-    assert r.text == "Our syrups: Vanilla, Caramel and Hazelnut. Anything else?" and r.steps == ["list_to_prose", "question_added"]
+    assert r.text == "Our syrups: Vanilla, Caramel and Hazelnut. Anything else?" and r.steps == [
+        "list_to_prose",
+        "question_added",
+    ]
 
 
 def test_a_forbidden_phrase_takes_its_sentence_with_it():
@@ -62,7 +84,9 @@ def test_a_forbidden_phrase_takes_its_sentence_with_it():
 
 
 def test_an_unrepairable_rule_or_a_rule_marked_repair_false_blocks_repair():
-    s = spec({"kind": "language", "expected": "en"}, {"kind": "ends_with_question", "closing_questions": ["Anything else?"]})
+    s = spec(
+        {"kind": "language", "expected": "en"}, {"kind": "ends_with_question", "closing_questions": ["Anything else?"]}
+    )
     r = repair(s, "Конечно, латте на овсяном молоке.", ITEM)
     assert r.text is None and r.reason == "not repairable: language"
     s = spec({"kind": "ends_with_question", "repair": False, "closing_questions": ["Anything else?"]})
@@ -75,7 +99,10 @@ def test_a_repair_that_would_break_another_rule_is_refused():
     s = spec({"kind": "max_sentences", "n": 1}, {"kind": "ends_with_question", "closing_questions": ["Anything else?"]})
     assert repair(s, "One latte coming up.", ITEM).text is None
     # the closing question pushes the reply over a word limit: re-checked, refused
-    s = spec({"kind": "max_words", "n": 6}, {"kind": "ends_with_question", "closing_questions": ["Would you like anything else today?"]})
+    s = spec(
+        {"kind": "max_words", "n": 6},
+        {"kind": "ends_with_question", "closing_questions": ["Would you like anything else today?"]},
+    )
     r = repair(s, "One oat latte coming up.", ITEM)
     assert r.text is None and r.reason == "still fails: max_words"
 
@@ -89,7 +116,11 @@ def test_closing_question_written_by_the_teacher_when_the_file_lists_none():
         return "Would you like it iced?"
 
     r = repair(s, "One latte with oat milk.", ITEM, closer)
-    assert r.text == "One latte with oat milk. Would you like it iced?" and r.steps == ["question_generated"] and asked == ["One latte with oat milk."]
+    assert (
+        r.text == "One latte with oat milk. Would you like it iced?"
+        and r.steps == ["question_generated"]
+        and asked == ["One latte with oat milk."]
+    )
     assert repair(s, "One latte.", ITEM, lambda reply: None).text is None  # the teacher wrote no usable question
     assert repair(s, "One latte.", ITEM).text is None  # no list and no teacher
 

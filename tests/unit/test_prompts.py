@@ -7,8 +7,19 @@ import yaml
 
 from tunelab.data.synth.helpdesk import PROMPT_YAML, generate_logs
 from tunelab.prompts.rules import (
-    CheckItem, PromptFileError, Rule, RULE_KINDS, check, check_all, detect_language, is_answerable, is_off_topic,
-    load_prompt, parse_prompt, passes_all, dump_prompt,
+    RULE_KINDS,
+    CheckItem,
+    PromptFileError,
+    Rule,
+    check,
+    check_all,
+    detect_language,
+    dump_prompt,
+    is_answerable,
+    is_off_topic,
+    load_prompt,
+    parse_prompt,
+    passes_all,
 )
 
 HELPDESK = parse_prompt(yaml.safe_load(PROMPT_YAML), "helpdesk.yaml")
@@ -24,7 +35,11 @@ def by_id(rule_id: str) -> Rule:
 
 
 HELPDESK_RULES = HELPDESK.rules
-Q = CheckItem("When is the library open?", {"role": "student"}, ("The library is open from 8:00 to 22:00 on weekdays.", "Dormitory rooms are assigned by the housing office."))
+Q = CheckItem(
+    "When is the library open?",
+    {"role": "student"},
+    ("The library is open from 8:00 to 22:00 on weekdays.", "Dormitory rooms are assigned by the housing office."),
+)
 
 
 def test_unknown_rule_kind_names_file_and_rule(tmp_path):
@@ -34,14 +49,17 @@ def test_unknown_rule_kind_names_file_and_rule(tmp_path):
         load_prompt(path)
 
 
-@pytest.mark.parametrize("rules, message", [
-    ([{"kind": "max_words"}], r"rules\[0\] \(max_words\): missing parameter\(s\) \['n'\]"),
-    ([{"kind": "max_words", "n": 5, "m": 1}], r"unknown parameter\(s\) \['m'\]"),
-    ([{"kind": "format", "format": "yaml"}], "must be one of"),
-    ([{"kind": "ends_with_question"}, {"kind": "ends_with_question"}], "duplicate rule id"),
-    ([{"kind": "grounded"}], "dont_know"),
-    (["max_words"], "must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "rules, message",
+    [
+        ([{"kind": "max_words"}], r"rules\[0\] \(max_words\): missing parameter\(s\) \['n'\]"),
+        ([{"kind": "max_words", "n": 5, "m": 1}], r"unknown parameter\(s\) \['m'\]"),
+        ([{"kind": "format", "format": "yaml"}], "must be one of"),
+        ([{"kind": "ends_with_question"}, {"kind": "ends_with_question"}], "duplicate rule id"),
+        ([{"kind": "grounded"}], "dont_know"),
+        (["max_words"], "must be a mapping"),
+    ],
+)
 def test_bad_rules_are_errors(rules, message):
     with pytest.raises(PromptFileError, match=message):
         parse_prompt({"prompt": "x", "rules": rules}, "f.yaml")
@@ -91,7 +109,9 @@ def test_grounded_rewards_copying_and_catches_made_up_facts():
     made_up = check(r, "Dear student, Professor Smith handles this in room 999 for free.", Q)
     assert not made_up.passed and "content words" in made_up.detail
     assert not check(r, "Dear student, I don't know. Can I help?", Q).passed  # the answer was there
-    lacking = CheckItem("When is the library open?", {"role": "student"}, ("Dormitory rooms are assigned by the housing office.",))
+    lacking = CheckItem(
+        "When is the library open?", {"role": "student"}, ("Dormitory rooms are assigned by the housing office.",)
+    )
     assert check(r, "Dear student, I don't know. Can I help?", lacking).passed
     assert not check(r, "Dear student, the library is open all night.", lacking).passed
 

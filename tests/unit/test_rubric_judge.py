@@ -11,37 +11,57 @@ from tunelab.eval.rubric import RubricJudge, RubricSettings, parse_verdict
 
 GOOD = '{"correctness": {"score": 4, "reason": "asks for the size"}, "appropriateness": {"score": 5, "reason": "right act"}, "style": {"score": 3, "reason": "wordy"}}'
 ITEMS = [
-    {"context": [{"role": "user", "content": "A latte please"}], "prediction": "What size?", "reference": "Which size would you like?"},
+    {
+        "context": [{"role": "user", "content": "A latte please"}],
+        "prediction": "What size?",
+        "reference": "Which size would you like?",
+    },
     {"context": [{"role": "user", "content": "Large, oat milk"}], "prediction": "One large oat latte. Anything else?"},
     {"context": [], "prediction": "Hello!", "reference": "Hi, what can I get you?"},
 ]
 
 
-@pytest.mark.parametrize("text, scores", [
-    (GOOD, {"correctness": 4, "appropriateness": 5, "style": 3}),
-    ("Sure, here you go:\n```json\n" + GOOD + "\n```", {"correctness": 4, "appropriateness": 5, "style": 3}),
-    ('{"Correctness": 2, "Appropriateness": "1", "style": 5.0, "style_reason": "fine"}', {"correctness": 2, "appropriateness": 1, "style": 5}),
-    ("Correctness: 4/5 - right slot\nAppropriateness: 3 - could confirm\n**Style**: 5 - short", {"correctness": 4, "appropriateness": 3, "style": 5}),
-])
+@pytest.mark.parametrize(
+    "text, scores",
+    [
+        (GOOD, {"correctness": 4, "appropriateness": 5, "style": 3}),
+        ("Sure, here you go:\n```json\n" + GOOD + "\n```", {"correctness": 4, "appropriateness": 5, "style": 3}),
+        (
+            '{"Correctness": 2, "Appropriateness": "1", "style": 5.0, "style_reason": "fine"}',
+            {"correctness": 2, "appropriateness": 1, "style": 5},
+        ),
+        (
+            "Correctness: 4/5 - right slot\nAppropriateness: 3 - could confirm\n**Style**: 5 - short",
+            {"correctness": 4, "appropriateness": 3, "style": 5},
+        ),
+    ],
+)
 def test_parse_accepts_common_answer_shapes(text, scores):
     parsed = parse_verdict(text)
     assert parsed is not None and parsed[0] == scores
 
 
 def test_parse_keeps_the_reasons():
-    assert parse_verdict(GOOD)[1] == {"correctness": "asks for the size", "appropriateness": "right act", "style": "wordy"}
+    assert parse_verdict(GOOD)[1] == {
+        "correctness": "asks for the size",
+        "appropriateness": "right act",
+        "style": "wordy",
+    }
 
 
-@pytest.mark.parametrize("text", [
-    "The reply is good.",
-    '{"correctness": 4, "appropriateness": 5}',  # a criterion missing
-    '{"correctness": 6, "appropriateness": 5, "style": 3}',  # out of range
-    '{"correctness": 0, "appropriateness": 5, "style": 3}',
-    '{"correctness": true, "appropriateness": 5, "style": 3}',
-    '{"correctness": 3.5, "appropriateness": 5, "style": 3}',
-    '{"correctness": 4, "appropriateness": 5, "style": 3',  # truncated JSON
-    "",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The reply is good.",
+        '{"correctness": 4, "appropriateness": 5}',  # a criterion missing
+        '{"correctness": 6, "appropriateness": 5, "style": 3}',  # out of range
+        '{"correctness": 0, "appropriateness": 5, "style": 3}',
+        '{"correctness": true, "appropriateness": 5, "style": 3}',
+        '{"correctness": 3.5, "appropriateness": 5, "style": 3}',
+        '{"correctness": 4, "appropriateness": 5, "style": 3',  # truncated JSON
+        "",
+    ],
+)
 def test_parse_rejects_incomplete_or_invalid_verdicts(text):
     assert parse_verdict(text) is None
 
@@ -60,8 +80,13 @@ def tiny_server(tiny_model_dir):
 def test_judge_against_a_real_server_counts_unparseable_verdicts_and_caches(tiny_server, tmp_path, monkeypatch):
     url, engine = tiny_server
     monkeypatch.setenv("JUDGE_KEY_FOR_TEST", "judge-key")
-    settings = RubricSettings(base_url=url, model="tiny-judge", api_key_env="JUDGE_KEY_FOR_TEST",
-                             max_tokens=24, cache_path=tmp_path / "cache.sqlite")
+    settings = RubricSettings(
+        base_url=url,
+        model="tiny-judge",
+        api_key_env="JUDGE_KEY_FOR_TEST",
+        max_tokens=24,
+        cache_path=tmp_path / "cache.sqlite",
+    )
     judge = RubricJudge(settings)
     requests_before = engine.stats()["requests"]
     summary = judge.judge_many(ITEMS).summary()
@@ -105,10 +130,19 @@ def flaky_judge_app(script: list[str]):
         if step == "slow":
             await asyncio.sleep(1.5)
         if step == "503":
-            return JSONResponse({"error": {"message": "busy", "type": "server_error", "param": None, "code": None}}, 503)
-        return JSONResponse({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
-                             "choices": [{"index": 0, "message": {"role": "assistant", "content": GOOD}, "finish_reason": "stop"}],
-                             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
+            return JSONResponse(
+                {"error": {"message": "busy", "type": "server_error", "param": None, "code": None}}, 503
+            )
+        return JSONResponse(
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "m",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": GOOD}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }
+        )
 
     return app
 
@@ -130,7 +164,9 @@ def test_judge_gives_up_after_its_retries_and_reports_a_failure(tmp_path):
 
     app = flaky_judge_app(["503"] * 10)
     with ServerThread(app) as url:
-        judge = RubricJudge(RubricSettings(base_url=url, model="m", retries=2, backoff=0.01, cache_path=tmp_path / "c.sqlite"))
+        judge = RubricJudge(
+            RubricSettings(base_url=url, model="m", retries=2, backoff=0.01, cache_path=tmp_path / "c.sqlite")
+        )
         summary = judge.judge_many(ITEMS[:1]).summary()
         judge.close()
     assert app.state.calls == 3

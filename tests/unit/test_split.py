@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import collections
 import random
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -72,26 +73,46 @@ def old_split_by_dialogue(convs: Sequence[Conversation], n_train: int, n_val: in
     wanted = n_train + n_val + n_eval
     order = list(unique)
     random.Random(seed).shuffle(order)
-    return order[n_eval + n_val:wanted], order[n_eval:n_eval + n_val], order[:n_eval], dropped
+    return order[n_eval + n_val : wanted], order[n_eval : n_eval + n_val], order[:n_eval], dropped
 
 
 # --- inputs ----------------------------------------------------------------------------------
 
 
 def _convs(n: int, copies: int = 0) -> list[Conversation]:
-    convs = [Conversation(id=f"c{i:03d}", messages=(Message("user", f"order {i % 37} {i}"), Message("assistant", "ok")))
-             for i in range(n)]
+    convs = [
+        Conversation(id=f"c{i:03d}", messages=(Message("user", f"order {i % 37} {i}"), Message("assistant", "ok")))
+        for i in range(n)
+    ]
     return convs + [Conversation(id=f"copy{i}", messages=convs[i].messages) for i in range(copies)]
 
 
-WORDS = ["library", "tuition", "dormitory", "exam", "card", "leave", "password", "scholarship", "thesis", "parking",
-         "canteen", "sports", "visa", "transcript", "printing", "wifi"]
+WORDS = [
+    "library",
+    "tuition",
+    "dormitory",
+    "exam",
+    "card",
+    "leave",
+    "password",
+    "scholarship",
+    "thesis",
+    "parking",
+    "canteen",
+    "sports",
+    "visa",
+    "transcript",
+    "printing",
+    "wifi",
+]
 
 
 def _records(n: int, rng: random.Random) -> list[LogRecord]:
     questions = [f"When is the {a} {b} open?" for a in WORDS for b in WORDS[:3]] + [f"Who handles {w}?" for w in WORDS]
-    return [LogRecord(id=str(i), question=rng.choice(questions) + rng.choice(["", "  ", " ?"]), answer="a", label=True)
-            for i in range(n)]
+    return [
+        LogRecord(id=str(i), question=rng.choice(questions) + rng.choice(["", "  ", " ?"]), answer="a", label=True)
+        for i in range(n)
+    ]
 
 
 def _logs(n: int, rng: random.Random) -> list[dict[str, Any]]:
@@ -100,8 +121,16 @@ def _logs(n: int, rng: random.Random) -> list[dict[str, Any]]:
 
 def _judgements(n: int, rng: random.Random) -> list[dict[str, Any]]:
     openings = [f"I'd like a {w} please" for w in WORDS]
-    return [{"id": str(i), "context": [{"role": "user", "content": rng.choice(openings) + rng.choice(["", "  "])},
-                                       {"role": "assistant", "content": "sure"}]} for i in range(n)]
+    return [
+        {
+            "id": str(i),
+            "context": [
+                {"role": "user", "content": rng.choice(openings) + rng.choice(["", "  "])},
+                {"role": "assistant", "content": "sure"},
+            ],
+        }
+        for i in range(n)
+    ]
 
 
 # --- each caller against its old function ----------------------------------------------------
@@ -121,12 +150,16 @@ def test_split_is_the_old_split(n: int, fraction: float) -> None:
 def test_split_by_question_is_the_old_one(n: int, fraction: float, jaccard: float | None) -> None:
     records = _records(n, random.Random(n))
     for seed in SEEDS:
-        assert split_by_question(records, fraction, seed, jaccard) == old_split_by_question(records, fraction, seed, jaccard)
+        assert split_by_question(records, fraction, seed, jaccard) == old_split_by_question(
+            records, fraction, seed, jaccard
+        )
 
 
 def test_split_by_question_is_the_old_one_with_one_huge_group() -> None:
-    big = [LogRecord(id=str(i), question=f"Where is the library room {i} for the {w} course?", answer="a", label=True)
-           for i, w in enumerate(WORDS)]
+    big = [
+        LogRecord(id=str(i), question=f"Where is the library room {i} for the {w} course?", answer="a", label=True)
+        for i, w in enumerate(WORDS)
+    ]
     records = big + _records(20, random.Random(0))
     for fraction in (0.05, 0.2, 0.6):
         for seed in SEEDS:

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from tunelab.cli.data import register
 from tunelab.data.formats import parse_openai, read_conversations
+from tunelab.data.structure import check_conversation
 from tunelab.data.taskmaster import (
     context_key,
     convert_dialogs,
@@ -18,9 +19,8 @@ from tunelab.data.taskmaster import (
     preference_pairs,
     write_result,
 )
-from tunelab.data.structure import check_conversation
-from tunelab.rundir import read_jsonl
 from tunelab.messages import Conversation
+from tunelab.rundir import read_jsonl
 
 REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "taskmaster4"
 
@@ -29,8 +29,10 @@ def _call(n: int, fn: str, request: str | None, response: str) -> list[dict]:
     rows = [{"name": "api_call", "value": fn, "context": f"api_call_{n}"}]
     if request is not None:
         rows.append({"name": "request", "value": request, "context": f"api_call_{n}"})
-    rows += [{"name": "api_response", "value": fn, "context": f"api_response_{n}"},
-             {"name": "response", "value": response, "context": f"api_response_{n}"}]
+    rows += [
+        {"name": "api_response", "value": fn, "context": f"api_response_{n}"},
+        {"name": "response", "value": response, "context": f"api_response_{n}"},
+    ]
     return rows
 
 
@@ -39,29 +41,52 @@ def _utt(i: int, speaker: str, text: str, annotations: list[dict] | None = None)
 
 
 def _dialog(cid: str, utterances: list[dict]) -> dict:
-    return {"conversation_id": cid, "vertical": "Coffee", "scenario": "test", "instructions": None,
-            "utterances": utterances}
+    return {
+        "conversation_id": cid,
+        "vertical": "Coffee",
+        "scenario": "test",
+        "instructions": None,
+        "utterances": utterances,
+    }
 
 
-GOOD = _dialog("good", [
-    _utt(0, "user", "one latte please",
-         _call(0, "get_menu_items", '{"query": "latte"}', '{"menu_items":[{"menu_item_id":"latte-1"}]}')
-         + _call(1, "add_order_item", '{"menu_item_id": "latte-1", "quantity": "1"}', '{"order_id": "7"}')),
-    _utt(1, "assistant", "Is the order correct?"),
-    _utt(2, "user", "yes"),
-    _utt(3, "user", "thanks", _call(2, "finish_order", '{"order_id": "7"}', '{"success": true}')),
-    _utt(4, "assistant", "It will be ready soon."),
-])
+GOOD = _dialog(
+    "good",
+    [
+        _utt(
+            0,
+            "user",
+            "one latte please",
+            _call(0, "get_menu_items", '{"query": "latte"}', '{"menu_items":[{"menu_item_id":"latte-1"}]}')
+            + _call(1, "add_order_item", '{"menu_item_id": "latte-1", "quantity": "1"}', '{"order_id": "7"}'),
+        ),
+        _utt(1, "assistant", "Is the order correct?"),
+        _utt(2, "user", "yes"),
+        _utt(3, "user", "thanks", _call(2, "finish_order", '{"order_id": "7"}', '{"success": true}')),
+        _utt(4, "assistant", "It will be ready soon."),
+    ],
+)
 # The real files contain ""id"" for "id" and calls without a request (show_menu).
-REPAIRABLE = _dialog("repairable", [
-    _utt(0, "user", "menu?", _call(0, "show_menu", None, '{"success":true}')
-         + _call(1, "get_menu_items", '{"query": "mocha"}', '{"menu_items":[{"menu_item_id":""mocha-1""}]}')),
-    _utt(1, "assistant", "Here it is."),
-])
-BROKEN_JSON = _dialog("broken", [
-    _utt(0, "user", "hi", _call(0, "get_order_details", '{"order_id": "1"}', '{"name": "two of clubs""}')),
-    _utt(1, "assistant", "Hello"),
-])
+REPAIRABLE = _dialog(
+    "repairable",
+    [
+        _utt(
+            0,
+            "user",
+            "menu?",
+            _call(0, "show_menu", None, '{"success":true}')
+            + _call(1, "get_menu_items", '{"query": "mocha"}', '{"menu_items":[{"menu_item_id":""mocha-1""}]}'),
+        ),
+        _utt(1, "assistant", "Here it is."),
+    ],
+)
+BROKEN_JSON = _dialog(
+    "broken",
+    [
+        _utt(0, "user", "hi", _call(0, "get_order_details", '{"order_id": "1"}', '{"name": "two of clubs""}')),
+        _utt(1, "assistant", "Hello"),
+    ],
+)
 BAD_SPEAKER = _dialog("speaker", [_utt(0, "user", "hi"), _utt(1, "barista", "hello")])
 NO_ASSISTANT = _dialog("lonely", [_utt(0, "user", "hello?")])
 
@@ -79,13 +104,18 @@ def tm_dir(tmp_path: Path) -> Path:
     context = json.dumps([welcome, user, call, result])
     good = json.dumps({"role": "agent", "api": {"add_order_item": {"menu_item_id": "espresso-1", "quantity": "1"}}})
     bad = json.dumps({"role": "agent", "api": {"add_order_item": {"menu_item_id": "cortado-1", "quantity": "1"}}})
-    invalid = json.dumps([welcome, user, {"role": "agent", "api": {"": {}}},
-                          {"role": "api", "response": {"invalid_intent": {}}}])
+    invalid = json.dumps(
+        [welcome, user, {"role": "agent", "api": {"": {}}}, {"role": "api", "response": {"invalid_intent": {}}}]
+    )
     rows = [
         {"conversation_id": "a", "context": context, "generation": good, "reward": 1.0},
         {"conversation_id": "b", "context": context, "generation": bad, "reward": 0.0},
-        {"conversation_id": "c", "context": json.dumps([welcome, user]),
-         "generation": json.dumps({"role": "agent", "text": "Sure, how many shots?"}), "reward": 1.0},
+        {
+            "conversation_id": "c",
+            "context": json.dumps([welcome, user]),
+            "generation": json.dumps({"role": "agent", "text": "Sure, how many shots?"}),
+            "reward": 1.0,
+        },
         {"conversation_id": "d", "context": invalid, "generation": good, "reward": 1.0},
     ]
     (tmp_path / "reward" / "reward_00.json").write_text(json.dumps(rows))
@@ -96,8 +126,18 @@ def test_dialog_calls_become_tool_calls_in_order(tm_dir: Path) -> None:
     result = convert_dialogs(tm_dir)
     row = next(r for r in result.rows if r["id"] == "good")
     roles = [m["role"] for m in row["messages"]]
-    assert roles == ["user", "assistant", "tool", "assistant", "tool", "assistant", "user", "assistant", "tool",
-                     "assistant"]
+    assert roles == [
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+        "tool",
+        "assistant",
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+    ]
     calls = [m["tool_calls"][0] for m in row["messages"] if m.get("tool_calls")]
     assert [c["function"]["name"] for c in calls] == ["get_menu_items", "add_order_item", "finish_order"]
     assert json.loads(calls[1]["function"]["arguments"]) == {"menu_item_id": "latte-1", "quantity": "1"}
@@ -154,7 +194,9 @@ def test_rewards_become_judgements_and_pairs(tm_dir: Path) -> None:
     assert [(g["conversation_id"], b["conversation_id"]) for g, b in pairs] == [("a", "b")]
     assert context_key(result.rows[0]["context"]) != context_key(result.rows[2]["context"])
     for row in result.rows:
-        conv = Conversation(id=row["id"], messages=tuple(parse_openai({"messages": row["context"] + [row["completion"]]})))
+        conv = Conversation(
+            id=row["id"], messages=tuple(parse_openai({"messages": row["context"] + [row["completion"]]}))
+        )
         assert check_conversation(conv) == []
 
 
@@ -162,8 +204,9 @@ def test_cli_writes_both_files(tm_dir: Path, tmp_path: Path) -> None:
     app = typer.Typer()
     register(app)
     out, reward_out = tmp_path / "d.jsonl", tmp_path / "r.jsonl"
-    res = CliRunner().invoke(app, ["data", "import", "taskmaster", str(tm_dir / "dialogs"), "-o", str(out),
-                                   "--reward-out", str(reward_out)])
+    res = CliRunner().invoke(
+        app, ["data", "import", "taskmaster", str(tm_dir / "dialogs"), "-o", str(out), "--reward-out", str(reward_out)]
+    )
     assert res.exit_code == 0, res.output
     assert "read 5, kept 2, rejected 3" in res.output and "read 4, kept 3, rejected 1" in res.output
     assert len(read_jsonl(out)) == 2 and len(read_jsonl(reward_out)) == 3
@@ -181,8 +224,9 @@ def test_real_taskmaster_file_converts_cleanly(tmp_path: Path) -> None:
     write_result(dialogs, tmp_path / "d.jsonl")
     read = read_conversations(tmp_path / "d.jsonl")
     assert read.rejected == [] and len(read.conversations) == 500
-    assert any(c.tool_calls[0].name == "finish_order" for conv in read.conversations for c in conv.messages
-               if c.tool_calls)
+    assert any(
+        c.tool_calls[0].name == "finish_order" for conv in read.conversations for c in conv.messages if c.tool_calls
+    )
     rewards = convert_rewards(tmp_path)
     assert rewards.n_read == 500 and len(rewards.rows) + len(rewards.rejected) == 500
     assert all(r.reason == "empty function name" for r in rewards.rejected)

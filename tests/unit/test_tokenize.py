@@ -68,7 +68,12 @@ def with_template(tokenizer, template):
 
 @pytest.mark.parametrize(
     "template, end_of_turn",
-    [("chatml", "<|im_end|>"), (LLAMA3_TEMPLATE, "<|eot_id|>"), (GEMMA_TEMPLATE, "<end_of_turn>"), (None, "<|im_end|>")],
+    [
+        ("chatml", "<|im_end|>"),
+        (LLAMA3_TEMPLATE, "<|eot_id|>"),
+        (GEMMA_TEMPLATE, "<end_of_turn>"),
+        (None, "<|im_end|>"),
+    ],
     ids=["chatml-smollm2", "llama3", "gemma", "no-template-default"],
 )
 def test_every_assistant_turn_and_only_those_carry_loss(smol_tokenizer, template, end_of_turn):
@@ -91,7 +96,10 @@ def test_weight_zero_turn_is_context_only(smol_tokenizer):
     msgs = list(THREE_TURNS.messages)
     msgs[4] = Message("assistant", "What size?", weight=0)
     example = tokenize_conversation(smol_tokenizer, Conversation(id="w", messages=tuple(msgs)))
-    assert target_spans(smol_tokenizer, example) == ["Hello! What would you like?<|im_end|>", "One large latte. Anything else?<|im_end|>"]
+    assert target_spans(smol_tokenizer, example) == [
+        "Hello! What would you like?<|im_end|>",
+        "One large latte. Anything else?<|im_end|>",
+    ]
 
 
 def test_tool_calls_are_targets_and_tool_results_are_not(smol_tokenizer):
@@ -106,7 +114,10 @@ def test_tool_calls_are_targets_and_tool_results_are_not(smol_tokenizer):
     )
     example = tokenize_conversation(smol_tokenizer, conv)
     spans = target_spans(smol_tokenizer, example)
-    assert spans == ['<tool_call>{"name": "add_item", "arguments": {"item": "latte"}}</tool_call><|im_end|>', "What size?<|im_end|>"]
+    assert spans == [
+        '<tool_call>{"name": "add_item", "arguments": {"item": "latte"}}</tool_call><|im_end|>',
+        "What size?<|im_end|>",
+    ]
     text, calls = parse_tool_calls(spans[0].replace("<|im_end|>", ""))
     assert text == "" and calls[0].name == "add_item" and calls[0].args() == {"item": "latte"}
 

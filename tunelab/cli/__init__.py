@@ -12,7 +12,21 @@ import sys
 
 import typer
 
-from tunelab.cli import adherence, chat, common, data, demo, evaluate, export, judge, report, serve, studio, sweep, train
+from tunelab.cli import (
+    adherence,
+    chat,
+    common,
+    data,
+    demo,
+    evaluate,
+    export,
+    judge,
+    report,
+    serve,
+    studio,
+    sweep,
+    train,
+)
 
 app = typer.Typer(
     help="Fine-tune small LLMs on dialogues, measure what they do, and ship them.\n\n"

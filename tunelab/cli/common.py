@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -17,7 +17,7 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def system_text(text: Optional[str], path: Optional[Path]) -> Optional[str]:
+def system_text(text: str | None, path: Path | None) -> str | None:
     """The system prompt of --system-prompt or --system-prompt-file (at most one of them)."""
     if text and path:
         raise typer.BadParameter("give --system-prompt or --system-prompt-file, not both")

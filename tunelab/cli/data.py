@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -24,9 +24,12 @@ import_app = typer.Typer(help="Convert external datasets into tunelab's formats.
 
 @app.command("validate")
 def validate(
-    file: Path = typer.Argument(..., help="JSONL (or JSON list) of conversations: OpenAI messages, ShareGPT or Alpaca; or OpenAI preference rows (DPO: input, preferred_output, non_preferred_output)."),
+    file: Path = typer.Argument(
+        ...,
+        help="JSONL (or JSON list) of conversations: OpenAI messages, ShareGPT or Alpaca; or OpenAI preference rows (DPO: input, preferred_output, non_preferred_output).",
+    ),
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="Whose tokenizer and chat template to count with."),
-    max_length: Optional[int] = typer.Option(None, "--max-length", help="Reject rows that cannot fit in N tokens."),
+    max_length: int | None = typer.Option(None, "--max-length", help="Reject rows that cannot fit in N tokens."),
     fmt: str = typer.Option("auto", "--format", help="auto | openai | sharegpt | alpaca"),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
@@ -49,7 +52,9 @@ def validate(
 
 
 def _print_validation(report: dict) -> None:
-    console.print(f"{report['file']} ({report['format']}): read {report['read']} = kept {report['kept']} + rejected {report['rejected']}")
+    console.print(
+        f"{report['file']} ({report['format']}): read {report['read']} = kept {report['kept']} + rejected {report['rejected']}"
+    )
     if report["rejected_file"]:
         console.print(f"rejected rows written to {report['rejected_file']}")
     stats = report["stats"]
@@ -65,7 +70,9 @@ def _print_validation(report: dict) -> None:
     peak = max(b["count"] for b in stats["histogram_tokens"])
     for b in stats["histogram_tokens"]:
         console.print(f"{b['from']:>6}-{b['to']:<6} {'#' * max(1, round(40 * b['count'] / peak))} {b['count']}")
-    console.print(f"training tokens per epoch: {stats['tokens_per_epoch']} (targets {stats['target_tokens_per_epoch']}, {stats['target_share']:.0%})")
+    console.print(
+        f"training tokens per epoch: {stats['tokens_per_epoch']} (targets {stats['target_tokens_per_epoch']}, {stats['target_share']:.0%})"
+    )
     if report["truncated"]:
         console.print(f"{report['truncated']} examples lost their oldest turns to fit --max-length")
 
@@ -75,7 +82,7 @@ def inspect(
     file: Path = typer.Argument(..., help="A conversations file."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="Whose chat template to render with."),
     n: int = typer.Option(3, "-n", help="How many examples to show."),
-    max_length: Optional[int] = typer.Option(None, "--max-length"),
+    max_length: int | None = typer.Option(None, "--max-length"),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per example with its target_spans."),
 ) -> None:
     """Show examples as the model sees them, with the tokens that carry loss highlighted.
@@ -102,9 +109,11 @@ def inspect(
 @app.command("logs")
 def logs(
     file: Path = typer.Argument(..., help="Feedback log: .csv, .jsonl or .parquet."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML config whose `logs` section maps the columns."),
+    config: Path | None = typer.Option(None, "--config", help="YAML config whose `logs` section maps the columns."),
     set_: list[str] = typer.Option([], "--set", help="Override, e.g. --set logs.columns.question=query (repeatable)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write sft.jsonl, kto.jsonl, dpo.jsonl, stats.json, clean.jsonl here."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Write sft.jsonl, kto.jsonl, dpo.jsonl, stats.json, clean.jsonl here."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Read a feedback log, clean it, show statistics; with --out, write the training sets.
@@ -117,14 +126,24 @@ def logs(
     from tunelab.data.log_sets import statistics, write_sets
     from tunelab.data.logs import read_logs
 
-    cfg = load(config, [f"data.train={file}", *set_]) if config else load(None, set_, data={"data": {"train": str(file)}})
+    cfg = (
+        load(config, [f"data.train={file}", *set_]) if config else load(None, set_, data={"data": {"train": str(file)}})
+    )
     read = read_logs(file, cfg.logs)
     records, hygiene = clean(read.records, cfg.logs.hygiene)
-    report = {"file": str(file), "read": read.n_read, "kept": len(read.records), "rejected": len(read.rejected),
-              "hygiene": hygiene.to_dict(), "after_hygiene": len(records)}
+    report = {
+        "file": str(file),
+        "read": read.n_read,
+        "kept": len(read.records),
+        "rejected": len(read.rejected),
+        "hygiene": hygiene.to_dict(),
+        "after_hygiene": len(records),
+    }
     if out:
         if read.rejected:
-            report["rejected_file"] = str(rundir.write_jsonl(out / "rejected.jsonl", [r.to_row() for r in read.rejected]))
+            report["rejected_file"] = str(
+                rundir.write_jsonl(out / "rejected.jsonl", [r.to_row() for r in read.rejected])
+            )
         rundir.write_jsonl(out / "clean.jsonl", [r.to_row() for r in records])
         sets = write_sets(records, out, cfg.logs.template)
         report |= {"sets": {k: v for k, v in sets.items() if k != "stats"}, "stats": sets["stats"]}
@@ -133,7 +152,9 @@ def logs(
     if as_json:
         typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
         return
-    typer.echo(f"{file}: read {report['read']}, kept {report['kept']}, rejected {report['rejected']}; after hygiene {len(records)}")
+    typer.echo(
+        f"{file}: read {report['read']}, kept {report['kept']}, rejected {report['rejected']}; after hygiene {len(records)}"
+    )
     for r in read.rejected[:5]:
         typer.echo(f"  {r.message()}", err=True)
     typer.echo(f"hygiene: {json.dumps(report['hygiene'], ensure_ascii=False)}")
@@ -148,15 +169,19 @@ def logs(
 
 def _import_report(kind: str, result: ConvertResult, out: Path, rejected_path: Path | None) -> None:
     summary = result.summary()
-    typer.echo(f"{kind}: read {summary.pop('read')}, kept {summary.pop('kept')}, rejected "
-               f"{summary.pop('rejected')} -> {out}")
+    typer.echo(
+        f"{kind}: read {summary.pop('read')}, kept {summary.pop('kept')}, rejected {summary.pop('rejected')} -> {out}"
+    )
     if rejected_path:
         typer.echo(f"  rejected rows with reasons: {rejected_path}")
         for row in result.rejected[:3]:
             typer.echo(f"    {row.source}: {row.field}: {row.reason[:120]}", err=True)
     if summary.get("json_repaired"):
-        typer.echo(f"  note: repaired {summary['json_repaired']} JSON values with doubled quotes "
-                   f'(""id"" -> "id") in the source data', err=True)
+        typer.echo(
+            f"  note: repaired {summary['json_repaired']} JSON values with doubled quotes "
+            f'(""id"" -> "id") in the source data',
+            err=True,
+        )
     for key, value in sorted(summary.items()):
         typer.echo(f"  {key}: {value}")
     if not result.rows:
@@ -166,13 +191,16 @@ def _import_report(kind: str, result: ConvertResult, out: Path, rejected_path: P
 
 @import_app.command("taskmaster")
 def import_taskmaster(
-    directory: Path = typer.Argument(..., exists=True, file_okay=False,
-                                     help="Taskmaster-4 folder (with dialogs/ and reward/) or its dialogs/ folder"),
+    directory: Path = typer.Argument(
+        ..., exists=True, file_okay=False, help="Taskmaster-4 folder (with dialogs/ and reward/) or its dialogs/ folder"
+    ),
     out: Path = typer.Option(..., "-o", "--out", help="OpenAI chat JSONL to write the dialogues to"),
-    reward_out: Path | None = typer.Option(None, "--reward-out",
-                                           help="also convert reward/*.json into this judgement JSONL"),
-    reward_dir: Path | None = typer.Option(None, "--reward-dir", exists=True, file_okay=False,
-                                           help="reward folder, if not DIR/reward"),
+    reward_out: Path | None = typer.Option(
+        None, "--reward-out", help="also convert reward/*.json into this judgement JSONL"
+    ),
+    reward_dir: Path | None = typer.Option(
+        None, "--reward-dir", exists=True, file_okay=False, help="reward folder, if not DIR/reward"
+    ),
 ) -> None:
     """Convert Taskmaster-4 coffee dialogues (API calls as tool calls) and reward judgements."""
     from tunelab.data.taskmaster import convert_dialogs, convert_rewards, write_result

@@ -12,12 +12,27 @@ from tunelab.models.registry import DEFAULT_MODEL
 
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Where the data and the run go."),
-    n_train: int = typer.Option(200, help="cafe: training dialogues to generate (seed --seed), each followed by its complete twin."),
+    n_train: int = typer.Option(
+        200, help="cafe: training dialogues to generate (seed --seed), each followed by its complete twin."
+    ),
     n_heldout: int = typer.Option(130, help="cafe: held-out dialogues to measure on, from a seed never trained on."),
-    steps: int = typer.Option(0, help="cafe: optimizer steps of one dialogue each (0: the demo default, one epoch over --n-train and the twins)."),
-    seed: int = typer.Option(0, help="Seed for the generator (cafe dialogues, or helpdesk logs and their held-out split)."),
-    scenario: str = typer.Option("cafe", "--scenario", help="cafe (dialogue SFT) | helpdesk (labelled logs -> bake a system prompt in -> adherence table)."),
-    model: str = typer.Option(DEFAULT_MODEL, "--model", help="helpdesk only: the model to bake into, e.g. gemma3-270m (a registry name or a local directory)."),
+    steps: int = typer.Option(
+        0,
+        help="cafe: optimizer steps of one dialogue each (0: the demo default, one epoch over --n-train and the twins).",
+    ),
+    seed: int = typer.Option(
+        0, help="Seed for the generator (cafe dialogues, or helpdesk logs and their held-out split)."
+    ),
+    scenario: str = typer.Option(
+        "cafe",
+        "--scenario",
+        help="cafe (dialogue SFT) | helpdesk (labelled logs -> bake a system prompt in -> adherence table).",
+    ),
+    model: str = typer.Option(
+        DEFAULT_MODEL,
+        "--model",
+        help="helpdesk only: the model to bake into, e.g. gemma3-270m (a registry name or a local directory).",
+    ),
 ) -> None:
     """The main job: teach SmolLM2-135M to ask for missing order details and confirm complete orders.
 
@@ -45,13 +60,23 @@ def _helpdesk(out: Path, model: str, seed: int) -> None:
 
     res = run_helpdesk_demo(out, model=model, seed=seed)
     logs, rep = res["logs"], res["adherence"]
-    console.print(f"logs: read {logs['read']} = kept {logs['kept']} + rejected {logs['rejected']}; SFT/KTO/DPO sets in {out / 'sets'}")
+    console.print(
+        f"logs: read {logs['read']} = kept {logs['kept']} + rejected {logs['rejected']}; SFT/KTO/DPO sets in {out / 'sets'}"
+    )
     console.print(f"adherence on {rep['questions']} held-out questions (pass rate, questions the rule applies to):")
     console.print(res["table"], markup=False, highlight=False)
     bar = rep["bar"]
-    console.print(f"bar (all rules >= 80%, no rule below the prompted base): {'met' if bar['met'] else 'not met'}"
-                  + (f"; below the prompted base: {', '.join(bar['rules_worse_than_prompted'])}" if bar["rules_worse_than_prompted"] else ""))
-    console.print(f"prompt tokens saved per request: {rep['prompt_tokens_saved_per_request']:.0f}; baked run: [bold]{res['bake']['run_dir']}[/]")
+    console.print(
+        f"bar (all rules >= 80%, no rule below the prompted base): {'met' if bar['met'] else 'not met'}"
+        + (
+            f"; below the prompted base: {', '.join(bar['rules_worse_than_prompted'])}"
+            if bar["rules_worse_than_prompted"]
+            else ""
+        )
+    )
+    console.print(
+        f"prompt tokens saved per request: {rep['prompt_tokens_saved_per_request']:.0f}; baked run: [bold]{res['bake']['run_dir']}[/]"
+    )
 
 
 def register(app: typer.Typer) -> None:

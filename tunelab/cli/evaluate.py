@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -15,8 +14,14 @@ def _settings(max_new_tokens: int, sample: bool, temperature: float, top_p: floa
     from tunelab.generation.replies import GenerationSettings
 
     try:
-        return GenerationSettings(max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature,
-                                  top_p=top_p, batch_size=batch_size, seed=seed)
+        return GenerationSettings(
+            max_new_tokens=max_new_tokens,
+            do_sample=sample,
+            temperature=temperature,
+            top_p=top_p,
+            batch_size=batch_size,
+            seed=seed,
+        )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
 
@@ -47,19 +52,27 @@ def _print_scores(scores: dict, out: Path) -> None:
 
 
 def evaluate(
-    model: str = typer.Option(..., "--model", help="Run directory, model directory or registry name (e.g. smollm2-135m)."),
+    model: str = typer.Option(
+        ..., "--model", help="Run directory, model directory or registry name (e.g. smollm2-135m)."
+    ),
     data: Path = typer.Option(..., "--data", help="Conversations (OpenAI messages JSONL, ShareGPT or Alpaca)."),
-    system_prompt: Optional[Path] = typer.Option(None, "--system-prompt", help="File whose text replaces (or adds) the system message."),
+    system_prompt: Path | None = typer.Option(
+        None, "--system-prompt", help="File whose text replaces (or adds) the system message."
+    ),
     turns: str = typer.Option("all", "--turns", help=TURNS_HELP, callback=_turns),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output dir (default: the run dir itself, else evals/<model>__<data>)."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Output dir (default: the run dir itself, else evals/<model>__<data>)."
+    ),
     max_new_tokens: int = typer.Option(128, help="Longest reply, in tokens."),
     sample: bool = typer.Option(False, "--sample/--greedy", help="Sample instead of greedy decoding."),
     temperature: float = typer.Option(1.0, help="Sampling temperature (with --sample)."),
     top_p: float = typer.Option(1.0, help="Nucleus sampling mass (with --sample)."),
     batch_size: int = typer.Option(16, help="Contexts generated together."),
     seed: int = typer.Option(0, help="Seed for sampling."),
-    limit: Optional[int] = typer.Option(None, help="Evaluate only the first N contexts."),
-    semantic: bool = typer.Option(True, "--semantic/--no-semantic", help="Compute embedding similarity (all-MiniLM-L6-v2)."),
+    limit: int | None = typer.Option(None, help="Evaluate only the first N contexts."),
+    semantic: bool = typer.Option(
+        True, "--semantic/--no-semantic", help="Compute embedding similarity (all-MiniLM-L6-v2)."
+    ),
 ) -> None:
     """Generate a reply for each assistant turn of held-out conversations and score it.
 
@@ -69,9 +82,16 @@ def evaluate(
     """
     from tunelab.api import evaluate as run_eval
 
-    result = run_eval(model, data, out_dir=out, system_prompt_file=system_prompt, turns=turns,  # type: ignore[arg-type]
-                      settings=_settings(max_new_tokens, sample, temperature, top_p, batch_size, seed),
-                      limit=limit, semantic=semantic)
+    result = run_eval(
+        model,
+        data,
+        out_dir=out,
+        system_prompt_file=system_prompt,
+        turns=turns,  # type: ignore[arg-type]
+        settings=_settings(max_new_tokens, sample, temperature, top_p, batch_size, seed),
+        limit=limit,
+        semantic=semantic,
+    )
     _print_scores(result.scores, result.out_dir)
 
 
@@ -79,17 +99,17 @@ def compare(
     a: str = typer.Option(..., "--a", help="Model A: run dir, model dir or registry name."),
     b: str = typer.Option(..., "--b", help="Model B (may be the same as A with a different system prompt)."),
     data: Path = typer.Option(..., "--data", help="Conversations both are evaluated on."),
-    system_prompt_a: Optional[Path] = typer.Option(None, "--system-prompt-a", help="System prompt file for A."),
-    system_prompt_b: Optional[Path] = typer.Option(None, "--system-prompt-b", help="System prompt file for B."),
+    system_prompt_a: Path | None = typer.Option(None, "--system-prompt-a", help="System prompt file for A."),
+    system_prompt_b: Path | None = typer.Option(None, "--system-prompt-b", help="System prompt file for B."),
     turns: str = typer.Option("all", "--turns", help=TURNS_HELP, callback=_turns),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output dir (default: compare/<A>__vs__<B>)."),
+    out: Path | None = typer.Option(None, "--out", help="Output dir (default: compare/<A>__vs__<B>)."),
     max_new_tokens: int = typer.Option(128, help="Longest reply, in tokens."),
     sample: bool = typer.Option(False, "--sample/--greedy", help="Sample instead of greedy decoding."),
     temperature: float = typer.Option(1.0, help="Sampling temperature (with --sample)."),
     top_p: float = typer.Option(1.0, help="Nucleus sampling mass (with --sample)."),
     batch_size: int = typer.Option(16, help="Contexts generated together."),
     seed: int = typer.Option(0, help="Seed for sampling and the bootstrap."),
-    limit: Optional[int] = typer.Option(None, help="Compare on the first N contexts only."),
+    limit: int | None = typer.Option(None, help="Compare on the first N contexts only."),
     resamples: int = typer.Option(2000, help="Bootstrap resamples for the confidence intervals."),
     semantic: bool = typer.Option(True, "--semantic/--no-semantic", help="Compute embedding similarity."),
 ) -> None:
@@ -106,9 +126,18 @@ def compare(
     from tunelab.eval.compare import render_act_differences, render_table
 
     result = run_compare(
-        a, b, data, system_prompt_a=system_prompt_a, system_prompt_b=system_prompt_b, out_dir=out, turns=turns,  # type: ignore[arg-type]
+        a,
+        b,
+        data,
+        system_prompt_a=system_prompt_a,
+        system_prompt_b=system_prompt_b,
+        out_dir=out,
+        turns=turns,  # type: ignore[arg-type]
         settings=_settings(max_new_tokens, sample, temperature, top_p, batch_size, seed),
-        limit=limit, semantic=semantic, n_resamples=resamples, seed=seed,
+        limit=limit,
+        semantic=semantic,
+        n_resamples=resamples,
+        seed=seed,
     )
     console = Console()
     console.print(render_table(result))

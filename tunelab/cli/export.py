@@ -10,7 +10,9 @@ import typer
 
 def export(
     run: str = typer.Argument(..., help="Run directory (with adapter/) or model to export."),
-    fmt: str = typer.Option("merged", "--format", help="merged (safetensors for transformers/vLLM) or gguf (llama.cpp)."),
+    fmt: str = typer.Option(
+        "merged", "--format", help="merged (safetensors for transformers/vLLM) or gguf (llama.cpp)."
+    ),
     out: Path = typer.Option(..., "-o", "--out", help="Directory to write."),
     gguf_type: str = typer.Option("f16", "--gguf-type", help="GGUF tensor type: f32, f16 or q8_0."),
     force: bool = typer.Option(False, "--force", help="Overwrite a non-empty output directory."),

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 
 def report(
     path: Path = typer.Argument(..., exists=True, file_okay=False, help="A run directory or a sweep directory."),
-    out: Optional[Path] = typer.Option(None, "-o", "--out", help="HTML file to write (default: PATH/report.html)."),
+    out: Path | None = typer.Option(None, "-o", "--out", help="HTML file to write (default: PATH/report.html)."),
 ) -> None:
     """Write one self-contained HTML report (works offline): data, curves, metrics, sweep choices, replies.
 

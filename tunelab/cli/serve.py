@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -14,13 +13,21 @@ from tunelab.cli.common import system_text
 
 def serve(
     model: str = typer.Argument(..., help="Run directory, model directory or registry name (e.g. smollm2-135m)."),
-    host: str = typer.Option("127.0.0.1", help="Address to bind; anything but loopback is reachable from other machines."),
+    host: str = typer.Option(
+        "127.0.0.1", help="Address to bind; anything but loopback is reachable from other machines."
+    ),
     port: int = typer.Option(8000, help="TCP port."),
-    name: Optional[str] = typer.Option(None, "--name", help="Model id clients send (default: the directory name)."),
-    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="TUNELAB_API_KEY",
-                                          help="Require 'Authorization: Bearer KEY' (or set TUNELAB_API_KEY)."),
-    system_prompt: Optional[str] = typer.Option(None, "--system-prompt", help="Used when a request has no system message."),
-    system_prompt_file: Optional[Path] = typer.Option(None, "--system-prompt-file", help="The same, read from a file."),
+    name: str | None = typer.Option(None, "--name", help="Model id clients send (default: the directory name)."),
+    api_key: str | None = typer.Option(
+        None,
+        "--api-key",
+        envvar="TUNELAB_API_KEY",
+        help="Require 'Authorization: Bearer KEY' (or set TUNELAB_API_KEY).",
+    ),
+    system_prompt: str | None = typer.Option(
+        None, "--system-prompt", help="Used when a request has no system message."
+    ),
+    system_prompt_file: Path | None = typer.Option(None, "--system-prompt-file", help="The same, read from a file."),
     max_tokens_limit: int = typer.Option(1024, help="Largest max_tokens a request may ask for."),
     batch_window_ms: float = typer.Option(10.0, help="How long to wait for requests to batch with the first."),
     max_batch: int = typer.Option(16, help="Most requests generated together."),
@@ -33,9 +40,17 @@ def serve(
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # tokenizing on the loop, generating in a thread
-    serve_model(model, host=host, port=port, name=name, api_key=api_key,
-                system_prompt=system_text(system_prompt, system_prompt_file),
-                max_tokens_limit=max_tokens_limit, batch_window=batch_window_ms / 1000, max_batch=max_batch)
+    serve_model(
+        model,
+        host=host,
+        port=port,
+        name=name,
+        api_key=api_key,
+        system_prompt=system_text(system_prompt, system_prompt_file),
+        max_tokens_limit=max_tokens_limit,
+        batch_window=batch_window_ms / 1000,
+        max_batch=max_batch,
+    )
 
 
 def register(app: typer.Typer) -> None:

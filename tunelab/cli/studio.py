@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -13,10 +12,17 @@ from tunelab.models.registry import DEFAULT_MODEL
 def studio(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind; anything but loopback prints a warning."),
     port: int = typer.Option(8000, "--port"),
-    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="TUNELAB_API_KEY", show_default=False,
-                                          help="Require this key on every route, the web UI included."),
-    folder: Optional[Path] = typer.Option(None, "--dir", help="State folder (default: $TUNELAB_HOME/studio)."),
-    base_model: list[str] = typer.Option([DEFAULT_MODEL], "--base-model", help="Base models listed and served (repeatable)."),
+    api_key: str | None = typer.Option(
+        None,
+        "--api-key",
+        envvar="TUNELAB_API_KEY",
+        show_default=False,
+        help="Require this key on every route, the web UI included.",
+    ),
+    folder: Path | None = typer.Option(None, "--dir", help="State folder (default: $TUNELAB_HOME/studio)."),
+    base_model: list[str] = typer.Option(
+        [DEFAULT_MODEL], "--base-model", help="Base models listed and served (repeatable)."
+    ),
     max_upload_mb: int = typer.Option(512, "--max-upload-mb", help="Largest file accepted by POST /v1/files."),
 ) -> None:
     """Upload data, run fine-tuning jobs and chat with the results: OpenAI's Files and Fine-tuning

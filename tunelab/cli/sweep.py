@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 
 def sweep(
-    sweep_file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Sweep YAML: base, space, objective, trials, sampler, pruner."),
-    trials: Optional[int] = typer.Option(None, "--trials", help="Finished trials the study should reach (overrides the file)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Sweep directory (default: the file's 'dir', else next to the file)."),
+    sweep_file: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="Sweep YAML: base, space, objective, trials, sampler, pruner."
+    ),
+    trials: int | None = typer.Option(
+        None, "--trials", help="Finished trials the study should reach (overrides the file)."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Sweep directory (default: the file's 'dir', else next to the file)."
+    ),
     report: bool = typer.Option(True, "--report/--no-report", help="Write SWEEP_DIR/report.html at the end."),
 ) -> None:
     """Search hyperparameters with Optuna; rerun the same command to resume, or run it in several processes at once.
@@ -32,7 +37,10 @@ def sweep(
         typer.echo("no complete trial: nothing to keep", err=True)
         raise typer.Exit(1)
     objective = summary["objective"]
-    typer.echo(f"best: trial {best['number']} {objective['metric']}={best['value']:.4f} with " + ", ".join(f"{k}={v}" for k, v in best["params"].items()))
+    typer.echo(
+        f"best: trial {best['number']} {objective['metric']}={best['value']:.4f} with "
+        + ", ".join(f"{k}={v}" for k, v in best["params"].items())
+    )
     typer.echo(f"kept: {sweep_dir / BEST} (config.yaml, model card README.md)")
     if report:
         typer.echo(f"report: {write_report(sweep_dir)}")

@@ -8,13 +8,14 @@ so that read = kept + rejected always holds. A `.json` file holding one list is 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from tunelab.data.structure import check_conversation
-from tunelab.textio import BOM, RowError, check_file, iter_lines, loads_row, shown, split_json_list
 from tunelab.messages import ROLES, Conversation, Message, ToolCall
+from tunelab.textio import BOM, RowError, check_file, iter_lines, loads_row, shown, split_json_list
 
 FORMATS = ("auto", "openai", "sharegpt", "alpaca")
 SHAREGPT_ROLES = {
@@ -159,7 +160,9 @@ def parse_sharegpt(row: dict[str, Any]) -> list[Message]:
                 raise RowError(f"{where}.{key}", "missing key")
         role = SHAREGPT_ROLES.get(str(t["from"]).lower())
         if role is None:
-            raise RowError(f"{where}.from", f"unknown speaker {t['from']!r} (expected one of {', '.join(SHAREGPT_ROLES)})")
+            raise RowError(
+                f"{where}.from", f"unknown speaker {t['from']!r} (expected one of {', '.join(SHAREGPT_ROLES)})"
+            )
         out.append(Message(role=role, content=_text(t["value"], f"{where}.value")))
     return out
 
@@ -215,7 +218,9 @@ def _conversation(row: Any, result: ReadResult, path: Path, line_no: int) -> Con
     if result.fmt == "auto":
         detected = detect_format(row)
         if detected is None:
-            raise RowError("(row)", "unknown format: expected key 'messages', 'conversations' or 'instruction'+'output'")
+            raise RowError(
+                "(row)", "unknown format: expected key 'messages', 'conversations' or 'instruction'+'output'"
+            )
         result.fmt = detected
     messages = PARSERS[result.fmt](row)
     conv = Conversation(
@@ -241,5 +246,7 @@ def read_conversations(path: str | Path, fmt: str = "auto") -> ReadResult:
         try:
             result.conversations.append(_conversation(loads_row(raw), result, path, line_no))
         except RowError as err:
-            result.rejected.append(Rejected(source=f"{path}:{line_no}", field=err.field, reason=err.reason, raw=shown(raw)))
+            result.rejected.append(
+                Rejected(source=f"{path}:{line_no}", field=err.field, reason=err.reason, raw=shown(raw))
+            )
     return result

@@ -16,8 +16,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 from tunelab.config import HygieneConfig
 from tunelab.data.logs import LogRecord
@@ -26,7 +26,13 @@ from tunelab.data.logs import LogRecord
 # an unbroken run of 6+ digits is an ID, digits with separators or a leading + are a phone.
 PII_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("EMAIL", re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)),
-    ("URL", re.compile(r"https?://[^\s,;]*?(?:/~[\w-]+|/(?:users?|home|people|profiles?|u|id)/[\w@-]+)[^\s,;]*(?<![.!?])", re.IGNORECASE)),
+    (
+        "URL",
+        re.compile(
+            r"https?://[^\s,;]*?(?:/~[\w-]+|/(?:users?|home|people|profiles?|u|id)/[\w@-]+)[^\s,;]*(?<![.!?])",
+            re.IGNORECASE,
+        ),
+    ),
     ("ID", re.compile(r"(?<![\w+(\[-])(?:[A-ZА-Я]{1,3}[- ]?)?\d{6,}(?![\w-])")),
     ("PHONE", re.compile(r"(?<![\w+(])\+?\(?\d(?:[\s().-]*\d){8,13}(?!\w)")),
 )
@@ -41,8 +47,13 @@ class HygieneReport:
     near_duplicates: int = 0
 
     def to_dict(self) -> dict[str, object]:
-        return {"normalized": self.normalized, "pii_replaced": dict(self.pii), "records_with_pii": self.records_with_pii,
-                "exact_duplicates": self.exact_duplicates, "near_duplicates": self.near_duplicates}
+        return {
+            "normalized": self.normalized,
+            "pii_replaced": dict(self.pii),
+            "records_with_pii": self.records_with_pii,
+            "exact_duplicates": self.exact_duplicates,
+            "near_duplicates": self.near_duplicates,
+        }
 
 
 def scrub_pii(text: str, counts: Counter | None = None) -> str:
@@ -54,8 +65,14 @@ def scrub_pii(text: str, counts: Counter | None = None) -> str:
 
 
 def _map_text(record: LogRecord, fn: Callable[[str], str]) -> LogRecord:
-    return replace(record, question=fn(record.question), answer=fn(record.answer), comment=fn(record.comment),
-                   contexts=tuple(fn(c) for c in record.contexts), tags={k: fn(v) for k, v in record.tags.items()})
+    return replace(
+        record,
+        question=fn(record.question),
+        answer=fn(record.answer),
+        comment=fn(record.comment),
+        contexts=tuple(fn(c) for c in record.contexts),
+        tags={k: fn(v) for k, v in record.tags.items()},
+    )
 
 
 def _nfc(text: str) -> str:
@@ -64,7 +81,13 @@ def _nfc(text: str) -> str:
 
 def _key(record: LogRecord) -> tuple:
     squash = lambda s: " ".join(s.casefold().split())  # noqa: E731 - whitespace and case never make a new example
-    return (squash(record.question), tuple(sorted(record.tags.items())), tuple(map(squash, record.contexts)), squash(record.answer), record.label)
+    return (
+        squash(record.question),
+        tuple(sorted(record.tags.items())),
+        tuple(map(squash, record.contexts)),
+        squash(record.answer),
+        record.label,
+    )
 
 
 def _text_of(record: LogRecord) -> str:
@@ -89,7 +112,7 @@ def drop_near_duplicates(records: list[LogRecord], threshold: float) -> tuple[li
         removed = set()
         for i in range(len(group)):
             if i not in removed:
-                removed.update((np.nonzero(scores[i, i + 1:])[0] + i + 1).tolist())
+                removed.update((np.nonzero(scores[i, i + 1 :])[0] + i + 1).tolist())
         dropped += len(removed)
         kept.extend(r for i, r in enumerate(group) if i not in removed)
     order = {id(r): n for n, r in enumerate(records)}
@@ -107,7 +130,7 @@ def clean(records: list[LogRecord], cfg: HygieneConfig = HygieneConfig()) -> tup
         scrubbed = []
         for r in out:
             counts: Counter = Counter()
-            new = _map_text(r, lambda s: scrub_pii(s, counts))
+            new = _map_text(r, lambda s, counts=counts: scrub_pii(s, counts))
             report.records_with_pii += bool(counts)
             report.pii.update(counts)
             scrubbed.append(new)

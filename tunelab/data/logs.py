@@ -17,17 +17,18 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import jinja2
 import jinja2.sandbox
 
 from tunelab.config import LogsConfig
 from tunelab.data.formats import Rejected, RowError
-from tunelab.textio import InputFileError, bad_value, check_file, check_value, iter_lines, loads_row, shown
 from tunelab.messages import Conversation, Message
+from tunelab.textio import InputFileError, bad_value, check_file, check_value, iter_lines, loads_row, shown
 
 DEFAULT_TEMPLATE = (
     "{% if tags %}User: {% for k, v in tags.items() %}{{ k }}={{ v }}{% if not loop.last %}, {% endif %}{% endfor %}\n{% endif %}"
@@ -54,8 +55,15 @@ class LogRecord:
     source: str = ""  # "file:line"
 
     def to_row(self) -> dict[str, Any]:
-        return {"id": self.id, "question": self.question, **self.tags, "contexts": list(self.contexts),
-                "answer": self.answer, "label": "good" if self.label else "bad", "comment": self.comment}
+        return {
+            "id": self.id,
+            "question": self.question,
+            **self.tags,
+            "contexts": list(self.contexts),
+            "answer": self.answer,
+            "label": "good" if self.label else "bad",
+            "comment": self.comment,
+        }
 
 
 @dataclass
@@ -127,8 +135,16 @@ def row_to_record(row: dict[str, Any], cfg: LogsConfig, source: str, questions_o
     contexts = parse_contexts(row.get(cols.contexts), cfg.context_separator, cols.contexts) if cols.contexts else ()
     comment = _text(row, cols.comment, False) if cols.comment else ""
     rid = _text(row, cols.id, False) if cols.id else ""
-    return LogRecord(id=rid or source, question=question, answer=answer, label=label,
-                     tags={k: v for k, v in tags.items() if v}, contexts=contexts, comment=comment, source=source)
+    return LogRecord(
+        id=rid or source,
+        question=question,
+        answer=answer,
+        label=label,
+        tags={k: v for k, v in tags.items() if v},
+        contexts=contexts,
+        comment=comment,
+        source=source,
+    )
 
 
 # The CSV reader's default cap (128 KiB per field) would stop the whole file at one long field;
@@ -177,7 +193,9 @@ def _parquet_rows(path: Path) -> Iterator[tuple[int, Any]]:
                 number += 1
                 yield number, row
     except Exception as exc:  # a corrupt page: pyarrow's errors are ArrowInvalid/OSError subclasses
-        raise InputFileError(f"{path}: unreadable Parquet after row {number} ({' '.join(str(exc).split())[:200]})") from None
+        raise InputFileError(
+            f"{path}: unreadable Parquet after row {number} ({' '.join(str(exc).split())[:200]})"
+        ) from None
 
 
 def _columns_present(path: Path, fmt: str) -> set[str] | None:
@@ -212,9 +230,15 @@ def read_logs(path: str | Path, cfg: LogsConfig = LogsConfig(), questions_only: 
     present = _columns_present(path, fmt)
     if present is not None:
         cols = cfg.columns
-        needed = [c for c in ((cols.question,) if questions_only else (cols.question, cols.answer, cols.label)) if c not in present]
+        needed = [
+            c
+            for c in ((cols.question,) if questions_only else (cols.question, cols.answer, cols.label))
+            if c not in present
+        ]
         if needed:
-            raise LogFileError(f"{path}: column(s) {needed} not in the file (it has {sorted(present)}); map them under logs.columns")
+            raise LogFileError(
+                f"{path}: column(s) {needed} not in the file (it has {sorted(present)}); map them under logs.columns"
+            )
     rows = {"csv": _csv_rows, "jsonl": _jsonl_rows, "parquet": _parquet_rows}[fmt](path)
     result = LogReadResult(path=str(path), fmt=fmt)
     for line, row in rows:
@@ -255,9 +279,15 @@ def render_user_turn(record: LogRecord, template: jinja2.Template | str | None =
         raise ValueError(f"logs.template: {exc.message} (while rendering {record.source})") from None
 
 
-def to_conversation(record: LogRecord, template: jinja2.Template | str | None = None, system_prompt: str | None = None) -> Conversation:
+def to_conversation(
+    record: LogRecord, template: jinja2.Template | str | None = None, system_prompt: str | None = None
+) -> Conversation:
     """The record as a chat: [system], user (rendered template), assistant (the logged answer)."""
     messages = [Message("system", system_prompt)] if system_prompt else []
     messages += [Message("user", render_user_turn(record, template)), Message("assistant", record.answer)]
-    return Conversation(id=record.id, messages=tuple(messages), source=record.source,
-                        meta={"label": record.label, "tags": dict(record.tags)})
+    return Conversation(
+        id=record.id,
+        messages=tuple(messages),
+        source=record.source,
+        meta={"label": record.label, "tags": dict(record.tags)},
+    )

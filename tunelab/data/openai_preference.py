@@ -16,8 +16,8 @@ from typing import Any
 
 from tunelab.data.formats import Rejected, parse_openai, raw_rows
 from tunelab.data.structure import check_conversation
-from tunelab.textio import RowError, check_file, loads_row, shown
 from tunelab.messages import Conversation, Message
+from tunelab.textio import RowError, check_file, loads_row, shown
 
 FORMAT = "openai-preference"
 OUTPUTS = ("preferred_output", "non_preferred_output")
@@ -83,11 +83,11 @@ def parse_pair(row: Any, source: str = "") -> PreferencePair:
     for key, reply in zip(OUTPUTS, (chosen, rejected)):
         # The rules of chat files (role order, empty content), on the conversation each output completes.
         for where, reason in check_conversation(Conversation(id="", messages=context + reply)):
-            i = int(where[9:where.index("]")]) if where.startswith("messages[") else None
+            i = int(where[9 : where.index("]")]) if where.startswith("messages[") else None
             if i is None:
                 raise RowError(key, reason)
             name = f"input.messages[{i}]" if i < len(context) else f"{key}[{i - len(context)}]"
-            raise RowError(name + where[where.index("]") + 1:], reason)
+            raise RowError(name + where[where.index("]") + 1 :], reason)
     if chosen == rejected:
         raise RowError("non_preferred_output", "same as preferred_output: the pair teaches nothing")
     return PreferencePair(context, chosen, rejected, source)
@@ -101,7 +101,9 @@ def read_pairs(path: str | Path) -> PairsResult:
         try:
             result.pairs.append(parse_pair(loads_row(raw), f"{path}:{line_no}"))
         except RowError as err:
-            result.rejected.append(Rejected(source=f"{path}:{line_no}", field=err.field, reason=err.reason, raw=shown(raw)))
+            result.rejected.append(
+                Rejected(source=f"{path}:{line_no}", field=err.field, reason=err.reason, raw=shown(raw))
+            )
     return result
 
 

@@ -35,10 +35,14 @@ def add_default_system_prompt(conv: Conversation, prompt: str | None) -> Convers
     """Give a conversation without a system message the configured one; its own one wins."""
     if not prompt or (conv.messages and conv.messages[0].role == "system"):
         return conv
-    return Conversation(id=conv.id, messages=(Message("system", prompt), *conv.messages), source=conv.source, meta=conv.meta)
+    return Conversation(
+        id=conv.id, messages=(Message("system", prompt), *conv.messages), source=conv.source, meta=conv.meta
+    )
 
 
-def tokenize_all(tokenizer: Any, convs: list[Conversation], max_length: int, info: TemplateInfo | None = None) -> Tokenized:
+def tokenize_all(
+    tokenizer: Any, convs: list[Conversation], max_length: int, info: TemplateInfo | None = None
+) -> Tokenized:
     info = info or template_info(tokenizer)
     out = Tokenized()
     for conv in convs:
@@ -72,7 +76,12 @@ def length_stats(tokens: list[int], targets: list[int]) -> dict[str, Any]:
         return {"examples": 0}
 
     def summary(values: list[int]) -> dict[str, float]:
-        return {"mean": round(statistics.fmean(values), 1), "median": statistics.median(values), "min": min(values), "max": max(values)}
+        return {
+            "mean": round(statistics.fmean(values), 1),
+            "median": statistics.median(values),
+            "min": min(values),
+            "max": max(values),
+        }
 
     return {
         "examples": len(tokens),
@@ -112,7 +121,16 @@ def prepare(cfg: DataConfig, tokenizer: Any, out_dir: Path, system_prompt: str |
     files = []
     for r in reads:
         rejected_path = write_rejected(r, out_dir / "rejected")
-        files.append({"path": r.path, "format": r.fmt, "read": r.n_read, "kept": len(r.conversations), "rejected": len(r.rejected), "rejected_file": str(rejected_path) if rejected_path else None})
+        files.append(
+            {
+                "path": r.path,
+                "format": r.fmt,
+                "read": r.n_read,
+                "kept": len(r.conversations),
+                "rejected": len(r.rejected),
+                "rejected_file": str(rejected_path) if rejected_path else None,
+            }
+        )
     train_convs = [add_default_system_prompt(c, system_prompt) for c in reads[0].conversations]
     duplicates = 0
     if cfg.dedupe:
@@ -138,7 +156,9 @@ def prepare(cfg: DataConfig, tokenizer: Any, out_dir: Path, system_prompt: str |
         "val": token_stats(val_tok.examples),
     }
     if not train_tok.examples:
-        raise NoUsableData(f"{cfg.train}: no usable training example (read {reads[0].n_read}, rejected {len(reads[0].rejected)}, too long {len(train_tok.too_long)})")
+        raise NoUsableData(
+            f"{cfg.train}: no usable training example (read {reads[0].n_read}, rejected {len(reads[0].rejected)}, too long {len(train_tok.too_long)})"
+        )
     return Prepared(
         train=train_tok.examples,
         val=val_tok.examples,

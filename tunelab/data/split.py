@@ -7,9 +7,10 @@ import json
 import logging
 import random
 from collections import Counter
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Hashable, Sequence, TypeVar
+from typing import TypeVar
 
 from tunelab.messages import Conversation
 from tunelab.rundir import write_jsonl
@@ -36,9 +37,16 @@ def dedupe(convs: list[Conversation], seen: set[str] | None = None) -> tuple[lis
     return kept, len(convs) - len(kept)
 
 
-def grouped_split(items: Sequence[T], key: Callable[[T], Hashable] | None, seed: int, *,
-                  fraction: float | None = None, count: int | None = None, closest: bool = False,
-                  shuffled: bool = False) -> tuple[list[T], list[T]]:
+def grouped_split(
+    items: Sequence[T],
+    key: Callable[[T], Hashable] | None,
+    seed: int,
+    *,
+    fraction: float | None = None,
+    count: int | None = None,
+    closest: bool = False,
+    shuffled: bool = False,
+) -> tuple[list[T], list[T]]:
     """(kept, held): whole groups of items held out, so a group never straddles the two sides.
 
     The groups (the distinct `key` values, sorted; with `key=None` every item alone, in the given
@@ -108,10 +116,12 @@ def split_by_dialogue(convs: Sequence[Conversation], n_train: int, n_val: int, n
     if min(n_train, n_eval) < 1 or n_val < 0:
         raise ValueError(f"need --train >= 1, --eval >= 1, --val >= 0; got {n_train}, {n_eval}, {n_val}")
     if wanted > len(unique):
-        raise ValueError(f"asked for {wanted} dialogues ({n_train} train + {n_val} val + {n_eval} eval) "
-                         f"but only {len(unique)} distinct ones exist")
+        raise ValueError(
+            f"asked for {wanted} dialogues ({n_train} train + {n_val} val + {n_eval} eval) "
+            f"but only {len(unique)} distinct ones exist"
+        )
     rest, held = grouped_split(unique, None, seed, count=n_eval, shuffled=True)
-    return DialogueSplit(train=rest[n_val:wanted - n_eval], val=rest[:n_val], eval=held, duplicates_dropped=dropped)
+    return DialogueSplit(train=rest[n_val : wanted - n_eval], val=rest[:n_val], eval=held, duplicates_dropped=dropped)
 
 
 def write_subsets(split: DialogueSplit, folder: Path) -> dict[str, Path]:

@@ -37,7 +37,9 @@ def check_conversation(conv: Conversation) -> list[tuple[str, str]]:
             after = previous or "the start"
             problems.append((f"{where}.role", f"wrong role order: {m.role} after {after}"))
         if m.role == "tool" and previous == "assistant" and not msgs[i - 1].tool_calls:
-            problems.append((f"{where}.role", "wrong role order: tool result after an assistant message without tool_calls"))
+            problems.append(
+                (f"{where}.role", "wrong role order: tool result after an assistant message without tool_calls")
+            )
         if not m.content.strip() and not (m.role == "assistant" and m.tool_calls):
             problems.append((f"{where}.content", "empty content"))
         previous = m.role

@@ -19,15 +19,16 @@ import json
 import logging
 import re
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from tunelab.data.formats import Rejected, RowError
 from tunelab.data.split import grouped_split
+from tunelab.messages import Message, ToolCall
 from tunelab.rundir import write_jsonl
 from tunelab.textio import check_file, check_value, loads_row, split_json_list
-from tunelab.messages import Message, ToolCall
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,9 @@ def _checked(value: Any, where: str) -> Any:
 
 def _expect(value: Any, kind: type, where: str) -> Any:
     if not isinstance(value, kind):
-        raise TaskmasterError(where, f"must be {'an object' if kind is dict else 'a ' + kind.__name__}, got {type(value).__name__}")
+        raise TaskmasterError(
+            where, f"must be {'an object' if kind is dict else 'a ' + kind.__name__}, got {type(value).__name__}"
+        )
     return value
 
 
@@ -206,8 +209,14 @@ def _reject(result: ConvertResult, where: str, conversation_id: Any, reason: str
     """Record a rejected row: source "file[index]", the field path inside it, the reason."""
     source, _, field_path = where.partition("].")
     source = source + "]" if field_path else where
-    result.rejected.append(Rejected(source=source, field=field_path or "(row)", reason=reason,
-                                    conversation_id=None if conversation_id is None else str(conversation_id)))
+    result.rejected.append(
+        Rejected(
+            source=source,
+            field=field_path or "(row)",
+            reason=reason,
+            conversation_id=None if conversation_id is None else str(conversation_id),
+        )
+    )
 
 
 def convert_dialogs(path: str | Path) -> ConvertResult:
@@ -220,7 +229,9 @@ def convert_dialogs(path: str | Path) -> ConvertResult:
             cid = dialog.get("conversation_id") if isinstance(dialog, dict) else None
             try:
                 if isinstance(dialog, RowError):
-                    raise TaskmasterError(where if dialog.field == "(row)" else f"{where}.{dialog.field}", dialog.reason)
+                    raise TaskmasterError(
+                        where if dialog.field == "(row)" else f"{where}.{dialog.field}", dialog.reason
+                    )
                 if not isinstance(dialog, dict):
                     raise TaskmasterError(where, "dialogue is not an object")
                 if not cid or not isinstance(cid, (str, int)) or isinstance(cid, bool):
@@ -261,7 +272,7 @@ def _reward_turn(turn: Any, where: str, calls: list[ToolCall]) -> Message:
         calls.append(call)
         return Message(role="assistant", tool_calls=(call,))
     if role == "api" and isinstance(turn.get("response"), dict) and len(turn["response"]) == 1:
-        (fn, value), = turn["response"].items()
+        ((fn, value),) = turn["response"].items()
         if not calls or calls[-1].name != fn:
             raise TaskmasterError(f"{where}.response", f"response of {fn!r} without a matching call")
         return Message(role="tool", content=_compact(value), tool_call_id=calls[-1].id)
@@ -295,8 +306,10 @@ def reward_row_to_judgement(row: dict[str, Any], where: str, stats: Counter) -> 
     if completion.role != "assistant":
         raise TaskmasterError(f"{where}.generation", f"expected an agent turn, got {generation.get('role')!r}")
     if messages[-1].role == "assistant":
-        raise TaskmasterError(f"{where}.context[{len(context_turns) - 1}]",
-                              "context ends with an agent turn, so the judged reply would be a second one in a row")
+        raise TaskmasterError(
+            f"{where}.context[{len(context_turns) - 1}]",
+            "context ends with an agent turn, so the judged reply would be a second one in a row",
+        )
     if row["reward"] not in (0, 1, 0.0, 1.0):
         raise TaskmasterError(f"{where}.reward", f"expected 0.0 or 1.0, got {row['reward']!r}")
     return {
@@ -332,6 +345,7 @@ def convert_rewards(path: str | Path) -> ConvertResult:
 
 def context_key(context: list[dict[str, Any]]) -> str:
     """A key equal for equal contexts; tool-call ids are ignored since they are renumbered per row."""
+
     def strip(m: dict[str, Any]) -> dict[str, Any]:
         out = {k: v for k, v in m.items() if k not in ("tool_call_id",)}
         if "tool_calls" in out:

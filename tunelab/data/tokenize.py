@@ -69,7 +69,9 @@ def _probe(tokenizer: Any, messages: list[dict[str, Any]]) -> str | None:
 
 def template_info(tokenizer: Any) -> TemplateInfo:
     call = {"type": "function", "function": {"name": "zz_probe_fn", "arguments": {"k": 1}}}
-    with_call = _probe(tokenizer, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "", "tool_calls": [call]}])
+    with_call = _probe(
+        tokenizer, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "", "tool_calls": [call]}]
+    )
     with_tool = _probe(
         tokenizer,
         [
@@ -87,7 +89,8 @@ def template_info(tokenizer: Any) -> TemplateInfo:
 
 def render_tool_calls(calls: tuple[ToolCall, ...]) -> str:
     return "\n".join(
-        "<tool_call>" + json.dumps({"name": c.name, "arguments": c.args()}, ensure_ascii=False) + "</tool_call>" for c in calls
+        "<tool_call>" + json.dumps({"name": c.name, "arguments": c.args()}, ensure_ascii=False) + "</tool_call>"
+        for c in calls
     )
 
 
@@ -111,7 +114,10 @@ def to_template_messages(messages: tuple[Message, ...] | list[Message], info: Te
     for m in messages:
         if m.role == "assistant" and m.tool_calls:
             if info.native_tool_calls:
-                calls = [{"type": "function", "id": c.id, "function": {"name": c.name, "arguments": c.args()}} for c in m.tool_calls]
+                calls = [
+                    {"type": "function", "id": c.id, "function": {"name": c.name, "arguments": c.args()}}
+                    for c in m.tool_calls
+                ]
                 out.append({"role": "assistant", "content": m.content, "tool_calls": calls})
             else:
                 text = "\n".join(part for part in (m.content.strip(), render_tool_calls(m.tool_calls)) if part)
@@ -129,14 +135,18 @@ def to_template_messages(messages: tuple[Message, ...] | list[Message], info: Te
     return out
 
 
-def render_with_spans(tokenizer: Any, conv: Conversation, info: TemplateInfo | None = None) -> tuple[str, list[tuple[int, int]]]:
+def render_with_spans(
+    tokenizer: Any, conv: Conversation, info: TemplateInfo | None = None
+) -> tuple[str, list[tuple[int, int]]]:
     """The rendered conversation and the character spans of its target assistant turns."""
     info = info or template_info(tokenizer)
     msgs = conv.messages
     full = tokenizer.apply_chat_template(to_template_messages(msgs, info), tokenize=False)
     spans = []
     for i in conv.target_turns():
-        before = tokenizer.apply_chat_template(to_template_messages(msgs[:i], info), tokenize=False, add_generation_prompt=True)
+        before = tokenizer.apply_chat_template(
+            to_template_messages(msgs[:i], info), tokenize=False, add_generation_prompt=True
+        )
         upto = tokenizer.apply_chat_template(to_template_messages(msgs[: i + 1], info), tokenize=False)
         if not full.startswith(before) or not full.startswith(upto) or len(upto) <= len(before):
             raise TemplateError(

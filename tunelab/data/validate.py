@@ -24,7 +24,9 @@ def rejected_folder(data_file: Path, out_dir: Path | None) -> Path:
     return folder
 
 
-def validate_file(path: str | Path, tokenizer: Any, max_length: int | None, fmt: str = "auto", out_dir: Path | None = None) -> dict[str, Any]:
+def validate_file(
+    path: str | Path, tokenizer: Any, max_length: int | None, fmt: str = "auto", out_dir: Path | None = None
+) -> dict[str, Any]:
     """Read, check, tokenize. Rows too long even after the truncation policy are rejected too.
     An OpenAI preference file (DPO) is detected from its first row and checked as one."""
     from tunelab.data.openai_preference import is_preference_file
@@ -36,7 +38,13 @@ def validate_file(path: str | Path, tokenizer: Any, max_length: int | None, fmt:
     n_read = result.n_read
     tokenized = tokenize_all(tokenizer, result.conversations, max_length or 10**9, template_info(tokenizer))
     for conv in tokenized.too_long:
-        result.rejected.append(Rejected(source=conv.source, field="messages", reason=f"longer than max length {max_length} even after dropping old turns"))
+        result.rejected.append(
+            Rejected(
+                source=conv.source,
+                field="messages",
+                reason=f"longer than max length {max_length} even after dropping old turns",
+            )
+        )
     kept = len(result.conversations) - len(tokenized.too_long)
     target = write_rejected(result, rejected_folder(path, out_dir))
     stats = token_stats(tokenized.examples)
@@ -53,7 +61,9 @@ def validate_file(path: str | Path, tokenizer: Any, max_length: int | None, fmt:
     }
 
 
-def inspect_file(path: str | Path, tokenizer: Any, n: int, max_length: int | None = None, fmt: str = "auto") -> list[dict[str, Any]]:
+def inspect_file(
+    path: str | Path, tokenizer: Any, n: int, max_length: int | None = None, fmt: str = "auto"
+) -> list[dict[str, Any]]:
     """The first n usable examples: ids, labels and the decoded target spans."""
     result = read_conversations(path, fmt)
     info = template_info(tokenizer)
@@ -70,7 +80,9 @@ def inspect_file(path: str | Path, tokenizer: Any, n: int, max_length: int | Non
                 "target_tokens": example.n_targets,
                 "dropped_turns": example.dropped_turns,
                 "target_spans": target_spans(tokenizer, example),
-                "pieces": [(tokenizer.decode([t]), label != IGNORE) for t, label in zip(example.input_ids, example.labels)],
+                "pieces": [
+                    (tokenizer.decode([t]), label != IGNORE) for t, label in zip(example.input_ids, example.labels)
+                ],
             }
         )
         if len(shown) >= n:
@@ -88,8 +100,9 @@ def validate_preference_file(path: str | Path, tokenizer: Any, out_dir: Path | N
     info = template_info(tokenizer)
 
     def length(messages: tuple, prompt_only: bool = False) -> int:
-        rendered = tokenizer.apply_chat_template(to_template_messages(messages, info), tokenize=True, return_dict=False,
-                                                 add_generation_prompt=prompt_only)
+        rendered = tokenizer.apply_chat_template(
+            to_template_messages(messages, info), tokenize=True, return_dict=False, add_generation_prompt=prompt_only
+        )
         return len(rendered)
 
     tokens, targets = [], []
@@ -99,6 +112,14 @@ def validate_preference_file(path: str | Path, tokenizer: Any, out_dir: Path | N
         tokens.append(sum(full))
         targets.append(sum(max(0, n - prompt) for n in full))
     target = write_rejected(result, rejected_folder(path, out_dir))  # type: ignore[arg-type]
-    return {"file": str(path), "format": result.fmt, "read": result.n_read, "kept": len(result.pairs), "rejected": len(result.rejected),
-            "truncated": 0, "errors": [r.message() for r in result.rejected], "rejected_file": str(target) if target else None,
-            "stats": length_stats(tokens, targets)}
+    return {
+        "file": str(path),
+        "format": result.fmt,
+        "read": result.n_read,
+        "kept": len(result.pairs),
+        "rejected": len(result.rejected),
+        "truncated": 0,
+        "errors": [r.message() for r in result.rejected],
+        "rejected_file": str(target) if target else None,
+        "stats": length_stats(tokens, targets),
+    }

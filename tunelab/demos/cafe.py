@@ -24,8 +24,8 @@ from tunelab.config import Config, load
 from tunelab.data.split import split
 from tunelab.data.synth import cafe
 from tunelab.eval.metrics import wilson
-from tunelab.models.registry import DEFAULT_MODEL
 from tunelab.messages import Conversation
+from tunelab.models.registry import DEFAULT_MODEL
 
 console = Console(stderr=True)
 SCORED_ACTS = ("ask", "confirm")
@@ -35,14 +35,28 @@ HELDOUT_SEED_OFFSET = 1_000_003
 MAX_NEW_TOKENS = 64  # the longest right reply (three items and two meal deals read back, then a question) is 57 tokens
 
 
-def demo_config(out: Path, train_file: Path, val_file: Path, model: str = DEFAULT_MODEL, adapter: str = "lora",
-                **train_overrides: Any) -> Config:
+def demo_config(
+    out: Path,
+    train_file: Path,
+    val_file: Path,
+    model: str = DEFAULT_MODEL,
+    adapter: str = "lora",
+    **train_overrides: Any,
+) -> Config:
     """The demo's training recipe; docs/cafe.md gives the measurements behind each value."""
     # One example a step: the ask/confirm choice is learned per update, and without padding 399 steps
     # of 1 cost what 50 of 8 did. Random order, not length-grouped: grouping put the short complete
     # twins in batches of their own and the choice swung with the batch (docs/cafe.md, rows 7-17).
-    train = {"epochs": 1, "learning_rate": 1e-3, "batch_size": 1, "eval_steps": 200, "save_steps": 200,
-             "logging_steps": 20, "warmup_ratio": 0.05, "group_by_length": False}
+    train = {
+        "epochs": 1,
+        "learning_rate": 1e-3,
+        "batch_size": 1,
+        "eval_steps": 200,
+        "save_steps": 200,
+        "logging_steps": 20,
+        "warmup_ratio": 0.05,
+        "group_by_length": False,
+    }
     train.update(train_overrides)
     return load(
         data={
@@ -58,8 +72,9 @@ def customer_turns(conv: Conversation) -> tuple[str, ...]:
     return tuple(m.content for m in conv.messages if m.role == "user")
 
 
-def heldout_dialogues(n: int, seed: int, training: list[Conversation],
-                      system_prompt: str | None) -> tuple[list[Conversation], int]:
+def heldout_dialogues(
+    n: int, seed: int, training: list[Conversation], system_prompt: str | None
+) -> tuple[list[Conversation], int]:
     """`n` dialogues from the held-out seed, minus any whose customer turns repeat a training
     dialogue's word for word (short orders like "A bagel, please." recur); returns (kept, dropped)."""
     seen = {customer_turns(c) for c in training}
@@ -68,12 +83,25 @@ def heldout_dialogues(n: int, seed: int, training: list[Conversation],
     return kept, len(generated) - len(kept)
 
 
-def write_data(out: Path, n_train: int, n_heldout: int, seed: int, n_val: int = 24,
-               system_prompt: str | None = None, varied_replies: bool = False,
-               twins: bool = True) -> dict[str, Any]:
+def write_data(
+    out: Path,
+    n_train: int,
+    n_heldout: int,
+    seed: int,
+    n_val: int = 24,
+    system_prompt: str | None = None,
+    varied_replies: bool = False,
+    twins: bool = True,
+) -> dict[str, Any]:
     """Training and validation dialogues (one seed, split), held-out dialogues (another seed)."""
-    convs = cafe.generate(n_train + n_val, seed=seed, system_prompt=system_prompt, prefix="train",
-                          varied_replies=varied_replies, twins=twins)
+    convs = cafe.generate(
+        n_train + n_val,
+        seed=seed,
+        system_prompt=system_prompt,
+        prefix="train",
+        varied_replies=varied_replies,
+        twins=twins,
+    )
     # A twin goes wherever its dialogue goes, and validation keeps the dialogues alone.
     twin_of = {c.id.removesuffix("-twin"): c for c in convs if c.id.endswith("-twin")}
     train, val = split([c for c in convs if not c.id.endswith("-twin")], n_val / (n_train + n_val), seed)
@@ -87,20 +115,28 @@ def write_data(out: Path, n_train: int, n_heldout: int, seed: int, n_val: int = 
 
 def share(right: list[bool]) -> dict[str, Any]:
     """n, how many right, the rate (nan for none) and its 95% interval."""
-    return {"n": len(right), "right": sum(right), "rate": sum(right) / len(right) if right else float("nan"),
-            "ci95": wilson(sum(right), len(right))}
+    return {
+        "n": len(right),
+        "right": sum(right),
+        "rate": sum(right) / len(right) if right else float("nan"),
+        "ci95": wilson(sum(right), len(right)),
+    }
 
 
 def behaviour_scores(model_spec: str, heldout: list[Conversation], label: str) -> dict[str, Any]:
     """Greedy replies to every held-out ask/confirm turn, judged strictly; rates with 95% CIs."""
     from tunelab.eval.contexts import build_contexts
-    from tunelab.generation.replies import GenerationSettings
     from tunelab.eval.runner import predict, score_behaviour
+    from tunelab.generation.replies import GenerationSettings
 
     contexts = [c for c in build_contexts(heldout) if c.expected and c.expected["act"] in SCORED_ACTS]
     began = time.perf_counter()
-    rows = predict(model_spec, contexts, GenerationSettings(max_new_tokens=MAX_NEW_TOKENS, batch_size=16),
-                   description=f"{label}: generating")
+    rows = predict(
+        model_spec,
+        contexts,
+        GenerationSettings(max_new_tokens=MAX_NEW_TOKENS, batch_size=16),
+        description=f"{label}: generating",
+    )
     seconds = time.perf_counter() - began
     scores = score_behaviour(rows)
     verdicts = {act: [r["behaviour"]["correct"] for r in rows if r["expected"]["act"] == act] for act in SCORED_ACTS}
@@ -109,38 +145,69 @@ def behaviour_scores(model_spec: str, heldout: list[Conversation], label: str) -
     return {"rates": rates, "behaviour": scores, "rows": rows, "generation_seconds": round(seconds, 1)}
 
 
-def run_demo(out: Path, n_train: int = 200, n_heldout: int = 130, seed: int = 0, measure_base: bool = True,
-             system_prompt: str | None = None, model: str = DEFAULT_MODEL, adapter: str = "lora",
-             varied_replies: bool = False, twins: bool = True, n_val: int = 24,
-             **train_overrides: Any) -> dict[str, Any]:
-    from tunelab.train.recipes.sft import train
+def run_demo(
+    out: Path,
+    n_train: int = 200,
+    n_heldout: int = 130,
+    seed: int = 0,
+    measure_base: bool = True,
+    system_prompt: str | None = None,
+    model: str = DEFAULT_MODEL,
+    adapter: str = "lora",
+    varied_replies: bool = False,
+    twins: bool = True,
+    n_val: int = 24,
+    **train_overrides: Any,
+) -> dict[str, Any]:
     from tunelab.train.precision import chosen_settings, describe_cpu
+    from tunelab.train.recipes.sft import train
 
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     cpu = describe_cpu()
     console.print(f"CPU: {cpu['model']}, {cpu['threads']} threads; precision {cpu['precision']} ({cpu['why']})")
-    data = write_data(out, n_train, n_heldout, seed, n_val=n_val, system_prompt=system_prompt,
-                      varied_replies=varied_replies, twins=twins)
+    data = write_data(
+        out,
+        n_train,
+        n_heldout,
+        seed,
+        n_val=n_val,
+        system_prompt=system_prompt,
+        varied_replies=varied_replies,
+        twins=twins,
+    )
     files = data["files"]
-    console.print(f"[bold]1/4[/] wrote {data['n_train']} training and {data['n_val']} validation dialogues (seed {seed}) "
-                  f"and {len(data['heldout'])} held-out dialogues (seed {seed + HELDOUT_SEED_OFFSET}; "
-                  f"{data['heldout_dropped']} that repeated a training dialogue dropped) to {files['train'].parent}")
+    console.print(
+        f"[bold]1/4[/] wrote {data['n_train']} training and {data['n_val']} validation dialogues (seed {seed}) "
+        f"and {len(data['heldout'])} held-out dialogues (seed {seed + HELDOUT_SEED_OFFSET}; "
+        f"{data['heldout_dropped']} that repeated a training dialogue dropped) to {files['train'].parent}"
+    )
     # The recipe as given first, to learn from the validated config whether it generates during training.
     plain = demo_config(out, files["train"], files["val"], model, adapter, **train_overrides)
     speed = chosen_settings(cpu, plain.train.behaviour_eval.enabled)
     config = demo_config(out, files["train"], files["val"], model, adapter, **{**speed, **train_overrides})
     console.print("[bold]2/4[/] measuring the base model on held-out turns")
     before = behaviour_scores(config.model.name, data["heldout"], "base") if measure_base else None
-    console.print(f"[bold]3/4[/] LoRA fine-tuning ({config.train.batch_size} dialogue(s) a step, "
-                  f"precision {config.train.precision}, compile {'on' if config.train.compile else 'off'})")
+    console.print(
+        f"[bold]3/4[/] LoRA fine-tuning ({config.train.batch_size} dialogue(s) a step, "
+        f"precision {config.train.precision}, compile {'on' if config.train.compile else 'off'})"
+    )
     summary = train(config)
     console.print("[bold]4/4[/] measuring the tuned model on the same turns")
     after = behaviour_scores(summary["run_dir"], data["heldout"], "tuned")
-    result = {"before": before, "after": after, "train": summary, "cpu": cpu, "heldout_dropped": data["heldout_dropped"],
-              "wall_seconds": round(time.perf_counter() - started, 1)}
-    rundir.write_json(out / "demo_results.json", {k: v for k, v in result.items() if k not in ("before", "after")} | {
-        "before": _without_rows(before), "after": _without_rows(after)})
+    result = {
+        "before": before,
+        "after": after,
+        "train": summary,
+        "cpu": cpu,
+        "heldout_dropped": data["heldout_dropped"],
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+    rundir.write_json(
+        out / "demo_results.json",
+        {k: v for k, v in result.items() if k not in ("before", "after")}
+        | {"before": _without_rows(before), "after": _without_rows(after)},
+    )
     write_run_artifacts(Path(summary["run_dir"]), before, after)
     show(result)
     return result
@@ -156,18 +223,35 @@ def write_run_artifacts(run_dir: Path, before: dict[str, Any] | None, after: dic
 
     base_rows = before["rows"] if before else [None] * len(after["rows"])
     pairs = [
-        {"conversation_id": a["conversation_id"], "turn": a["turn_index"], "context": a["context"],
-         "expected": a["expected"], "reference": a["reference"],
-         "base": b["prediction"] if b else None, "base_right": b["behaviour"]["correct"] if b else None,
-         "base_reason": b["behaviour"]["reason"] if b else None,
-         "tuned": a["prediction"], "tuned_right": a["behaviour"]["correct"], "tuned_reason": a["behaviour"]["reason"]}
+        {
+            "conversation_id": a["conversation_id"],
+            "turn": a["turn_index"],
+            "context": a["context"],
+            "expected": a["expected"],
+            "reference": a["reference"],
+            "base": b["prediction"] if b else None,
+            "base_right": b["behaviour"]["correct"] if b else None,
+            "base_reason": b["behaviour"]["reason"] if b else None,
+            "tuned": a["prediction"],
+            "tuned_right": a["behaviour"]["correct"],
+            "tuned_reason": a["behaviour"]["reason"],
+        }
         for b, a in zip(base_rows, after["rows"])
     ]
     rundir.write_jsonl(run_dir / "before_after.jsonl", pairs)
-    rundir.write_json(run_dir / "demo_scores.json", {"base": before["rates"] if before else None, "tuned": after["rates"]})
-    rundir.write_json(run_dir / rundir.SCORES, {
-        "model": str(run_dir), "data": str(run_dir.parent / "data" / "heldout.jsonl"), "n": len(after["rows"]),
-        "behaviour": after["behaviour"], "base_behaviour": before["behaviour"] if before else None})
+    rundir.write_json(
+        run_dir / "demo_scores.json", {"base": before["rates"] if before else None, "tuned": after["rates"]}
+    )
+    rundir.write_json(
+        run_dir / rundir.SCORES,
+        {
+            "model": str(run_dir),
+            "data": str(run_dir.parent / "data" / "heldout.jsonl"),
+            "n": len(after["rows"]),
+            "behaviour": after["behaviour"],
+            "base_behaviour": before["behaviour"] if before else None,
+        },
+    )
     write_report(run_dir)
 
 
@@ -181,20 +265,32 @@ def show(result: dict[str, Any]) -> None:
     table = Table(title="Cafe assistant on held-out dialogues: right replies (strict judge, greedy), 95% CI")
     for column in ("behaviour", "n", "base", "tuned"):
         table.add_column(column, justify="left" if column == "behaviour" else "right")
-    for key, label in (("ask", "asks about exactly the missing detail"), ("confirm", "confirms the complete order correctly"),
-                       ("overall", "overall")):
+    for key, label in (
+        ("ask", "asks about exactly the missing detail"),
+        ("confirm", "confirms the complete order correctly"),
+        ("overall", "overall"),
+    ):
         base = _rate(before["rates"][key]) if before else "not measured"
         table.add_row(label, str(after["rates"][key]["n"]), base, f"[bold]{_rate(after['rates'][key])}[/]")
     out = Console()
     out.print(table)
-    shown = [r for r in after["rows"] if r["expected"]["act"] == "ask"][:2] + \
-        [r for r in after["rows"] if r["expected"]["act"] == "confirm"][:1]
+    shown = [r for r in after["rows"] if r["expected"]["act"] == "ask"][:2] + [
+        r for r in after["rows"] if r["expected"]["act"] == "confirm"
+    ][:1]
     for row in shown:
         verdict = "right" if row["behaviour"]["correct"] else "wrong"
-        out.print(f"[dim]customer:[/] {row['context'][-1]['content']!r}\n  tuned: {row['prediction'][:100]!r} "
-                  f"-> {verdict}: {row['behaviour']['reason']}")
+        out.print(
+            f"[dim]customer:[/] {row['context'][-1]['content']!r}\n  tuned: {row['prediction'][:100]!r} "
+            f"-> {verdict}: {row['behaviour']['reason']}"
+        )
     t, cpu = result["train"], result["cpu"]
-    out.print(f"run directory: [bold]{t['run_dir']}[/]  (final validation loss {t['final_val_loss']:.3f}, {t['steps']} steps)")
-    out.print(f"report: {Path(t['run_dir']) / rundir.REPORT}; every verdict with its reason: "
-              f"{Path(t['run_dir']) / 'before_after.jsonl'}")
-    out.print(f"wall time: {result['wall_seconds']:.0f} s on {cpu['model']} ({cpu['threads']} threads, {cpu['precision']})")
+    out.print(
+        f"run directory: [bold]{t['run_dir']}[/]  (final validation loss {t['final_val_loss']:.3f}, {t['steps']} steps)"
+    )
+    out.print(
+        f"report: {Path(t['run_dir']) / rundir.REPORT}; every verdict with its reason: "
+        f"{Path(t['run_dir']) / 'before_after.jsonl'}"
+    )
+    out.print(
+        f"wall time: {result['wall_seconds']:.0f} s on {cpu['model']} ({cpu['threads']} threads, {cpu['precision']})"
+    )

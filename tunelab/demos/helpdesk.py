@@ -30,9 +30,9 @@ from typing import Any
 from tunelab import rundir
 from tunelab.config import load
 from tunelab.data.hygiene import clean
+from tunelab.data.log_sets import write_sets
 from tunelab.data.logs import read_logs
 from tunelab.data.split import grouped_split
-from tunelab.data.log_sets import write_sets
 from tunelab.data.synth.helpdesk import KIND_WEIGHTS, PROMPT_YAML, generate_logs
 from tunelab.eval import adherence
 from tunelab.models.registry import DEFAULT_MODEL
@@ -46,20 +46,42 @@ log = logging.getLogger(__name__)
 EVAL_NEW_TOKENS = 112
 
 
-def bake_config(out: Path, model: str, max_steps: int, teacher_questions: int, targets: list[str], samples: int = 1,
-                learning_rate: float = 5e-4) -> dict[str, Any]:
+def bake_config(
+    out: Path,
+    model: str,
+    max_steps: int,
+    teacher_questions: int,
+    targets: list[str],
+    samples: int = 1,
+    learning_rate: float = 5e-4,
+) -> dict[str, Any]:
     return {
         "model": {"name": model},
         "data": {"train": str(out / "logs_train.jsonl"), "val_fraction": 0.0, "max_length": 1024},
-        "train": {"recipe": "bake", "max_steps": max_steps, "batch_size": 4, "learning_rate": learning_rate, "logging_steps": 5,
-                  "eval_steps": max_steps, "save_steps": max_steps, "warmup_ratio": 0.05},
-        "bake": {"system_prompt_file": str(out / "prompt.yaml"), "targets": targets, "samples_per_question": samples,
-                 "max_teacher_questions": teacher_questions, "max_new_tokens": 80},
+        "train": {
+            "recipe": "bake",
+            "max_steps": max_steps,
+            "batch_size": 4,
+            "learning_rate": learning_rate,
+            "logging_steps": 5,
+            "eval_steps": max_steps,
+            "save_steps": max_steps,
+            "warmup_ratio": 0.05,
+        },
+        "bake": {
+            "system_prompt_file": str(out / "prompt.yaml"),
+            "targets": targets,
+            "samples_per_question": samples,
+            "max_teacher_questions": teacher_questions,
+            "max_new_tokens": 80,
+        },
         "output": {"dir": str(out / "bake")},
     }
 
 
-def split_by_group(logs: list[dict[str, Any]], fraction: float, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def split_by_group(
+    logs: list[dict[str, Any]], fraction: float, seed: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(train, held-out) log rows: whole wording groups (the generator's `group` column) go to one
     side, about `fraction` of the rows held out."""
     # ceil: at least `fraction` of the rows, the last group taken may overshoot it
@@ -74,15 +96,32 @@ def split_check(logs: list[dict[str, Any]], held_ids: set[str]) -> dict[str, Any
     held = [r for r in logs if r["id"] in held_ids]
     train = [r for r in logs if r["id"] not in held_ids]
     trained_q, trained_groups = {same_question_key(r["question"]) for r in train}, {r["group"] for r in train}
-    return {"heldout_questions": len({same_question_key(r["question"]) for r in held}), "trained_questions": len(trained_q),
-            "heldout_groups": len({r["group"] for r in held}), "trained_groups": len(trained_groups),
-            "same_wording_in_training": sorted({r["question"] for r in held if same_question_key(r["question"]) in trained_q}),
-            "same_group_in_training": sorted({r["group"] for r in held if r["group"] in trained_groups})}
+    return {
+        "heldout_questions": len({same_question_key(r["question"]) for r in held}),
+        "trained_questions": len(trained_q),
+        "heldout_groups": len({r["group"] for r in held}),
+        "trained_groups": len(trained_groups),
+        "same_wording_in_training": sorted(
+            {r["question"] for r in held if same_question_key(r["question"]) in trained_q}
+        ),
+        "same_group_in_training": sorted({r["group"] for r in held if r["group"] in trained_groups}),
+    }
 
 
-def run_helpdesk_demo(out: Path, *, model: str = DEFAULT_MODEL, n_questions: int = 800, max_steps: int = 320,
-                      teacher_questions: int = 8, eval_questions: int = 40, targets: tuple[str, ...] = ("logged",), seed: int = 0,
-                      learning_rate: float = 1e-3, heldout_fraction: float = 0.2, kind_weights: dict[str, float] = KIND_WEIGHTS) -> dict[str, Any]:
+def run_helpdesk_demo(
+    out: Path,
+    *,
+    model: str = DEFAULT_MODEL,
+    n_questions: int = 800,
+    max_steps: int = 320,
+    teacher_questions: int = 8,
+    eval_questions: int = 40,
+    targets: tuple[str, ...] = ("logged",),
+    seed: int = 0,
+    learning_rate: float = 1e-3,
+    heldout_fraction: float = 0.2,
+    kind_weights: dict[str, float] = KIND_WEIGHTS,
+) -> dict[str, Any]:
     from tunelab.train.recipes import bake
 
     out = Path(out)
@@ -95,7 +134,9 @@ def run_helpdesk_demo(out: Path, *, model: str = DEFAULT_MODEL, n_questions: int
     rundir.write_jsonl(out / "logs_heldout.jsonl", held_rows)
     leaks = split_check(logs, {r["id"] for r in held_rows})
     log.info("held-out split: %s", leaks)
-    config = load(data=bake_config(out, model, max_steps, teacher_questions, list(targets), learning_rate=learning_rate))
+    config = load(
+        data=bake_config(out, model, max_steps, teacher_questions, list(targets), learning_rate=learning_rate)
+    )
     read = read_logs(out / "logs.jsonl", config.logs)
     records, hygiene = clean(read.records, config.logs.hygiene)
     # the SFT/KTO/DPO sets from the training groups only: whoever trains on them may not see held-out questions
@@ -106,12 +147,31 @@ def run_helpdesk_demo(out: Path, *, model: str = DEFAULT_MODEL, n_questions: int
     held, _ = clean(read_logs(out / "logs_heldout.jsonl", config.logs).records, config.logs.hygiene)
     rundir.write_jsonl(out / "bake" / bake.HELDOUT, [r.to_row() for r in held])
     spec = load_prompt(out / "prompt.yaml")
-    report = adherence.evaluate(spec, held, adherence.default_conditions(model, str(out / "bake")), out_dir=out,
-                                template=config.logs.template, max_questions=eval_questions, max_new_tokens=EVAL_NEW_TOKENS)
+    report = adherence.evaluate(
+        spec,
+        held,
+        adherence.default_conditions(model, str(out / "bake")),
+        out_dir=out,
+        template=config.logs.template,
+        max_questions=eval_questions,
+        max_new_tokens=EVAL_NEW_TOKENS,
+    )
     report["bar"] = adherence.meets_bar(report)
     report["split_check"] = leaks
     markdown = adherence.table(report)
     rundir.write_json(out / rundir.ADHERENCE, report)
     rundir.write_text(out / "adherence.md", markdown + "\n")
-    return {"out": str(out), "logs": {"read": read.n_read, "kept": len(read.records), "rejected": len(read.rejected), "hygiene": hygiene.to_dict()},
-            "sets": {k: v for k, v in sets.items() if k != "stats"}, "stats": sets["stats"], "bake": summary, "adherence": report, "table": markdown}
+    return {
+        "out": str(out),
+        "logs": {
+            "read": read.n_read,
+            "kept": len(read.records),
+            "rejected": len(read.rejected),
+            "hygiene": hygiene.to_dict(),
+        },
+        "sets": {k: v for k, v in sets.items() if k != "stats"},
+        "stats": sets["stats"],
+        "bake": summary,
+        "adherence": report,
+        "table": markdown,
+    }

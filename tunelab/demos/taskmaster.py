@@ -3,22 +3,37 @@ config, the sizes of its subsets as training sees them, and validation loss of a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from tunelab.config import Config, load
 from tunelab.messages import Conversation
 
 
-def training_config(config_file: str | Path, paths: dict[str, Path], run_dir: Path, n_train: int, *, seed: int,
-                    n_val: int, steps: int | None = None, epochs: float | None = None, sets: Sequence[str] = (),
-                    cpu: dict[str, Any] | None = None) -> Config:
+def training_config(
+    config_file: str | Path,
+    paths: dict[str, Path],
+    run_dir: Path,
+    n_train: int,
+    *,
+    seed: int,
+    n_val: int,
+    steps: int | None = None,
+    epochs: float | None = None,
+    sets: Sequence[str] = (),
+    cpu: dict[str, Any] | None = None,
+) -> Config:
     """`config_file` with this run's data, output, seed, length of training, the precision that pays
     on this CPU (`describe_cpu`, measured unless given) and the `sets` overrides (key=value)."""
     from tunelab.train.precision import chosen_settings, describe_cpu
 
-    overrides = [f"data.train={paths['train']}", f"output.dir={run_dir}", f"train.seed={seed}",
-                 f"data.seed={seed}"]  # threads: torch's default (all cores); set train.threads=N to change
+    overrides = [
+        f"data.train={paths['train']}",
+        f"output.dir={run_dir}",
+        f"train.seed={seed}",
+        f"data.seed={seed}",
+    ]  # threads: torch's default (all cores); set train.threads=N to change
     overrides.append(f"data.val={paths['val']}" if n_val else "data.val=null")  # never the example file's val set
     base = load(config_file)
     per_epoch = -(-n_train // (base.train.batch_size * base.train.grad_accum))

@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from tunelab import rundir
 from tunelab.data.logs import LogRecord, compile_template, render_user_turn
@@ -32,7 +33,11 @@ class Condition:
 
 
 def default_conditions(base: str, baked: str) -> list[Condition]:
-    return [Condition("base without prompt", base, False), Condition("base with prompt", base, True), Condition("baked without prompt", baked, False)]
+    return [
+        Condition("base without prompt", base, False),
+        Condition("base with prompt", base, True),
+        Condition("baked without prompt", baked, False),
+    ]
 
 
 def _item(r: LogRecord) -> CheckItem:
@@ -60,7 +65,15 @@ def prefill_seconds(model: Any, prompts: Sequence[Sequence[int]], n: int = 8) ->
     return statistics.median(times) if times else 0.0
 
 
-def run_condition(model: Any, tokenizer: Any, spec: PromptSpec, questions: Sequence[LogRecord], template: Any, with_prompt: bool, settings: Any) -> dict[str, Any]:
+def run_condition(
+    model: Any,
+    tokenizer: Any,
+    spec: PromptSpec,
+    questions: Sequence[LogRecord],
+    template: Any,
+    with_prompt: bool,
+    settings: Any,
+) -> dict[str, Any]:
     from tunelab.generation.replies import generate_replies, render_prompts
     from tunelab.messages import chat
 
@@ -70,9 +83,17 @@ def run_condition(model: Any, tokenizer: Any, spec: PromptSpec, questions: Seque
     rows = []
     for q, reply in zip(questions, replies):
         results = check_all(spec, reply.text, _item(q))
-        rows.append({"id": q.id, "question": q.question, "tags": dict(q.tags), "reply": reply.text, "passed_all": passes_all(results),
-                     "rules": {r.rule: (r.passed if r.applicable else None) for r in results},
-                     "details": {r.rule: r.detail for r in results if r.applicable and not r.passed}})
+        rows.append(
+            {
+                "id": q.id,
+                "question": q.question,
+                "tags": dict(q.tags),
+                "reply": reply.text,
+                "passed_all": passes_all(results),
+                "rules": {r.rule: (r.passed if r.applicable else None) for r in results},
+                "details": {r.rule: r.detail for r in results if r.applicable and not r.passed},
+            }
+        )
     return {
         "rows": rows,
         "prompt_tokens": statistics.mean(len(p) for p in prompts),
@@ -90,8 +111,16 @@ def summarise(spec: PromptSpec, rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"overall": sum(r["passed_all"] for r in rows) / len(rows) if rows else 0.0, "rules": rules, "n": len(rows)}
 
 
-def evaluate(spec: PromptSpec, records: Sequence[LogRecord], conditions: Sequence[Condition], out_dir: str | Path | None = None,
-             template: str | None = None, max_questions: int | None = None, max_new_tokens: int = 96, batch_size: int = 16) -> dict[str, Any]:
+def evaluate(
+    spec: PromptSpec,
+    records: Sequence[LogRecord],
+    conditions: Sequence[Condition],
+    out_dir: str | Path | None = None,
+    template: str | None = None,
+    max_questions: int | None = None,
+    max_new_tokens: int = 96,
+    batch_size: int = 16,
+) -> dict[str, Any]:
     """Generate greedily for every condition on the distinct held-out questions; score; write files."""
     from tunelab.generation.replies import GenerationSettings
     from tunelab.models.load import load_model
@@ -112,8 +141,12 @@ def evaluate(spec: PromptSpec, records: Sequence[LogRecord], conditions: Sequenc
         model, tokenizer = loaded[cond.model]
         log.info("adherence: %s (%d questions)", cond.name, len(questions))
         run = run_condition(model, tokenizer, spec, questions, compiled, cond.with_prompt, settings)
-        results[cond.name] = {"model": cond.model, "with_prompt": cond.with_prompt, **summarise(spec, run["rows"]),
-                              **{k: run[k] for k in ("prompt_tokens", "latency_s", "new_tokens", "prefill_s")}}
+        results[cond.name] = {
+            "model": cond.model,
+            "with_prompt": cond.with_prompt,
+            **summarise(spec, run["rows"]),
+            **{k: run[k] for k in ("prompt_tokens", "latency_s", "new_tokens", "prefill_s")},
+        }
         predictions += [{"condition": cond.name, **row} for row in run["rows"]]
     report = {"prompt": spec.name, "questions": len(questions), "conditions": results, **_savings(results)}
     if out_dir is not None:
@@ -128,16 +161,33 @@ def _savings(results: dict[str, Any]) -> dict[str, Any]:
     if not prompted or not baked:
         return {}
     p, b = prompted[0], baked[-1]
-    return {"prompt_tokens_saved_per_request": p["prompt_tokens"] - b["prompt_tokens"],
-            "latency_saved_s_per_reply": p["latency_s"] - b["latency_s"], "prefill_saved_s_per_request": p["prefill_s"] - b["prefill_s"]}
+    return {
+        "prompt_tokens_saved_per_request": p["prompt_tokens"] - b["prompt_tokens"],
+        "latency_saved_s_per_reply": p["latency_s"] - b["latency_s"],
+        "prefill_saved_s_per_request": p["prefill_s"] - b["prefill_s"],
+    }
 
 
-def meets_bar(report: dict[str, Any], prompted: str = "base with prompt", baked: str = "baked without prompt", overall: float = 0.8) -> dict[str, Any]:
+def meets_bar(
+    report: dict[str, Any],
+    prompted: str = "base with prompt",
+    baked: str = "baked without prompt",
+    overall: float = 0.8,
+) -> dict[str, Any]:
     """The bar a bake must clear: baked passes all rules on >= `overall` of questions and each rule at least as often as the prompted base."""
     c = report["conditions"]
-    worse = [rule for rule, v in c[baked]["rules"].items() if v["pass_rate"] is not None and c[prompted]["rules"][rule]["pass_rate"] is not None
-             and v["pass_rate"] < c[prompted]["rules"][rule]["pass_rate"]]
-    return {"overall_ok": c[baked]["overall"] >= overall, "rules_worse_than_prompted": worse, "met": c[baked]["overall"] >= overall and not worse}
+    worse = [
+        rule
+        for rule, v in c[baked]["rules"].items()
+        if v["pass_rate"] is not None
+        and c[prompted]["rules"][rule]["pass_rate"] is not None
+        and v["pass_rate"] < c[prompted]["rules"][rule]["pass_rate"]
+    ]
+    return {
+        "overall_ok": c[baked]["overall"] >= overall,
+        "rules_worse_than_prompted": worse,
+        "met": c[baked]["overall"] >= overall and not worse,
+    }
 
 
 def table(report: dict[str, Any]) -> str:
@@ -147,10 +197,21 @@ def table(report: dict[str, Any]) -> str:
     rules = list(next(iter(report["conditions"].values()))["rules"])
     fmt = lambda x: "n/a" if x is None else f"{x:.0%}"  # noqa: E731
     for rule in rules:
-        cells = [f"{fmt(report['conditions'][n]['rules'][rule]['pass_rate'])} ({report['conditions'][n]['rules'][rule]['applicable']})" for n in names]
+        cells = [
+            f"{fmt(report['conditions'][n]['rules'][rule]['pass_rate'])} ({report['conditions'][n]['rules'][rule]['applicable']})"
+            for n in names
+        ]
         lines.append(f"| {rule} | " + " | ".join(cells) + " |")
-    lines.append("| **all rules** | " + " | ".join(f"**{report['conditions'][n]['overall']:.0%}**" for n in names) + " |")
-    lines.append("| prompt tokens | " + " | ".join(f"{report['conditions'][n]['prompt_tokens']:.0f}" for n in names) + " |")
-    lines.append("| s per reply (batched) | " + " | ".join(f"{report['conditions'][n]['latency_s']:.3f}" for n in names) + " |")
-    lines.append("| prefill s per request | " + " | ".join(f"{report['conditions'][n]['prefill_s']:.3f}" for n in names) + " |")
+    lines.append(
+        "| **all rules** | " + " | ".join(f"**{report['conditions'][n]['overall']:.0%}**" for n in names) + " |"
+    )
+    lines.append(
+        "| prompt tokens | " + " | ".join(f"{report['conditions'][n]['prompt_tokens']:.0f}" for n in names) + " |"
+    )
+    lines.append(
+        "| s per reply (batched) | " + " | ".join(f"{report['conditions'][n]['latency_s']:.3f}" for n in names) + " |"
+    )
+    lines.append(
+        "| prefill s per request | " + " | ".join(f"{report['conditions'][n]['prefill_s']:.3f}" for n in names) + " |"
+    )
     return "\n".join(lines)

@@ -10,15 +10,16 @@ listed there too.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from tunelab import rundir
 from tunelab.eval.contexts import Turns
-from tunelab.generation.replies import GenerationSettings
 from tunelab.eval.metrics import Delta, paired_bootstrap
 from tunelab.eval.runner import EvalError, EvalResult, run_eval
+from tunelab.generation.replies import GenerationSettings
 
 COMPARE = "compare.json"
 # Behaviour outcomes compared like the text metrics: 1 when the reply's act (and content) is right.
@@ -49,7 +50,9 @@ class CompareResult:
     summary: dict[str, Any]
 
 
-def paired_values(rows_a: Sequence[dict[str, Any]], rows_b: Sequence[dict[str, Any]]) -> dict[str, tuple[list[float], list[float]]]:
+def paired_values(
+    rows_a: Sequence[dict[str, Any]], rows_b: Sequence[dict[str, Any]]
+) -> dict[str, tuple[list[float], list[float]]]:
     """Per metric, the A and B values of each context, matched by (conversation_id, turn_index)."""
     key = lambda r: (r["conversation_id"], r["turn_index"])  # noqa: E731
     by_key = {key(r): r for r in rows_b}
@@ -83,13 +86,19 @@ def act_differences(rows_a: Sequence[dict[str, Any]], rows_b: Sequence[dict[str,
         rb = by_key[(ra["conversation_id"], ra["turn_index"])]
         act_a, act_b = ra["behaviour"]["act"], rb["behaviour"]["act"]
         if act_a != act_b:
-            out.append({
-                "conversation_id": ra["conversation_id"], "turn_index": ra["turn_index"],
-                "last_user": _last_user(ra["context"]), "reference": ra["reference"],
-                "reference_act": ra["behaviour"]["reference_act"],
-                "a_act": act_a, "a_prediction": ra["prediction"],
-                "b_act": act_b, "b_prediction": rb["prediction"],
-            })
+            out.append(
+                {
+                    "conversation_id": ra["conversation_id"],
+                    "turn_index": ra["turn_index"],
+                    "last_user": _last_user(ra["context"]),
+                    "reference": ra["reference"],
+                    "reference_act": ra["behaviour"]["reference_act"],
+                    "a_act": act_a,
+                    "a_prediction": ra["prediction"],
+                    "b_act": act_b,
+                    "b_prediction": rb["prediction"],
+                }
+            )
     return out
 
 
@@ -111,10 +120,12 @@ def run_compare(
         raise EvalError(f"A and B are the same ({a.label}); give a different model or system prompt")
     out = Path(out_dir) if out_dir is not None else Path("compare") / f"{a.slug()}__vs__{b.slug()}"
     common = dict(turns=turns, settings=settings, limit=limit, semantic=semantic, progress=progress)
-    result_a = run_eval(a.model, data, out_dir=out / "a", system_prompt_file=a.system_prompt_file,
-                        description="A: generating", **common)
-    result_b = run_eval(b.model, data, out_dir=out / "b", system_prompt_file=b.system_prompt_file,
-                        description="B: generating", **common)
+    result_a = run_eval(
+        a.model, data, out_dir=out / "a", system_prompt_file=a.system_prompt_file, description="A: generating", **common
+    )
+    result_b = run_eval(
+        b.model, data, out_dir=out / "b", system_prompt_file=b.system_prompt_file, description="B: generating", **common
+    )
     values = paired_values(result_a.rows, result_b.rows)
     deltas = {name: paired_bootstrap(va, vb, n_resamples=n_resamples, seed=seed) for name, (va, vb) in values.items()}
     differences = act_differences(result_a.rows, result_b.rows)
@@ -126,8 +137,13 @@ def run_compare(
         "turns": turns,
         "settings": settings.to_dict(),
         "meteor_variant": result_a.scores["meteor_variant"],
-        "bootstrap": {"resamples": n_resamples, "confidence": 0.95, "seed": seed, "method": "paired percentile",
-                      "unit": "context"},
+        "bootstrap": {
+            "resamples": n_resamples,
+            "confidence": 0.95,
+            "seed": seed,
+            "method": "paired percentile",
+            "unit": "context",
+        },
         "deltas": {name: {**asdict(d), "significant": d.significant} for name, d in deltas.items()},
         "act_differences": differences,
     }
@@ -140,13 +156,19 @@ def render_table(result: CompareResult) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=Text(f"A = {result.summary['a']['label']}   B = {result.summary['b']['label']}   "
-                             f"(n = {result.summary['n']} contexts)"))
+    table = Table(
+        title=Text(
+            f"A = {result.summary['a']['label']}   B = {result.summary['b']['label']}   "
+            f"(n = {result.summary['n']} contexts)"
+        )
+    )
     for column in ("metric", "A", "B", "B - A", "95% CI"):
         table.add_column(column, justify="left" if column == "metric" else "right")
     for name, d in result.deltas.items():
         style = "bold" if d.significant else ""
-        table.add_row(name, f"{d.a:.3f}", f"{d.b:.3f}", f"{d.delta:+.3f}", f"[{d.low:+.3f}, {d.high:+.3f}]", style=style)
+        table.add_row(
+            name, f"{d.a:.3f}", f"{d.b:.3f}", f"{d.delta:+.3f}", f"[{d.low:+.3f}, {d.high:+.3f}]", style=style
+        )
     return table
 
 
@@ -154,14 +176,20 @@ def render_act_differences(result: CompareResult, limit: int = 10) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=f"Contexts where the acts differ: {len(result.act_differences)} of {result.summary['n']}"
-                        + (f" (first {limit})" if len(result.act_differences) > limit else ""))
+    table = Table(
+        title=f"Contexts where the acts differ: {len(result.act_differences)} of {result.summary['n']}"
+        + (f" (first {limit})" if len(result.act_differences) > limit else "")
+    )
     for column in ("conversation:turn", "customer said", "reference", "A", "B"):
         table.add_column(column, overflow="fold")
     for row in result.act_differences[:limit]:
         # Text cells: replies and "[act]" labels must not be read as rich markup.
-        cells = (f"{row['conversation_id']}:{row['turn_index']}", row["last_user"][:80],
-                 f"[{row['reference_act']}] {row['reference'][:60]}",
-                 f"[{row['a_act']}] {row['a_prediction'][:60]}", f"[{row['b_act']}] {row['b_prediction'][:60]}")
+        cells = (
+            f"{row['conversation_id']}:{row['turn_index']}",
+            row["last_user"][:80],
+            f"[{row['reference_act']}] {row['reference'][:60]}",
+            f"[{row['a_act']}] {row['a_prediction'][:60]}",
+            f"[{row['b_act']}] {row['b_prediction'][:60]}",
+        )
         table.add_row(*(Text(c) for c in cells))
     return table

@@ -7,8 +7,9 @@ the right reply does (conversation meta "turns"), the context carries that recor
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 from tunelab.messages import Conversation, Message
 
@@ -79,8 +80,10 @@ def judged_expectation(conv: Conversation, index: int) -> dict[str, Any] | None:
         return None
     for key, kind in REQUIRED[expected["act"]]:
         if not isinstance(expected.get(key), kind):
-            raise ValueError(f"{conv.source or conv.id}: meta.turns.{index}.{key}: the {expected['act']} record needs "
-                             f"a {kind.__name__} here (see tunelab.data.synth.cafe for the form)")
+            raise ValueError(
+                f"{conv.source or conv.id}: meta.turns.{index}.{key}: the {expected['act']} record needs "
+                f"a {kind.__name__} here (see tunelab.data.synth.cafe for the form)"
+            )
     return expected
 
 

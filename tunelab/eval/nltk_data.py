@@ -27,15 +27,21 @@ INSTALL_HINT = "apt-get install -y wordnet-base wordnet-sense-index"
 # WordNet 3.0's lexicographer files: number, name, syntactic category (1 noun, 2 verb, 3 adj, 4 adv).
 _LEXNAMES = (
     ["adj.all", "adj.pert", "adv.all"]
-    + [f"noun.{n}" for n in (
-        "Tops act animal artifact attribute body cognition communication event feeling food group "
-        "location motive object person phenomenon plant possession process quantity relation shape "
-        "state substance time"
-    ).split()]
-    + [f"verb.{v}" for v in (
-        "body change cognition communication competition consumption contact creation emotion "
-        "motion perception possession social stative weather"
-    ).split()]
+    + [
+        f"noun.{n}"
+        for n in (
+            "Tops act animal artifact attribute body cognition communication event feeling food group "
+            "location motive object person phenomenon plant possession process quantity relation shape "
+            "state substance time"
+        ).split()
+    ]
+    + [
+        f"verb.{v}"
+        for v in (
+            "body change cognition communication competition consumption contact creation emotion "
+            "motion perception possession social stative weather"
+        ).split()
+    ]
     + ["adj.ppl"]
 )
 _CATEGORY = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
@@ -90,8 +96,9 @@ def load_wordnet() -> Any | None:
     root = install_wordnet()
     if root is None:
         log.warning(
-            "WordNet not found in %s: METEOR will run without synonym matching (exact + stem only). "
-            "Fix: %s", DEBIAN_WORDNET, INSTALL_HINT,
+            "WordNet not found in %s: METEOR will run without synonym matching (exact + stem only). Fix: %s",
+            DEBIAN_WORDNET,
+            INSTALL_HINT,
         )
         return None
     if str(nltk_data_dir()) not in nltk.data.path:

@@ -4,9 +4,10 @@ rebuilt from a finished run's saved replies (after a change to the scoring or th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 from tunelab.eval.behaviour import ACTS
 from tunelab.eval.metrics import paired_bootstrap, wilson
@@ -31,15 +32,18 @@ def _paired(rows_a: list[dict], rows_b: list[dict], flag: str, keep: Any = None)
 
 def _specs() -> list[tuple[str, str, Callable[[dict], bool] | None]]:
     """(metric, behaviour flag, which rows count): overall, per reference act, and the tool-call details."""
+
     def ref(act: str) -> Callable[[dict], bool]:
         return lambda r: r["behaviour"]["reference_act"] == act
 
     specs: list[tuple[str, str, Any]] = [("appropriateness", "appropriate", None), ("correctness", "correct", None)]
     for act in ACTS:
         specs += [(f"{act}: appropriateness", "appropriate", ref(act)), (f"{act}: correctness", "correct", ref(act))]
-    return specs + [("tool_call: name accuracy", "name_correct", ref("tool_call")),
-                    ("tool_call: args accuracy (exact)", "args_correct", ref("tool_call")),
-                    ("tool_call: args accuracy (normalised)", "args_normalised_correct", ref("tool_call"))]
+    return specs + [
+        ("tool_call: name accuracy", "name_correct", ref("tool_call")),
+        ("tool_call: args accuracy (exact)", "args_correct", ref("tool_call")),
+        ("tool_call: args accuracy (normalised)", "args_normalised_correct", ref("tool_call")),
+    ]
 
 
 def behaviour_table(base: Any, tuned: Any, n_resamples: int, seed: int) -> list[dict[str, Any]]:
@@ -52,29 +56,42 @@ def behaviour_table(base: Any, tuned: Any, n_resamples: int, seed: int) -> list[
             table.append({"metric": name, "n": 0, "base": None, "tuned": None, "delta": None, "ci95": None})
             continue
         d = paired_bootstrap(a, b, n_resamples=n_resamples, seed=seed)
-        table.append({"metric": name, "n": d.n, "base": round(d.a, 3), "tuned": round(d.b, 3),
-                      "base_ci95": [round(x, 3) for x in wilson(int(sum(a)), len(a))],
-                      "tuned_ci95": [round(x, 3) for x in wilson(int(sum(b)), len(b))],
-                      "delta": round(d.delta, 3), "ci95": [round(d.low, 3), round(d.high, 3)]})
+        table.append(
+            {
+                "metric": name,
+                "n": d.n,
+                "base": round(d.a, 3),
+                "tuned": round(d.b, 3),
+                "base_ci95": [round(x, 3) for x in wilson(int(sum(a)), len(a))],
+                "tuned_ci95": [round(x, 3) for x in wilson(int(sum(b)), len(b))],
+                "delta": round(d.delta, 3),
+                "ci95": [round(d.low, 3), round(d.high, 3)],
+            }
+        )
     return table
 
 
 def format_table(table: list[dict[str, Any]]) -> str:
     """The table as Markdown."""
+
     def rate(row: dict[str, Any], side: str) -> str:
         low, high = row.get(f"{side}_ci95") or (float("nan"), float("nan"))
         return f"{row[side]:.3f} [{low:.2f}, {high:.2f}]"
 
-    lines = [f"| {'metric':<38} | {'n':>4} | {'base [95% CI]':>19} | {'tuned [95% CI]':>19} | {'delta':>7} "
-             f"| 95% CI of delta |",
-             f"|{'-' * 40}|{'-' * 6}|{'-' * 21}|{'-' * 21}|{'-' * 9}|{'-' * 17}|"]
+    lines = [
+        f"| {'metric':<38} | {'n':>4} | {'base [95% CI]':>19} | {'tuned [95% CI]':>19} | {'delta':>7} "
+        f"| 95% CI of delta |",
+        f"|{'-' * 40}|{'-' * 6}|{'-' * 21}|{'-' * 21}|{'-' * 9}|{'-' * 17}|",
+    ]
     for row in table:
         if row["n"] == 0:
             lines.append(f"| {row['metric']:<38} | {0:>4} | {'-':>19} | {'-':>19} | {'-':>7} | {'-':>15} |")
             continue
         ci = f"[{row['ci95'][0]:+.3f}, {row['ci95'][1]:+.3f}]"
-        lines.append(f"| {row['metric']:<38} | {row['n']:>4} | {rate(row, 'base'):>19} | {rate(row, 'tuned'):>19} | "
-                     f"{row['delta']:>+7.3f} | {ci:>15} |")
+        lines.append(
+            f"| {row['metric']:<38} | {row['n']:>4} | {rate(row, 'base'):>19} | {rate(row, 'tuned'):>19} | "
+            f"{row['delta']:>+7.3f} | {ci:>15} |"
+        )
     return "\n".join(lines)
 
 
@@ -88,10 +105,13 @@ def retable(out: Path, n_resamples: int, seed: int) -> dict[str, Any]:
     base, tuned = (read_saved_replies(out / side / PREDICTIONS) for side in ("eval_base", "eval_tuned"))
     missing = {_context(r) for r in base} - {_context(r) for r in tuned}
     if missing:
-        raise SavedRunError(f"{out / 'eval_tuned' / PREDICTIONS}: no reply for {len(missing)} context(s) the base side has, "
-                            f"e.g. {sorted(missing)[0]}")
-    results["table"] = behaviour_table(SimpleNamespace(rows=base), SimpleNamespace(rows=tuned), n_resamples,
-                                       results.get("seed", seed))
+        raise SavedRunError(
+            f"{out / 'eval_tuned' / PREDICTIONS}: no reply for {len(missing)} context(s) the base side has, "
+            f"e.g. {sorted(missing)[0]}"
+        )
+    results["table"] = behaviour_table(
+        SimpleNamespace(rows=base), SimpleNamespace(rows=tuned), n_resamples, results.get("seed", seed)
+    )
     write_json(out / "results.json", results)
     return results
 

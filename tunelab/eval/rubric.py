@@ -18,9 +18,10 @@ import re
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +77,15 @@ class RubricReport:
     def summary(self) -> dict[str, Any]:
         scored = [v.scores for v in self.verdicts if v.scores]
         means = {c: (sum(s[c] for s in scored) / len(scored) if scored else None) for c in CRITERIA}
-        return {"n": len(self.verdicts), "parsed": len(scored),
-                "unparseable": sum(1 for v in self.verdicts if v.error is None and v.scores is None),
-                "failed": sum(1 for v in self.verdicts if v.error is not None),
-                "cached": sum(1 for v in self.verdicts if v.cached), "retries": self.retries, "mean": means}
+        return {
+            "n": len(self.verdicts),
+            "parsed": len(scored),
+            "unparseable": sum(1 for v in self.verdicts if v.error is None and v.scores is None),
+            "failed": sum(1 for v in self.verdicts if v.error is not None),
+            "cached": sum(1 for v in self.verdicts if v.cached),
+            "retries": self.retries,
+            "mean": means,
+        }
 
 
 def _score(value: Any) -> int | None:
@@ -147,7 +153,9 @@ class _Cache:
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False)
-        self._db.execute("CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, model TEXT, raw TEXT, created REAL)")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, model TEXT, raw TEXT, created REAL)"
+        )
         self._lock = threading.Lock()
 
     @staticmethod
@@ -161,8 +169,10 @@ class _Cache:
 
     def put(self, model: str, prompt: str, raw: str) -> None:
         with self._lock, self._db:
-            self._db.execute("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?)",
-                             (self.key(model, prompt), model, raw, time.time()))
+            self._db.execute(
+                "INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?)",
+                (self.key(model, prompt), model, raw, time.time()),
+            )
 
     def close(self) -> None:
         self._db.close()
@@ -192,19 +202,31 @@ class RubricJudge:
         """One chat completion with this client's timeouts and counted retries (bake's endpoint teacher uses it too)."""
         import openai
 
-        retryable = (openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError)
+        retryable = (
+            openai.APITimeoutError,
+            openai.APIConnectionError,
+            openai.RateLimitError,
+            openai.InternalServerError,
+        )
         delay = self.settings.backoff
         for attempt in range(self.settings.retries + 1):
             try:
                 response = self.client.chat.completions.create(
-                    model=self.settings.model, messages=messages, temperature=temperature, max_tokens=max_tokens)
+                    model=self.settings.model, messages=messages, temperature=temperature, max_tokens=max_tokens
+                )
                 return response.choices[0].message.content or ""
             except retryable as exc:
                 if attempt == self.settings.retries:
                     raise
                 self.retries += 1
-                log.warning("request to %s failed (%s); retry %d of %d in %.1fs", self.settings.base_url, type(exc).__name__,
-                            attempt + 1, self.settings.retries, delay)
+                log.warning(
+                    "request to %s failed (%s); retry %d of %d in %.1fs",
+                    self.settings.base_url,
+                    type(exc).__name__,
+                    attempt + 1,
+                    self.settings.retries,
+                    delay,
+                )
                 time.sleep(delay)
                 delay *= 2
         raise AssertionError("unreachable")

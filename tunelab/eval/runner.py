@@ -14,9 +14,10 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from tunelab import rundir
 from tunelab.eval import metrics
@@ -154,10 +155,16 @@ def score_behaviour(rows: list[dict[str, Any]]) -> dict[str, Any]:
     expected = [r.get("expected") for r in rows]
     for row, wanted, expect in zip(rows, missing, expected):
         pair = behaviour.score_pair(row["prediction"], row["reference"], wanted, expected=expect)
-        row["behaviour"] = {"act": pair.predicted_act, "reference_act": pair.reference_act,
-                            "appropriate": pair.appropriate, "correct": pair.correct, **pair.detail}
-    return behaviour.score_pairs([r["prediction"] for r in rows], [r["reference"] for r in rows], missing,
-                                 expected=expected)
+        row["behaviour"] = {
+            "act": pair.predicted_act,
+            "reference_act": pair.reference_act,
+            "appropriate": pair.appropriate,
+            "correct": pair.correct,
+            **pair.detail,
+        }
+    return behaviour.score_pairs(
+        [r["prediction"] for r in rows], [r["reference"] for r in rows], missing, expected=expected
+    )
 
 
 def run_eval(

@@ -7,8 +7,9 @@ TextIteratorStreamer, so the first words show while the rest is still being comp
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 HELP = "commands: /reset (forget the conversation), /system TEXT (set the system prompt), /exit"
 
@@ -70,11 +71,16 @@ class ChatSession:
         try:
             with torch.inference_mode():
                 self.model.generate(
-                    torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                    max_new_tokens=self.max_new_tokens, do_sample=sample,
-                    temperature=self.temperature if sample else None, top_p=self.top_p if sample else None,
-                    top_k=None, eos_token_id=stop_token_ids(self.tokenizer, self.model),
-                    pad_token_id=self.tokenizer.pad_token_id, streamer=streamer,
+                    torch.tensor([ids]),
+                    attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                    max_new_tokens=self.max_new_tokens,
+                    do_sample=sample,
+                    temperature=self.temperature if sample else None,
+                    top_p=self.top_p if sample else None,
+                    top_k=None,
+                    eos_token_id=stop_token_ids(self.tokenizer, self.model),
+                    pad_token_id=self.tokenizer.pad_token_id,
+                    streamer=streamer,
                 )
         except BaseException as exc:  # surfaced in the calling thread, which is blocked on the streamer
             failure.append(exc)
@@ -114,14 +120,18 @@ def interactive(session: ChatSession, console: Any, read: Callable[[str], str] |
                 return
             continue
         console.print("[bold blue]bot>[/] ", end="")
-        session.reply(line, on_text=lambda piece: console.print(piece, end="", markup=False, highlight=False, soft_wrap=True))
+        session.reply(
+            line, on_text=lambda piece: console.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
+        )
         console.print()
 
 
-def open_session(spec: str, *, system: str | None = None, max_new_tokens: int = 256,
-                 temperature: float = 0.0, top_p: float = 1.0) -> ChatSession:
+def open_session(
+    spec: str, *, system: str | None = None, max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0
+) -> ChatSession:
     from tunelab.models.load import load_model
 
     model, tokenizer = load_model(spec, merge=True)
-    return ChatSession(model, tokenizer, system=system, max_new_tokens=max_new_tokens,
-                       temperature=temperature, top_p=top_p)
+    return ChatSession(
+        model, tokenizer, system=system, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p
+    )

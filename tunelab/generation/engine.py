@@ -111,7 +111,9 @@ class _RowTracker:
 class Engine:
     """The model, its tokenizer and the batching worker thread."""
 
-    def __init__(self, model: Any, tokenizer: Any, *, batch_window: float = 0.01, max_batch: int = 16, max_queue: int = 256):
+    def __init__(
+        self, model: Any, tokenizer: Any, *, batch_window: float = 0.01, max_batch: int = 16, max_queue: int = 256
+    ):
         self.model, self.tokenizer = model, tokenizer
         self.batch_window, self.max_batch = batch_window, max_batch
         self.context_length = int(getattr(model.config, "max_position_embeddings", 2048))
@@ -133,8 +135,13 @@ class Engine:
 
     def stats(self) -> dict[str, Any]:
         sizes = list(self.batch_sizes)
-        return {"requests": self.requests, "batches": len(sizes), "batch_sizes": sizes,
-                "max_batch_size": max(sizes, default=0), "queued": self._queue.qsize()}
+        return {
+            "requests": self.requests,
+            "batches": len(sizes),
+            "batch_sizes": sizes,
+            "max_batch_size": max(sizes, default=0),
+            "queued": self._queue.qsize(),
+        }
 
     def _collect(self, first: Job) -> tuple[list[Job], bool]:
         batch, deadline = [first], time.monotonic() + self.batch_window
@@ -176,16 +183,24 @@ class Engine:
             job.batch_size = len(jobs)
         sample = jobs[0].temperature > 0
         config = GenerationConfig(
-            max_new_tokens=max(j.max_new_tokens for j in jobs), do_sample=sample,
-            temperature=jobs[0].temperature if sample else None, top_p=jobs[0].top_p if sample else None,
-            top_k=None, pad_token_id=self.pad_id, eos_token_id=sorted(self.eos_ids),
+            max_new_tokens=max(j.max_new_tokens for j in jobs),
+            do_sample=sample,
+            temperature=jobs[0].temperature if sample else None,
+            top_p=jobs[0].top_p if sample else None,
+            top_k=None,
+            pad_token_id=self.pad_id,
+            eos_token_id=sorted(self.eos_ids),
         )
         tracker = _RowTracker(jobs, self.tokenizer, self.eos_ids)
         self.batch_sizes.append(len(jobs))
         self.requests += len(jobs)
         with torch.inference_mode():
-            self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
-                                stopping_criteria=StoppingCriteriaList([tracker]))
+            self.model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                generation_config=config,
+                stopping_criteria=StoppingCriteriaList([tracker]),
+            )
         for job in jobs:
             if job.finish_reason is None:  # stopped by generate's own length limit
                 tracker.finish(job)

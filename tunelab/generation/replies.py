@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from tunelab.generation.tokens import left_pad, pad_token_id, stop_token_ids
 from tunelab.messages import Message
@@ -62,7 +63,9 @@ def render_prompts(tokenizer: Any, contexts: Sequence[Sequence[Message]]) -> lis
     info = template_info(tokenizer)
     prompts = []
     for messages in contexts:
-        text = tokenizer.apply_chat_template(to_template_messages(tuple(messages), info), tokenize=False, add_generation_prompt=True)
+        text = tokenizer.apply_chat_template(
+            to_template_messages(tuple(messages), info), tokenize=False, add_generation_prompt=True
+        )
         prompts.append(tokenizer(text, add_special_tokens=False)["input_ids"])
     return prompts
 
@@ -72,8 +75,11 @@ def _generation_config(settings: GenerationSettings, stop_ids: list[int], pad_id
 
     sampling = {"temperature": settings.temperature, "top_p": settings.top_p} if settings.do_sample else {}
     return GenerationConfig(
-        max_new_tokens=settings.max_new_tokens, do_sample=settings.do_sample,
-        eos_token_id=stop_ids, pad_token_id=pad_id, **sampling,
+        max_new_tokens=settings.max_new_tokens,
+        do_sample=settings.do_sample,
+        eos_token_id=stop_ids,
+        pad_token_id=pad_id,
+        **sampling,
     )
 
 
@@ -87,11 +93,23 @@ def _cut(tokens: list[int], stop_ids: set[int]) -> list[int]:
 def progress_bar(enabled: bool) -> Any:
     """A rich progress bar on stderr (counts, elapsed, remaining); a no-op when not `enabled`."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TimeRemainingColumn(), console=Console(stderr=True), disable=not enabled,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
     )
 
 
@@ -119,13 +137,13 @@ def generate_replies(
     with progress_bar(progress) as bar, torch.inference_mode():
         task = bar.add_task(description, total=len(prompts))
         for start in range(0, len(order), settings.batch_size):
-            batch = order[start:start + settings.batch_size]
+            batch = order[start : start + settings.batch_size]
             ids, mask = left_pad([prompts[i] for i in batch], pad_id)
             began = time.perf_counter()
             out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
             latency = (time.perf_counter() - began) / len(batch)
             for row, i in enumerate(batch):
-                tokens = _cut(out[row, ids.shape[1]:].tolist(), set(stop_ids))
+                tokens = _cut(out[row, ids.shape[1] :].tolist(), set(stop_ids))
                 text = tokenizer.decode(tokens, skip_special_tokens=True).strip()
                 replies[i] = Reply(text=text, latency_s=latency, new_tokens=len(tokens), token_ids=tuple(tokens))
             bar.advance(task, len(batch))

@@ -6,7 +6,8 @@ pad the same way, so a reply does not depend on which of them produced it.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 # End-of-turn markers of common chat templates; whichever the tokenizer knows also stops generation.
 END_OF_TURN_TOKENS = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>", "<|endoftext|>")
@@ -40,6 +41,6 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[Any, Any]:
     mask = torch.zeros((len(prompts), width), dtype=torch.long)
     for row, prompt in enumerate(prompts):
         if prompt:
-            ids[row, width - len(prompt):] = torch.tensor(list(prompt), dtype=torch.long)
-            mask[row, width - len(prompt):] = 1
+            ids[row, width - len(prompt) :] = torch.tensor(list(prompt), dtype=torch.long)
+            mask[row, width - len(prompt) :] = 1
     return ids, mask

@@ -51,7 +51,9 @@ def check_qlora_available() -> None:
     try:
         import bitsandbytes  # noqa: F401
     except ImportError:
-        raise AdapterUnavailable("model.adapter=qlora needs the bitsandbytes package: pip install bitsandbytes") from None
+        raise AdapterUnavailable(
+            "model.adapter=qlora needs the bitsandbytes package: pip install bitsandbytes"
+        ) from None
 
 
 def load_kwargs(cfg: ModelConfig) -> dict[str, Any]:
@@ -62,7 +64,12 @@ def load_kwargs(cfg: ModelConfig) -> dict[str, Any]:
     import torch
     from transformers import BitsAndBytesConfig
 
-    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16)
+    quant = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
     return {"quantization_config": quant}
 
 
@@ -73,15 +80,27 @@ def peft_config(cfg: ModelConfig) -> Any:
     lora = cfg.lora
     if cfg.adapter in ("lora", "dora", "qlora"):
         return peft.LoraConfig(
-            r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
-            use_dora=cfg.adapter == "dora", task_type="CAUSAL_LM",
+            r=lora.r,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
+            target_modules=lora.target_modules,
+            use_dora=cfg.adapter == "dora",
+            task_type="CAUSAL_LM",
         )
     if cfg.adapter == "ia3":
-        return peft.IA3Config(target_modules=cfg.ia3.target_modules, feedforward_modules=cfg.ia3.feedforward_modules, task_type="CAUSAL_LM")
+        return peft.IA3Config(
+            target_modules=cfg.ia3.target_modules,
+            feedforward_modules=cfg.ia3.feedforward_modules,
+            task_type="CAUSAL_LM",
+        )
     if cfg.adapter == "prompt_tuning":
         return peft.PromptTuningConfig(num_virtual_tokens=cfg.prompt.num_virtual_tokens, task_type="CAUSAL_LM")
     if cfg.adapter == "p_tuning":
-        return peft.PromptEncoderConfig(num_virtual_tokens=cfg.prompt.num_virtual_tokens, encoder_hidden_size=cfg.prompt.encoder_hidden_size, task_type="CAUSAL_LM")
+        return peft.PromptEncoderConfig(
+            num_virtual_tokens=cfg.prompt.num_virtual_tokens,
+            encoder_hidden_size=cfg.prompt.encoder_hidden_size,
+            task_type="CAUSAL_LM",
+        )
     if cfg.adapter == "full":
         return None
     raise ValueError(f"model.adapter: unknown adapter {cfg.adapter!r}; choose one of {', '.join(ADAPTERS)}")
@@ -99,5 +118,11 @@ def apply_adapter(model: Any, cfg: ModelConfig) -> Any:
         model = prepare_model_for_kbit_training(model)
     wrapped = get_peft_model(model, config)
     trainable, total = wrapped.get_nb_trainable_parameters()
-    log.info("%s adapter: %d trainable of %d parameters (%.3f%%)", cfg.adapter, trainable, total, 100 * trainable / max(1, total))
+    log.info(
+        "%s adapter: %d trainable of %d parameters (%.3f%%)",
+        cfg.adapter,
+        trainable,
+        total,
+        100 * trainable / max(1, total),
+    )
     return wrapped

@@ -49,7 +49,11 @@ def export_merged(spec: str, out_dir: str | Path, *, force: bool = False) -> Pat
 
 def _permute(weights: Any, n_head: int) -> Any:
     """HF's rotary layout -> llama.cpp's (interleaved halves per head), as llama.cpp's converter does."""
-    return weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:]).swapaxes(1, 2).reshape(weights.shape)
+    return (
+        weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weights.shape)
+    )
 
 
 def gguf_tensors(model: Any) -> dict[str, Any]:
@@ -58,8 +62,10 @@ def gguf_tensors(model: Any) -> dict[str, Any]:
 
     config = model.config
     if config.model_type != "llama":
-        raise ExportError(f"GGUF export supports the Llama architecture only; this model is '{config.model_type}'. "
-                          "Export --format merged and convert with llama.cpp's convert_hf_to_gguf.py instead.")
+        raise ExportError(
+            f"GGUF export supports the Llama architecture only; this model is '{config.model_type}'. "
+            "Export --format merged and convert with llama.cpp's convert_hf_to_gguf.py instead."
+        )
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config.num_hidden_layers)
     out: dict[str, Any] = {}
     for hf_name, tensor in model.state_dict().items():
@@ -86,7 +92,9 @@ def _add_metadata(writer: Any, model: Any, name: str, file_type: int) -> None:
     writer.add_feed_forward_length(config.intermediate_size)
     writer.add_head_count(config.num_attention_heads)
     writer.add_head_count_kv(config.num_key_value_heads)
-    writer.add_rope_dimension_count(getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads)
+    writer.add_rope_dimension_count(
+        getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    )
     writer.add_layer_norm_rms_eps(config.rms_norm_eps)
     rope = getattr(config, "rope_parameters", None) or {}
     if rope.get("rope_type", "default") != "default":
@@ -148,8 +156,10 @@ def verify_gguf(path: str | Path, expected: dict[str, Any]) -> dict[str, Any]:
     reader = gguf.GGUFReader(path)
     found = {t.name: t for t in reader.tensors}
     if set(found) != set(expected):
-        raise ExportError(f"{path}: tensors differ from the model: missing {sorted(set(expected) - set(found))[:5]}, "
-                          f"extra {sorted(set(found) - set(expected))[:5]}")
+        raise ExportError(
+            f"{path}: tensors differ from the model: missing {sorted(set(expected) - set(found))[:5]}, "
+            f"extra {sorted(set(found) - set(expected))[:5]}"
+        )
     worst: dict[str, float] = {}
     for name, tensor in found.items():
         source = expected[name]
@@ -163,15 +173,18 @@ def verify_gguf(path: str | Path, expected: dict[str, Any]) -> dict[str, Any]:
         else:  # Q8_0: a block of 32 shares one f16 scale amax/127; rounding is at most half a step
             blocks = np.abs(source).reshape(-1, 32).max(axis=1, keepdims=True)
             # q is rounded with the exact scale, then the scale is stored in f16 (2^-11 relative, times q<=127).
-            bound = np.broadcast_to(blocks / 127 * (0.5 + 127 * 2.0**-11) * 1.001, (blocks.shape[0], 32)).reshape(source.shape)
+            bound = np.broadcast_to(blocks / 127 * (0.5 + 127 * 2.0**-11) * 1.001, (blocks.shape[0], 32)).reshape(
+                source.shape
+            )
         if np.any(error > bound):
             raise ExportError(f"{path}: tensor {name} ({kind}) does not round-trip: max error {error.max():.3g}")
         worst[kind] = max(worst.get(kind, 0.0), float(error.max()))
     return {"tensors": len(found), "max_abs_error_by_type": worst, "verified": True}
 
 
-def export_gguf(spec: str, out_dir: str | Path, *, dtype: str = "f16", tokenizer_pre: str = "smollm",
-                force: bool = False) -> Path:
+def export_gguf(
+    spec: str, out_dir: str | Path, *, dtype: str = "f16", tokenizer_pre: str = "smollm", force: bool = False
+) -> Path:
     """Write `out_dir/model-<dtype>.gguf` from the merged model of `spec`, verified by reading it back.
 
     `tokenizer_pre` is llama.cpp's name for the pre-tokenizer regex; "smollm" is right for the
@@ -183,10 +196,16 @@ def export_gguf(spec: str, out_dir: str | Path, *, dtype: str = "f16", tokenizer
 
     if dtype not in GGUF_TYPES:
         raise ExportError(f"unsupported GGUF type '{dtype}'; supported: {', '.join(GGUF_TYPES)}")
-    qtype = {"f32": gguf.GGMLQuantizationType.F32, "f16": gguf.GGMLQuantizationType.F16,
-             "q8_0": gguf.GGMLQuantizationType.Q8_0}[dtype]
-    file_type = {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
-                 "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[dtype]
+    qtype = {
+        "f32": gguf.GGMLQuantizationType.F32,
+        "f16": gguf.GGMLQuantizationType.F16,
+        "q8_0": gguf.GGMLQuantizationType.Q8_0,
+    }[dtype]
+    file_type = {
+        "f32": gguf.LlamaFileType.ALL_F32,
+        "f16": gguf.LlamaFileType.MOSTLY_F16,
+        "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+    }[dtype]
     out_dir = Path(out_dir)
     where = describe(spec)
     model, tokenizer = load_model(spec, merge=True)
@@ -201,16 +220,21 @@ def export_gguf(spec: str, out_dir: str | Path, *, dtype: str = "f16", tokenizer
         _add_tokenizer(writer, tokenizer, staging / "tokenizer", model.config.vocab_size, tokenizer_pre)
         for tensor_name, array in tensors.items():
             data, raw = _encode(array, qtype)
-            writer.add_tensor(tensor_name, data, raw_dtype=raw if raw not in (gguf.GGMLQuantizationType.F32,
-                                                                              gguf.GGMLQuantizationType.F16) else None)
+            writer.add_tensor(
+                tensor_name,
+                data,
+                raw_dtype=raw if raw not in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16) else None,
+            )
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
         shutil.rmtree(staging / "tokenizer")
         report = verify_gguf(path, tensors)
-        rundir.write_json(staging / EXPORT_INFO, {"format": "gguf", "type": dtype, "file": name, "source": str(spec),
-                                                  **where, "round_trip": report})
+        rundir.write_json(
+            staging / EXPORT_INFO,
+            {"format": "gguf", "type": dtype, "file": name, "source": str(spec), **where, "round_trip": report},
+        )
     log.info("wrote %s: %s", name, report)
     return out_dir / name
 

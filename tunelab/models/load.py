@@ -46,7 +46,11 @@ def load_tokenizer(spec: str, *, default_template: bool = True) -> Any:
     from transformers import AutoTokenizer
 
     where = describe(spec)
-    source = where["adapter"] if where["adapter"] and (Path(where["adapter"]) / "tokenizer_config.json").exists() else where["base"]
+    source = (
+        where["adapter"]
+        if where["adapter"] and (Path(where["adapter"]) / "tokenizer_config.json").exists()
+        else where["base"]
+    )
     tokenizer = AutoTokenizer.from_pretrained(source)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -102,6 +106,9 @@ def decoder_and_head(model: Any) -> tuple[Any, Any] | None:
     config = getattr(model, "config", None)
     if getattr(config, "final_logit_softcapping", None):
         return None  # the stock forward applies the cap; keep one source of truth for it
-    get_decoder, head = getattr(model, "get_decoder", None), model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    get_decoder, head = (
+        getattr(model, "get_decoder", None),
+        model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None,
+    )
     decoder = get_decoder() if get_decoder else None
     return (decoder, head) if decoder is not None and head is not None else None

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from tunelab.prompts.rules import _LIST_LINE, CheckItem, PromptSpec, Rule, check_all, passes_all, sentences
 
@@ -124,7 +124,9 @@ def _closing_question(rule: Rule, text: str, closer: Callable[[str], str | None]
     return None, "none"
 
 
-def repair(spec: PromptSpec, reply: str, item: CheckItem, closer: Callable[[str], str | None] | None = None) -> Repaired:
+def repair(
+    spec: PromptSpec, reply: str, item: CheckItem, closer: Callable[[str], str | None] | None = None
+) -> Repaired:
     """`reply` unchanged when it passes; else its repair when every failed rule is repairable and
     the repaired text passes every rule; else text None with the reason."""
     failed = [r for r in check_all(spec, reply, item) if r.applicable and not r.passed]
@@ -158,8 +160,13 @@ def repair(spec: PromptSpec, reply: str, item: CheckItem, closer: Callable[[str]
     if question_rule is not None:
         question, source = _closing_question(question_rule, " ".join(parts), closer)
         if not question or not question.strip().endswith("?"):
-            return Repaired(None, steps, "no closing question (add closing_questions to the rule, or let the teacher write one)")
-        parts, steps = parts + [question.strip()], steps + ["question_added" if source == "list" else "question_generated"]
+            return Repaired(
+                None, steps, "no closing question (add closing_questions to the rule, or let the teacher write one)"
+            )
+        parts, steps = (
+            parts + [question.strip()],
+            steps + ["question_added" if source == "list" else "question_generated"],
+        )
     text = " ".join(parts)
     still = [r.rule for r in check_all(spec, text, item) if r.applicable and not r.passed]
     if still:

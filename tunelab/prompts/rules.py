@@ -31,9 +31,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import yaml
 
@@ -113,7 +114,9 @@ def stems(text: str) -> list[str]:
     """Crude stems of the content words (first five letters; short words, numbers and stop words
     dropped): one notion of "the same word" for the rule checks and for finding rewordings."""
     text = _NOT_WORDS.sub(" ", text)
-    return [w[:5] for w in (m.lower() for m in _WORD.findall(text)) if len(w) >= 4 and not w.isdigit() and w not in _STOP]
+    return [
+        w[:5] for w in (m.lower() for m in _WORD.findall(text)) if len(w) >= 4 and not w.isdigit() and w not in _STOP
+    ]
 
 
 def detect_language(text: str) -> str:
@@ -174,9 +177,16 @@ def _check_role_address(rule: Rule, reply: str, item: CheckItem) -> RuleResult:
     if rule.params["position"] == "start":
         text = text[: rule.params["window"]]
     ok = _any_phrase(text, forms[role])
-    others = [f for r, fs in forms.items() if r != role for f in fs if not any(_contains(f, own) for own in forms[role])]
+    others = [
+        f for r, fs in forms.items() if r != role for f in fs if not any(_contains(f, own) for own in forms[role])
+    ]
     wrong = _any_phrase(reply, others)
-    return RuleResult(rule.id, ok and not wrong, True, f"role {role}: {'addressed' if ok else 'not addressed'}{', wrong form used' if wrong else ''}")
+    return RuleResult(
+        rule.id,
+        ok and not wrong,
+        True,
+        f"role {role}: {'addressed' if ok else 'not addressed'}{', wrong form used' if wrong else ''}",
+    )
 
 
 def is_answerable(item: CheckItem, threshold: float) -> bool:
@@ -193,7 +203,12 @@ def _check_grounded(rule: Rule, reply: str, item: CheckItem) -> RuleResult:
         return RuleResult(rule.id, True, False, "no contexts" if not item.contexts else "off-topic question")
     says_dont_know = _any_phrase(reply, p["dont_know"])
     if not is_answerable(item, p["answerable_overlap"]):
-        return RuleResult(rule.id, says_dont_know, True, "contexts lack the answer: " + ("said so" if says_dont_know else "did not say so"))
+        return RuleResult(
+            rule.id,
+            says_dont_know,
+            True,
+            "contexts lack the answer: " + ("said so" if says_dont_know else "did not say so"),
+        )
     if says_dont_know:
         return RuleResult(rule.id, False, True, "said it does not know although the contexts hold the answer")
     text = reply
@@ -281,7 +296,9 @@ def _parse_rule(raw: Any, where: str) -> Rule:
     required, optional = RULE_KINDS[kind]
     unknown = set(body) - set(required) - set(optional)
     if unknown:
-        raise PromptFileError(f"{where} ({kind}): unknown parameter(s) {sorted(unknown)}; allowed: {sorted({*required, *optional})}")
+        raise PromptFileError(
+            f"{where} ({kind}): unknown parameter(s) {sorted(unknown)}; allowed: {sorted({*required, *optional})}"
+        )
     missing = [k for k in required if k not in body]
     if missing:
         raise PromptFileError(f"{where} ({kind}): missing parameter(s) {missing}")
@@ -297,7 +314,9 @@ def _validate_params(kind: str, p: dict[str, Any], where: str) -> None:
         raise PromptFileError(f"{where} (format): 'format' must be one of {FORMATS}, got {p['format']!r}")
     if kind == "language" and p["expected"] not in ("auto", "en", "ru"):
         raise PromptFileError(f"{where} (language): 'expected' must be auto, en or ru, got {p['expected']!r}")
-    if kind == "role_address" and not (isinstance(p["forms"], dict) and all(isinstance(v, list) and v for v in p["forms"].values())):
+    if kind == "role_address" and not (
+        isinstance(p["forms"], dict) and all(isinstance(v, list) and v for v in p["forms"].values())
+    ):
         raise PromptFileError(f"{where} (role_address): 'forms' must map each role to a non-empty list of phrases")
     if kind == "role_address" and p["position"] not in ("start", "anywhere"):
         raise PromptFileError(f"{where} (role_address): 'position' must be start or anywhere, got {p['position']!r}")
@@ -307,7 +326,9 @@ def _validate_params(kind: str, p: dict[str, Any], where: str) -> None:
         if key in p and not (isinstance(p[key], list) and all(isinstance(x, str) for x in p[key])):
             raise PromptFileError(f"{where} ({kind}): {key!r} must be a list of strings")
     if kind == "grounded" and not p["dont_know"]:
-        raise PromptFileError(f"{where} (grounded): 'dont_know' needs at least one phrase the reply uses when the contexts lack the answer")
+        raise PromptFileError(
+            f"{where} (grounded): 'dont_know' needs at least one phrase the reply uses when the contexts lack the answer"
+        )
 
 
 def parse_prompt(data: Any, path: str = "<prompt>") -> PromptSpec:
@@ -325,7 +346,9 @@ def parse_prompt(data: Any, path: str = "<prompt>") -> PromptSpec:
         if rule.id in seen:
             raise PromptFileError(f"{path}: rules[{i}]: duplicate rule id {rule.id!r}; give one of them an 'id'")
         seen.add(rule.id)
-    return PromptSpec(name=str(data.get("name", Path(path).stem)), prompt=data["prompt"].strip(), rules=tuple(rules), path=path)
+    return PromptSpec(
+        name=str(data.get("name", Path(path).stem)), prompt=data["prompt"].strip(), rules=tuple(rules), path=path
+    )
 
 
 def load_prompt(path: str | Path) -> PromptSpec:
@@ -337,6 +360,16 @@ def load_prompt(path: str | Path) -> PromptSpec:
 
 
 def dump_prompt(spec: PromptSpec) -> str:
-    rules = [{"kind": r.kind, **({"id": r.id} if r.id != r.kind else {}), **({"description": r.description} if r.description else {}),
-              **({} if r.repairable else {"repair": False}), **r.params} for r in spec.rules]
-    return yaml.safe_dump({"name": spec.name, "prompt": spec.prompt, "rules": rules}, sort_keys=False, allow_unicode=True)
+    rules = [
+        {
+            "kind": r.kind,
+            **({"id": r.id} if r.id != r.kind else {}),
+            **({"description": r.description} if r.description else {}),
+            **({} if r.repairable else {"repair": False}),
+            **r.params,
+        }
+        for r in spec.rules
+    ]
+    return yaml.safe_dump(
+        {"name": spec.name, "prompt": spec.prompt, "rules": rules}, sort_keys=False, allow_unicode=True
+    )

@@ -29,15 +29,25 @@ def build_report(path: str | Path) -> str:
         from tunelab.report.sweep import sweep_sections
 
         sweep = rundir.read_json(path / SWEEP_JSON)
-        best_dir = path / "best" if (path / "best" / rundir.CONFIG).exists() else (Path(sweep["best"]["run_dir"]) if sweep.get("best") else None)
+        best_dir = (
+            path / "best"
+            if (path / "best" / rundir.CONFIG).exists()
+            else (Path(sweep["best"]["run_dir"]) if sweep.get("best") else None)
+        )
         sections = sweep_sections(sweep)
         if best_dir is not None and best_dir.is_dir():
             sections.append(section(f"The best trial's run ({best_dir})"))
             sections += run_sections(best_dir)
         objective = sweep["objective"]
-        return page(f"tunelab sweep: {sweep['name']}", f"{path} — {objective['direction']} {objective['metric']}, {sweep['sampler']} sampler, {len(sweep['trials'])} trials", sections)
+        return page(
+            f"tunelab sweep: {sweep['name']}",
+            f"{path} — {objective['direction']} {objective['metric']}, {sweep['sampler']} sampler, {len(sweep['trials'])} trials",
+            sections,
+        )
     if not (path / rundir.CONFIG).exists() and not (path / rundir.METRICS).exists():
-        raise FileNotFoundError(f"{path}: neither a run directory (config.yaml, metrics.jsonl) nor a sweep directory ({SWEEP_JSON})")
+        raise FileNotFoundError(
+            f"{path}: neither a run directory (config.yaml, metrics.jsonl) nor a sweep directory ({SWEEP_JSON})"
+        )
     title, subtitle = run_title(path)
     return page(title, subtitle, run_sections(path))
 

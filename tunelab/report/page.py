@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from html import escape
-from typing import Any, Sequence
+from typing import Any
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#222;background:#f6f7f9}
@@ -51,14 +52,24 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], row_classes: Sequence[str] | None = None, sortable: bool = False) -> str:
+def table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    row_classes: Sequence[str] | None = None,
+    sortable: bool = False,
+) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
     body = []
     for i, row in enumerate(rows):
         cls = f' class="{escape(row_classes[i])}"' if row_classes and row_classes[i] else ""
-        cells = "".join(f'<td class="num">{escape(fmt(v))}</td>' if isinstance(v, (int, float)) and not isinstance(v, bool) else f"<td>{escape(fmt(v))}</td>" for v in row)
+        cells = "".join(
+            f'<td class="num">{escape(fmt(v))}</td>'
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+            else f"<td>{escape(fmt(v))}</td>"
+            for v in row
+        )
         body.append(f"<tr{cls}>{cells}</tr>")
-    return f'<table{" class=sortable" if sortable else ""}><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    return f"<table{' class=sortable' if sortable else ''}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
 def note(text: str) -> str:

@@ -6,8 +6,9 @@ Every mark carries a <title> so hovering shows its exact value.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from html import escape
-from typing import Any, Sequence
+from typing import Any
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 W, H = 560, 300
@@ -31,7 +32,9 @@ def _ticks(low: float, high: float, n: int = 5) -> list[float]:
 class Axes:
     """Maps data to pixels; x may be logarithmic or categorical (positions 0..k-1)."""
 
-    def __init__(self, xs: Sequence[float], ys: Sequence[float], log_x: bool = False, categories: Sequence[str] | None = None):
+    def __init__(
+        self, xs: Sequence[float], ys: Sequence[float], log_x: bool = False, categories: Sequence[str] | None = None
+    ):
         self.log_x, self.categories = log_x, categories
         tx = [self._tx(x) for x in xs]
         self.x0, self.x1 = (min(tx), max(tx)) if tx else (0.0, 1.0)
@@ -54,25 +57,41 @@ class Axes:
         return H - BOTTOM - (y - self.y0) / (self.y1 - self.y0) * (H - TOP - BOTTOM)
 
     def frame(self, x_label: str, y_label: str) -> list[str]:
-        out = [f'<rect x="{LEFT}" y="{TOP}" width="{W - LEFT - RIGHT}" height="{H - TOP - BOTTOM}" fill="#fff" stroke="#999"/>']
+        out = [
+            f'<rect x="{LEFT}" y="{TOP}" width="{W - LEFT - RIGHT}" height="{H - TOP - BOTTOM}" fill="#fff" stroke="#999"/>'
+        ]
         for y in _ticks(self.y0, self.y1):
-            out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{self.py(y):.1f}" y2="{self.py(y):.1f}" stroke="#eee"/>')
+            out.append(
+                f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{self.py(y):.1f}" y2="{self.py(y):.1f}" stroke="#eee"/>'
+            )
             out.append(f'<text x="{LEFT - 6}" y="{self.py(y) + 4:.1f}" text-anchor="end">{_fmt(y)}</text>')
         if self.categories is not None:
             xticks = [(float(i), str(c)) for i, c in enumerate(self.categories)]
-            out += [f'<text x="{LEFT + (x - self.x0) / (self.x1 - self.x0) * (W - LEFT - RIGHT):.1f}" y="{H - BOTTOM + 16}" text-anchor="middle">{escape(c)}</text>' for x, c in xticks]
+            out += [
+                f'<text x="{LEFT + (x - self.x0) / (self.x1 - self.x0) * (W - LEFT - RIGHT):.1f}" y="{H - BOTTOM + 16}" text-anchor="middle">{escape(c)}</text>'
+                for x, c in xticks
+            ]
         else:
             for t in _ticks(self.x0, self.x1):
                 x = 10**t if self.log_x else t
-                out.append(f'<text x="{LEFT + (t - self.x0) / (self.x1 - self.x0) * (W - LEFT - RIGHT):.1f}" y="{H - BOTTOM + 16}" text-anchor="middle">{_fmt(x)}</text>')
-        out.append(f'<text x="{(LEFT + W - RIGHT) / 2}" y="{H - 8}" text-anchor="middle" class="axis">{escape(x_label)}{" (log)" if self.log_x else ""}</text>')
-        out.append(f'<text x="14" y="{(TOP + H - BOTTOM) / 2}" text-anchor="middle" class="axis" transform="rotate(-90 14 {(TOP + H - BOTTOM) / 2})">{escape(y_label)}</text>')
+                out.append(
+                    f'<text x="{LEFT + (t - self.x0) / (self.x1 - self.x0) * (W - LEFT - RIGHT):.1f}" y="{H - BOTTOM + 16}" text-anchor="middle">{_fmt(x)}</text>'
+                )
+        out.append(
+            f'<text x="{(LEFT + W - RIGHT) / 2}" y="{H - 8}" text-anchor="middle" class="axis">{escape(x_label)}{" (log)" if self.log_x else ""}</text>'
+        )
+        out.append(
+            f'<text x="14" y="{(TOP + H - BOTTOM) / 2}" text-anchor="middle" class="axis" transform="rotate(-90 14 {(TOP + H - BOTTOM) / 2})">{escape(y_label)}</text>'
+        )
         return out
 
 
 def _svg(body: list[str], title: str, height: int = H, width: int = W) -> str:
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" aria-label="{escape(title)}">'
-            + "".join(body) + "</svg>")
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" aria-label="{escape(title)}">'
+        + "".join(body)
+        + "</svg>"
+    )
 
 
 def _legend(labels: Sequence[str]) -> list[str]:
@@ -80,11 +99,15 @@ def _legend(labels: Sequence[str]) -> list[str]:
     for i, label in enumerate(labels):
         x = LEFT + 8 + (i % 4) * 120
         y = TOP + 12 + (i // 4) * 14
-        out.append(f'<rect x="{x}" y="{y - 8}" width="10" height="10" fill="{PALETTE[i % len(PALETTE)]}"/><text x="{x + 14}" y="{y + 1}">{escape(label)}</text>')
+        out.append(
+            f'<rect x="{x}" y="{y - 8}" width="10" height="10" fill="{PALETTE[i % len(PALETTE)]}"/><text x="{x + 14}" y="{y + 1}">{escape(label)}</text>'
+        )
     return out
 
 
-def line_chart(series: dict[str, list[tuple[float, float]]], title: str, x_label: str = "step", y_label: str = "loss") -> str:
+def line_chart(
+    series: dict[str, list[tuple[float, float]]], title: str, x_label: str = "step", y_label: str = "loss"
+) -> str:
     """One polyline (with point markers) per named series."""
     points = [p for s in series.values() for p in s]
     axes = Axes([p[0] for p in points], [p[1] for p in points])
@@ -94,11 +117,21 @@ def line_chart(series: dict[str, list[tuple[float, float]]], title: str, x_label
         if len(pts) > 1:
             path = " ".join(f"{axes.px(x):.1f},{axes.py(y):.1f}" for x, y in pts)
             body.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.8" points="{path}"/>')
-        body += [f'<circle cx="{axes.px(x):.1f}" cy="{axes.py(y):.1f}" r="2.5" fill="{color}"><title>{escape(label)} step {_fmt(x)}: {y:.4f}</title></circle>' for x, y in pts]
+        body += [
+            f'<circle cx="{axes.px(x):.1f}" cy="{axes.py(y):.1f}" r="2.5" fill="{color}"><title>{escape(label)} step {_fmt(x)}: {y:.4f}</title></circle>'
+            for x, y in pts
+        ]
     return _svg(body + _legend(list(series)), title)
 
 
-def scatter(points: list[dict[str, Any]], title: str, x_label: str, y_label: str, log_x: bool = False, categories: Sequence[Any] | None = None) -> str:
+def scatter(
+    points: list[dict[str, Any]],
+    title: str,
+    x_label: str,
+    y_label: str,
+    log_x: bool = False,
+    categories: Sequence[Any] | None = None,
+) -> str:
     """points: {x, y, label, highlight?}; a highlighted point (the chosen trial) is drawn larger in red."""
     cats = [str(c) for c in categories] if categories is not None else None
     xs = [cats.index(str(p["x"])) if cats else float(p["x"]) for p in points]
@@ -106,7 +139,9 @@ def scatter(points: list[dict[str, Any]], title: str, x_label: str, y_label: str
     body = axes.frame(x_label, y_label)
     for x, p in zip(xs, points):
         color, r = ("#d62728", 6) if p.get("highlight") else ("#1f77b4", 4)
-        body.append(f'<circle cx="{axes.px(x):.1f}" cy="{axes.py(p["y"]):.1f}" r="{r}" fill="{color}" fill-opacity="0.8"><title>{escape(p["label"])}</title></circle>')
+        body.append(
+            f'<circle cx="{axes.px(x):.1f}" cy="{axes.py(p["y"]):.1f}" r="{r}" fill="{color}" fill-opacity="0.8"><title>{escape(p["label"])}</title></circle>'
+        )
     return _svg(body, title)
 
 
@@ -121,28 +156,46 @@ def bars(values: dict[str, float], title: str, value_label: str = "", keep_order
         y = TOP + 24 * i
         width = (W - label_w - 80) * max(0.0, v) / peak
         body.append(f'<text x="{label_w - 6}" y="{y + 14}" text-anchor="end">{escape(name)}</text>')
-        body.append(f'<rect x="{label_w}" y="{y + 3}" width="{width:.1f}" height="16" fill="#1f77b4"><title>{escape(name)}: {v:.4f}</title></rect>')
+        body.append(
+            f'<rect x="{label_w}" y="{y + 3}" width="{width:.1f}" height="16" fill="#1f77b4"><title>{escape(name)}: {v:.4f}</title></rect>'
+        )
         body.append(f'<text x="{label_w + width + 4:.1f}" y="{y + 15}">{_fmt(v)} {escape(value_label)}</text>')
     return _svg(body, title, height=height)
 
 
-def heatmap(labels: Sequence[str], matrix: Sequence[Sequence[float]], title: str, row_label: str = "reference", col_label: str = "prediction") -> str:
+def heatmap(
+    labels: Sequence[str],
+    matrix: Sequence[Sequence[float]],
+    title: str,
+    row_label: str = "reference",
+    col_label: str = "prediction",
+) -> str:
     """A square matrix as coloured cells with their counts (the behaviour confusion matrix)."""
     n = len(labels)
     cell, left, top = 56, 110, 100
     size_w, size_h = left + cell * n + 20, top + cell * n + 20
     peak = max([v for row in matrix for v in row] + [1])
-    body = [f'<text x="{left + cell * n / 2}" y="14" text-anchor="middle" class="axis">{escape(col_label)}</text>',
-            f'<text x="12" y="{top + cell * n / 2}" class="axis" transform="rotate(-90 12 {top + cell * n / 2})" text-anchor="middle">{escape(row_label)}</text>']
+    body = [
+        f'<text x="{left + cell * n / 2}" y="14" text-anchor="middle" class="axis">{escape(col_label)}</text>',
+        f'<text x="12" y="{top + cell * n / 2}" class="axis" transform="rotate(-90 12 {top + cell * n / 2})" text-anchor="middle">{escape(row_label)}</text>',
+    ]
     for j, lab in enumerate(labels):
         x = left + cell * j + cell / 2
-        body.append(f'<text x="{x}" y="{top - 8}" text-anchor="start" transform="rotate(-45 {x} {top - 8})">{escape(lab)}</text>')
+        body.append(
+            f'<text x="{x}" y="{top - 8}" text-anchor="start" transform="rotate(-45 {x} {top - 8})">{escape(lab)}</text>'
+        )
     for i, row in enumerate(matrix):
-        body.append(f'<text x="{left - 6}" y="{top + cell * i + cell / 2 + 4}" text-anchor="end">{escape(labels[i])}</text>')
+        body.append(
+            f'<text x="{left - 6}" y="{top + cell * i + cell / 2 + 4}" text-anchor="end">{escape(labels[i])}</text>'
+        )
         for j, v in enumerate(row):
             shade = int(245 - 190 * (v / peak))
             fill = f"rgb({shade},{shade + 5 if shade < 250 else 250},255)"
-            body.append(f'<rect x="{left + cell * j}" y="{top + cell * i}" width="{cell - 2}" height="{cell - 2}" fill="{fill}" stroke="{"#2ca02c" if i == j else "#ccc"}">'
-                        f'<title>{escape(labels[i])} -> {escape(labels[j])}: {v}</title></rect>')
-            body.append(f'<text x="{left + cell * j + cell / 2 - 1}" y="{top + cell * i + cell / 2 + 4}" text-anchor="middle">{_fmt(v)}</text>')
+            body.append(
+                f'<rect x="{left + cell * j}" y="{top + cell * i}" width="{cell - 2}" height="{cell - 2}" fill="{fill}" stroke="{"#2ca02c" if i == j else "#ccc"}">'
+                f"<title>{escape(labels[i])} -> {escape(labels[j])}: {v}</title></rect>"
+            )
+            body.append(
+                f'<text x="{left + cell * j + cell / 2 - 1}" y="{top + cell * i + cell / 2 + 4}" text-anchor="middle">{_fmt(v)}</text>'
+            )
     return _svg(body, title, height=size_h, width=size_w)

@@ -74,8 +74,9 @@ def load_engine(spec: str, settings: ServeSettings) -> Engine:
     from tunelab.models.load import load_model
 
     model, tokenizer = load_model(spec, merge=True)
-    return Engine(model, tokenizer, batch_window=settings.batch_window, max_batch=settings.max_batch,
-                  max_queue=settings.max_queue)
+    return Engine(
+        model, tokenizer, batch_window=settings.batch_window, max_batch=settings.max_batch, max_queue=settings.max_queue
+    )
 
 
 def serve(spec: str, *, host: str = "127.0.0.1", port: int = 8000, settings: ServeSettings | None = None) -> None:
@@ -89,8 +90,15 @@ def serve(spec: str, *, host: str = "127.0.0.1", port: int = 8000, settings: Ser
     where = describe(spec)
     engine = load_engine(spec, settings)
     warn_if_reachable(host, "server", settings.api_key)
-    log.info("serving %s (base %s, adapter %s) as '%s' on http://%s:%d/v1", spec, where["base"],
-             where["adapter"], settings.model_name, host, port)
+    log.info(
+        "serving %s (base %s, adapter %s) as '%s' on http://%s:%d/v1",
+        spec,
+        where["base"],
+        where["adapter"],
+        settings.model_name,
+        host,
+        port,
+    )
     try:
         uvicorn.run(create_app(engine, settings), host=host, port=port, log_level="info")
     finally:
@@ -192,8 +200,14 @@ class ChatRequest(BaseModel):
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
-                 kind: str = "invalid_request_error"):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        param: str | None = None,
+        code: str | None = None,
+        kind: str = "invalid_request_error",
+    ):
         super().__init__(message)
         self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
 
@@ -208,7 +222,9 @@ def _validation_error(exc: Any) -> ApiError:
     first = exc.errors()[0]
     loc = [str(p) for p in first.get("loc", ()) if p != "body"]
     if first.get("type") == "json_invalid":
-        return ApiError(400, f"request body is not valid JSON: {first.get('ctx', {}).get('error', '')}", None, "invalid_json")
+        return ApiError(
+            400, f"request body is not valid JSON: {first.get('ctx', {}).get('error', '')}", None, "invalid_json"
+        )
     where = ".".join(loc) or None
     return ApiError(400, f"{where or 'body'}: {first.get('msg')}", where, "invalid_value")
 
@@ -226,20 +242,38 @@ def _prepare(body: ChatRequest, engine: Engine, settings: ServeSettings) -> Job:
         raise ApiError(400, "only n=1 is supported", "n", "unsupported_value")
     max_new = body.max_completion_tokens or body.max_tokens
     if max_new is not None and max_new > settings.max_tokens_limit:
-        raise ApiError(400, f"max_tokens={max_new} is over this server's limit of {settings.max_tokens_limit}", "max_tokens", "invalid_value")
+        raise ApiError(
+            400,
+            f"max_tokens={max_new} is over this server's limit of {settings.max_tokens_limit}",
+            "max_tokens",
+            "invalid_value",
+        )
     messages = [m.for_template(i) for i, m in enumerate(body.messages)]
     try:
         prompt = build_prompt(engine.tokenizer, messages, settings.system_prompt)
     except Exception as exc:  # the chat template rejects this role order / content
-        raise ApiError(400, f"the chat template cannot render these messages: {exc}", "messages", "invalid_value") from exc
+        raise ApiError(
+            400, f"the chat template cannot render these messages: {exc}", "messages", "invalid_value"
+        ) from exc
     room = engine.context_length - len(prompt)
     if room < (max_new or 1):
-        raise ApiError(400, f"this model's maximum context length is {engine.context_length} tokens; the messages use "
-                       f"{len(prompt)} and max_tokens asks for {max_new or 1} more", "messages", "context_length_exceeded")
+        raise ApiError(
+            400,
+            f"this model's maximum context length is {engine.context_length} tokens; the messages use "
+            f"{len(prompt)} and max_tokens asks for {max_new or 1} more",
+            "messages",
+            "context_length_exceeded",
+        )
     stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
-    return Job(prompt_ids=prompt, max_new_tokens=max_new or min(settings.default_max_tokens, room),
-               temperature=body.temperature, top_p=body.top_p, stop=stop, stream=body.stream,
-               loop=asyncio.get_running_loop())
+    return Job(
+        prompt_ids=prompt,
+        max_new_tokens=max_new or min(settings.default_max_tokens, room),
+        temperature=body.temperature,
+        top_p=body.top_p,
+        stop=stop,
+        stream=body.stream,
+        loop=asyncio.get_running_loop(),
+    )
 
 
 def _usage(job: Job) -> dict[str, int]:
@@ -254,7 +288,14 @@ async def _sse(job: Job, cid: str, model: str, include_usage: bool) -> Any:
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
         choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]
-        body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": choices, **extra}
+        body = {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": choices,
+            **extra,
+        }
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
     try:
@@ -280,11 +321,10 @@ async def _sse(job: Job, cid: str, model: str, include_usage: bool) -> Any:
 def create_app(engine: Engine | None, settings: ServeSettings, models: Any = None) -> Any:
     """The app for `engine` served as settings.model_name, or for every model of `models` (an
     object with names(), get(name) -> Engine and stats(), as OneModel)."""
-    from starlette.concurrency import run_in_threadpool
-
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import StreamingResponse
+    from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
 
     from tunelab.serve.auth import add_api_key
@@ -309,7 +349,10 @@ def create_app(engine: Engine | None, settings: ServeSettings, models: Any = Non
 
     @app.get("/v1/models", responses=COMMON)
     async def list_models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "tunelab"} for name in models.names()]}
+        return {
+            "object": "list",
+            "data": [{"id": name, "object": "model", "created": 0, "owned_by": "tunelab"} for name in models.names()],
+        }
 
     @app.get("/v1/stats", responses=COMMON)
     async def stats() -> dict[str, Any]:
@@ -322,7 +365,9 @@ def create_app(engine: Engine | None, settings: ServeSettings, models: Any = Non
         try:
             engine.submit(job)
         except queue.Full:
-            raise ApiError(503, "server overloaded: too many queued requests, retry later", None, "overloaded", "server_error")
+            raise ApiError(
+                503, "server overloaded: too many queued requests, retry later", None, "overloaded", "server_error"
+            ) from None
         cid = new_id()
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -332,9 +377,20 @@ def create_app(engine: Engine | None, settings: ServeSettings, models: Any = Non
             kind, payload = await job.events.get()
         if kind == "error":
             raise ApiError(500, payload, kind="server_error")
-        return {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": body.model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": job.text},
-                             "finish_reason": job.finish_reason, "logprobs": None}],
-                "usage": _usage(job)}
+        return {
+            "id": cid,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": job.text},
+                    "finish_reason": job.finish_reason,
+                    "logprobs": None,
+                }
+            ],
+            "usage": _usage(job),
+        }
 
     return app

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hmac
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from tunelab.serve.app import ApiError
 
@@ -20,14 +21,18 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 def warn_if_reachable(host: str, what: str, api_key: str | None) -> None:
     """Log a warning when `host` is not a loopback address, louder when there is no key."""
     if host not in LOOPBACK:
-        log.warning("binding %s: the %s is reachable from other machines%s", host, what,
-                    "" if api_key else " and has no API key")
+        log.warning(
+            "binding %s: the %s is reachable from other machines%s",
+            host,
+            what,
+            "" if api_key else " and has no API key",
+        )
 
 
 def presented_key(request: Any, cookie: str | None = None) -> str:
     """The key a request brings: the Bearer token, else the value of `cookie` (when named)."""
     header = request.headers.get("authorization", "")
-    given = header[len("Bearer "):] if header.startswith("Bearer ") else ""
+    given = header[len("Bearer ") :] if header.startswith("Bearer ") else ""
     return given or (request.cookies.get(cookie, "") if cookie else "")
 
 
@@ -35,8 +40,14 @@ def key_matches(given: str, api_key: str) -> bool:
     return hmac.compare_digest(given.encode(), api_key.encode())
 
 
-def add_api_key(app: Any, api_key: str | None, *, cookie: str | None = None, open_paths: Sequence[str] = (),
-                login_page: str | None = None) -> None:
+def add_api_key(
+    app: Any,
+    api_key: str | None,
+    *,
+    cookie: str | None = None,
+    open_paths: Sequence[str] = (),
+    login_page: str | None = None,
+) -> None:
     """Make every route of `app` need `api_key` (no key: nothing is added, every route is open).
 
     Routes in `open_paths` stay open. A request without the key gets the OpenAI-style 401, or,
@@ -53,4 +64,6 @@ def add_api_key(app: Any, api_key: str | None, *, cookie: str | None = None, ope
             return await call_next(request)
         if login_page and not path.startswith("/v1/"):
             return RedirectResponse(login_page, status_code=303)
-        return ApiError(401, "missing or wrong API key (send 'Authorization: Bearer KEY')", None, "invalid_api_key").response()
+        return ApiError(
+            401, "missing or wrong API key (send 'Authorization: Bearer KEY')", None, "invalid_api_key"
+        ).response()

@@ -38,8 +38,10 @@ COMMON = {
     500: _doc("Generation failed inside the server; logged, never a bare error page."),
 }
 CHAT = {
-    400: _doc("Invalid request: not JSON, a field of the wrong type or value, too many messages, "
-              "max_tokens over the limit, or messages longer than the model's context."),
+    400: _doc(
+        "Invalid request: not JSON, a field of the wrong type or value, too many messages, "
+        "max_tokens over the limit, or messages longer than the model's context."
+    ),
     404: _doc("The model named in the request is not the one served here."),
     503: _doc("Server overloaded: too many queued requests; retry later."),
     **COMMON,
@@ -88,8 +90,13 @@ class BodyLimit:
 
     async def _reject(self, send: Any) -> None:
         body = error_body(413, f"request body over this server's limit of {self.limit} bytes", code="request_too_large")
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 

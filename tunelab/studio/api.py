@@ -29,9 +29,11 @@ COOKIE = "tunelab_key"
 
 def login_html(error: str = "") -> str:
     """The page a browser without the key is sent to; it styles itself with the UI's stylesheet."""
-    body = ('<main class="login"><h1>tunelab studio</h1><form method="post" action="/login"><label>API key '
-            '<input type="password" name="key" autofocus></label><button>Log in</button></form>'
-            f'<p class="error">{escape(error)}</p></main>')
+    body = (
+        '<main class="login"><h1>tunelab studio</h1><form method="post" action="/login"><label>API key '
+        '<input type="password" name="key" autofocus></label><button>Log in</button></form>'
+        f'<p class="error">{escape(error)}</p></main>'
+    )
     return shell("tunelab studio: log in", body, head='<link rel="stylesheet" href="/ui/style.css">')
 
 
@@ -67,7 +69,12 @@ def add_files(app: FastAPI, studio: Any) -> None:
     async def upload(request: Request) -> dict[str, Any]:
         limit = studio.max_upload_bytes
         if int(request.headers.get("content-length") or 0) > limit + 64 * 1024:
-            raise ApiError(413, f"file too large: the limit is {limit // 2**20} MB (tunelab studio --max-upload-mb)", "file", "file_too_large")
+            raise ApiError(
+                413,
+                f"file too large: the limit is {limit // 2**20} MB (tunelab studio --max-upload-mb)",
+                "file",
+                "file_too_large",
+            )
         form = await request.form()
         purpose, upload = form.get("purpose"), form.get("file")
         if purpose != "fine-tune":
@@ -86,7 +93,9 @@ def add_files(app: FastAPI, studio: Any) -> None:
         return await run_in_threadpool(files.create, upload.filename or "upload.jsonl", purpose, Path(out.name), size)
 
     @app.get("/v1/files")
-    async def list_files(purpose: str | None = None, after: str | None = None, limit: int = 10000, order: str = "desc") -> dict[str, Any]:
+    async def list_files(
+        purpose: str | None = None, after: str | None = None, limit: int = 10000, order: str = "desc"
+    ) -> dict[str, Any]:
         return files.list(purpose, after, max(1, min(limit, 10000)), order)
 
     @app.get("/v1/files/{file_id}")
@@ -168,19 +177,36 @@ def add_jobs(app: FastAPI, studio: Any) -> None:
         rows = db.all("SELECT * FROM checkpoints WHERE job_id = ? ORDER BY step DESC", (job_id,))
         if after:
             ids = [r["id"] for r in rows]
-            rows = rows[ids.index(after) + 1:] if after in ids else rows
-        page = [{"object": "fine_tuning.job.checkpoint", "id": r["id"], "created_at": r["created_at"],
-                 "fine_tuned_model_checkpoint": r["model"], "fine_tuning_job_id": job_id, "metrics": r["metrics"],
-                 "step_number": r["step"]} for r in rows[:limit]]
-        return {"object": "list", "data": page, "has_more": len(rows) > limit,
-                "first_id": page[0]["id"] if page else None, "last_id": page[-1]["id"] if page else None}
+            rows = rows[ids.index(after) + 1 :] if after in ids else rows
+        page = [
+            {
+                "object": "fine_tuning.job.checkpoint",
+                "id": r["id"],
+                "created_at": r["created_at"],
+                "fine_tuned_model_checkpoint": r["model"],
+                "fine_tuning_job_id": job_id,
+                "metrics": r["metrics"],
+                "step_number": r["step"],
+            }
+            for r in rows[:limit]
+        ]
+        return {
+            "object": "list",
+            "data": page,
+            "has_more": len(rows) > limit,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+        }
 
     @app.get("/v1/fine_tuning/jobs/{job_id}/stream")  # tunelab: events as SSE, replayed after Last-Event-ID
     async def stream_events(job_id: str, request: Request) -> StreamingResponse:
         found(job_id)
         last = int(request.headers.get("last-event-id") or request.query_params.get("after_seq") or 0)
-        return StreamingResponse(_event_stream(db, job_id, last, request), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
+        return StreamingResponse(
+            _event_stream(db, job_id, last, request),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache"},
+        )
 
 
 def add_compare(app: FastAPI, studio: Any) -> None:
@@ -195,8 +221,16 @@ def add_compare(app: FastAPI, studio: Any) -> None:
 
 
 def event_object(row: dict[str, Any]) -> dict[str, Any]:
-    return {"object": "fine_tuning.job.event", "id": row["id"], "created_at": row["created_at"], "level": row["level"],
-            "message": row["message"], "data": row["data"], "type": row["type"], "seq": row["seq"]}
+    return {
+        "object": "fine_tuning.job.event",
+        "id": row["id"],
+        "created_at": row["created_at"],
+        "level": row["level"],
+        "message": row["message"],
+        "data": row["data"],
+        "type": row["type"],
+        "seq": row["seq"],
+    }
 
 
 async def _event_stream(db: Any, job_id: str, last: int, request: Request) -> Any:

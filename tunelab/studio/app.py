@@ -28,8 +28,15 @@ def default_dir() -> Path:
 
 
 class Studio:
-    def __init__(self, folder: Path | None = None, *, api_key: str | None = None, base_models: list[str] | None = None,
-                 max_upload_mb: int = 512, tokenizer_model: str = DEFAULT_MODEL):
+    def __init__(
+        self,
+        folder: Path | None = None,
+        *,
+        api_key: str | None = None,
+        base_models: list[str] | None = None,
+        max_upload_mb: int = 512,
+        tokenizer_model: str = DEFAULT_MODEL,
+    ):
         self.folder = Path(folder or default_dir()).resolve()
         (self.folder / "files").mkdir(parents=True, exist_ok=True)
         (self.folder / "jobs").mkdir(parents=True, exist_ok=True)
@@ -54,7 +61,7 @@ class Studio:
         for row in self.db.all("SELECT id FROM files WHERE status = 'uploaded' AND deleted = 0"):
             self.files.validate(row["id"])
 
-    def start(self) -> "Studio":
+    def start(self) -> Studio:
         self.runner.start()
         return self
 
@@ -63,12 +70,17 @@ class Studio:
         self.models.close()
 
 
-def run(folder: Path | None, host: str, port: int, api_key: str | None, base_models: list[str], max_upload_mb: int) -> None:
+def run(
+    folder: Path | None, host: str, port: int, api_key: str | None, base_models: list[str], max_upload_mb: int
+) -> None:
     import uvicorn
 
     warn_if_reachable(host, "studio", api_key)
     studio = Studio(folder, api_key=api_key, base_models=base_models, max_upload_mb=max_upload_mb).start()
-    print(f"tunelab studio: state in {studio.folder}\n  web UI and API:  http://{host}:{port}/   (OpenAI base_url http://{host}:{port}/v1)", flush=True)
+    print(
+        f"tunelab studio: state in {studio.folder}\n  web UI and API:  http://{host}:{port}/   (OpenAI base_url http://{host}:{port}/v1)",
+        flush=True,
+    )
     try:
         uvicorn.run(studio.app, host=host, port=port, log_level="warning")
     finally:

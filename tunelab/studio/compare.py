@@ -30,9 +30,16 @@ def _scores(run_dir: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if (run_dir / rundir.SUMMARY).exists():
         summary = rundir.read_json(run_dir / rundir.SUMMARY)
-        out.update({"steps": summary.get("steps"), "final_val_loss": summary.get("final_val_loss"),
-                    "tokens_per_s": round(summary.get("throughput", {}).get("tokens_per_s", 0), 1)})
-    val = {row["name"]: row for row in rundir.read_metrics(run_dir, split="val")}  # step order: the last evaluation wins
+        out.update(
+            {
+                "steps": summary.get("steps"),
+                "final_val_loss": summary.get("final_val_loss"),
+                "tokens_per_s": round(summary.get("throughput", {}).get("tokens_per_s", 0), 1),
+            }
+        )
+    val = {
+        row["name"]: row for row in rundir.read_metrics(run_dir, split="val")
+    }  # step order: the last evaluation wins
     out.update({f"val.{name}": round(row["value"], 4) for name, row in sorted(val.items())})
     if val:
         out["val.step"] = max(row["step"] for row in val.values())
@@ -40,7 +47,13 @@ def _scores(run_dir: Path) -> dict[str, Any]:
         out.update({f"eval.{k}": v for k, v in _flat(rundir.read_json(run_dir / rundir.SCORES)).items() if _number(v)})
     if (run_dir / rundir.ADHERENCE).exists():
         conditions = rundir.read_json(run_dir / rundir.ADHERENCE).get("conditions", {})
-        out.update({f"adherence.{k}": v for k, v in _flat(conditions).items() if _number(v) and k.endswith(("overall", "pass_rate"))})
+        out.update(
+            {
+                f"adherence.{k}": v
+                for k, v in _flat(conditions).items()
+                if _number(v) and k.endswith(("overall", "pass_rate"))
+            }
+        )
     return out
 
 
@@ -62,7 +75,13 @@ def compare(jobs: list[dict[str, Any]]) -> dict[str, Any]:
         scores[job["id"]] = _scores(run_dir)
     keys = sorted({k for c in configs.values() for k in c})
     # Paths always differ (each job has its own files and run dir); they say nothing about the runs.
-    differ = [k for k in keys if len({repr(c.get(k)) for c in configs.values()}) > 1 and k not in ("data.train", "data.val", "output.dir")]
-    return {"chart": line_chart(series, "loss") if series else "",
-            "config_diff": {k: {j: configs[j].get(k) for j in configs} for k in differ},
-            "scores": scores}
+    differ = [
+        k
+        for k in keys
+        if len({repr(c.get(k)) for c in configs.values()}) > 1 and k not in ("data.train", "data.val", "output.dir")
+    ]
+    return {
+        "chart": line_chart(series, "loss") if series else "",
+        "config_diff": {k: {j: configs[j].get(k) for j in configs} for k in differ},
+        "scores": scores,
+    }

@@ -84,9 +84,28 @@ class Database:
         with self.lock:
             return [self._row(r) for r in self.conn.execute(sql, params).fetchall()]  # type: ignore[misc]
 
-    def add_event(self, job_id: str, message: str, *, level: str = "info", kind: str = "message",
-                  data: dict[str, Any] | None = None, key: str | None = None) -> bool:
+    def add_event(
+        self,
+        job_id: str,
+        message: str,
+        *,
+        level: str = "info",
+        kind: str = "message",
+        data: dict[str, Any] | None = None,
+        key: str | None = None,
+    ) -> bool:
         """One job event; `key` makes it idempotent (metrics re-read after a restart are not doubled)."""
-        return self.insert("events", {"id": new_id("ftevent"), "job_id": job_id, "created_at": int(time.time()),
-                                      "level": level, "message": message, "type": kind, "data": data,
-                                      "key": key or uuid.uuid4().hex}, ignore=True)
+        return self.insert(
+            "events",
+            {
+                "id": new_id("ftevent"),
+                "job_id": job_id,
+                "created_at": int(time.time()),
+                "level": level,
+                "message": message,
+                "type": kind,
+                "data": data,
+                "key": key or uuid.uuid4().hex,
+            },
+            ignore=True,
+        )

@@ -48,9 +48,17 @@ def upload_kind(path: Path) -> str | None:
 
 
 def file_object(row: dict[str, Any]) -> dict[str, Any]:
-    return {"id": row["id"], "object": "file", "bytes": row["bytes"], "created_at": row["created_at"],
-            "filename": row["filename"], "purpose": row["purpose"], "status": row["status"],
-            "status_details": row["status_details"], "expires_at": None}
+    return {
+        "id": row["id"],
+        "object": "file",
+        "bytes": row["bytes"],
+        "created_at": row["created_at"],
+        "filename": row["filename"],
+        "purpose": row["purpose"],
+        "status": row["status"],
+        "status_details": row["status_details"],
+        "expires_at": None,
+    }
 
 
 class FileStore:
@@ -73,8 +81,18 @@ class FileStore:
         target = self.folder / file_id / Path(filename).name
         target.parent.mkdir(parents=True, exist_ok=True)
         data_path.replace(target)
-        self.db.insert("files", {"id": file_id, "filename": filename, "purpose": purpose, "bytes": size,
-                                 "created_at": int(time.time()), "status": "uploaded", "path": str(target)})
+        self.db.insert(
+            "files",
+            {
+                "id": file_id,
+                "filename": filename,
+                "purpose": purpose,
+                "bytes": size,
+                "created_at": int(time.time()),
+                "status": "uploaded",
+                "path": str(target),
+            },
+        )
         threading.Thread(target=self.validate, args=(file_id,), name=f"validate-{file_id}", daemon=True).start()
         return self.get(file_id)  # type: ignore[return-value]
 
@@ -86,7 +104,13 @@ class FileStore:
             report = self._report(Path(row["path"]))
         except Exception as exc:  # unreadable file, unknown format: the reason is the file's status
             log.info("validation of %s failed: %s", file_id, exc)
-            report = {"read": 0, "kept": 0, "rejected": 0, "errors": [f"{row['filename']}: {exc}"], "stats": {"examples": 0}}
+            report = {
+                "read": 0,
+                "kept": 0,
+                "rejected": 0,
+                "errors": [f"{row['filename']}: {exc}"],
+                "stats": {"examples": 0},
+            }
         # The validator names the stored path; users know the name they uploaded.
         report["errors"] = [e.replace(row["path"], row["filename"]) for e in report["errors"]]
         ok = report["kept"] > 0 and not report["errors"]
@@ -95,7 +119,9 @@ class FileStore:
             lines = report["errors"][:MAX_ERROR_LINES] or [f"{row['filename']}: no usable conversation"]
             more = len(report["errors"]) - len(lines)
             details = "\n".join(lines) + (f"\n... and {more} more" if more > 0 else "")
-        self.db.update("files", file_id, {"status": "processed" if ok else "error", "status_details": details, "report": report})
+        self.db.update(
+            "files", file_id, {"status": "processed" if ok else "error", "status_details": details, "report": report}
+        )
 
     def _report(self, path: Path) -> dict[str, Any]:
         """The validator the file's kind needs: chats and preference pairs (`tunelab data validate`),
@@ -108,8 +134,16 @@ class FileStore:
                 spec, errors = load_prompt(path), []
             except PromptFileError as exc:
                 spec, errors = None, [str(exc)]
-            return {"file": str(path), "format": PROMPT, "read": 1, "kept": 0 if errors else 1, "rejected": 1 if errors else 0,
-                    "errors": errors, "rules": [r.id for r in spec.rules] if spec else [], "stats": {"examples": 0}}
+            return {
+                "file": str(path),
+                "format": PROMPT,
+                "read": 1,
+                "kept": 0 if errors else 1,
+                "rejected": 1 if errors else 0,
+                "errors": errors,
+                "rules": [r.id for r in spec.rules] if spec else [],
+                "stats": {"examples": 0},
+            }
         if kind == LOG:
             from tunelab.data.logs import read_logs
             from tunelab.data.prepare import write_rejected
@@ -117,9 +151,19 @@ class FileStore:
             read = read_logs(path)
             rejected = write_rejected(read, path.parent)
             good = sum(r.label for r in read.records)
-            return {"file": str(path), "format": LOG, "log_format": read.fmt, "read": read.n_read, "kept": len(read.records),
-                    "rejected": len(read.rejected), "errors": [r.message() for r in read.rejected], "good": good,
-                    "bad": len(read.records) - good, "rejected_file": str(rejected) if rejected else None, "stats": {"examples": 0}}
+            return {
+                "file": str(path),
+                "format": LOG,
+                "log_format": read.fmt,
+                "read": read.n_read,
+                "kept": len(read.records),
+                "rejected": len(read.rejected),
+                "errors": [r.message() for r in read.rejected],
+                "good": good,
+                "bad": len(read.records) - good,
+                "rejected_file": str(rejected) if rejected else None,
+                "stats": {"examples": 0},
+            }
         from tunelab.data.validate import validate_file
 
         return validate_file(path, self.tokenizer(), None, "auto", out_dir=path.parent)
@@ -146,8 +190,13 @@ class FileStore:
         sql += f" ORDER BY created_at {'DESC' if desc else 'ASC'}, rowid {'DESC' if desc else 'ASC'} LIMIT ?"
         rows = self.db.all(sql, (*params, limit + 1))
         page = [file_object(r) for r in rows[:limit]]
-        return {"object": "list", "data": page, "has_more": len(rows) > limit,
-                "first_id": page[0]["id"] if page else None, "last_id": page[-1]["id"] if page else None}
+        return {
+            "object": "list",
+            "data": page,
+            "has_more": len(rows) > limit,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+        }
 
     def delete(self, file_id: str) -> bool:
         row = self.row(file_id)

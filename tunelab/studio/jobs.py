@@ -35,10 +35,14 @@ def _hyperparameters(body: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """The hyperparameters and method type, from `method` (new API) or `hyperparameters` (old)."""
     method = body.get("method") or {"type": "supervised"}
     if not isinstance(method, dict):
-        raise ApiError(400, "method must be an object {type, supervised|dpo: {hyperparameters}}", "method", "invalid_value")
+        raise ApiError(
+            400, "method must be an object {type, supervised|dpo: {hyperparameters}}", "method", "invalid_value"
+        )
     kind = method.get("type", "supervised")
     if kind not in ("supervised", "dpo"):
-        raise ApiError(400, f"method.type {kind!r} is not supported; use supervised or dpo", "method.type", "invalid_value")
+        raise ApiError(
+            400, f"method.type {kind!r} is not supported; use supervised or dpo", "method.type", "invalid_value"
+        )
     hp = dict(body.get("hyperparameters") or {})
     hp.update((method.get(kind) or {}).get("hyperparameters") or {})
     return hp, kind
@@ -53,8 +57,12 @@ def _train_section(hp: dict[str, Any]) -> dict[str, Any]:
     mult = hp.get("learning_rate_multiplier", "auto")
     if mult != "auto":
         if not isinstance(mult, (int, float)) or mult <= 0:
-            raise ApiError(400, "hyperparameters.learning_rate_multiplier must be a positive number or 'auto'",
-                           "hyperparameters.learning_rate_multiplier", "invalid_value")
+            raise ApiError(
+                400,
+                "hyperparameters.learning_rate_multiplier must be a positive number or 'auto'",
+                "hyperparameters.learning_rate_multiplier",
+                "invalid_value",
+            )
         train["learning_rate"] = BASE_LR * mult
     return train
 
@@ -65,15 +73,30 @@ def _method_sections(raw: dict[str, Any], kind: str, hp: dict[str, Any]) -> None
     recipe = raw["train"].get("recipe")
     if kind == "supervised":
         if recipe == "dpo":
-            raise ApiError(400, "tunelab.config asks for recipe dpo: create the job with method {type: 'dpo'}", "method.type", "invalid_value")
+            raise ApiError(
+                400,
+                "tunelab.config asks for recipe dpo: create the job with method {type: 'dpo'}",
+                "method.type",
+                "invalid_value",
+            )
         return
     if recipe not in (None, "dpo"):
-        raise ApiError(400, f"method dpo trains recipe dpo; tunelab.config asks for recipe {recipe}", "tunelab.config", "invalid_value")
+        raise ApiError(
+            400,
+            f"method dpo trains recipe dpo; tunelab.config asks for recipe {recipe}",
+            "tunelab.config",
+            "invalid_value",
+        )
     raw["train"]["recipe"] = "dpo"
     beta = hp.get("beta", "auto")
     if beta != "auto":
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or beta <= 0:
-            raise ApiError(400, "method.dpo.hyperparameters.beta must be a positive number or 'auto'", "method.dpo.hyperparameters.beta", "invalid_value")
+            raise ApiError(
+                400,
+                "method.dpo.hyperparameters.beta must be a positive number or 'auto'",
+                "method.dpo.hyperparameters.beta",
+                "invalid_value",
+            )
         raw.setdefault("preference", {})["beta"] = beta
 
 
@@ -85,7 +108,12 @@ def accelerate_config(name: str | None) -> str | None:
     path = shipped if "/" not in name and shipped.is_file() else Path(name).expanduser()
     if not path.is_file():
         known = ", ".join(p.stem for p in sorted(EXAMPLES.glob("*.yaml")))
-        raise ApiError(400, f"accelerate config {name} is neither a file nor a shipped config ({known})", "tunelab.accelerate_config", "invalid_value")
+        raise ApiError(
+            400,
+            f"accelerate config {name} is neither a file nor a shipped config ({known})",
+            "tunelab.accelerate_config",
+            "invalid_value",
+        )
     return str(path.resolve())  # the job runs in its own folder: relative paths would break
 
 
@@ -101,15 +129,24 @@ class Jobs:
             job = self.db.one("SELECT * FROM jobs WHERE fine_tuned_model = ? AND status = 'succeeded'", (model,))
             merged = Path(job["run_dir"]) / "merged" if job else None
             if merged is None or not (merged / "config.json").exists():
-                raise ApiError(404, f"model '{model}' is not a finished fine-tuned model of this studio (with merged weights)", "model", "model_not_found")
+                raise ApiError(
+                    404,
+                    f"model '{model}' is not a finished fine-tuned model of this studio (with merged weights)",
+                    "model",
+                    "model_not_found",
+                )
             return str(merged), model.split(":")[1]
         if model in REGISTRY:
             return model, model
         path = Path(model).expanduser()
         if (path / "config.json").exists():
             return str(path.resolve()), path.resolve().name
-        raise ApiError(404, f"model '{model}' is not a registry name ({', '.join(REGISTRY)}), a model directory or an ft: model here",
-                       "model", "model_not_found")
+        raise ApiError(
+            404,
+            f"model '{model}' is not a registry name ({', '.join(REGISTRY)}), a model directory or an ft: model here",
+            "model",
+            "model_not_found",
+        )
 
     def _file(self, file_id: str | None, param: str) -> dict[str, Any] | None:
         if file_id is None:
@@ -128,7 +165,9 @@ class Jobs:
             time.sleep(0.1)
             row = self._file(file_id, param)
         if row is None or row["status"] != "processed" or (row["report"] or {}).get("format") != kind:
-            details = row["status_details"] if row and row["status"] == "error" else f"it is not a processed {kind} file"
+            details = (
+                row["status_details"] if row and row["status"] == "error" else f"it is not a processed {kind} file"
+            )
             raise ApiError(400, f"{param}: {file_id} cannot be used: {details}", param, "invalid_value")
         return row["path"]
 
@@ -144,40 +183,67 @@ class Jobs:
         raw["bake"] = bake
         if ext.get("prompt_file") is not None:
             if raw["train"].get("recipe") not in (None, "bake"):
-                raise ApiError(400, f"tunelab.prompt_file bakes a prompt (recipe bake); tunelab.config asks for recipe {raw['train']['recipe']}",
-                               "tunelab.prompt_file", "invalid_value")
+                raise ApiError(
+                    400,
+                    f"tunelab.prompt_file bakes a prompt (recipe bake); tunelab.config asks for recipe {raw['train']['recipe']}",
+                    "tunelab.prompt_file",
+                    "invalid_value",
+                )
             raw["train"]["recipe"] = "bake"
             bake["system_prompt_file"] = ext["prompt_file"]
         for key, kind in (("system_prompt_file", PROMPT), ("questions_file", LOG)):
             if isinstance(bake.get(key), str) and bake[key].startswith("file-"):
-                bake[key] = self._stored(bake[key], "tunelab.prompt_file" if key == "system_prompt_file" else f"tunelab.config.bake.{key}", kind)
+                bake[key] = self._stored(
+                    bake[key],
+                    "tunelab.prompt_file" if key == "system_prompt_file" else f"tunelab.config.bake.{key}",
+                    kind,
+                )
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(body.get("model"), str) or not isinstance(body.get("training_file"), str):
-            raise ApiError(400, "model and training_file are required", "model" if "model" not in body else "training_file", "missing_required_parameter")
+            raise ApiError(
+                400,
+                "model and training_file are required",
+                "model" if "model" not in body else "training_file",
+                "missing_required_parameter",
+            )
         spec, base = self.base_spec(body["model"])
         train_file = self._file(body["training_file"], "training_file")
         val_file = self._file(body.get("validation_file"), "validation_file")
         hp, kind = _hyperparameters(body)
-        ext = body.get("tunelab") or {}  # the tunelab extension: a config (dict or YAML text), an accelerate config, a prompt file
+        ext = (
+            body.get("tunelab") or {}
+        )  # the tunelab extension: a config (dict or YAML text), an accelerate config, a prompt file
         if not isinstance(ext, dict):
-            raise ApiError(400, "tunelab must be an object {config, accelerate_config, prompt_file}", "tunelab", "invalid_value")
+            raise ApiError(
+                400, "tunelab must be an object {config, accelerate_config, prompt_file}", "tunelab", "invalid_value"
+            )
         pasted = ext.get("config") or {}
         if isinstance(pasted, str):
             pasted = yaml.safe_load(pasted) or {}
         if not isinstance(pasted, dict):
-            raise ApiError(400, "tunelab.config must be a mapping of config sections", "tunelab.config", "invalid_value")
+            raise ApiError(
+                400, "tunelab.config must be a mapping of config sections", "tunelab.config", "invalid_value"
+            )
         job_id = new_id("ftjob")
         job_dir = self.folder / job_id
         raw = _merge({"model": {"name": spec}, "train": {}}, pasted)
         raw["model"]["name"] = spec
-        raw["data"] = {**raw.get("data", {}), "train": train_file["path"], "val": val_file["path"] if val_file else None}
+        raw["data"] = {
+            **raw.get("data", {}),
+            "train": train_file["path"],
+            "val": val_file["path"] if val_file else None,
+        }
         raw["train"] = {**raw["train"], **_train_section(hp)}
         _method_sections(raw, kind, hp)
         self._bake_section(raw, ext)
         if raw["train"].get("recipe") == "bake" and val_file:  # bake.py never reads data.val
-            raise ApiError(400, "recipe bake holds out data.val_fraction of the log's questions itself; leave validation_file out",
-                           "validation_file", "invalid_value")
+            raise ApiError(
+                400,
+                "recipe bake holds out data.val_fraction of the log's questions itself; leave validation_file out",
+                "validation_file",
+                "invalid_value",
+            )
         if body.get("seed") is not None:
             raw["train"]["seed"] = body["seed"]
         # merged/ lets a finished model be the base of a later job and load fast for serving.
@@ -187,24 +253,49 @@ class Jobs:
         except ConfigError as exc:
             raise ApiError(400, str(exc), "tunelab.config", "invalid_config") from None
         if kind == "dpo" and config.model.adapter != "lora":
-            raise ApiError(400, f"method dpo trains a LoRA adapter; model.adapter {config.model.adapter!r} is not supported for it", "tunelab.config", "invalid_value")
+            raise ApiError(
+                400,
+                f"method dpo trains a LoRA adapter; model.adapter {config.model.adapter!r} is not supported for it",
+                "tunelab.config",
+                "invalid_value",
+            )
         accelerate = accelerate_config(ext.get("accelerate_config"))
         snapshot = dump(config)
         job_dir.mkdir(parents=True)
         (job_dir / "config.yaml").write_text(snapshot, encoding="utf-8")
         (job_dir / "config.yaml").chmod(0o444)  # frozen: the job trains exactly this
         suffix = body.get("suffix") or ""
-        self.db.insert("jobs", {
-            "id": job_id, "created_at": int(time.time()), "status": "validating_files", "model": body["model"],
-            "training_file": train_file["id"], "validation_file": val_file["id"] if val_file else None,
-            "suffix": suffix or None, "seed": config.train.seed, "metadata": body.get("metadata"),
-            "hyperparameters": {"n_epochs": config.train.epochs, "batch_size": config.train.batch_size,
-                                "learning_rate_multiplier": config.train.learning_rate / BASE_LR,
-                                **({"beta": config.preference.beta} if kind == "dpo" else {})},
-            "method": {"type": kind}, "config": snapshot, "run_dir": config.output.dir,
-            "fine_tuned_model": f"ft:{base}:tunelab:{suffix}:{job_id[-8:]}", "accelerate_config": accelerate})
+        self.db.insert(
+            "jobs",
+            {
+                "id": job_id,
+                "created_at": int(time.time()),
+                "status": "validating_files",
+                "model": body["model"],
+                "training_file": train_file["id"],
+                "validation_file": val_file["id"] if val_file else None,
+                "suffix": suffix or None,
+                "seed": config.train.seed,
+                "metadata": body.get("metadata"),
+                "hyperparameters": {
+                    "n_epochs": config.train.epochs,
+                    "batch_size": config.train.batch_size,
+                    "learning_rate_multiplier": config.train.learning_rate / BASE_LR,
+                    **({"beta": config.preference.beta} if kind == "dpo" else {}),
+                },
+                "method": {"type": kind},
+                "config": snapshot,
+                "run_dir": config.output.dir,
+                "fine_tuned_model": f"ft:{base}:tunelab:{suffix}:{job_id[-8:]}",
+                "accelerate_config": accelerate,
+            },
+        )
         self.db.add_event(job_id, f"Created fine-tuning job: {job_id}")
-        self.db.add_event(job_id, f"Validating training file: {train_file['id']}" + (f" and validation file: {val_file['id']}" if val_file else ""))
+        self.db.add_event(
+            job_id,
+            f"Validating training file: {train_file['id']}"
+            + (f" and validation file: {val_file['id']}" if val_file else ""),
+        )
         return self.get(job_id)  # type: ignore[return-value]
 
     def row(self, job_id: str) -> dict[str, Any] | None:
@@ -238,16 +329,34 @@ def estimated_finish(row: dict[str, Any]) -> int | None:
 def job_object(row: dict[str, Any]) -> dict[str, Any]:
     done = row["status"] == "succeeded"
     return {
-        "object": "fine_tuning.job", "id": row["id"], "created_at": row["created_at"], "error": row["error"],
-        "fine_tuned_model": row["fine_tuned_model"] if done else None, "finished_at": row["finished_at"],
-        "hyperparameters": row["hyperparameters"], "model": row["model"], "organization_id": "tunelab",
-        "result_files": [], "seed": row["seed"], "status": row["status"], "trained_tokens": row["trained_tokens"],
-        "training_file": row["training_file"], "validation_file": row["validation_file"],
-        "estimated_finish": estimated_finish(row), "integrations": None, "metadata": row["metadata"],
+        "object": "fine_tuning.job",
+        "id": row["id"],
+        "created_at": row["created_at"],
+        "error": row["error"],
+        "fine_tuned_model": row["fine_tuned_model"] if done else None,
+        "finished_at": row["finished_at"],
+        "hyperparameters": row["hyperparameters"],
+        "model": row["model"],
+        "organization_id": "tunelab",
+        "result_files": [],
+        "seed": row["seed"],
+        "status": row["status"],
+        "trained_tokens": row["trained_tokens"],
+        "training_file": row["training_file"],
+        "validation_file": row["validation_file"],
+        "estimated_finish": estimated_finish(row),
+        "integrations": None,
+        "metadata": row["metadata"],
         "method": {"type": row["method"]["type"], row["method"]["type"]: {"hyperparameters": row["hyperparameters"]}},
         "user_provided_suffix": row["suffix"],
         # tunelab's extension: where the run lives, how far it is, the frozen config.
-        "tunelab": {"run_dir": row["run_dir"], "step": row["step"], "total_steps": row["total_steps"], "pid": row["pid"],
-                    "config": row["config"], "accelerate_config": row["accelerate_config"],
-                    "planned_model": row["fine_tuned_model"]},
+        "tunelab": {
+            "run_dir": row["run_dir"],
+            "step": row["step"],
+            "total_steps": row["total_steps"],
+            "pid": row["pid"],
+            "config": row["config"],
+            "accelerate_config": row["accelerate_config"],
+            "planned_model": row["fine_tuned_model"],
+        },
     }

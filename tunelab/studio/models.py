@@ -42,7 +42,12 @@ class StudioModels:
                 return self.engines[name]
             spec = self._specs().get(name)
             if spec is None:
-                raise ApiError(404, f"model '{name}' is not served here; GET /v1/models lists the served ones", "model", "model_not_found")
+                raise ApiError(
+                    404,
+                    f"model '{name}' is not served here; GET /v1/models lists the served ones",
+                    "model",
+                    "model_not_found",
+                )
             engine = load_engine(spec, self.settings)
             self.engines[name] = engine
             while len(self.engines) > self.max_loaded:

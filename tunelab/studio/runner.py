@@ -72,7 +72,11 @@ def total_steps(config: Any, run_dir: Path) -> int | None:
         return None
     data = rundir.read_json(report)
     # sft: {"train": {"examples"}}; bake: {"examples"}; kto/dpo: {"rows"} (their data reports differ)
-    examples = data["train"].get("examples", 0) if isinstance(data.get("train"), dict) else data.get("examples", data.get("rows", 0))
+    examples = (
+        data["train"].get("examples", 0)
+        if isinstance(data.get("train"), dict)
+        else data.get("examples", data.get("rows", 0))
+    )
     per_epoch = max(1, math.ceil(math.ceil(examples / config.train.batch_size) / config.train.grad_accum))
     return math.ceil(per_epoch * config.train.epochs)
 
@@ -90,11 +94,19 @@ def _wrong_kind(job: dict[str, Any], file: dict[str, Any]) -> str | None:
     wanted = {"dpo": (PAIRS, LOG), "bake": (LOG,), "kto": (LOG,)}.get(recipe, ("openai", "sharegpt", "alpaca"))
     if fmt in wanted:
         return None
-    hint = {PAIRS: "create the job with method {type: 'dpo'}", LOG: "bake it with tunelab.prompt_file (recipe bake)",
-            PROMPT: "give it as tunelab.prompt_file"}.get(fmt, "")
-    needs = {"dpo": "OpenAI preference rows {input, preferred_output, non_preferred_output} or a feedback log",
-             "bake": "a feedback log (question, answer, label)", "kto": "a feedback log (question, answer, label)"}.get(recipe, "chat rows {messages}")
-    return f"holds {fmt} data; recipe {recipe} (method {job['method']['type']}) needs {needs}" + (f": {hint}" if hint else "")
+    hint = {
+        PAIRS: "create the job with method {type: 'dpo'}",
+        LOG: "bake it with tunelab.prompt_file (recipe bake)",
+        PROMPT: "give it as tunelab.prompt_file",
+    }.get(fmt, "")
+    needs = {
+        "dpo": "OpenAI preference rows {input, preferred_output, non_preferred_output} or a feedback log",
+        "bake": "a feedback log (question, answer, label)",
+        "kto": "a feedback log (question, answer, label)",
+    }.get(recipe, "chat rows {messages}")
+    return f"holds {fmt} data; recipe {recipe} (method {job['method']['type']}) needs {needs}" + (
+        f": {hint}" if hint else ""
+    )
 
 
 class Runner:
@@ -133,9 +145,16 @@ class Runner:
                 self.db.update("jobs", job["id"], {"status": "queued", "resume": 1, "pid": None})
                 self.db.add_event(job["id"], f"Server restarted; the job resumes from {ckpt.name}", level="warn")
             else:
-                error = {"code": "server_restart", "param": None,
-                         "message": "the server stopped while the job ran, before its first checkpoint; create the job again"}
-                self.db.update("jobs", job["id"], {"status": "failed", "error": error, "finished_at": int(time.time()), "pid": None})
+                error = {
+                    "code": "server_restart",
+                    "param": None,
+                    "message": "the server stopped while the job ran, before its first checkpoint; create the job again",
+                }
+                self.db.update(
+                    "jobs",
+                    job["id"],
+                    {"status": "failed", "error": error, "finished_at": int(time.time()), "pid": None},
+                )
                 self.db.add_event(job["id"], "Job failed: server restarted before the first checkpoint", level="error")
 
     def _loop(self) -> None:
@@ -153,15 +172,36 @@ class Runner:
 
     def _advance_validation(self) -> None:
         for job in self.db.all("SELECT * FROM jobs WHERE status = 'validating_files'"):
-            files = [self.db.one("SELECT * FROM files WHERE id = ?", (f,)) for f in (job["training_file"], job["validation_file"]) if f]
+            files = [
+                self.db.one("SELECT * FROM files WHERE id = ?", (f,))
+                for f in (job["training_file"], job["validation_file"])
+                if f
+            ]
             if any(f is None or f["status"] == "uploaded" for f in files):
                 continue
-            bad = [(name, f, f"failed validation:\n{f['status_details']}") for name, f in zip(("training_file", "validation_file"), files) if f["status"] != "processed"]
-            bad += [(name, f, problem) for name, f in zip(("training_file", "validation_file"), files) if (problem := _wrong_kind(job, f))]
+            bad = [
+                (name, f, f"failed validation:\n{f['status_details']}")
+                for name, f in zip(("training_file", "validation_file"), files)
+                if f["status"] != "processed"
+            ]
+            bad += [
+                (name, f, problem)
+                for name, f in zip(("training_file", "validation_file"), files)
+                if (problem := _wrong_kind(job, f))
+            ]
             if bad:
                 param, f, problem = bad[0]
-                error = {"code": f"invalid_{param}", "param": param, "message": f"{f['filename']} ({f['id']}) {problem}"}
-                if self.db.update("jobs", job["id"], {"status": "failed", "error": error, "finished_at": int(time.time())}, "AND status = 'validating_files'"):
+                error = {
+                    "code": f"invalid_{param}",
+                    "param": param,
+                    "message": f"{f['filename']} ({f['id']}) {problem}",
+                }
+                if self.db.update(
+                    "jobs",
+                    job["id"],
+                    {"status": "failed", "error": error, "finished_at": int(time.time())},
+                    "AND status = 'validating_files'",
+                ):
                     self.db.add_event(job["id"], error["message"], level="error")
             elif self.db.update("jobs", job["id"], {"status": "queued"}, "AND status = 'validating_files'"):
                 self.db.add_event(job["id"], "Files validated, moving job to queued state")
@@ -180,8 +220,14 @@ class Runner:
         with (job_dir / "train.log").open("ab") as logfile:
             # start_new_session: the job and every process it starts form one group, so cancel
             # (killpg) stops all of them, and a Ctrl-C meant for the server does not reach them.
-            self.proc = subprocess.Popen(cmd, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True, cwd=job_dir)
+            self.proc = subprocess.Popen(
+                cmd,
+                stdout=logfile,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=job_dir,
+            )
         self.job_id = job["id"]
         started = job["started_at"] or int(time.time())
         self.db.update("jobs", job["id"], {"status": "running", "pid": self.proc.pid, "started_at": started})
@@ -196,7 +242,12 @@ class Runner:
             return
         if rc == 0:
             self._succeeded(job)
-        elif self.db.update("jobs", job["id"], {"status": "failed", "finished_at": int(time.time()), "error": self._error(job)}, "AND status = 'running'"):
+        elif self.db.update(
+            "jobs",
+            job["id"],
+            {"status": "failed", "finished_at": int(time.time()), "error": self._error(job)},
+            "AND status = 'running'",
+        ):
             self.db.add_event(job["id"], "Job failed: " + self._error(job)["message"], level="error")
         self.proc, self.job_id = None, None
 
@@ -211,8 +262,17 @@ class Runner:
         summary = rundir.read_json(summary_path) if summary_path.exists() else {}
         # trained_tokens counts every step, also those before a restart; DPO/KTO runs only have TRL's count since it started.
         tokens = int(summary.get("trained_tokens", summary.get("throughput", {}).get("tokens", 0)))
-        if self.db.update("jobs", job["id"], {"status": "succeeded", "finished_at": int(time.time()), "trained_tokens": tokens,
-                                              "step": summary.get("steps", job["step"])}, "AND status = 'running'"):
+        if self.db.update(
+            "jobs",
+            job["id"],
+            {
+                "status": "succeeded",
+                "finished_at": int(time.time()),
+                "trained_tokens": tokens,
+                "step": summary.get("steps", job["step"]),
+            },
+            "AND status = 'running'",
+        ):
             self.db.add_event(job["id"], f"New fine-tuned model created: {job['fine_tuned_model']}")
             self.db.add_event(job["id"], "The job has successfully completed")
 
@@ -228,7 +288,12 @@ class Runner:
             key = "train_loss" if row["split"] == "train" else "valid_loss"
             last[key] = row["value"]
             step = max(step, int(row["step"]))
-            data = {"step": row["step"], "total_steps": total, "train_loss": last.get("train_loss"), "valid_loss": last.get("valid_loss") if key == "valid_loss" else None}
+            data = {
+                "step": row["step"],
+                "total_steps": total,
+                "train_loss": last.get("train_loss"),
+                "valid_loss": last.get("valid_loss") if key == "valid_loss" else None,
+            }
             text = f"Step {row['step']}/{total}: {'training' if key == 'train_loss' else 'validation'} loss={row['value']:.4f}"
             self.db.add_event(job["id"], text, kind="metrics", data=data, key=f"{row['split']}:{row['step']}")
         self.db.update("jobs", job["id"], {"step": step, "total_steps": total})
@@ -240,19 +305,37 @@ class Runner:
             for row in rundir.read_metrics(run_dir, name="loss"):
                 if row["step"] <= n:
                     metrics["train_loss" if row["split"] == "train" else "valid_loss"] = row["value"]
-            if self.db.insert("checkpoints", {"id": new_id("ftckpt"), "job_id": job["id"], "created_at": int(time.time()), "step": n,
-                                              "model": f"{job['fine_tuned_model']}:ckpt-step-{n}", "path": str(ckpt), "metrics": metrics}, ignore=True):
+            if self.db.insert(
+                "checkpoints",
+                {
+                    "id": new_id("ftckpt"),
+                    "job_id": job["id"],
+                    "created_at": int(time.time()),
+                    "step": n,
+                    "model": f"{job['fine_tuned_model']}:ckpt-step-{n}",
+                    "path": str(ckpt),
+                    "metrics": metrics,
+                },
+                ignore=True,
+            ):
                 self.db.add_event(job["id"], f"Checkpoint created at step {n}")
 
     def cancel(self, job_id: str) -> bool:
         """Queued or validating: cancelled at once. Running: the process group is stopped first."""
-        if self.db.update("jobs", job_id, {"status": "cancelled", "finished_at": int(time.time())}, "AND status IN ('validating_files', 'queued')"):
+        if self.db.update(
+            "jobs",
+            job_id,
+            {"status": "cancelled", "finished_at": int(time.time())},
+            "AND status IN ('validating_files', 'queued')",
+        ):
             self.db.add_event(job_id, "Fine-tuning job cancelled")
             return True
         with self.lock:
             if self.job_id != job_id or self.proc is None:
                 return False
-            self.db.update("jobs", job_id, {"status": "cancelled", "finished_at": int(time.time())}, "AND status = 'running'")
+            self.db.update(
+                "jobs", job_id, {"status": "cancelled", "finished_at": int(time.time())}, "AND status = 'running'"
+            )
             kill_group(self.proc.pid, self.proc)
             self.proc.wait()
             self.collect(self.db.one("SELECT * FROM jobs WHERE id = ?", (job_id,)))

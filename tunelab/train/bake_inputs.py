@@ -30,12 +30,16 @@ from tunelab.prompts.rules import detect_language, stems  # the rule checks' cru
 log = logging.getLogger(__name__)
 PARAPHRASES = "paraphrases.jsonl"
 
-PARAPHRASE_INSTRUCTION = "Reword this question without answering it. Reply with the reworded question only.\nQuestion: {question}"
+PARAPHRASE_INSTRUCTION = (
+    "Reword this question without answering it. Reply with the reworded question only.\nQuestion: {question}"
+)
 # Worked examples before the real question: asked zero-shot, SmolLM2-135M answered 6 of 6 sampled
 # questions instead of rewording them; with these, 5 of 6 English rewrites were usable.
-PARAPHRASE_EXAMPLES = (("Where is the cafeteria?", "Where can I find the cafeteria?"),
-                       ("Как оплатить общежитие?", "Каким способом можно оплатить общежитие?"),
-                       ("Who teaches the statistics course?", "Which teacher gives the statistics course?"))
+PARAPHRASE_EXAMPLES = (
+    ("Where is the cafeteria?", "Where can I find the cafeteria?"),
+    ("Как оплатить общежитие?", "Каким способом можно оплатить общежитие?"),
+    ("Who teaches the statistics course?", "Which teacher gives the statistics course?"),
+)
 
 
 def same_question_key(text: str) -> str:
@@ -51,8 +55,14 @@ def read_question_file(path: str, logs: LogsConfig, rejected_dir: Path) -> tuple
         log.warning("rejected %s", r.message())
     rejected_file = write_rejected(read, rejected_dir)
     records, hygiene = clean(read.records, logs.hygiene)
-    return records, {"file": str(path), "read": read.n_read, "kept": len(read.records), "rejected": len(read.rejected),
-                     "rejected_file": str(rejected_file) if rejected_file else None, "after_hygiene": len(records)}
+    return records, {
+        "file": str(path),
+        "read": read.n_read,
+        "kept": len(read.records),
+        "rejected": len(read.rejected),
+        "rejected_file": str(rejected_file) if rejected_file else None,
+        "after_hygiene": len(records),
+    }
 
 
 def clean_paraphrase(original: str, text: str, max_words: int = 60) -> str | None:
@@ -70,7 +80,9 @@ def clean_paraphrase(original: str, text: str, max_words: int = 60) -> str | Non
     return first
 
 
-def paraphrase(model: Any, tokenizer: Any, records: list[LogRecord], n: int, config: Config) -> tuple[list[LogRecord], dict[str, int]]:
+def paraphrase(
+    model: Any, tokenizer: Any, records: list[LogRecord], n: int, config: Config
+) -> tuple[list[LogRecord], dict[str, int]]:
     """`n` sampled rewrites of every distinct question, each a copy of its record with the new wording.
     The model generates without any system prompt (the teacher with the adapter off, in bake)."""
     from tunelab.generation.replies import GenerationSettings, generate_replies, render_prompts
@@ -78,9 +90,17 @@ def paraphrase(model: Any, tokenizer: Any, records: list[LogRecord], n: int, con
 
     distinct = list({same_question_key(r.question): r.question for r in records}.values())
     asked = [q for q in distinct for _ in range(n)]
-    shots = tuple(m for q, a in PARAPHRASE_EXAMPLES for m in (Message("user", PARAPHRASE_INSTRUCTION.format(question=q)), Message("assistant", a)))
-    prompts = render_prompts(tokenizer, [shots + (Message("user", PARAPHRASE_INSTRUCTION.format(question=q)),) for q in asked])
-    settings = GenerationSettings(max_new_tokens=64, do_sample=True, temperature=config.bake.temperature, batch_size=16, seed=config.train.seed)
+    shots = tuple(
+        m
+        for q, a in PARAPHRASE_EXAMPLES
+        for m in (Message("user", PARAPHRASE_INSTRUCTION.format(question=q)), Message("assistant", a))
+    )
+    prompts = render_prompts(
+        tokenizer, [shots + (Message("user", PARAPHRASE_INSTRUCTION.format(question=q)),) for q in asked]
+    )
+    settings = GenerationSettings(
+        max_new_tokens=64, do_sample=True, temperature=config.bake.temperature, batch_size=16, seed=config.train.seed
+    )
     replies = generate_replies(model, tokenizer, prompts, settings, description="paraphrases")
     rewrites: dict[str, dict[str, str]] = {}  # original (normalised) -> {rewrite normalised: rewrite}
     stats = {"asked": len(asked), "unusable": 0, "duplicate": 0}
@@ -123,9 +143,13 @@ def question_groups(questions: list[str], containment: float = 0.3, jaccard: flo
             by_stem.setdefault(w, []).append(i)
     for members in by_stem.values():  # only questions sharing a word can be rewordings of each other
         for a_pos, a in enumerate(members):
-            for b in members[a_pos + 1:]:
+            for b in members[a_pos + 1 :]:
                 shared = len(words[a] & words[b])
-                if (shared >= jaccard * len(words[a] | words[b])) if jaccard is not None else (shared >= containment * min(len(words[a]), len(words[b]))):
+                if (
+                    (shared >= jaccard * len(words[a] | words[b]))
+                    if jaccard is not None
+                    else (shared >= containment * min(len(words[a]), len(words[b])))
+                ):
                     parent[root(a)] = root(b)
     groups: dict[int, list[str]] = {}
     for i, q in enumerate(questions):
@@ -133,7 +157,9 @@ def question_groups(questions: list[str], containment: float = 0.3, jaccard: flo
     return sorted(groups.values())
 
 
-def drop_heldout(candidates: list[LogRecord], held: list[LogRecord], jaccard: float | None = None) -> tuple[list[LogRecord], int]:
+def drop_heldout(
+    candidates: list[LogRecord], held: list[LogRecord], jaccard: float | None = None
+) -> tuple[list[LogRecord], int]:
     """Candidates that are not a held-out question nor in a held-out question's group of rewordings."""
     held_norm = {same_question_key(r.question) for r in held}
     if not held_norm:
@@ -144,8 +170,15 @@ def drop_heldout(candidates: list[LogRecord], held: list[LogRecord], jaccard: fl
     return kept, len(candidates) - len(kept)
 
 
-def extra_questions(config: Config, run_dir: Path, train: list[LogRecord], held: list[LogRecord], model: Any, tokenizer: Any,
-                    resuming: bool) -> tuple[list[LogRecord], list[LogRecord], dict[str, Any]]:
+def extra_questions(
+    config: Config,
+    run_dir: Path,
+    train: list[LogRecord],
+    held: list[LogRecord],
+    model: Any,
+    tokenizer: Any,
+    resuming: bool,
+) -> tuple[list[LogRecord], list[LogRecord], dict[str, Any]]:
     """(paraphrased training records, question-file records, report) for recipe bake.
 
     Neither may hold a held-out question or a rewording of one (drop_heldout). Paraphrases are
@@ -157,13 +190,22 @@ def extra_questions(config: Config, run_dir: Path, train: list[LogRecord], held:
         path = run_dir / PARAPHRASES
         if resuming and path.exists():
             by_id = {r.id: r for r in train}
-            paraphrased = [dataclasses.replace(by_id[row["of"]], id=row["id"], question=row["question"], source=f"{by_id[row['of']].source} (paraphrase)")
-                           for row in rundir.read_jsonl(path)]
+            paraphrased = [
+                dataclasses.replace(
+                    by_id[row["of"]],
+                    id=row["id"],
+                    question=row["question"],
+                    source=f"{by_id[row['of']].source} (paraphrase)",
+                )
+                for row in rundir.read_jsonl(path)
+            ]
             stats = rundir.read_json(run_dir / rundir.DATA_REPORT)["paraphrases"]
         else:
             paraphrased, stats = paraphrase(model, tokenizer, train, b.paraphrases, config)
             paraphrased, stats["dropped_heldout"] = drop_heldout(paraphrased, held, b.rewording_jaccard)
-            rundir.write_jsonl(path, [{"id": r.id, "of": r.id.rsplit("~p", 1)[0], "question": r.question} for r in paraphrased])
+            rundir.write_jsonl(
+                path, [{"id": r.id, "of": r.id.rsplit("~p", 1)[0], "question": r.question} for r in paraphrased]
+            )
         stats["records"] = len(paraphrased)
         report["paraphrases"] = stats
         log.info("paraphrases: %s", stats)

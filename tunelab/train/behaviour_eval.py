@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from tunelab.config import Config, TrainConfig
 from tunelab.eval.contexts import Context, build_contexts
@@ -38,7 +39,12 @@ def pick_contexts(conversations: Sequence[Conversation], n: int, seed: int) -> l
     contexts = build_contexts(conversations, "all")
     if n >= len(contexts):
         if n > len(contexts):
-            log.warning("train.behaviour_eval.contexts=%d but the validation set has %d assistant turns; using all %d", n, len(contexts), len(contexts))
+            log.warning(
+                "train.behaviour_eval.contexts=%d but the validation set has %d assistant turns; using all %d",
+                n,
+                len(contexts),
+                len(contexts),
+            )
         return contexts
     chosen = sorted(random.Random(seed).sample(range(len(contexts)), n))
     return [contexts[i] for i in chosen]
@@ -54,12 +60,14 @@ class BehaviourEval:
     settings: GenerationSettings
 
     @classmethod
-    def from_config(cls, config: Config, conversations: Sequence[Conversation], tokenizer: Any) -> "BehaviourEval":
+    def from_config(cls, config: Config, conversations: Sequence[Conversation], tokenizer: Any) -> BehaviourEval:
         # data.seed, not train.seed: a sweep over training seeds then scores every run on the same contexts.
         cfg = config.train.behaviour_eval
         contexts = pick_contexts(conversations, cfg.contexts, config.data.seed)
         if not contexts:
-            raise ValueError(f"{config.data.val or config.data.train}: the validation conversations have no assistant turn for train.behaviour_eval")
+            raise ValueError(
+                f"{config.data.val or config.data.train}: the validation conversations have no assistant turn for train.behaviour_eval"
+            )
         settings = GenerationSettings(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size)
         return cls(contexts, render_prompts(tokenizer, [c.messages for c in contexts]), tokenizer, settings)
 
@@ -73,9 +81,15 @@ class BehaviourEval:
             replies = generate_replies(model, self.tokenizer, self.prompts, self.settings, progress=False)
         finally:
             model.train(was_training)
-        rows = [{"prediction": r.text, "reference": c.reference, "context": [m.to_openai() for m in c.messages],
-                 **({"expected": c.expected} if c.expected else {})}
-                for c, r in zip(self.contexts, replies)]
+        rows = [
+            {
+                "prediction": r.text,
+                "reference": c.reference,
+                "context": [m.to_openai() for m in c.messages],
+                **({"expected": c.expected} if c.expected else {}),
+            }
+            for c, r in zip(self.contexts, replies)
+        ]
         return behaviour_metrics(score_behaviour(rows))
 
 

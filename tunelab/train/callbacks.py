@@ -33,9 +33,25 @@ class MetricsFileCallback(TrainerCallback):
             if not isinstance(value, (int, float)):
                 continue
             split, name = LOG_KEYS.get(key, ("val", key[5:]) if key.startswith("eval_") else ("train", key))
-            if name in ("runtime", "samples_per_second", "steps_per_second", "total_flos", "epoch", "model_preparation_time"):
+            if name in (
+                "runtime",
+                "samples_per_second",
+                "steps_per_second",
+                "total_flos",
+                "epoch",
+                "model_preparation_time",
+            ):
                 continue
-            rundir.append_jsonl(self.path, {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), "split": split, "name": name, "value": float(value)})
+            rundir.append_jsonl(
+                self.path,
+                {
+                    "step": state.global_step,
+                    "epoch": round(state.epoch or 0.0, 4),
+                    "split": split,
+                    "name": name,
+                    "value": float(value),
+                },
+            )
 
 
 class TokenProgressCallback(TrainerCallback):
@@ -57,7 +73,9 @@ class TokenProgressCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
-            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="training", unit="step", dynamic_ncols=True)
+            self.bar = tqdm(
+                total=state.max_steps, initial=state.global_step, desc="training", unit="step", dynamic_ncols=True
+            )
             self.started = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -74,7 +92,11 @@ class TokenProgressCallback(TrainerCallback):
         if logs and "loss" in logs:
             self.last_loss = float(logs["loss"])
         if self.bar is not None and logs and "eval_loss" in logs:
-            behaviour = "".join(f", {key[len('eval_behaviour_'):]} {value:.0%}" for key, value in logs.items() if key.startswith("eval_behaviour_"))
+            behaviour = "".join(
+                f", {key[len('eval_behaviour_') :]} {value:.0%}"
+                for key, value in logs.items()
+                if key.startswith("eval_behaviour_")
+            )
             self.bar.write(f"step {state.global_step}: validation loss {logs['eval_loss']:.4f}{behaviour}")
 
     def on_train_end(self, args, state, control, **kwargs):
@@ -86,4 +108,10 @@ class TokenProgressCallback(TrainerCallback):
         if not self.started:  # no training ran (a run restored at its last step): nothing was timed
             return {"tokens": 0, "target_tokens": 0, "seconds": 0.0, "tokens_per_s": 0.0, "target_tokens_per_s": 0.0}
         elapsed = max(1e-9, time.perf_counter() - self.started)
-        return {"tokens": self.tokens, "target_tokens": self.targets, "seconds": elapsed, "tokens_per_s": self.tokens / elapsed, "target_tokens_per_s": self.targets / elapsed}
+        return {
+            "tokens": self.tokens,
+            "target_tokens": self.targets,
+            "seconds": elapsed,
+            "tokens_per_s": self.tokens / elapsed,
+            "target_tokens_per_s": self.targets / elapsed,
+        }

@@ -40,7 +40,9 @@ def checkpoint_to_resume(run_dir: Path, resume: bool) -> Path | None:
     they will be logged again); without, None, refusing a directory that already holds a run."""
     if not resume:
         if (run_dir / rundir.METRICS).exists():
-            raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another output.dir")
+            raise FileExistsError(
+                f"{run_dir} already holds a run; pass --resume to continue it or choose another output.dir"
+            )
         return None
     checkpoint = last_complete_checkpoint(run_dir / rundir.CHECKPOINTS)
     if checkpoint is None:
@@ -67,7 +69,12 @@ def train_or_restore(trainer: Trainer, checkpoint: Path | None) -> None:
     if state is None or state.global_step < max_steps:
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         return
-    log.info("%s is the last step (%d of %d): restoring it, nothing is left to train", checkpoint, state.global_step, max_steps)
+    log.info(
+        "%s is the last step (%d of %d): restoring it, nothing is left to train",
+        checkpoint,
+        state.global_step,
+        max_steps,
+    )
     best = state.best_model_checkpoint if trainer.args.load_best_model_at_end else None
     # What train() would end with: the best checkpoint's weights when it keeps the best, else the last's.
     # Trainer's own loader, so adapters, full models and sharded files load as a resumed run loads them.
@@ -93,7 +100,10 @@ def save_final(trainer: Trainer, config: Config, tokenizer: Any, run_dir: Path) 
         trainer.model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
     if config.output.merge and is_adapter(config.model) and not can_merge(config.model):
-        log.warning("output.merge: skipped, a %s adapter adds virtual tokens and cannot be folded into the weights; load the run dir with its adapter/", config.model.adapter)
+        log.warning(
+            "output.merge: skipped, a %s adapter adds virtual tokens and cannot be folded into the weights; load the run dir with its adapter/",
+            config.model.adapter,
+        )
     elif is_adapter(config.model) and config.output.merge:
         merged = _merge(trainer.model, config, target)
         with rundir.publish_dir(run_dir / rundir.MERGED) as staging:

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def resolve_precision(precision: str) -> str:
-    """"fp32" or "bf16" for the configured `train.precision`; says why when it was "auto"."""
+    """ "fp32" or "bf16" for the configured `train.precision`; says why when it was "auto"."""
     if precision == "bf16_base":
         return "fp32"  # no autocast: the base already is bf16 and the adapter computes in fp32
     if precision != "auto":
@@ -53,7 +53,9 @@ def compile_decoder_layers(model: Any) -> int:
         return 0
     # Each layer instance is guarded separately, and dynamic shapes add variants: room for all of them.
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 4 * len(layers))
-    torch._dynamo.config.accumulated_recompile_limit = max(torch._dynamo.config.accumulated_recompile_limit, 32 * len(layers))
+    torch._dynamo.config.accumulated_recompile_limit = max(
+        torch._dynamo.config.accumulated_recompile_limit, 32 * len(layers)
+    )
     for layer in layers:
         layer.compile(dynamic=True)
     log.info("train.compile: %d decoder layers compiled (the first step pays for it)", len(layers))
@@ -111,11 +113,14 @@ def describe_cpu() -> dict[str, Any]:
         torch.set_num_threads(threads)
     native = bf16 >= 1.5 * fp32
     return {
-        "model": cpu_model(), "threads": threads,
-        "fp32_gflops_1thread": round(fp32, 1), "bf16_gflops_1thread": round(bf16, 1),
-        "precision": "bf16_base" if native else "fp32", "compile": native,
+        "model": cpu_model(),
+        "threads": threads,
+        "fp32_gflops_1thread": round(fp32, 1),
+        "bf16_gflops_1thread": round(bf16, 1),
+        "precision": "bf16_base" if native else "fp32",
+        "compile": native,
         "why": f"bf16 matmul {bf16:.0f} vs fp32 {fp32:.0f} GFLOP/s: "
-               + ("native bf16, so bf16 base weights + compiled layers" if native else "no native bf16, so fp32"),
+        + ("native bf16, so bf16 base weights + compiled layers" if native else "no native bf16, so fp32"),
     }
 
 

@@ -60,13 +60,21 @@ class Session:
         finally:
             close_trackers(self.trackers)
 
-    def finish(self, trainer: Trainer, tokenizer: Any, details: dict[str, Any], recipe: str | None = None) -> dict[str, Any]:
+    def finish(
+        self, trainer: Trainer, tokenizer: Any, details: dict[str, Any], recipe: str | None = None
+    ) -> dict[str, Any]:
         """Save the final weights, then the summary (what it says of the run, then `details`) to
         summary.json; under `accelerate launch` one process writes and the others wait for it."""
         saved = save_final(trainer, self.config, tokenizer, self.run_dir) if trainer.is_world_process_zero() else None
         trainer.accelerator.wait_for_everyone()
-        summary = {"run_dir": str(self.run_dir), **({"recipe": recipe} if recipe else {}), "model": self.config.model.name,
-                   "saved": str(saved), "steps": trainer.state.global_step, **details}
+        summary = {
+            "run_dir": str(self.run_dir),
+            **({"recipe": recipe} if recipe else {}),
+            "model": self.config.model.name,
+            "saved": str(saved),
+            "steps": trainer.state.global_step,
+            **details,
+        }
         if trainer.is_world_process_zero():
             rundir.write_json(self.run_dir / rundir.SUMMARY, summary)
         return summary

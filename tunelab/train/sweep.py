@@ -44,7 +44,7 @@ class Param(_Strict):
     choices: list[Any] | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> "Param":
+    def _check(self) -> Param:
         if self.type == "categorical":
             if not self.choices:
                 raise ValueError("a categorical parameter needs 'choices'")
@@ -74,7 +74,9 @@ class SweepConfig(_Strict):
     storage: str | None = None  # an Optuna storage URL; default sqlite:///SWEEP_DIR/study.db
 
 
-def load_sweep(path: str | Path, trials: int | None = None, out: str | Path | None = None) -> tuple[SweepConfig, Config, Path]:
+def load_sweep(
+    path: str | Path, trials: int | None = None, out: str | Path | None = None
+) -> tuple[SweepConfig, Config, Path]:
     """Read and check the sweep file and its base config; returns (sweep, base config, sweep dir)."""
     path = Path(path)
     try:
@@ -92,7 +94,12 @@ def load_sweep(path: str | Path, trials: int | None = None, out: str | Path | No
     base = base_dict(sweep, path)
     for key, param in sweep.space.items():  # every key must exist and accept its extreme values
         for value in param.choices or [param.low, param.high]:
-            trial_config(base, {key: int(value) if param.type == "int" else value}, sweep_dir / TRIALS / "check", f"{path}: space.{key}={value!r}")
+            trial_config(
+                base,
+                {key: int(value) if param.type == "int" else value},
+                sweep_dir / TRIALS / "check",
+                f"{path}: space.{key}={value!r}",
+            )
     return sweep, trial_config(base, {}, sweep_dir / TRIALS / "check", f"{path}: base"), sweep_dir
 
 
@@ -168,7 +175,12 @@ class PruningCallback:
                 outer.reported.add(state.global_step)
                 outer.trial.report(float(metrics["eval_loss"]), state.global_step)
                 if outer.trial.should_prune():
-                    log.info("trial %d pruned at step %d (validation loss %.4f)", outer.trial.number, state.global_step, metrics["eval_loss"])
+                    log.info(
+                        "trial %d pruned at step %d (validation loss %.4f)",
+                        outer.trial.number,
+                        state.global_step,
+                        metrics["eval_loss"],
+                    )
                     outer.pruned = True
                     control.should_training_stop = True
 
@@ -191,7 +203,9 @@ def objective_value(objective: Objective, run_dir: Path, summary: dict[str, Any]
     rows = rundir.read_metrics(run_dir, objective.metric.removeprefix("val/"), "val")
     if rows:
         return float(rows[-1]["value"])
-    raise ConfigError(f"objective.metric {objective.metric!r}: not found in {scores_path.name} or as a val metric in {rundir.METRICS} of {run_dir}")
+    raise ConfigError(
+        f"objective.metric {objective.metric!r}: not found in {scores_path.name} or as a val metric in {rundir.METRICS} of {run_dir}"
+    )
 
 
 def run_trial(trial: Any, sweep: SweepConfig, base: dict[str, Any], sweep_dir: Path) -> float:
@@ -215,7 +229,14 @@ def run_trial(trial: Any, sweep: SweepConfig, base: dict[str, Any], sweep_dir: P
     if sweep.objective.eval_data:
         from tunelab.eval.runner import run_eval
 
-        run_eval(str(run_dir), sweep.objective.eval_data, out_dir=run_dir, limit=sweep.objective.eval_limit, semantic=False, progress=False)
+        run_eval(
+            str(run_dir),
+            sweep.objective.eval_data,
+            out_dir=run_dir,
+            limit=sweep.objective.eval_limit,
+            semantic=False,
+            progress=False,
+        )
     value = objective_value(sweep.objective, run_dir, summary)
     if math.isnan(value):
         raise ValueError(f"trial {trial.number}: objective {sweep.objective.metric} is NaN")
@@ -228,16 +249,38 @@ def open_study(sweep: SweepConfig, sweep_dir: Path) -> Any:
 
     url = sweep.storage or f"sqlite:///{(sweep_dir / STUDY_DB).resolve()}"
     # Heartbeats let a process notice a trial whose process died (killed sweep) and retry it.
-    storage = RDBStorage(url, heartbeat_interval=60, grace_period=180, heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=1))
-    n_before = len(optuna.load_study(study_name=sweep_dir.name, storage=storage).trials) if sweep_dir.name in optuna.get_all_study_names(storage) else 0
+    storage = RDBStorage(
+        url,
+        heartbeat_interval=60,
+        grace_period=180,
+        heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=1),
+    )
+    n_before = (
+        len(optuna.load_study(study_name=sweep_dir.name, storage=storage).trials)
+        if sweep_dir.name in optuna.get_all_study_names(storage)
+        else 0
+    )
     if sweep.sampler == "grid":
         sampler = optuna.samplers.GridSampler(grid_space(sweep.space), seed=sweep.seed)
     elif sweep.sampler == "random":
         sampler = optuna.samplers.RandomSampler(seed=sweep.seed + n_before)
     else:  # offset the seed so a resumed sweep does not replay the first process's random start
-        sampler = optuna.samplers.TPESampler(seed=sweep.seed + n_before, n_startup_trials=min(10, max(2, sweep.trials // 3)))
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0) if sweep.pruner == "median" else optuna.pruners.NopPruner()
-    return optuna.create_study(study_name=sweep_dir.name, storage=storage, sampler=sampler, pruner=pruner, direction=sweep.objective.direction, load_if_exists=True)
+        sampler = optuna.samplers.TPESampler(
+            seed=sweep.seed + n_before, n_startup_trials=min(10, max(2, sweep.trials // 3))
+        )
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+        if sweep.pruner == "median"
+        else optuna.pruners.NopPruner()
+    )
+    return optuna.create_study(
+        study_name=sweep_dir.name,
+        storage=storage,
+        sampler=sampler,
+        pruner=pruner,
+        direction=sweep.objective.direction,
+        load_if_exists=True,
+    )
 
 
 def run_sweep(path: str | Path, trials: int | None = None, out: str | Path | None = None) -> dict[str, Any]:
@@ -254,8 +297,12 @@ def run_sweep(path: str | Path, trials: int | None = None, out: str | Path | Non
     remaining = sweep.trials - len(study.get_trials(deepcopy=False, states=finished))
     if remaining > 0:
         study.optimize(
-            lambda t: run_trial(t, sweep, base, sweep_dir), n_trials=remaining,
-            callbacks=[MaxTrialsCallback(sweep.trials, states=finished), lambda s, t: write_summary(s, sweep, sweep_dir)],
+            lambda t: run_trial(t, sweep, base, sweep_dir),
+            n_trials=remaining,
+            callbacks=[
+                MaxTrialsCallback(sweep.trials, states=finished),
+                lambda s, t: write_summary(s, sweep, sweep_dir),
+            ],
         )
     else:
         log.info("study %s already has %d finished trials; nothing to run", sweep_dir.name, sweep.trials)
@@ -322,11 +369,26 @@ def keep_best(summary: dict[str, Any], sweep_dir: Path) -> Path | None:
 
     best = summary["best"]
     if not Path(best["run_dir"]).is_dir():  # trained by another machine sharing the study
-        log.warning("best trial %d was trained elsewhere (%s is not here): best/ not updated", best["number"], best["run_dir"])
+        log.warning(
+            "best trial %d was trained elsewhere (%s is not here): best/ not updated", best["number"], best["run_dir"]
+        )
         return None
     with rundir.publish_dir(sweep_dir / BEST) as staging:
-        shutil.copytree(best["run_dir"], staging, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns(rundir.CHECKPOINTS, "wandb", "mlflow.db", "mlartifacts", "tensorboard"))
-        rundir.write_json(staging / "best.json", {"trial": best["number"], "params": best["params"], "objective": summary["objective"], "value": best["value"], "trained_in": best["run_dir"]})
+        shutil.copytree(
+            best["run_dir"],
+            staging,
+            dirs_exist_ok=True,
+            ignore=shutil.ignore_patterns(rundir.CHECKPOINTS, "wandb", "mlflow.db", "mlartifacts", "tensorboard"),
+        )
+        rundir.write_json(
+            staging / "best.json",
+            {
+                "trial": best["number"],
+                "params": best["params"],
+                "objective": summary["objective"],
+                "value": best["value"],
+                "trained_in": best["run_dir"],
+            },
+        )
     write_model_card(sweep_dir / BEST, sweep=summary)  # after the rename: the card names its final path
     return sweep_dir / BEST

@@ -136,9 +136,9 @@ class MLflowTracker(TrackerCallback):
         self.client.log_batch(self.run_id, params=params, tags=[RunTag("tunelab.run_dir", str(self.run_dir.resolve()))])
 
     def write(self, values: dict[str, float], step: int) -> None:
-        from mlflow.entities import Metric
-
         import time
+
+        from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, step) for k, v in values.items()])
@@ -165,8 +165,13 @@ class WandbTracker(TrackerCallback):
         import wandb
 
         self.run = wandb.init(
-            project=self.config.project, name=self.run_name, tags=self.config.tags or None, config=flat_config(self.config),
-            dir=str(self.run_dir), mode=wandb_mode(), reinit="create_new",
+            project=self.config.project,
+            name=self.run_name,
+            tags=self.config.tags or None,
+            config=flat_config(self.config),
+            dir=str(self.run_dir),
+            mode=wandb_mode(),
+            reinit="create_new",
         )
 
     def write(self, values: dict[str, float], step: int) -> None:
@@ -182,7 +187,14 @@ class TrackioTracker(TrackerCallback):
     def start(self) -> None:
         import trackio
 
-        self.run = trackio.init(project=self.config.project, name=self.run_name, config=flat_config(self.config), embed=False, auto_log_cpu=False, auto_log_gpu=False)
+        self.run = trackio.init(
+            project=self.config.project,
+            name=self.run_name,
+            config=flat_config(self.config),
+            embed=False,
+            auto_log_cpu=False,
+            auto_log_gpu=False,
+        )
 
     def write(self, values: dict[str, float], step: int) -> None:
         self.run.log(values, step=step)

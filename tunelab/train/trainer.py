@@ -78,9 +78,16 @@ class MaskedLossTrainer(Trainer):
     adds their behaviour rates to the metrics, where `metric_for_best_model` can select on them.
     """
 
-    def __init__(self, *args: Any, progress: TokenProgressCallback, target_only_head: bool = True,
-                 behaviour: BehaviourEval | None = None, first_token_weight: float = 1.0, focal_gamma: float = 0.0,
-                 **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        progress: TokenProgressCallback,
+        target_only_head: bool = True,
+        behaviour: BehaviourEval | None = None,
+        first_token_weight: float = 1.0,
+        focal_gamma: float = 0.0,
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         self.first_token_weight = first_token_weight
         self.focal_gamma = focal_gamma
@@ -91,7 +98,9 @@ class MaskedLossTrainer(Trainer):
         self.remove_callback(ProgressCallback)  # our own bar (TokenProgressCallback) shows tokens/s
         self.remove_callback(PrinterCallback)
 
-    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"):
+    def evaluation_loop(
+        self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
+    ):
         self._loss_sums = torch.zeros(2, dtype=torch.float64)  # (sum of token losses, target tokens) here
         output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
         # The stock loss is the mean of per-batch means, so it moves with the eval batch size and
@@ -115,8 +124,10 @@ class MaskedLossTrainer(Trainer):
         base = decoder_and_head(self.accelerator.unwrap_model(model))
         if return_outputs or not self.target_only_head or base is None or self.accelerator.num_processes > 1:
             if (self.first_token_weight != 1.0 or self.focal_gamma) and model.training:
-                raise ValueError("train.first_token_weight and train.focal_gamma need the target-only output head (one "
-                                 "process, an adapter inside the layers or a full fine-tune); leave them at 1 and 0 here")
+                raise ValueError(
+                    "train.first_token_weight and train.focal_gamma need the target-only output head (one "
+                    "process, an adapter inside the layers or a full fine-tune); leave them at 1 and 0 here"
+                )
             self.loss_is_scaled_for_ga = None
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         decoder, head = base
@@ -138,8 +149,9 @@ class MaskedLossTrainer(Trainer):
         outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
         length = inputs["labels"].shape[1]  # prompt tuning puts its virtual tokens' logits first
         logits, labels = outputs.logits[:, -length:-1].float(), inputs["labels"][:, 1:]
-        total = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1),
-                                                  ignore_index=IGNORE, reduction="sum")
+        total = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=IGNORE, reduction="sum"
+        )
         tokens = int((labels != IGNORE).sum())
         self._loss_sums += torch.tensor([float(total), tokens], dtype=torch.float64)
         return total / max(tokens, 1), outputs

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import typer
 
-from tunelab import rundir
 from knowledge_lab.experiments import EXPERIMENTS, Lab, scale
 from knowledge_lab.report import page, write_result
 from knowledge_lab.train import set_threads
+from tunelab import rundir
 
 app = typer.Typer(
     help="The knowledge lab: watch a tiny transformer learn facts about synthetic people "
@@ -47,9 +47,17 @@ def run_experiments(names: list[str], out: Path, quick: bool, seed: int, threads
     if len(names) > 1:
         body = f"<p>Scale: <code>{lab.sc}</code></p><p>Total wall time: {total:.0f} s.</p>" + "".join(sections)
         rundir.write_text(out / rundir.REPORT, page("Knowledge lab", body, command))
-        rundir.write_json(out / rundir.SUMMARY, {"experiments": names, "seconds": timings, "total_seconds": total,
-                                                 "quick": quick, "seed": seed,
-                                                 "results": {n: lab.results[n].numbers for n in names}})
+        rundir.write_json(
+            out / rundir.SUMMARY,
+            {
+                "experiments": names,
+                "seconds": timings,
+                "total_seconds": total,
+                "quick": quick,
+                "seed": seed,
+                "results": {n: lab.results[n].numbers for n in names},
+            },
+        )
     return {n: lab.results[n] for n in names}
 
 
@@ -63,19 +71,19 @@ def _command(name: str, doc: str) -> Callable:
 
 _DOCS = {
     "phases": "(a) Learning curve with the three phases found automatically: statistics, plateau, knowledge.\n\n"
-              "Example: tunelab-lab phases --quick --out runs/lab  ->  runs/lab/phases/report.html",
+    "Example: tunelab-lab phases --quick --out runs/lab  ->  runs/lab/phases/report.html",
     "plateau": "(b) Plateau length against the number of individuals N, with the fitted power-law exponent "
-               "(paper: N^0.81).\n\nExample: tunelab-lab plateau --out runs/lab",
+    "(paper: N^0.81).\n\nExample: tunelab-lab plateau --out runs/lab",
     "alpha": "(c) Sweep the imbalance alpha of P(i) ~ i^-alpha at a fixed step budget; reports the best alpha "
-             "(paper: 0.6-0.8).\n\nExample: tunelab-lab alpha --out runs/lab",
+    "(paper: 0.6-0.8).\n\nExample: tunelab-lab alpha --out runs/lab",
     "curriculum": "(d) Warm-up curriculum (a subset of people first, then all) against uniform and the best alpha. "
-                  "Runs the alpha sweep too.\n\nExample: tunelab-lab curriculum --out runs/lab",
+    "Runs the alpha sweep too.\n\nExample: tunelab-lab curriculum --out runs/lab",
     "hallucination": "(e) Loss and confidence on never-seen individuals over training, against the baseline.\n\n"
-                     "Example: tunelab-lab hallucination --quick --out runs/lab",
+    "Example: tunelab-lab hallucination --quick --out runs/lab",
     "finetune": "(f) Fine-tune the pre-trained model on new individuals: forgetting of the old ones, with and "
-                "without replay.\n\nExample: tunelab-lab finetune --out runs/lab",
+    "without replay.\n\nExample: tunelab-lab finetune --out runs/lab",
     "attention": "(g) Train fresh models whose attention patterns come from a reference model's checkpoints "
-                 "(before, during, after the plateau).\n\nExample: tunelab-lab attention --quick --out runs/lab",
+    "(before, during, after the plateau).\n\nExample: tunelab-lab attention --quick --out runs/lab",
 }
 
 for _name, _doc in _DOCS.items():
@@ -83,8 +91,13 @@ for _name, _doc in _DOCS.items():
 
 
 @app.command("all")
-def all_(out: Path = OUT, quick: bool = QUICK, seed: int = SEED, threads: int | None = THREADS,
-         skip_attention: bool = typer.Option(False, "--skip-attention", help="Only (a)-(f), the 30-minute budget.")) -> None:
+def all_(
+    out: Path = OUT,
+    quick: bool = QUICK,
+    seed: int = SEED,
+    threads: int | None = THREADS,
+    skip_attention: bool = typer.Option(False, "--skip-attention", help="Only (a)-(f), the 30-minute budget."),
+) -> None:
     """Run every experiment, sharing the uniform pre-training run; writes out/report.html with all of them.
 
     Example: tunelab-lab all --quick --out runs/lab   (about a minute)

@@ -20,24 +20,66 @@ N_TEMPLATES, N_TRAIN_TEMPLATES = 25, 20
 
 _SYL_A = ["ka", "lo", "mi", "ren", "to", "sa", "vel", "dor", "an", "bri", "cal", "fen"]
 _SYL_B = ["na", "ri", "mo", "la", "vin", "sek", "ter", "dra", "po", "lin", "mar", "quo"]
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September",
-          "October", "November", "December"]
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
 
 # 5 adverbials x 5 verb phrases = 25 templates per attribute.
 ADVERBS = [[], ["reportedly"], ["notably"], ["in", "fact"], ["as", "records", "show"]]
 VERBS: dict[str, list[list[str]]] = {
-    "birth_date": [["was", "born", "on"], ["came", "into", "the", "world", "on"], ["has", "a", "birthday", "on"],
-                   ["was", "delivered", "on"], ["first", "saw", "light", "on"]],
-    "birth_city": [["was", "born", "in"], ["grew", "up", "in"], ["spent", "childhood", "in"],
-                   ["hails", "from"], ["is", "a", "native", "of"]],
-    "university": [["studied", "at"], ["graduated", "from"], ["attended"], ["was", "educated", "at"],
-                   ["earned", "a", "degree", "at"]],
-    "major": [["majored", "in"], ["studied", "the", "field", "of"], ["specialised", "in"],
-              ["focused", "on"], ["chose", "to", "study"]],
-    "employer": [["worked", "for"], ["was", "employed", "by"], ["had", "a", "job", "at"],
-                 ["joined", "the", "staff", "of"], ["built", "a", "career", "at"]],
-    "work_city": [["worked", "in"], ["had", "an", "office", "in"], ["commuted", "to"],
-                  ["was", "based", "in"], ["made", "a", "living", "in"]],
+    "birth_date": [
+        ["was", "born", "on"],
+        ["came", "into", "the", "world", "on"],
+        ["has", "a", "birthday", "on"],
+        ["was", "delivered", "on"],
+        ["first", "saw", "light", "on"],
+    ],
+    "birth_city": [
+        ["was", "born", "in"],
+        ["grew", "up", "in"],
+        ["spent", "childhood", "in"],
+        ["hails", "from"],
+        ["is", "a", "native", "of"],
+    ],
+    "university": [
+        ["studied", "at"],
+        ["graduated", "from"],
+        ["attended"],
+        ["was", "educated", "at"],
+        ["earned", "a", "degree", "at"],
+    ],
+    "major": [
+        ["majored", "in"],
+        ["studied", "the", "field", "of"],
+        ["specialised", "in"],
+        ["focused", "on"],
+        ["chose", "to", "study"],
+    ],
+    "employer": [
+        ["worked", "for"],
+        ["was", "employed", "by"],
+        ["had", "a", "job", "at"],
+        ["joined", "the", "staff", "of"],
+        ["built", "a", "career", "at"],
+    ],
+    "work_city": [
+        ["worked", "in"],
+        ["had", "an", "office", "in"],
+        ["commuted", "to"],
+        ["was", "based", "in"],
+        ["made", "a", "living", "in"],
+    ],
 }
 ATTRIBUTES = list(VERBS)
 # Value sets small enough that even a few hundred people cover them, so the empirical value
@@ -150,7 +192,7 @@ def make_world(sizes: dict[str, int], seed: int) -> World:
     populations, start = {}, 0
     for pop_name, size in sizes.items():
         values = {a: rng.integers(0, len(choices[a]), size=size) for a in ATTRIBUTES}
-        populations[pop_name] = Population(names[start:start + size], values)
+        populations[pop_name] = Population(names[start : start + size], values)
         start += size
     templates = Templates.build(seed)
     words = {PAD, BOS, DOT, *firsts, *lasts}

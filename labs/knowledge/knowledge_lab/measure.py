@@ -34,7 +34,7 @@ def probe(model: torch.nn.Module, probes: ProbeSet, batch: int = 1024) -> ProbeR
     model.eval()
     nll, correct, conf, counts = [], [], [], []
     for lo in range(0, len(probes.ids), batch):
-        ids, tgt = probes.ids[lo:lo + batch], probes.target[lo:lo + batch]
+        ids, tgt = probes.ids[lo : lo + batch], probes.target[lo : lo + batch]
         logp = model(ids)[0].log_softmax(-1)
         nxt = torch.roll(ids, -1, dims=1)
         tok_nll = -logp.gather(-1, nxt.unsqueeze(-1)).squeeze(-1)
@@ -91,7 +91,7 @@ def smooth(values: list[float], window: int = 3) -> np.ndarray:
     """Running median: a single noisy evaluation should not start or end a phase."""
     arr = np.asarray(values, dtype=np.float64)
     half = window // 2
-    return np.array([np.median(arr[max(0, i - half): i + half + 1]) for i in range(len(arr))])
+    return np.array([np.median(arr[max(0, i - half) : i + half + 1]) for i in range(len(arr))])
 
 
 def detect_phases(steps: list[int], losses: list[float], baseline: float, tol: float | None = None) -> dict:

@@ -46,14 +46,21 @@ def phases(history: list[dict], ph: dict, uniform: float) -> Figure:
 def plateau_scaling(rows: list[dict], fit: dict | None, fit_end: dict | None = None) -> Figure:
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
-    for key, f, marker, what in (("plateau_length", fit, "o", "plateau length (start to end)"),
-                                 ("plateau_end", fit_end, "s", "steps to knowledge emergence")):
+    for key, f, marker, what in (
+        ("plateau_length", fit, "o", "plateau length (start to end)"),
+        ("plateau_end", fit_end, "s", "steps to knowledge emergence"),
+    ):
         done = [r for r in rows if r[key]]
         xs = [r["n_people"] for r in done]
         line = ax.loglog(xs, [r[key] for r in done], marker, label=what)[0]
         if f:
-            ax.loglog(sorted(xs), [f["coefficient"] * x ** f["exponent"] for x in sorted(xs)], "-",
-                      color=line.get_color(), label=f"fit: N^{f['exponent']:.2f}")
+            ax.loglog(
+                sorted(xs),
+                [f["coefficient"] * x ** f["exponent"] for x in sorted(xs)],
+                "-",
+                color=line.get_color(),
+                label=f"fit: N^{f['exponent']:.2f}",
+            )
     ax.set_xlabel("number of individuals N")
     ax.set_ylabel("steps")
     ax.set_title("paper: plateau ~ N^0.81")

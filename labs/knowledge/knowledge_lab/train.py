@@ -6,8 +6,8 @@ from __future__ import annotations
 import copy
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -132,8 +132,14 @@ def fit(
             running = []
             bar.set_postfix(attr_loss=f"{row.get('train_loss', 0):.2f}", acc=f"{row.get('train_accuracy', 0):.2f}")
             if bar.disable and len(history) % 10 == 1:  # no terminal (a background run): still show progress
-                log.info("%s step %d/%d attribute loss %.3f accuracy %.3f", desc, step, steps,
-                         row.get("train_loss", float("nan")), row.get("train_accuracy", float("nan")))
+                log.info(
+                    "%s step %d/%d attribute loss %.3f accuracy %.3f",
+                    desc,
+                    step,
+                    steps,
+                    row.get("train_loss", float("nan")),
+                    row.get("train_accuracy", float("nan")),
+                )
             if stop is not None and stop(history):
                 break
         if checkpoint_every and step % checkpoint_every == 0:
@@ -173,9 +179,19 @@ def pretrain(spec: Spec, checkpoint_every: int = 0, reference: TinyGPT | None = 
     world = make_world({k: v for k, v in sizes.items() if v}, spec.seed)
     model = make_model(world, spec)
     probes = {k: v for k, v in probe_sets(world, spec.n_probe, spec.seed).items() if k != "new"}
-    history, ckpts = fit(model, world, population_sampler(world, spec), spec.steps, spec.lr, probes,
-                         spec.eval_every, spec.seed, reference=reference,
-                         stop=emergence_stop(world) if spec.stop_after_emergence else None,
-                         checkpoint_every=checkpoint_every, desc=desc)
+    history, ckpts = fit(
+        model,
+        world,
+        population_sampler(world, spec),
+        spec.steps,
+        spec.lr,
+        probes,
+        spec.eval_every,
+        spec.seed,
+        reference=reference,
+        stop=emergence_stop(world) if spec.stop_after_emergence else None,
+        checkpoint_every=checkpoint_every,
+        desc=desc,
+    )
     final = {name: probe(model, ps) for name, ps in probes.items()}
     return Run(spec, world, model, history, ckpts, final)

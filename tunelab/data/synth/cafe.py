@@ -20,8 +20,9 @@ module only generates.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from tunelab.messages import Conversation, Message
 
@@ -69,7 +70,7 @@ class Item:
     size: str | None = None
     temperature: str | None = None
     quantity: int | None = 1
-    deal_drink: "Item | None" = None
+    deal_drink: Item | None = None
 
     def own_missing(self) -> list[str]:
         """Details this item (not its deal drink) still needs, in the order staff ask them."""
@@ -79,7 +80,7 @@ class Item:
             return ["quantity"] if self.quantity is None else []
         return ["drink"] if self.deal_drink is None else []
 
-    def parts(self) -> list["Item"]:
+    def parts(self) -> list[Item]:
         return [self] + ([self.deal_drink] if self.deal_drink else [])
 
     def spoken(self, rng: random.Random, staff: bool = False) -> str:
@@ -106,10 +107,17 @@ def article(text: str) -> str:
 
 
 def _drink(rng: random.Random, leave_out: tuple[str, ...] = ()) -> Item:
-    name = rng.choice([d for d, t in DRINKS.items() if len(t) > 1]) if "temperature" in leave_out else rng.choice(list(DRINKS))
+    name = (
+        rng.choice([d for d, t in DRINKS.items() if len(t) > 1])
+        if "temperature" in leave_out
+        else rng.choice(list(DRINKS))
+    )
     temps = DRINKS[name]
-    item = Item(name=name, size=None if "size" in leave_out else rng.choice(SIZES),
-                temperature=None if "temperature" in leave_out else rng.choice(temps))
+    item = Item(
+        name=name,
+        size=None if "size" in leave_out else rng.choice(SIZES),
+        temperature=None if "temperature" in leave_out else rng.choice(temps),
+    )
     if len(temps) == 1:
         item.temperature = temps[0]  # implied by the name, never missing
     return item
@@ -128,8 +136,18 @@ def _missing_item(rng: random.Random, slot: str) -> Item:
 
 # How many details are missing at the start: 0 (confirm straight away), 1 or 2 (two items, or both
 # details of one drink). Weighted towards asks: asking is what the base model never does.
-SCENARIOS = ((), ("size",), ("temperature",), ("quantity",), ("drink",), ("both",),
-             ("size", "quantity"), ("temperature", "drink"), ("quantity", "temperature"), ("size", "drink"))
+SCENARIOS = (
+    (),
+    ("size",),
+    ("temperature",),
+    ("quantity",),
+    ("drink",),
+    ("both",),
+    ("size", "quantity"),
+    ("temperature", "drink"),
+    ("quantity", "temperature"),
+    ("size", "drink"),
+)
 SCENARIO_WEIGHTS = (30, 12, 12, 10, 12, 8, 4, 4, 4, 4)
 
 
@@ -147,7 +165,7 @@ def _order(rng: random.Random, missing: tuple[str, ...]) -> list[Item]:
                 return
 
     for slot in missing:
-        add(lambda: _missing_item(rng, slot))
+        add(lambda slot=slot: _missing_item(rng, slot))
     while len(items) < 1 or (len(items) < 3 and rng.random() < 0.45):
         kind = rng.choice(("food", "drink", "drink", "deal")) if len(items) < 2 else rng.choice(("food", "drink"))
         if kind == "food":
@@ -161,9 +179,22 @@ def _order(rng: random.Random, missing: tuple[str, ...]) -> list[Item]:
 
 
 GREETINGS = ("Hi!", "Hello.", "Hey there.", "Good morning!", "Hi there,", "Morning!", "")
-WELCOMES = ("Hi! What can I get for you today?", "Hello! What would you like?", "Welcome to Bean Counter! What can I get you?")
-ORDER_OPENERS = ("Can I get {o}?", "I'd like {o}, please.", "Could I have {o}?", "{o}, please.", "I'll have {o}.",
-                 "Let me get {o}.", "I want {o}.", "Can I please order {o}?", "I'm after {o}.")
+WELCOMES = (
+    "Hi! What can I get for you today?",
+    "Hello! What would you like?",
+    "Welcome to Bean Counter! What can I get you?",
+)
+ORDER_OPENERS = (
+    "Can I get {o}?",
+    "I'd like {o}, please.",
+    "Could I have {o}?",
+    "{o}, please.",
+    "I'll have {o}.",
+    "Let me get {o}.",
+    "I want {o}.",
+    "Can I please order {o}?",
+    "I'm after {o}.",
+)
 # The first phrasing of each act is the house style (see `dialogue`): every reply that asks or
 # confirms first reads the order back as it stands ("Got it: a latte and two cookies."), then
 # either asks ("And what size…") or asks to confirm ("Is that right?"). Reading back first puts
@@ -171,19 +202,44 @@ ORDER_OPENERS = ("Can I get {o}?", "I'd like {o}, please.", "Could I have {o}?",
 # without it the model had to decide at its first token, and after 100 steps asked 0-16% of the
 # time (docs/cafe.md).
 ASK = {
-    "size": ("And what size would you like for the {n}: small, medium or large?", "What size {n} would you like?",
-             "Which size for the {n}, small, medium or large?", "Sure! What size should the {n} be?"),
-    "temperature": ("And would you like the {n} hot or iced?", "Hot or iced for the {n}?",
-                    "Should the {n} be hot or iced?", "Do you want your {n} hot or iced?"),
-    "quantity": ("And how many {p} would you like?", "How many {p}?", "How many {p} should I add?",
-                 "How many {p} can I get you?"),
-    "drink": ("And which drink would you like with the {n} meal deal?", "What drink would you like with the {n} meal deal?",
-              "The {n} meal deal comes with a drink. Which drink would you like?", "What would you like to drink with the {n}?"),
+    "size": (
+        "And what size would you like for the {n}: small, medium or large?",
+        "What size {n} would you like?",
+        "Which size for the {n}, small, medium or large?",
+        "Sure! What size should the {n} be?",
+    ),
+    "temperature": (
+        "And would you like the {n} hot or iced?",
+        "Hot or iced for the {n}?",
+        "Should the {n} be hot or iced?",
+        "Do you want your {n} hot or iced?",
+    ),
+    "quantity": (
+        "And how many {p} would you like?",
+        "How many {p}?",
+        "How many {p} should I add?",
+        "How many {p} can I get you?",
+    ),
+    "drink": (
+        "And which drink would you like with the {n} meal deal?",
+        "What drink would you like with the {n} meal deal?",
+        "The {n} meal deal comes with a drink. Which drink would you like?",
+        "What would you like to drink with the {n}?",
+    ),
 }
-CONFIRM = ("Got it: {o}. Is that right?", "So that's {o}. Is that right?", "Let me confirm: {o}. Is that correct?", "Great, that's {o}. Shall I place the order?",
-           "Okay, {o}. Is that everything?", "To confirm, you'd like {o}. Is that right?")
-CLOSE = ("Thank you! Your order will be ready shortly.", "Great, your order is in. See you at the counter!",
-         "Perfect, it will be ready in a few minutes. Thanks!")
+CONFIRM = (
+    "Got it: {o}. Is that right?",
+    "So that's {o}. Is that right?",
+    "Let me confirm: {o}. Is that correct?",
+    "Great, that's {o}. Shall I place the order?",
+    "Okay, {o}. Is that everything?",
+    "To confirm, you'd like {o}. Is that right?",
+)
+CLOSE = (
+    "Thank you! Your order will be ready shortly.",
+    "Great, your order is in. See you at the counter!",
+    "Perfect, it will be ready in a few minutes. Thanks!",
+)
 YES = ("Yes, that's right.", "Yep, thanks.", "That's all, thanks!", "Correct.", "Yes please.")
 
 
@@ -217,10 +273,18 @@ def _answer(rng: random.Random, item: Item, slot: str, taken: set[str] = frozens
         return text.format(v=item.size).capitalize()
     if slot == "temperature":
         item.temperature = rng.choice(DRINKS[item.name])
-        return rng.choice(("{v}, please.", "{v}.", "I'd like it {v}.", "{v} would be great.")).format(v=item.temperature).capitalize()
+        return (
+            rng.choice(("{v}, please.", "{v}.", "I'd like it {v}.", "{v} would be great."))
+            .format(v=item.temperature)
+            .capitalize()
+        )
     if slot == "quantity":
         item.quantity = rng.choice((1, 2, 3, 4))
-        return rng.choice(("{v}, please.", "Just {v}.", "{v} of them.", "{v}.")).format(v=NUMBERS[item.quantity]).capitalize()
+        return (
+            rng.choice(("{v}, please.", "Just {v}.", "{v} of them.", "{v}."))
+            .format(v=NUMBERS[item.quantity])
+            .capitalize()
+        )
     leave_out = rng.choice(((), (), ("size",), ("temperature",)))
     drink = _drink(rng, leave_out)
     for _ in range(20):
@@ -250,9 +314,16 @@ def order_record(items: list[Item]) -> list[dict[str, Any]]:
     """Every item (a deal's drink as its own entry) with the options the customer gave."""
     out = []
     for part in (p for i in items for p in i.parts()):
-        out.append({"name": part.name, "kind": part.kind, "size": part.size, "quantity": part.quantity,
-                    "temperature": part.temperature,
-                    "implied_temperature": part.kind == "drink" and len(DRINKS[part.name]) == 1})
+        out.append(
+            {
+                "name": part.name,
+                "kind": part.kind,
+                "size": part.size,
+                "quantity": part.quantity,
+                "temperature": part.temperature,
+                "implied_temperature": part.kind == "drink" and len(DRINKS[part.name]) == 1,
+            }
+        )
     return out
 
 
@@ -293,8 +364,14 @@ def _open(rng: random.Random, d: Dialogue, items: list[Item]) -> Callable[[Dialo
     return say_opening
 
 
-def dialogue(rng: random.Random, index: int, system_prompt: str | None = SYSTEM_PROMPT, prefix: str = "cafe",
-             varied_replies: bool = False, twins: bool = False) -> list[Conversation]:
+def dialogue(
+    rng: random.Random,
+    index: int,
+    system_prompt: str | None = SYSTEM_PROMPT,
+    prefix: str = "cafe",
+    varied_replies: bool = False,
+    twins: bool = False,
+) -> list[Conversation]:
     """One dialogue, and with `twins` its twin when it asks (see `generate`). The customer's words
     vary; the assistant's keep one house phrasing per act and slot unless `varied_replies`
     (measured in docs/cafe.md: with greedy decoding, one phrasing per act makes "ask or confirm?"
@@ -311,24 +388,35 @@ def dialogue(rng: random.Random, index: int, system_prompt: str | None = SYSTEM_
     while pending := _missing_now(items):
         target, slot = pending[0]
         name = target.name
-        expect = {"act": "ask", "slot": slot, "item": name,
-                  "missing": [{"item": p.name, "slot": s} for p, s in pending],
-                  "candidates": {s: _candidates(items, s) for s in sorted({s for _, s in pending})},
-                  "order": order_record(items)}
+        expect = {
+            "act": "ask",
+            "slot": slot,
+            "item": name,
+            "missing": [{"item": p.name, "slot": s} for p, s in pending],
+            "candidates": {s: _candidates(items, s) for s in sorted({s for _, s in pending})},
+            "order": order_record(items),
+        }
         question = pick(ASK[slot]).format(n=name, p=plural(name))
         if not varied_replies:  # the house style reads the order back, up to the first gap, before asking
             question = f"Got it: {read_back_to_gap(rng, items)}. {question}"
         d.say("assistant", question, expect)
         d.say("user", _answer(rng, target, slot, {p.name for i in items for p in i.parts()}))
     order = join_items([i.spoken(rng, staff=True) for i in items])
-    confirm = (pick(CONFIRM).format(o=order), {"act": "confirm", "order": order_record(items),
-                                                "items": [p["name"] for p in order_record(items)]})
+    confirm = (
+        pick(CONFIRM).format(o=order),
+        {"act": "confirm", "order": order_record(items), "items": [p["name"] for p in order_record(items)]},
+    )
     d.say("assistant", *confirm)
     if rng.random() < 0.4:
         d.say("user", rng.choice(YES))
         d.say("assistant", pick(CLOSE), {"act": "close"})
-    convs = [Conversation(id=f"{prefix}-{index:05d}", messages=tuple(d.messages),
-                          meta={"turns": {str(k): v for k, v in d.turns.items()}})]
+    convs = [
+        Conversation(
+            id=f"{prefix}-{index:05d}",
+            messages=tuple(d.messages),
+            meta={"turns": {str(k): v for k, v in d.turns.items()}},
+        )
+    ]
     if twins and asked:
         twin = Dialogue()
         if system_prompt:
@@ -336,13 +424,24 @@ def dialogue(rng: random.Random, index: int, system_prompt: str | None = SYSTEM_
         # Every detail is given now, so spoken() draws nothing: the main stream stays as without twins.
         say_opening(twin, join_items([i.spoken(rng) for i in items]))
         twin.say("assistant", *confirm)
-        convs.append(Conversation(id=f"{prefix}-{index:05d}-twin", messages=tuple(twin.messages),
-                                  meta={"turns": {str(k): v for k, v in twin.turns.items()}}))
+        convs.append(
+            Conversation(
+                id=f"{prefix}-{index:05d}-twin",
+                messages=tuple(twin.messages),
+                meta={"turns": {str(k): v for k, v in twin.turns.items()}},
+            )
+        )
     return convs
 
 
-def generate(n: int, seed: int = 0, system_prompt: str | None = SYSTEM_PROMPT, prefix: str = "cafe",
-             varied_replies: bool = False, twins: bool = False) -> list[Conversation]:
+def generate(
+    n: int,
+    seed: int = 0,
+    system_prompt: str | None = SYSTEM_PROMPT,
+    prefix: str = "cafe",
+    varied_replies: bool = False,
+    twins: bool = False,
+) -> list[Conversation]:
     """`n` dialogues from one seeded generator; ids are `{prefix}-{index}` so two seeds' sets can share a file.
 
     `twins`: after every dialogue that asks, its twin: the same opening words with every detail

@@ -26,107 +26,284 @@ from tunelab.prompts.rules import CheckItem, is_answerable
 
 # service key -> (English name, Russian nominative, Russian genitive)
 SERVICES: dict[str, tuple[str, str, str]] = {
-    "library": ("library", "библиотека", "библиотеки"), "sports_hall": ("sports hall", "спортзал", "спортзала"),
-    "canteen": ("canteen", "столовая", "столовой"), "medical": ("medical centre", "медпункт", "медпункта"),
-    "it_desk": ("IT service desk", "IT-служба", "IT-службы"), "dean": ("dean's office", "деканат", "деканата"),
-    "admissions": ("admissions office", "приёмная комиссия", "приёмной комиссии"), "accounting": ("accounting office", "бухгалтерия", "бухгалтерии"),
-    "housing": ("housing office", "жилищный отдел", "жилищного отдела"), "career": ("career centre", "центр карьеры", "центра карьеры"),
-    "language": ("language centre", "языковой центр", "языкового центра"), "chem_lab": ("chemistry laboratory", "химическая лаборатория", "химической лаборатории"),
-    "computer_class": ("computer classroom", "компьютерный класс", "компьютерного класса"), "pool": ("swimming pool", "бассейн", "бассейна"),
-    "copy": ("copy centre", "копицентр", "копицентра"), "council": ("student council", "студенческий совет", "студенческого совета"),
-    "international": ("international office", "международный отдел", "международного отдела"), "personnel": ("personnel department", "отдел кадров", "отдела кадров"),
-    "psychology": ("psychological service", "психологическая служба", "психологической службы"), "museum": ("art museum", "художественный музей", "художественного музея"),
-    "bookshop": ("bookshop", "книжный магазин", "книжного магазина"), "mail": ("mail room", "почтовое отделение", "почтового отделения"),
-    "lost_found": ("lost property office", "бюро находок", "бюро находок"), "doctoral": ("doctoral school", "аспирантура", "аспирантуры"),
-    "scholarship": ("scholarship office", "стипендиальный отдел", "стипендиального отдела"), "exams": ("examination office", "экзаменационный отдел", "экзаменационного отдела"),
-    "stadium": ("stadium", "стадион", "стадиона"), "reading_room": ("reading room", "читальный зал", "читального зала"),
-    "archive": ("archive", "архив", "архива"), "printing": ("printing house", "типография", "типографии"),
-    "security": ("security service", "служба охраны", "службы охраны"), "theatre": ("theatre studio", "театральная студия", "театральной студии"),
-    "chess": ("chess club", "шахматный клуб", "шахматного клуба"), "dental": ("dental office", "стоматологический кабинет", "стоматологического кабинета"),
+    "library": ("library", "библиотека", "библиотеки"),
+    "sports_hall": ("sports hall", "спортзал", "спортзала"),
+    "canteen": ("canteen", "столовая", "столовой"),
+    "medical": ("medical centre", "медпункт", "медпункта"),
+    "it_desk": ("IT service desk", "IT-служба", "IT-службы"),
+    "dean": ("dean's office", "деканат", "деканата"),
+    "admissions": ("admissions office", "приёмная комиссия", "приёмной комиссии"),
+    "accounting": ("accounting office", "бухгалтерия", "бухгалтерии"),
+    "housing": ("housing office", "жилищный отдел", "жилищного отдела"),
+    "career": ("career centre", "центр карьеры", "центра карьеры"),
+    "language": ("language centre", "языковой центр", "языкового центра"),
+    "chem_lab": ("chemistry laboratory", "химическая лаборатория", "химической лаборатории"),
+    "computer_class": ("computer classroom", "компьютерный класс", "компьютерного класса"),
+    "pool": ("swimming pool", "бассейн", "бассейна"),
+    "copy": ("copy centre", "копицентр", "копицентра"),
+    "council": ("student council", "студенческий совет", "студенческого совета"),
+    "international": ("international office", "международный отдел", "международного отдела"),
+    "personnel": ("personnel department", "отдел кадров", "отдела кадров"),
+    "psychology": ("psychological service", "психологическая служба", "психологической службы"),
+    "museum": ("art museum", "художественный музей", "художественного музея"),
+    "bookshop": ("bookshop", "книжный магазин", "книжного магазина"),
+    "mail": ("mail room", "почтовое отделение", "почтового отделения"),
+    "lost_found": ("lost property office", "бюро находок", "бюро находок"),
+    "doctoral": ("doctoral school", "аспирантура", "аспирантуры"),
+    "scholarship": ("scholarship office", "стипендиальный отдел", "стипендиального отдела"),
+    "exams": ("examination office", "экзаменационный отдел", "экзаменационного отдела"),
+    "stadium": ("stadium", "стадион", "стадиона"),
+    "reading_room": ("reading room", "читальный зал", "читального зала"),
+    "archive": ("archive", "архив", "архива"),
+    "printing": ("printing house", "типография", "типографии"),
+    "security": ("security service", "служба охраны", "службы охраны"),
+    "theatre": ("theatre studio", "театральная студия", "театральной студии"),
+    "chess": ("chess club", "шахматный клуб", "шахматного клуба"),
+    "dental": ("dental office", "стоматологический кабинет", "стоматологического кабинета"),
     "physics_lab": ("physics laboratory", "физическая лаборатория", "физической лаборатории"),
     "robotics_lab": ("robotics laboratory", "лаборатория робототехники", "лаборатории робототехники"),
-    "garden": ("botanical garden", "ботанический сад", "ботанического сада"), "observatory": ("observatory", "обсерватория", "обсерватории"),
-    "coworking": ("coworking space", "коворкинг", "коворкинга"), "music": ("music studio", "музыкальная студия", "музыкальной студии"),
-    "cafe": ("student cafe", "студенческое кафе", "студенческого кафе"), "bicycles": ("bicycle parking", "велопарковка", "велопарковки"),
-    "laundry": ("laundry", "прачечная", "прачечной"), "legal": ("legal clinic", "юридическая клиника", "юридической клиники"),
+    "garden": ("botanical garden", "ботанический сад", "ботанического сада"),
+    "observatory": ("observatory", "обсерватория", "обсерватории"),
+    "coworking": ("coworking space", "коворкинг", "коворкинга"),
+    "music": ("music studio", "музыкальная студия", "музыкальной студии"),
+    "cafe": ("student cafe", "студенческое кафе", "студенческого кафе"),
+    "bicycles": ("bicycle parking", "велопарковка", "велопарковки"),
+    "laundry": ("laundry", "прачечная", "прачечной"),
+    "legal": ("legal clinic", "юридическая клиника", "юридической клиники"),
     "writing": ("writing centre", "центр академического письма", "центра академического письма"),
 }
 # attribute -> {lang: (passage, three question wordings)}. In passages {s}/{n}/{g} are the service
 # (English / Russian nominative / genitive) and the other fields are the row's random facts.
 ATTRIBUTES: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
     "hours": {
-        "en": ("The {s} on the {c} campus is open on weekdays from {t1} to {t2}.",
-               ("When is the {s} open?", "What are the hours when the {s} is open?", "Until what time is the {s} open on weekdays?")),
-        "ru": ("{N} работает по будням с {t1} до {t2}.",
-               ("Когда работает {n}?", "Какие часы работы у {g}?", "До скольки работает {n} по будням?")),
+        "en": (
+            "The {s} on the {c} campus is open on weekdays from {t1} to {t2}.",
+            (
+                "When is the {s} open?",
+                "What are the hours when the {s} is open?",
+                "Until what time is the {s} open on weekdays?",
+            ),
+        ),
+        "ru": (
+            "{N} работает по будням с {t1} до {t2}.",
+            ("Когда работает {n}?", "Какие часы работы у {g}?", "До скольки работает {n} по будням?"),
+        ),
     },
     "room": {
-        "en": ("The {s} is in room {room} of building {b} on the {c} campus.",
-               ("Where is the {s}?", "In which room is the {s}?", "Which building is the {s} in?")),
-        "ru": ("{N} находится в аудитории {room}, корпус {b}.",
-               ("Где находится {n}?", "В какой аудитории находится {n}?", "В каком корпусе находится {n}?")),
+        "en": (
+            "The {s} is in room {room} of building {b} on the {c} campus.",
+            ("Where is the {s}?", "In which room is the {s}?", "Which building is the {s} in?"),
+        ),
+        "ru": (
+            "{N} находится в аудитории {room}, корпус {b}.",
+            ("Где находится {n}?", "В какой аудитории находится {n}?", "В каком корпусе находится {n}?"),
+        ),
     },
     "contact": {
-        "en": ("The contact person in charge of the {s} is {name}, extension {ext}.",
-               ("Who is the contact person at the {s}?", "Whom should I contact at the {s}?", "Who is in charge of the {s}?")),
-        "ru": ("За работу {g} отвечает {name}, номер {ext}.",
-               ("Кто отвечает за работу {g}?", "Кто отвечает за вопросы {g}?", "С кем связаться по работе {g}?")),
+        "en": (
+            "The contact person in charge of the {s} is {name}, extension {ext}.",
+            (
+                "Who is the contact person at the {s}?",
+                "Whom should I contact at the {s}?",
+                "Who is in charge of the {s}?",
+            ),
+        ),
+        "ru": (
+            "За работу {g} отвечает {name}, номер {ext}.",
+            ("Кто отвечает за работу {g}?", "Кто отвечает за вопросы {g}?", "С кем связаться по работе {g}?"),
+        ),
     },
     "fee": {
-        "en": ("Using the {s} costs {fee} roubles per semester, paid in the student portal.",
-               ("How much does the {s} charge per semester?", "What is the fee for the {s}?", "How much do I pay to use the {s}?")),
-        "ru": ("Услуги {g} стоят {fee} рублей за семестр.",
-               ("Сколько стоят услуги {g}?", "Какая оплата за услуги {g}?", "Нужно ли платить за услуги {g}?")),
+        "en": (
+            "Using the {s} costs {fee} roubles per semester, paid in the student portal.",
+            (
+                "How much does the {s} charge per semester?",
+                "What is the fee for the {s}?",
+                "How much do I pay to use the {s}?",
+            ),
+        ),
+        "ru": (
+            "Услуги {g} стоят {fee} рублей за семестр.",
+            ("Сколько стоят услуги {g}?", "Какая оплата за услуги {g}?", "Нужно ли платить за услуги {g}?"),
+        ),
     },
     "signup": {
-        "en": ("To sign up for the {s}, apply in the student portal before the deadline of {date}.",
-               ("How do I sign up for the {s}?", "What is the deadline to register for the {s}?", "Where do I apply to use the {s}?")),
-        "ru": ("Запись на услуги {g} через портал до {date}.",
-               ("Как записаться на услуги {g}?", "До какого числа подаётся заявка на услуги {g}?", "Где подать заявку на услуги {g}?")),
+        "en": (
+            "To sign up for the {s}, apply in the student portal before the deadline of {date}.",
+            (
+                "How do I sign up for the {s}?",
+                "What is the deadline to register for the {s}?",
+                "Where do I apply to use the {s}?",
+            ),
+        ),
+        "ru": (
+            "Запись на услуги {g} через портал до {date}.",
+            (
+                "Как записаться на услуги {g}?",
+                "До какого числа подаётся заявка на услуги {g}?",
+                "Где подать заявку на услуги {g}?",
+            ),
+        ),
     },
 }
-NAMES = {"en": ("Anna Berg", "Maria Lopez", "Peter Novak", "Laura Kim", "David Stone", "Elena Ross", "Tom Walker", "Nina Hart", "Oscar Lind", "Julia Grant"),
-         "ru": ("Анна Петрова", "Мария Соколова", "Ольга Смирнова", "Игорь Волков", "Дмитрий Орлов", "Елена Козлова", "Павел Морозов",
-                "Наталья Белова", "Сергей Лебедев", "Ирина Зайцева")}
-MONTHS = {"en": ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"),
-          "ru": ("января", "февраля", "марта", "апреля", "мая", "июня", "июля", "августа", "сентября", "октября", "ноября", "декабря")}
+NAMES = {
+    "en": (
+        "Anna Berg",
+        "Maria Lopez",
+        "Peter Novak",
+        "Laura Kim",
+        "David Stone",
+        "Elena Ross",
+        "Tom Walker",
+        "Nina Hart",
+        "Oscar Lind",
+        "Julia Grant",
+    ),
+    "ru": (
+        "Анна Петрова",
+        "Мария Соколова",
+        "Ольга Смирнова",
+        "Игорь Волков",
+        "Дмитрий Орлов",
+        "Елена Козлова",
+        "Павел Морозов",
+        "Наталья Белова",
+        "Сергей Лебедев",
+        "Ирина Зайцева",
+    ),
+}
+MONTHS = {
+    "en": (
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ),
+    "ru": (
+        "января",
+        "февраля",
+        "марта",
+        "апреля",
+        "мая",
+        "июня",
+        "июля",
+        "августа",
+        "сентября",
+        "октября",
+        "ноября",
+        "декабря",
+    ),
+}
 BUILDINGS = {"en": "ABCDEF", "ru": "АБВГДЕ"}
 # Twenty-four per language, a translation pair sharing one wording group.
 OFF_TOPIC = {
-    "en": ("Can you write me a poem about the sea?", "What is the best pizza place in town?", "Who will win the football match tonight?",
-           "Tell me a joke about cats.", "How do I fix the engine of my car?", "Give me a recipe for pancakes.",
-           "What should I cook for dinner tonight?", "Recommend a good movie for the weekend.", "What is the weather like in Paris?",
-           "Write a short story about a dragon.", "How do I lose weight quickly?", "Which stocks should I buy this year?",
-           "How do I grow tomatoes on a balcony?", "Translate a love letter for my girlfriend.", "What is the capital of Australia?",
-           "Which smartphone should I buy?", "How do I train my puppy to sit?", "Tell me about the history of the Roman Empire.",
-           "Where can I buy cheap plane tickets to Rome?", "What horoscope sign fits me best?", "Compose a birthday song for my mother.",
-           "How do I bake sourdough bread?", "Which video game is the most fun?", "How do I knit a warm scarf?"),
-    "ru": ("Напиши мне стихотворение о море.", "Где лучшая пицца в городе?", "Кто выиграет футбольный матч сегодня?",
-           "Расскажи анекдот про котов.", "Как починить двигатель машины?", "Дай рецепт блинов.",
-           "Что приготовить на ужин сегодня?", "Посоветуй хороший фильм на выходные.", "Какая погода в Париже?",
-           "Напиши рассказ про дракона.", "Как быстро похудеть?", "Какие акции купить в этом году?",
-           "Как вырастить помидоры на балконе?", "Переведи любовную записку для моей девушки.", "Какая столица Австралии?",
-           "Какой смартфон купить?", "Как научить щенка сидеть?", "Расскажи историю Римской империи.",
-           "Где купить дешёвые билеты на самолёт в Рим?", "Какой знак гороскопа мне подходит?", "Сочини песню на день рождения мамы.",
-           "Как испечь хлеб на закваске?", "Какая видеоигра самая интересная?", "Как связать тёплый шарф?"),
+    "en": (
+        "Can you write me a poem about the sea?",
+        "What is the best pizza place in town?",
+        "Who will win the football match tonight?",
+        "Tell me a joke about cats.",
+        "How do I fix the engine of my car?",
+        "Give me a recipe for pancakes.",
+        "What should I cook for dinner tonight?",
+        "Recommend a good movie for the weekend.",
+        "What is the weather like in Paris?",
+        "Write a short story about a dragon.",
+        "How do I lose weight quickly?",
+        "Which stocks should I buy this year?",
+        "How do I grow tomatoes on a balcony?",
+        "Translate a love letter for my girlfriend.",
+        "What is the capital of Australia?",
+        "Which smartphone should I buy?",
+        "How do I train my puppy to sit?",
+        "Tell me about the history of the Roman Empire.",
+        "Where can I buy cheap plane tickets to Rome?",
+        "What horoscope sign fits me best?",
+        "Compose a birthday song for my mother.",
+        "How do I bake sourdough bread?",
+        "Which video game is the most fun?",
+        "How do I knit a warm scarf?",
+    ),
+    "ru": (
+        "Напиши мне стихотворение о море.",
+        "Где лучшая пицца в городе?",
+        "Кто выиграет футбольный матч сегодня?",
+        "Расскажи анекдот про котов.",
+        "Как починить двигатель машины?",
+        "Дай рецепт блинов.",
+        "Что приготовить на ужин сегодня?",
+        "Посоветуй хороший фильм на выходные.",
+        "Какая погода в Париже?",
+        "Напиши рассказ про дракона.",
+        "Как быстро похудеть?",
+        "Какие акции купить в этом году?",
+        "Как вырастить помидоры на балконе?",
+        "Переведи любовную записку для моей девушки.",
+        "Какая столица Австралии?",
+        "Какой смартфон купить?",
+        "Как научить щенка сидеть?",
+        "Расскажи историю Римской империи.",
+        "Где купить дешёвые билеты на самолёт в Рим?",
+        "Какой знак гороскопа мне подходит?",
+        "Сочини песню на день рождения мамы.",
+        "Как испечь хлеб на закваске?",
+        "Какая видеоигра самая интересная?",
+        "Как связать тёплый шарф?",
+    ),
 }
 
 # Off-topic requests are also compositional, so that declining can generalise to requests never
 # seen: a kind of request times a subject (8 x 20 per language, a translation pair sharing one
 # wording group), beside the fixed ones above. Russian subjects are in the accusative ("про ...").
 OFF_TOPIC_REQUESTS = {
-    "en": ("Write me a poem about {x}.", "Tell me a joke about {x}.", "Write a short story about {x}.", "Compose a song about {x}.",
-           "Give me some fun facts about {x}.", "What is your honest opinion about {x}?", "Recommend a good film about {x}.",
-           "Draw me a funny picture of {x}."),
-    "ru": ("Напиши мне стихотворение про {x}.", "Расскажи анекдот про {x}.", "Напиши короткий рассказ про {x}.", "Сочини песню про {x}.",
-           "Расскажи интересные факты про {x}.", "Что ты честно думаешь про {x}?", "Посоветуй хороший фильм про {x}.",
-           "Нарисуй смешную картинку про {x}."),
+    "en": (
+        "Write me a poem about {x}.",
+        "Tell me a joke about {x}.",
+        "Write a short story about {x}.",
+        "Compose a song about {x}.",
+        "Give me some fun facts about {x}.",
+        "What is your honest opinion about {x}?",
+        "Recommend a good film about {x}.",
+        "Draw me a funny picture of {x}.",
+    ),
+    "ru": (
+        "Напиши мне стихотворение про {x}.",
+        "Расскажи анекдот про {x}.",
+        "Напиши короткий рассказ про {x}.",
+        "Сочини песню про {x}.",
+        "Расскажи интересные факты про {x}.",
+        "Что ты честно думаешь про {x}?",
+        "Посоветуй хороший фильм про {x}.",
+        "Нарисуй смешную картинку про {x}.",
+    ),
 }
 OFF_TOPIC_SUBJECTS = (
-    ("the sea", "море"), ("cats", "котов"), ("dragons", "драконов"), ("football", "футбол"), ("pizza", "пиццу"),
-    ("the weather", "погоду"), ("old cars", "старые машины"), ("the stock market", "биржу"), ("tomatoes", "помидоры"),
-    ("pirates", "пиратов"), ("video games", "видеоигры"), ("dogs", "собак"), ("the moon", "луну"), ("winter", "зиму"),
-    ("coffee", "кофе"), ("rainbows", "радугу"), ("trains", "поезда"), ("mountains", "горы"), ("dinosaurs", "динозавров"),
+    ("the sea", "море"),
+    ("cats", "котов"),
+    ("dragons", "драконов"),
+    ("football", "футбол"),
+    ("pizza", "пиццу"),
+    ("the weather", "погоду"),
+    ("old cars", "старые машины"),
+    ("the stock market", "биржу"),
+    ("tomatoes", "помидоры"),
+    ("pirates", "пиратов"),
+    ("video games", "видеоигры"),
+    ("dogs", "собак"),
+    ("the moon", "луну"),
+    ("winter", "зиму"),
+    ("coffee", "кофе"),
+    ("rainbows", "радугу"),
+    ("trains", "поезда"),
+    ("mountains", "горы"),
+    ("dinosaurs", "динозавров"),
     ("pancakes", "блины"),
 )
 
@@ -142,7 +319,12 @@ def off_topic_request(request: int, subject: int, lang: str) -> str:
 
 def _topic_keywords() -> list[str]:
     """Words that make a question on-topic for the checker: the service names, both languages."""
-    words = {w.lower() for en, nom, gen in SERVICES.values() for w in re.findall(r"[^\W\d_]+", f"{en} {nom} {gen}") if len(w) >= 4}
+    words = {
+        w.lower()
+        for en, nom, gen in SERVICES.values()
+        for w in re.findall(r"[^\W\d_]+", f"{en} {nom} {gen}")
+        if len(w) >= 4
+    }
     return sorted(words)
 
 
@@ -231,7 +413,10 @@ DECLINE = {
 # questions on all rules over eight runs of 160-240 steps and 88-100% over six seeds at the demo's 320;
 # a third each tipped the model into declining answerable ones.
 KIND_WEIGHTS = {"answerable": 0.5, "unanswerable": 0.3, "off_topic": 0.2}
-PII = {"en": " My email is {n}.petrov@example.com and my phone is +7 912 345-67-{d}.", "ru": " Моя почта {n}.ivanova@mail.ru, телефон +7 912 345-67-{d}."}
+PII = {
+    "en": " My email is {n}.petrov@example.com and my phone is +7 912 345-67-{d}.",
+    "ru": " Моя почта {n}.ivanova@mail.ru, телефон +7 912 345-67-{d}.",
+}
 FILLER = {
     "en": "Our university is one of the oldest in the region. It has many faculties. Students enjoy studying here.",
     "ru": "Наш университет один из старейших в регионе. В нём много факультетов. Студентам здесь нравится учиться.",
@@ -264,10 +449,17 @@ def random_facts(rng: random.Random, lang: str, campus: str) -> dict[str, str]:
     """One draw of every fact a passage may hold, in the language's own spelling."""
     start, end = rng.randint(14, 21) * 30, rng.randint(32, 44) * 30  # 7:00-10:30 and 16:00-22:00, on the half hour
     day, month = rng.randint(1, 28), rng.choice(MONTHS[lang])
-    return {"c": CAMPUSES[campus][0 if lang == "en" else 1], "t1": f"{start // 60}:{start % 60:02d}", "t2": f"{end // 60}:{end % 60:02d}",
-            "room": str(rng.randint(101, 599)), "b": rng.choice(BUILDINGS[lang]), "name": rng.choice(NAMES[lang]),
-            "ext": str(rng.randint(2000, 7999)), "fee": str(rng.randint(4, 60) * 50),
-            "date": f"{month} {day}" if lang == "en" else f"{day} {month}"}
+    return {
+        "c": CAMPUSES[campus][0 if lang == "en" else 1],
+        "t1": f"{start // 60}:{start % 60:02d}",
+        "t2": f"{end // 60}:{end % 60:02d}",
+        "room": str(rng.randint(101, 599)),
+        "b": rng.choice(BUILDINGS[lang]),
+        "name": rng.choice(NAMES[lang]),
+        "ext": str(rng.randint(2000, 7999)),
+        "fee": str(rng.randint(4, 60) * 50),
+        "date": f"{month} {day}" if lang == "en" else f"{day} {month}",
+    }
 
 
 def _fill(template: str, service: str, lang: str, facts: dict[str, str]) -> str:
@@ -283,7 +475,9 @@ def question_text(service: str, attribute: str, lang: str, wording: int) -> str:
     return _fill(ATTRIBUTES[attribute][lang][1][wording], service, lang, {})
 
 
-def _distractors(rng: random.Random, question: str, lang: str, campus: str, avoid: tuple[str, str] | None, k: int) -> list[str]:
+def _distractors(
+    rng: random.Random, question: str, lang: str, campus: str, avoid: tuple[str, str] | None, k: int
+) -> list[str]:
     """k passages about other (service, attribute) pairs that the checker agrees do not answer `question`."""
     found: list[str] = []
     while len(found) < k:
@@ -302,7 +496,10 @@ def sample_question(rng: random.Random, lang: str, kind_weights: dict[str, float
     if kind == "off_topic":
         if rng.random() < 0.3:  # one of the fixed requests
             i = rng.randrange(len(OFF_TOPIC[lang]))
-            question, group = OFF_TOPIC[lang][i], "off_topic/{}/{}".format(*FIXED_AS_COMPOSED[i]) if i in FIXED_AS_COMPOSED else f"off_topic/{i}"
+            question, group = (
+                OFF_TOPIC[lang][i],
+                "off_topic/{}/{}".format(*FIXED_AS_COMPOSED[i]) if i in FIXED_AS_COMPOSED else f"off_topic/{i}",
+            )
         else:
             request, subject = rng.randrange(len(OFF_TOPIC_REQUESTS[lang])), rng.randrange(len(OFF_TOPIC_SUBJECTS))
             question, group = off_topic_request(request, subject, lang), f"off_topic/{request}/{subject}"
@@ -310,7 +507,11 @@ def sample_question(rng: random.Random, lang: str, kind_weights: dict[str, float
         contexts = _distractors(rng, question, lang, campus, None, 2)
     else:
         service, attribute = rng.choice(list(SERVICES)), rng.choice(list(ATTRIBUTES))
-        question, group, topic = question_text(service, attribute, lang, rng.randrange(3)), f"{service}/{attribute}", f"{service}/{attribute}"
+        question, group, topic = (
+            question_text(service, attribute, lang, rng.randrange(3)),
+            f"{service}/{attribute}",
+            f"{service}/{attribute}",
+        )
         gold = passage(service, attribute, lang, random_facts(rng, lang, campus))
         contexts = _distractors(rng, question, lang, campus, (service, attribute), 1 if kind == "answerable" else 2)
         if kind == "answerable":
@@ -318,8 +519,18 @@ def sample_question(rng: random.Random, lang: str, kind_weights: dict[str, float
         body = lower_first(gold)
     if rng.random() < 0.05:
         question += PII[lang].format(n=rng.choice(["ivan", "olga", "petr"]), d=rng.randint(10, 99))
-    return {"question": question, "role": role, "campus": campus, "level": level, "contexts": contexts,
-            "kind": kind, "topic": topic, "group": group, "lang": lang, "body": body}
+    return {
+        "question": question,
+        "role": role,
+        "campus": campus,
+        "level": level,
+        "contexts": contexts,
+        "kind": kind,
+        "topic": topic,
+        "group": group,
+        "lang": lang,
+        "body": body,
+    }
 
 
 def good_answer(kind: str, lang: str, role: str, body: str, rng: random.Random) -> str:
@@ -333,11 +544,26 @@ def bad_answer(kind: str, lang: str, role: str, body: str, rng: random.Random) -
     """A reply that breaks one rule, and the grader's comment (in the question's language)."""
     greet, close = GREETING[lang][role], rng.choice(CLOSING[lang])
     if kind == "off_topic":
-        flaw, text = "off_topic_answered", ("Sure! Here it is: the sea is wide and blue. " if lang == "en" else "Конечно! Вот: море широкое и синее. ") + close
+        flaw, text = (
+            "off_topic_answered",
+            ("Sure! Here it is: the sea is wide and blue. " if lang == "en" else "Конечно! Вот: море широкое и синее. ")
+            + close,
+        )
     elif kind == "unanswerable":
         flaw, text = "guessed", f"{greet}, {HALLUCINATION[lang]} {close}"
     else:
-        flaw = rng.choice(["no_greeting", "wrong_form", "too_long", "list", "no_question", "wrong_language", "hallucination", "ai_self"])
+        flaw = rng.choice(
+            [
+                "no_greeting",
+                "wrong_form",
+                "too_long",
+                "list",
+                "no_question",
+                "wrong_language",
+                "hallucination",
+                "ai_self",
+            ]
+        )
         other_lang = "ru" if lang == "en" else "en"
         other_role = rng.choice([r for r in ROLES if r != role])
         ai = "As an AI, I can tell you that " if lang == "en" else "As an AI, скажу, что "
@@ -354,8 +580,14 @@ def bad_answer(kind: str, lang: str, role: str, body: str, rng: random.Random) -
     return text, COMMENTS[flaw][0 if lang == "en" else 1]
 
 
-def generate_logs(n_questions: int = 300, seed: int = 0, both_rate: float = 0.4, bad_only_rate: float = 0.15, ru_share: float = 0.4,
-                  kind_weights: dict[str, float] = KIND_WEIGHTS) -> list[dict[str, Any]]:
+def generate_logs(
+    n_questions: int = 300,
+    seed: int = 0,
+    both_rate: float = 0.4,
+    bad_only_rate: float = 0.15,
+    ru_share: float = 0.4,
+    kind_weights: dict[str, float] = KIND_WEIGHTS,
+) -> list[dict[str, Any]]:
     """Log rows for `n_questions` sampled questions: a good answer for most, a bad one for some,
     both (a DPO pair) for `both_rate` of them. `kind`, `topic`, `group` and `lang` are kept as
     extra columns so tests and the demo's split can use the truth."""
@@ -368,7 +600,15 @@ def generate_logs(n_questions: int = 300, seed: int = 0, both_rate: float = 0.4,
         r = rng.random()
         with_good, with_bad = r >= bad_only_rate, r < bad_only_rate + both_rate
         if with_good:
-            rows.append({"id": f"q{i:04d}-good", **base, "answer": good_answer(q["kind"], q["lang"], q["role"], body, rng), "label": "good", "comment": ""})
+            rows.append(
+                {
+                    "id": f"q{i:04d}-good",
+                    **base,
+                    "answer": good_answer(q["kind"], q["lang"], q["role"], body, rng),
+                    "label": "good",
+                    "comment": "",
+                }
+            )
         if with_bad:
             text, comment = bad_answer(q["kind"], q["lang"], q["role"], body, rng)
             rows.append({"id": f"q{i:04d}-bad", **base, "answer": text, "label": "bad", "comment": comment})

@@ -27,5 +27,20 @@ from tunelab.eval.behaviour.expected import Verdict, judge_expected, parse_order
 from tunelab.eval.behaviour.lexicon import DEFAULT_LEXICON, Lexicon, load_lexicon
 from tunelab.eval.behaviour.scoring import PairScore, score_pair, score_pairs
 
-__all__ = ["ACTS", "LABELS", "Act", "classify", "missing_slots", "tool_calls_in_text", "Verdict", "judge_expected",
-           "parse_order", "DEFAULT_LEXICON", "Lexicon", "load_lexicon", "PairScore", "score_pair", "score_pairs"]
+__all__ = [
+    "ACTS",
+    "LABELS",
+    "Act",
+    "classify",
+    "missing_slots",
+    "tool_calls_in_text",
+    "Verdict",
+    "judge_expected",
+    "parse_order",
+    "DEFAULT_LEXICON",
+    "Lexicon",
+    "load_lexicon",
+    "PairScore",
+    "score_pair",
+    "score_pairs",
+]

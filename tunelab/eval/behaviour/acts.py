@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from tunelab.eval.behaviour.lexicon import DEFAULT, Lexicon
 from tunelab.messages import Message, ToolCall
 
 ACTS: tuple[str, ...] = ("ask", "confirm", "inform", "steer", "closing", "tool_call")
 LABELS: tuple[str, ...] = ACTS + ("none",)
+
 
 @dataclass(frozen=True)
 class Act:
@@ -60,8 +62,10 @@ def _as_message(reply: Message | Mapping[str, Any] | str) -> Message:
         return reply
     if isinstance(reply, str):
         return Message(role="assistant", content=reply)
-    calls = tuple(ToolCall(name=c["function"]["name"], arguments=c["function"].get("arguments") or "{}",
-                           id=c.get("id", "")) for c in reply.get("tool_calls") or ())
+    calls = tuple(
+        ToolCall(name=c["function"]["name"], arguments=c["function"].get("arguments") or "{}", id=c.get("id", ""))
+        for c in reply.get("tool_calls") or ()
+    )
     return Message(role="assistant", content=reply.get("content") or "", tool_calls=calls)
 
 
@@ -75,8 +79,11 @@ def _slots(text: str, lexicon: Lexicon) -> tuple[str, ...]:
     as is; values ("hot", "oat") with menu item names masked, so that "hot chocolate" is not a
     temperature question."""
     masked = lexicon.items.sub(" ", text)
-    found = [(slot, generic) for slot, cues, values, generic in lexicon.slot_patterns
-             if (cues and cues.search(text)) or (values and values.search(masked))]
+    found = [
+        (slot, generic)
+        for slot, cues, values, generic in lexicon.slot_patterns
+        if (cues and cues.search(text)) or (values and values.search(masked))
+    ]
     specific = tuple(slot for slot, generic in found if not generic)
     return specific or tuple(slot for slot, _ in found)
 
@@ -101,14 +108,20 @@ def classify(reply: Message | Mapping[str, Any] | str, lexicon: Lexicon | None =
     if not calls and message.content:
         calls, from_text = tool_calls_in_text(message.content), True
     if calls:
-        return Act("tool_call", tool_calls=tuple((c.name, _canonical_args(c.arguments)) for c in calls),
-                   tool_call_from_text=from_text)
+        return Act(
+            "tool_call",
+            tool_calls=tuple((c.name, _canonical_args(c.arguments)) for c in calls),
+            tool_call_from_text=from_text,
+        )
     text = normalise_text(message.content)
     if not text:
         return Act("none")
     about_order = lexicon.ignore.sub(" ", text)  # only for mentions: "coffee bar" matters to closing
-    mentions = tuple(sorted(set(lexicon.items.findall(about_order))
-                            | set(lexicon.values.findall(lexicon.items.sub(" ", about_order)))))
+    mentions = tuple(
+        sorted(
+            set(lexicon.items.findall(about_order)) | set(lexicon.values.findall(lexicon.items.sub(" ", about_order)))
+        )
+    )
     for act in ("steer", "confirm", "closing"):
         if any(p.search(text) for p in lexicon.acts[act]):
             return Act(act, mentions=mentions)
@@ -118,7 +131,6 @@ def classify(reply: Message | Mapping[str, Any] | str, lexicon: Lexicon | None =
         slots = _slots(" ".join(questions), lexicon) or _slots(text, lexicon) or (("drink",) if mentions else ())
         return Act("ask", slots=slots, mentions=mentions)
     return Act("inform", mentions=mentions)
-
 
 
 def missing_slots(context: Sequence[Mapping[str, Any]], lexicon: Lexicon | None = None) -> tuple[str, ...]:
@@ -135,4 +147,3 @@ def missing_slots(context: Sequence[Mapping[str, Any]], lexicon: Lexicon | None 
         ids = [str(a.get("attribute_id", "")).strip().lower() for a in unfilled if isinstance(a, dict)]
         return tuple(lexicon.data["attributes"].get(i, i) for i in ids)
     return ()
-

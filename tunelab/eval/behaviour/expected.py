@@ -22,16 +22,32 @@ by reading them (tests/fixtures/judge_audit.jsonl, tests/unit/test_judge_audit.p
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from tunelab.eval.behaviour.acts import classify, normalise_text, question_sentences, split_sentences
 from tunelab.eval.behaviour.lexicon import DEFAULT, Lexicon
 
 SIZES = ("small", "medium", "large")
 TEMPERATURES = {"hot": "hot", "iced": "iced", "ice": "iced", "cold": "iced"}
-QUANTITIES = {"a": 1, "an": 1, "one": 1, "single": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "1": 1,
-              "2": 2, "3": 3, "4": 4, "5": 5, "6": 6}
+QUANTITIES = {
+    "a": 1,
+    "an": 1,
+    "one": 1,
+    "single": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "1": 1,
+    "2": 2,
+    "3": 3,
+    "4": 4,
+    "5": 5,
+    "6": 6,
+}
 # Where one ordered thing ends and the next begins in a read-back ("a latte, two cookies and a
 # ham sandwich meal deal with a mocha").
 _SEGMENT = re.compile(r"[,;:.!?()\n]|\b(?:and|with|plus|also|then)\b")
@@ -87,7 +103,7 @@ def parse_order(text: str, lexicon: Lexicon | None = None) -> list[Mention]:
     for segment in _SEGMENT.split(text):
         start, found = 0, False
         for match in lexicon.items.finditer(segment):
-            words = _WORD.findall(segment[start:match.start()])
+            words = _WORD.findall(segment[start : match.start()])
             # "some banana bread": a name whose plural is itself says no number after "some"
             unsaid = match.group(0) != match.group(1) or "some" in words[-1:]
             mentions.append(Mention(match.group(1), plural=unsaid, **_options(words)))
@@ -96,8 +112,13 @@ def parse_order(text: str, lexicon: Lexicon | None = None) -> list[Mention]:
             extra = {k: v for k, v in _options(_WORD.findall(segment)).items() if k != "quantity"}
             last = mentions[-1]
             if extra and all(getattr(last, k) is None for k in extra):
-                mentions[-1] = Mention(last.name, extra.get("size", last.size), extra.get("temperature", last.temperature),
-                                       last.quantity, last.plural)
+                mentions[-1] = Mention(
+                    last.name,
+                    extra.get("size", last.size),
+                    extra.get("temperature", last.temperature),
+                    last.quantity,
+                    last.plural,
+                )
     return mentions
 
 
@@ -141,8 +162,12 @@ def _judge_confirm(text: str, act: str, expect: Mapping[str, Any], lexicon: Lexi
         # as many times as ordered: saying the meal deal twice adds a second deal
         stated = sorted((_said(m, implied.get(name)) for m in informative), key=str)
         if stated != sorted(entries, key=str):
-            return Verdict(False, act, f"says {' / '.join(_describe(s) for s in stated)} where the customer "
-                                       f"ordered {' / '.join(_describe(e) for e in sorted(entries, key=str))}")
+            return Verdict(
+                False,
+                act,
+                f"says {' / '.join(_describe(s) for s in stated)} where the customer "
+                f"ordered {' / '.join(_describe(e) for e in sorted(entries, key=str))}",
+            )
     return Verdict(True, act, "confirms every item with the options given")
 
 
@@ -173,7 +198,9 @@ def _judge_ask(text: str, act: str, expect: Mapping[str, Any], lexicon: Lexicon)
         return Verdict(False, act, f"asks nothing about a missing detail (wanted the {slot} of the {item})")
     given = [s for s in asked if s not in missing_slots]
     if given:
-        return Verdict(False, act, f"asks about {', '.join(given)}, which is not missing (wanted the {slot} of the {item})")
+        return Verdict(
+            False, act, f"asks about {', '.join(given)}, which is not missing (wanted the {slot} of the {item})"
+        )
     in_order = {e["name"]: e for e in expect.get("order", [])}
     named = _named_items(text, question, lexicon)
     targets = {name for name, s in missing if s in asked}
@@ -199,7 +226,9 @@ def _misread(statement: str, expect: Mapping[str, Any], lexicon: Lexicon) -> str
     wrong: an item not ordered, or an option the customer did not give or gave otherwise."""
     in_order = {e["name"]: e for e in expect.get("order", [])}
     mentions = parse_order(statement, lexicon)
-    loose = [w for w in _WORD.findall(lexicon.items.sub(" ", normalise_text(statement))) if w in SIZES or w in TEMPERATURES]
+    loose = [
+        w for w in _WORD.findall(lexicon.items.sub(" ", normalise_text(statement))) if w in SIZES or w in TEMPERATURES
+    ]
     attached = sum((m.size is not None) + (m.temperature is not None) for m in mentions)
     if len(loose) > attached:
         return f"reads back {', '.join(loose)} for no item of the order"
@@ -242,7 +271,9 @@ def judge_expected(reply: Any, expect: Mapping[str, Any], lexicon: Lexicon | Non
     expectation of that turn ({"act": "ask", ...} or {"act": "confirm", ...}, see module doc)."""
     lexicon = lexicon or DEFAULT
     act = classify(reply, lexicon)
-    text = normalise_text(reply if isinstance(reply, str) else getattr(reply, "content", None) or reply.get("content") or "")
+    text = normalise_text(
+        reply if isinstance(reply, str) else getattr(reply, "content", None) or reply.get("content") or ""
+    )
     if expect["act"] == "ask":
         return _judge_ask(text, act.act, expect, lexicon)
     if expect["act"] == "confirm":

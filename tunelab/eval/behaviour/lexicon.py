@@ -8,64 +8,187 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable, Mapping
-
+from typing import Any
 
 # Slots in priority order: when a question mentions several, the first listed is the one asked
 # about ("how many shots" is about shots, not quantity). `generic` slots only count when no
 # specific slot matched. `attributes` maps API attribute ids (Taskmaster) to slots.
 DEFAULT_LEXICON: dict[str, Any] = {
     "slots": {
-        "shots": {"cues": ["shots?", "espresso shots?", "single or double", "double or single"],
-                  "values": ["single", "double", "triple", "quadruple", "one shot", "two shots"]},
-        "size": {"cues": ["size", "how big", "ounces?", "oz"],
-                 "values": ["small", "medium", "large", "extra large", "tall", "grande", "venti", "short"]},
-        "temperature": {"cues": ["hot or iced", "iced or hot", "hot or cold", "temperature"],
-                        "values": ["hot", "iced", "cold", "warm", "on ice"]},
-        "milk": {"cues": ["milk", "dairy", "creamer", "cream"],
-                 "values": ["whole", "2%", "non-fat", "nonfat", "skim", "oat", "almond", "soy", "coconut",
-                            "lactose free", "half and half"]},
+        "shots": {
+            "cues": ["shots?", "espresso shots?", "single or double", "double or single"],
+            "values": ["single", "double", "triple", "quadruple", "one shot", "two shots"],
+        },
+        "size": {
+            "cues": ["size", "how big", "ounces?", "oz"],
+            "values": ["small", "medium", "large", "extra large", "tall", "grande", "venti", "short"],
+        },
+        "temperature": {
+            "cues": ["hot or iced", "iced or hot", "hot or cold", "temperature"],
+            "values": ["hot", "iced", "cold", "warm", "on ice"],
+        },
+        "milk": {
+            "cues": ["milk", "dairy", "creamer", "cream"],
+            "values": [
+                "whole",
+                "2%",
+                "non-fat",
+                "nonfat",
+                "skim",
+                "oat",
+                "almond",
+                "soy",
+                "coconut",
+                "lactose free",
+                "half and half",
+            ],
+        },
         "caffeine": {"cues": ["decaf", "caffeine", "caffeinated"], "values": ["decaffeinated"]},
-        "flavor": {"cues": ["flavou?rs?", "flavou?red"],
-                   "values": ["vanilla", "caramel", "hazelnut", "peppermint", "pumpkin spice", "cinnamon",
-                              "chocolate sauce", "caramel sauce", "lavender"]},
-        "sweetener": {"cues": ["sweeteners?", "sugar", "syrups?", "sweet", "sauce", "honey"],
-                      "values": ["splenda", "equal", "stevia", "raw sugar", "sugar free"]},
-        "name": {"cues": ["your name", "name for the order", "name on the order", "under what name",
-                          "what name", "who is (it|this) for", "name for"], "values": []},
-        "pickup": {"cues": ["pick it up", "pickup", "pick up time", "for here", "to go", "dine in",
-                            "what time", "when would you", "which location", "which store", "here or"],
-                   "values": ["togo", "take away", "takeaway"]},
-        "food": {"cues": ["anything to eat", "something to eat", "food", "pastry", "snack"],
-                 "values": ["croissant", "muffin", "bagel", "scone", "cookie", "sandwich", "cake", "danish"]},
+        "flavor": {
+            "cues": ["flavou?rs?", "flavou?red"],
+            "values": [
+                "vanilla",
+                "caramel",
+                "hazelnut",
+                "peppermint",
+                "pumpkin spice",
+                "cinnamon",
+                "chocolate sauce",
+                "caramel sauce",
+                "lavender",
+            ],
+        },
+        "sweetener": {
+            "cues": ["sweeteners?", "sugar", "syrups?", "sweet", "sauce", "honey"],
+            "values": ["splenda", "equal", "stevia", "raw sugar", "sugar free"],
+        },
+        "name": {
+            "cues": [
+                "your name",
+                "name for the order",
+                "name on the order",
+                "under what name",
+                "what name",
+                "who is (it|this) for",
+                "name for",
+            ],
+            "values": [],
+        },
+        "pickup": {
+            "cues": [
+                "pick it up",
+                "pickup",
+                "pick up time",
+                "for here",
+                "to go",
+                "dine in",
+                "what time",
+                "when would you",
+                "which location",
+                "which store",
+                "here or",
+            ],
+            "values": ["togo", "take away", "takeaway"],
+        },
+        "food": {
+            "cues": ["anything to eat", "something to eat", "food", "pastry", "snack"],
+            "values": ["croissant", "muffin", "bagel", "scone", "cookie", "sandwich", "cake", "danish"],
+        },
         "quantity": {"cues": ["how many", "quantity"], "values": [], "generic": True},
-        "drink": {"cues": [
-            "what drink", "which drink", "what kind of", "what type of", "what can i get",
-            "what would you like", "what can i make", "what do you want", "like to order", "which one",
-            "something else", "another drink", "anything else", "what are you in the mood", "what will it be",
-            "how can i help", "something different", "get you anything", "anything i can get",
-            "order anything", "repeat your order", "which would you like", "what you want", "drinks?",
-            "coffee or tea", "anything"],
+        "drink": {
+            "cues": [
+                "what drink",
+                "which drink",
+                "what kind of",
+                "what type of",
+                "what can i get",
+                "what would you like",
+                "what can i make",
+                "what do you want",
+                "like to order",
+                "which one",
+                "something else",
+                "another drink",
+                "anything else",
+                "what are you in the mood",
+                "what will it be",
+                "how can i help",
+                "something different",
+                "get you anything",
+                "anything i can get",
+                "order anything",
+                "repeat your order",
+                "which would you like",
+                "what you want",
+                "drinks?",
+                "coffee or tea",
+                "anything",
+            ],
             # The strict judge (expected.py) asks more of a question about a drink than "anything else?".
             "strict_cues": ["drinks?", "beverages?", "to drink", "coffee or tea"],
-            "values": [], "generic": True},
+            "values": [],
+            "generic": True,
+        },
     },
     "items": [
-        "chai latte", "matcha latte", "latte", "mocha", "cappuccino", "americano", "espresso", "macchiato",
-        "cortado", "hot chocolate", "cold brew", "flat white", "steamer", "london fog", "lavender earl grey",
-        "earl grey", "english breakfast", "ceylon", "green tea", "black tea", "tea", "drip coffee", "coffee",
-        "frappuccino", "chocolate milk", "chamomile", "oolong", "herbal tea", "rooibos", "croissant", "muffin",
-        "bagel", "scone",
+        "chai latte",
+        "matcha latte",
+        "latte",
+        "mocha",
+        "cappuccino",
+        "americano",
+        "espresso",
+        "macchiato",
+        "cortado",
+        "hot chocolate",
+        "cold brew",
+        "flat white",
+        "steamer",
+        "london fog",
+        "lavender earl grey",
+        "earl grey",
+        "english breakfast",
+        "ceylon",
+        "green tea",
+        "black tea",
+        "tea",
+        "drip coffee",
+        "coffee",
+        "frappuccino",
+        "chocolate milk",
+        "chamomile",
+        "oolong",
+        "herbal tea",
+        "rooibos",
+        "croissant",
+        "muffin",
+        "bagel",
+        "scone",
         # the cafe demo's menu (tunelab.data.synth.cafe)
-        "blueberry muffin", "banana bread", "cookie", "ham sandwich", "veggie wrap", "chicken panini"],
+        "blueberry muffin",
+        "banana bread",
+        "cookie",
+        "ham sandwich",
+        "veggie wrap",
+        "chicken panini",
+    ],
     # Phrases that contain an item name but are not about the order ("the coffee bar").
     "ignore": ["coffee bar", "coffee shop"],
-    "attributes": {"espresso-shots": "shots", "milk-options": "milk", "hot-or-iced": "temperature",
-                   "iced-or-hot": "temperature", "caffeine": "caffeine", "size": "size", "name": "name",
-                   "order-type": "pickup", "quantity": "quantity"},
+    "attributes": {
+        "espresso-shots": "shots",
+        "milk-options": "milk",
+        "hot-or-iced": "temperature",
+        "iced-or-hot": "temperature",
+        "caffeine": "caffeine",
+        "size": "size",
+        "name": "name",
+        "order-type": "pickup",
+        "quantity": "quantity",
+    },
     # Checked in this order: a refusal that ends with "anything else?" is still a steer.
     "acts": {
         "steer": [
@@ -74,47 +197,85 @@ DEFAULT_LEXICON: dict[str, Any] = {
             r"\b(we|i|menu)\b (really |actually )?(don'?t|do not|doesn'?t|does not|can't|cannot|am unable to|"
             r"am not able to)\b[^.?!]*\b(have|carry|offer|help|make|match|find|serve|sell|see|answer|know|"
             r"do that)\b",
-            r"\b(not|isn't|aren't) (on|in) (our|the) menu\b", r"\b(doesn't|does not|don't) exist\b",
-            r"\bisn't an option\b", r"\bnot something we\b", r"\b(let's|let us) (get back|focus|return)\b",
-            r"\bback to (your|the) order\b", r"\bi('m| am) (just|only) (a|an|here)\b", r"\bi can only\b",
-            r"\bi didn't find\b", r"\bno (clue|idea)\b", r"\bnot sure (what|about)\b", r"\bbut i can help\b",
-            r"\bnothing matches\b", r"\b(aren't|are not|no) (any )?(menu )?items? (available|that match)"],
+            r"\b(not|isn't|aren't) (on|in) (our|the) menu\b",
+            r"\b(doesn't|does not|don't) exist\b",
+            r"\bisn't an option\b",
+            r"\bnot something we\b",
+            r"\b(let's|let us) (get back|focus|return)\b",
+            r"\bback to (your|the) order\b",
+            r"\bi('m| am) (just|only) (a|an|here)\b",
+            r"\bi can only\b",
+            r"\bi didn't find\b",
+            r"\bno (clue|idea)\b",
+            r"\bnot sure (what|about)\b",
+            r"\bbut i can help\b",
+            r"\bnothing matches\b",
+            r"\b(aren't|are not|no) (any )?(menu )?items? (available|that match)",
+        ],
         "confirm": [
-            r"\b(re)?confirm(ation)?\b", r"\bmake sure\b[^.?!]*\border\b", r"\bcorrect\?",
-            r"\bis (this|that) everything\b", r"\bverify\b", r"\bready to (send|submit|place)\b",
+            r"\b(re)?confirm(ation)?\b",
+            r"\bmake sure\b[^.?!]*\border\b",
+            r"\bcorrect\?",
+            r"\bis (this|that) everything\b",
+            r"\bverify\b",
+            r"\bready to (send|submit|place)\b",
             r"\bbefore i (send|submit|place)\b",
             r"\b(is|are|does|do|did|was)\b[^.?!]*\b(correct|correctly|right(?! (up|out|away|now))|accurate)\b",
             r"\b(is|does) (that|this|it|everything) (look )?(good|ok|okay|fine|alright)\b",
-            r"\bthat looks? good\b", r"\bwhat you (wanted|ordered)\b", r"\bis (this|that) what you want\b",
+            r"\bthat looks? good\b",
+            r"\bwhat you (wanted|ordered)\b",
+            r"\bis (this|that) what you want\b",
             r"\bdo i have (that|this|it|your order|everything)\b",
             r"\b(double ?check|check again|confirming)\b",
-            r"^(ok,? |okay,? )?how (is|about) (this|that|it|now)\b", r"\b(appear|look)s? to your liking\b",
+            r"^(ok,? |okay,? )?how (is|about) (this|that|it|now)\b",
+            r"\b(appear|look)s? to your liking\b",
             r"\bis (this|that) your (full |whole |complete |entire )?order\b",
-            r"\b(does|do|did)\b[^.?!]*\blooks? (ok|okay|good|fine)\b", r"\blooks? (right|correct)\b",
+            r"\b(does|do|did)\b[^.?!]*\blooks? (ok|okay|good|fine)\b",
+            r"\blooks? (right|correct)\b",
             r"\b(check|review|look over|inspect|take a look at)\b[^.?!]*\b(order|screen|details|monitor)\b",
-            r"\bis this what you\b", r"\bhere('s| is) your order\b", r"\bto confirm\b",
-            r"^so,? (that's|that is|you want|you'd like|one|a|an)\b", r"\byour order (is|was) on\b",
-            r"\bshall i (send|place|submit)\b", r"\bhow does (this|that|it|everything) look\b",
-            r"\bis this your order\b", r"\bis (that|this) (it|all)\b", r"\bwill (that|this) be (all|it)\b",
-            r"\blook (this|it|that) over\b", r"\bmake sure\b[^.?!]*\b(correct|right)\b", r"\bam i right\b"],
+            r"\bis this what you\b",
+            r"\bhere('s| is) your order\b",
+            r"\bto confirm\b",
+            r"^so,? (that's|that is|you want|you'd like|one|a|an)\b",
+            r"\byour order (is|was) on\b",
+            r"\bshall i (send|place|submit)\b",
+            r"\bhow does (this|that|it|everything) look\b",
+            r"\bis this your order\b",
+            r"\bis (that|this) (it|all)\b",
+            r"\bwill (that|this) be (all|it)\b",
+            r"\blook (this|it|that) over\b",
+            r"\bmake sure\b[^.?!]*\b(correct|right)\b",
+            r"\bam i right\b",
+        ],
         "closing": [
             r"\b(will|'ll|should|is going to|gonna) be (ready|up|out|done|served|available|good to go)\b",
             r"\byou (can|will|'ll) pick (it |them |your \w+ )?up\b",
-            r"\bpick (it|them|your \w+) up (at|over|from|shortly|soon|in)\b", r"\benjoy\b",
-            r"\bhave a\b[^.?!]*\bday\b", r"\bthanks? (you )?for (your order|ordering|coming|being|visiting)\b",
-            r"\b(bye|goodbye|see you)\b", r"\bright (up|out)\b", r"\bready (soon|shortly)\b",
+            r"\bpick (it|them|your \w+) up (at|over|from|shortly|soon|in)\b",
+            r"\benjoy\b",
+            r"\bhave a\b[^.?!]*\bday\b",
+            r"\bthanks? (you )?for (your order|ordering|coming|being|visiting)\b",
+            r"\b(bye|goodbye|see you)\b",
+            r"\bright (up|out)\b",
+            r"\bready (soon|shortly)\b",
             r"\bi('ll| will) (send|get|work on|have) (it|that|the order|your order|your drink)\b",
             r"\bin (just )?a (few|moment|minute|second|jiffy)\b",
             r"\b(shortly|in no time|momentarily|as quick(ly)? as possible)\b",
-            r"\b(get|have) (it|this|that|your \w+|the order)\b[^.?!]*\bready\b", r"^(thank you|thanks)[.!]*$",
-            r"\bcoming (right )?(up|out)\b", r"\b(will|'ll) (soon )?be ready\b", r"\bas soon as possible\b",
-            r"\byour order (is|has been) (sent|in|placed|submitted|being)\b", r"\bcheck the (coffee )?bar\b",
-            r"\bhave (that|these|it|this|them) out\b", r"\bready for pick ?up\b",
-            r"\byou('ll| will) find (it|your \w+)\b", r"\bcheck back\b",
+            r"\b(get|have) (it|this|that|your \w+|the order)\b[^.?!]*\bready\b",
+            r"^(thank you|thanks)[.!]*$",
+            r"\bcoming (right )?(up|out)\b",
+            r"\b(will|'ll) (soon )?be ready\b",
+            r"\bas soon as possible\b",
+            r"\byour order (is|has been) (sent|in|placed|submitted|being)\b",
+            r"\bcheck the (coffee )?bar\b",
+            r"\bhave (that|these|it|this|them) out\b",
+            r"\bready for pick ?up\b",
+            r"\byou('ll| will) find (it|your \w+)\b",
+            r"\bcheck back\b",
             r"\byou can (get|grab|collect) (it|them|your \w+)\b",
-            r"\b(will|'ll) (be )?(up|at the (coffee )?bar)\b"],
+            r"\b(will|'ll) (be )?(up|at the (coffee )?bar)\b",
+        ],
         "question_start": r"^(what|which|how|would|do|did|could|can|will|shall|may|is|are|any|anything|"
-                          r"should|want|(please )?let me know|please (tell|choose|select|pick))\b",
+        r"should|want|(please )?let me know|please (tell|choose|select|pick))\b",
     },
 }
 
@@ -147,8 +308,13 @@ def _words(phrases: Iterable[str], plurals: bool = False) -> re.Pattern[str]:
     with `plurals`, also "lattes" / "sandwiches" (group 1 is the phrase as listed)."""
     ordered = sorted(set(phrases), key=len, reverse=True)
     suffix = "(?:e?s)?" if plurals else ""
-    return re.compile(r"(?<![\w-])(" + "|".join(p if "\\" in p or "?" in p or "(" in p else re.escape(p)
-                                               for p in ordered) + r")" + suffix + r"(?![\w-])")
+    return re.compile(
+        r"(?<![\w-])("
+        + "|".join(p if "\\" in p or "?" in p or "(" in p else re.escape(p) for p in ordered)
+        + r")"
+        + suffix
+        + r"(?![\w-])"
+    )
 
 
 @dataclass(frozen=True)
@@ -161,8 +327,9 @@ class Lexicon:
         out = []
         for slot, spec in self.data["slots"].items():
             cues, values = spec.get("cues", []), spec.get("values", [])
-            out.append((slot, _words(cues) if cues else None, _words(values) if values else None,
-                        bool(spec.get("generic"))))
+            out.append(
+                (slot, _words(cues) if cues else None, _words(values) if values else None, bool(spec.get("generic")))
+            )
         return out
 
     @cached_property
@@ -195,7 +362,6 @@ class Lexicon:
     @cached_property
     def question_start(self) -> re.Pattern[str]:
         return re.compile(self.data["acts"]["question_start"])
-
 
 
 DEFAULT = load_lexicon()

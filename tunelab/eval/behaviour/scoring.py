@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from tunelab.eval.behaviour.acts import ACTS, LABELS, classify
 from tunelab.eval.behaviour.expected import judge_expected
@@ -15,6 +16,7 @@ from tunelab.eval.behaviour.lexicon import Lexicon
 
 def _loose(arguments: str) -> Any:
     """Arguments with every string value case-folded and whitespace-collapsed ("Latte " == "latte")."""
+
     def norm(value: Any) -> Any:
         if isinstance(value, str):
             return " ".join(value.casefold().split())
@@ -39,16 +41,22 @@ class PairScore:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-def score_pair(prediction: Any, reference: Any, missing: Sequence[str] | None = None,
-               lexicon: Lexicon | None = None, expected: Mapping[str, Any] | None = None) -> PairScore:
+def score_pair(
+    prediction: Any,
+    reference: Any,
+    missing: Sequence[str] | None = None,
+    lexicon: Lexicon | None = None,
+    expected: Mapping[str, Any] | None = None,
+) -> PairScore:
     """Appropriateness and correctness of one predicted reply against its reference, or, when the
     data's generator recorded what the turn must do (`expected`), by that record: the act it
     names, and the strict verdict of `judge_expected` as correctness."""
     pred, ref = classify(prediction, lexicon), classify(reference, lexicon)
     if expected is not None:
         verdict = judge_expected(prediction, expected, lexicon)
-        return PairScore(expected["act"], pred.act, pred.act == expected["act"], verdict.right,
-                         {"reason": verdict.reason})
+        return PairScore(
+            expected["act"], pred.act, pred.act == expected["act"], verdict.right, {"reason": verdict.reason}
+        )
     appropriate = pred.act == ref.act
     detail: dict[str, Any] = {}
     correct = appropriate
@@ -73,10 +81,13 @@ def _rate(values: list[bool]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def score_pairs(predictions: Sequence[Any], references: Sequence[Any],
-                missing: Sequence[Sequence[str] | None] | None = None,
-                lexicon: Lexicon | None = None,
-                expected: Sequence[Mapping[str, Any] | None] | None = None) -> dict[str, Any]:
+def score_pairs(
+    predictions: Sequence[Any],
+    references: Sequence[Any],
+    missing: Sequence[Sequence[str] | None] | None = None,
+    lexicon: Lexicon | None = None,
+    expected: Sequence[Mapping[str, Any] | None] | None = None,
+) -> dict[str, Any]:
     """Overall and per-act appropriateness/correctness, tool-call accuracies and a confusion
     matrix (rows: reference act, columns: predicted act, over `LABELS`)."""
     if len(predictions) != len(references):
@@ -84,13 +95,18 @@ def score_pairs(predictions: Sequence[Any], references: Sequence[Any],
     for name, given in (("missing-slot", missing), ("expected", expected)):
         if given is not None and len(given) != len(references):
             raise ValueError(f"{len(given)} {name} entries but {len(references)} references")
-    scores = [score_pair(p, r, missing[i] if missing else None, lexicon, expected[i] if expected else None)
-              for i, (p, r) in enumerate(zip(predictions, references))]
+    scores = [
+        score_pair(p, r, missing[i] if missing else None, lexicon, expected[i] if expected else None)
+        for i, (p, r) in enumerate(zip(predictions, references))
+    ]
     per_act = {}
     for act in ACTS:
         rows = [s for s in scores if s.reference_act == act]
-        per_act[act] = {"n": len(rows), "appropriateness": _rate([s.appropriate for s in rows]),
-                        "correctness": _rate([s.correct for s in rows])}
+        per_act[act] = {
+            "n": len(rows),
+            "appropriateness": _rate([s.appropriate for s in rows]),
+            "correctness": _rate([s.correct for s in rows]),
+        }
     calls = [s for s in scores if s.reference_act == "tool_call"]
     index = {label: i for i, label in enumerate(LABELS)}
     matrix = [[0] * len(LABELS) for _ in LABELS]
@@ -101,11 +117,12 @@ def score_pairs(predictions: Sequence[Any], references: Sequence[Any],
         "appropriateness": _rate([s.appropriate for s in scores]),
         "correctness": _rate([s.correct for s in scores]),
         "per_act": per_act,
-        "tool_call": {"n": len(calls),
-                      "name_accuracy": _rate([s.detail.get("name_correct", False) for s in calls]),
-                      "args_exact_accuracy": _rate([s.detail.get("args_correct", False) for s in calls]),
-                      "args_normalised_accuracy": _rate([s.detail.get("args_normalised_correct", False)
-                                                         for s in calls])},
+        "tool_call": {
+            "n": len(calls),
+            "name_accuracy": _rate([s.detail.get("name_correct", False) for s in calls]),
+            "args_exact_accuracy": _rate([s.detail.get("args_correct", False) for s in calls]),
+            "args_normalised_accuracy": _rate([s.detail.get("args_normalised_correct", False) for s in calls]),
+        },
         "predicted_acts": dict(Counter(s.predicted_act for s in scores)),
         "confusion": {"labels": list(LABELS), "rows": "reference", "columns": "prediction", "matrix": matrix},
     }

@@ -26,20 +26,19 @@ from typing import Any
 import torch
 
 from tunelab import rundir
-from tunelab.config import Config
+from tunelab.config import Config, TeacherEndpoint
 from tunelab.data.hygiene import clean
 from tunelab.data.logs import LogRecord, compile_template, read_logs, render_user_turn
 from tunelab.data.prepare import write_rejected
 from tunelab.data.split import grouped_split
 from tunelab.data.tokenize import IGNORE, template_info, tokenize_conversation
+from tunelab.messages import Conversation, chat
 from tunelab.prompts.rules import CheckItem, PromptSpec, dump_prompt, load_prompt
 from tunelab.train import bake_teacher
 from tunelab.train.bake_inputs import extra_questions, question_groups, same_question_key
 from tunelab.train.callbacks import TokenProgressCallback
 from tunelab.train.session import Session
 from tunelab.train.trainer import MaskedLossTrainer, load_trainable, training_arguments
-from tunelab.config import TeacherEndpoint
-from tunelab.messages import Conversation, chat
 
 log = logging.getLogger(__name__)
 HELDOUT = "heldout.jsonl"
@@ -59,12 +58,22 @@ def load_records(config: Config, out_dir: Path) -> tuple[list[LogRecord], dict[s
     for r in read.rejected[:5]:
         log.warning("rejected %s", r.message())
     records, hygiene = clean(read.records, config.logs.hygiene)
-    report = {"file": read.path, "format": read.fmt, "read": read.n_read, "kept": len(read.records), "rejected": len(read.rejected),
-              "rejected_file": str(rejected_file) if rejected_file else None, "hygiene": hygiene.to_dict(), "after_hygiene": len(records)}
+    report = {
+        "file": read.path,
+        "format": read.fmt,
+        "read": read.n_read,
+        "kept": len(read.records),
+        "rejected": len(read.rejected),
+        "rejected_file": str(rejected_file) if rejected_file else None,
+        "hygiene": hygiene.to_dict(),
+        "after_hygiene": len(records),
+    }
     return records, report
 
 
-def split_by_question(records: list[LogRecord], fraction: float, seed: int, jaccard: float | None = None) -> tuple[list[LogRecord], list[LogRecord]]:
+def split_by_question(
+    records: list[LogRecord], fraction: float, seed: int, jaccard: float | None = None
+) -> tuple[list[LogRecord], list[LogRecord]]:
     """(train, held-out): whole groups of reworded questions (question_groups) go to one side,
     about `fraction` of the distinct questions held out, so nothing held out is trained on reworded.
     A group is taken only when it brings the held-out count closer to the target, so one huge
@@ -84,7 +93,9 @@ def unique_questions(records: list[LogRecord], template: Any) -> list[LogRecord]
     return list(seen.values())
 
 
-def build_examples(tokenizer: Any, pairs: list[tuple[str, str]], spec: PromptSpec, distill: bool, max_length: int) -> tuple[list[dict[str, list[int]]], dict[str, int]]:
+def build_examples(
+    tokenizer: Any, pairs: list[tuple[str, str]], spec: PromptSpec, distill: bool, max_length: int
+) -> tuple[list[dict[str, list[int]]], dict[str, int]]:
     """Student rows (user turn without prompt -> reply) and, for distillation, the teacher's view
     (with the prompt) of the same reply tokens."""
     info = template_info(tokenizer)
@@ -96,7 +107,9 @@ def build_examples(tokenizer: Any, pairs: list[tuple[str, str]], spec: PromptSpe
             continue
         row = {"input_ids": student.input_ids, "labels": student.labels}
         if distill:
-            teacher = tokenize_conversation(tokenizer, Conversation("t", chat(user, reply, spec.prompt)), max_length, info)
+            teacher = tokenize_conversation(
+                tokenizer, Conversation("t", chat(user, reply, spec.prompt)), max_length, info
+            )
             if teacher is None:
                 skipped["too_long"] += 1
                 continue
@@ -130,7 +143,12 @@ class BakeCollator:
         return batch
 
 
-def reply_kl(student_logits: torch.Tensor, student_labels: torch.Tensor, teacher_logits: torch.Tensor, teacher_labels: torch.Tensor) -> torch.Tensor:
+def reply_kl(
+    student_logits: torch.Tensor,
+    student_labels: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    teacher_labels: torch.Tensor,
+) -> torch.Tensor:
     """Mean over reply tokens of KL(teacher || student) between next-token distributions.
 
     Position t's logits predict token t+1, so a reply token at t+1 is scored from logits at t.
@@ -148,13 +166,19 @@ class BakeTrainer(MaskedLossTrainer):
         self.teacher, self.ce_weight, self.kl_weight = teacher, ce_weight, kl_weight
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], labels=inputs["labels"] if self.ce_weight else None)
+        out = model(
+            input_ids=inputs["input_ids"],
+            attention_mask=inputs["attention_mask"],
+            labels=inputs["labels"] if self.ce_weight else None,
+        )
         loss = out.loss * self.ce_weight if self.ce_weight else 0.0
         if self.kl_weight:
             # Without a separate teacher, the teacher is the base: this model with its adapter off.
             ctx = model.disable_adapter() if self.teacher is None else nullcontext()
             with torch.no_grad(), ctx:
-                t_logits = (self.teacher or model)(input_ids=inputs["teacher_input_ids"], attention_mask=inputs["teacher_attention_mask"]).logits
+                t_logits = (self.teacher or model)(
+                    input_ids=inputs["teacher_input_ids"], attention_mask=inputs["teacher_attention_mask"]
+                ).logits
             kl = reply_kl(out.logits, inputs["labels"], t_logits, inputs["teacher_labels"])
             loss = loss + self.kl_weight * kl
         return (loss, out) if return_outputs else loss
@@ -162,7 +186,9 @@ class BakeTrainer(MaskedLossTrainer):
 
 def _teacher_model(config: Config) -> Any:
     """None when the base with its adapter off can teach (or an endpoint teaches); else a separately loaded model."""
-    if isinstance(config.bake.teacher, TeacherEndpoint) or (config.bake.teacher is None and config.model.adapter in ("lora", "dora")):
+    if isinstance(config.bake.teacher, TeacherEndpoint) or (
+        config.bake.teacher is None and config.model.adapter in ("lora", "dora")
+    ):
         return None
     from tunelab.models.load import load_model
 
@@ -172,7 +198,9 @@ def _teacher_model(config: Config) -> Any:
     return model
 
 
-def teacher_pairs(config: Config, run_dir: Path, spec: PromptSpec, questions: list[LogRecord], template: Any, local: Any) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+def teacher_pairs(
+    config: Config, run_dir: Path, spec: PromptSpec, questions: list[LogRecord], template: Any, local: Any
+) -> tuple[list[tuple[str, str]], dict[str, Any]]:
     """(user turn, target) pairs from the teacher's samples (bake_teacher), and its report.
     `local`: the local teacher (a LocalTeacher), unused with an endpoint teacher."""
     b = config.bake
@@ -181,8 +209,14 @@ def teacher_pairs(config: Config, run_dir: Path, spec: PromptSpec, questions: li
     closer = bake_teacher.make_closer(teacher, config.train.seed)
     turns = {q.id: render_user_turn(q, template) for q in questions}
     try:
-        samples, report = bake_teacher.sample_targets(teacher, spec, [(q.id, turns[q.id], check_item(q)) for q in questions], config,
-                                                      run_dir / TEACHER_SAMPLES, closer)
+        samples, report = bake_teacher.sample_targets(
+            teacher,
+            spec,
+            [(q.id, turns[q.id], check_item(q)) for q in questions],
+            config,
+            run_dir / TEACHER_SAMPLES,
+            closer,
+        )
     finally:
         if endpoint:
             report_cache = {"requested": teacher.requested, "cached": teacher.cached, "retries": teacher.client.retries}
@@ -207,18 +241,26 @@ def train(config: Config, resume: bool = False) -> dict[str, Any]:
     records, report = load_records(config, run_dir)
     train_recs, held = split_by_question(records, config.data.val_fraction, config.data.seed, b.rewording_jaccard)
     if not train_recs:
-        raise ValueError(f"{config.data.train}: holding out whole groups of reworded questions left nothing to train on "
-                         f"({len(records)} records); lower data.val_fraction or add more distinct questions")
+        raise ValueError(
+            f"{config.data.train}: holding out whole groups of reworded questions left nothing to train on "
+            f"({len(records)} records); lower data.val_fraction or add more distinct questions"
+        )
     rundir.write_jsonl(run_dir / HELDOUT, [r.to_row() for r in held])
     model, tokenizer = load_trainable(config)
     teacher = _teacher_model(config) if ("teacher" in b.targets or "distill" in b.targets or b.paraphrases) else None
-    gen_model = teacher if teacher is not None else model  # the teacher samples: a separate model, or the base with its adapter off
+    gen_model = (
+        teacher if teacher is not None else model
+    )  # the teacher samples: a separate model, or the base with its adapter off
 
     def teacher_mode() -> Any:
-        return gen_model.disable_adapter() if teacher is None and hasattr(gen_model, "disable_adapter") else nullcontext()
+        return (
+            gen_model.disable_adapter() if teacher is None and hasattr(gen_model, "disable_adapter") else nullcontext()
+        )
 
     with teacher_mode():
-        paraphrased, from_file, extra_report = extra_questions(config, run_dir, train_recs, held, gen_model, tokenizer, checkpoint is not None)
+        paraphrased, from_file, extra_report = extra_questions(
+            config, run_dir, train_recs, held, gen_model, tokenizer, checkpoint is not None
+        )
     report |= {"train_records": len(train_recs), "heldout_records": len(held), "paraphrased_records": len(paraphrased)}
     train_recs = train_recs + paraphrased
     pairs: list[tuple[str, str]] = []
@@ -231,21 +273,47 @@ def train(config: Config, resume: bool = False) -> dict[str, Any]:
         local = bake_teacher.LocalTeacher(gen_model, tokenizer, config, teacher_mode)
         # saved samples are read back first (teacher_samples.jsonl): on resume nothing is sampled twice
         teacher_pairs_, teacher_report = teacher_pairs(config, run_dir, spec, questions, template, local)
-        teacher_report["not_sampled"] = len(candidates) - len(questions)  # beyond bake.max_teacher_questions (file questions come last)
+        teacher_report["not_sampled"] = len(candidates) - len(
+            questions
+        )  # beyond bake.max_teacher_questions (file questions come last)
         pairs += teacher_pairs_
     distill = "distill" in b.targets
     rows, skipped = build_examples(tokenizer, pairs, spec, distill, config.data.max_length)
-    report |= {**extra_report, "teacher": teacher_report, "examples": len(rows), "skipped": skipped, "targets": list(b.targets)}
+    report |= {
+        **extra_report,
+        "teacher": teacher_report,
+        "examples": len(rows),
+        "skipped": skipped,
+        "targets": list(b.targets),
+    }
     rundir.write_json(run_dir / rundir.DATA_REPORT, report)
     if not rows:
-        raise RuntimeError(f"{config.data.train}: no training example for targets {b.targets} (see {run_dir / rundir.DATA_REPORT})")
+        raise RuntimeError(
+            f"{config.data.train}: no training example for targets {b.targets} (see {run_dir / rundir.DATA_REPORT})"
+        )
     progress = TokenProgressCallback()
     trainer = BakeTrainer(
-        model=model, args=training_arguments(config, run_dir, has_val=False), train_dataset=rows,
-        data_collator=BakeCollator(tokenizer.pad_token_id), callbacks=session.callbacks(progress), progress=progress,
-        teacher=teacher, ce_weight=0.0 if b.targets == ["distill"] else 1.0, kl_weight=b.distill_weight if distill else 0.0,
+        model=model,
+        args=training_arguments(config, run_dir, has_val=False),
+        train_dataset=rows,
+        data_collator=BakeCollator(tokenizer.pad_token_id),
+        callbacks=session.callbacks(progress),
+        progress=progress,
+        teacher=teacher,
+        ce_weight=0.0 if b.targets == ["distill"] else 1.0,
+        kl_weight=b.distill_weight if distill else 0.0,
     )
     session.train(trainer)
-    return session.finish(trainer, tokenizer, {
-        "targets": list(b.targets), "train_examples": len(rows), "heldout_records": len(held), "teacher": teacher_report,
-        "throughput": progress.throughput(), "trained_tokens": int(trainer.state.num_input_tokens_seen)}, recipe="bake")
+    return session.finish(
+        trainer,
+        tokenizer,
+        {
+            "targets": list(b.targets),
+            "train_examples": len(rows),
+            "heldout_records": len(held),
+            "teacher": teacher_report,
+            "throughput": progress.throughput(),
+            "trained_tokens": int(trainer.state.num_input_tokens_seen),
+        },
+        recipe="bake",
+    )

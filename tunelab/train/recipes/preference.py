@@ -68,7 +68,11 @@ def _fitter(tokenizer: Any, max_length: int | None) -> Any:
     info = template_info(tokenizer)
 
     def length(messages: tuple, reply: tuple) -> int:
-        return len(tokenizer.apply_chat_template(to_template_messages(messages + tuple(reply), info), tokenize=True, return_dict=False))
+        return len(
+            tokenizer.apply_chat_template(
+                to_template_messages(messages + tuple(reply), info), tokenize=True, return_dict=False
+            )
+        )
 
     def fit(context: tuple, replies: list[tuple]) -> tuple[list, list[list]] | None:
         while max_length is not None and max(length(context, r) for r in replies) > max_length:
@@ -81,7 +85,9 @@ def _fitter(tokenizer: Any, max_length: int | None) -> Any:
     return fit
 
 
-def judgement_rows(rows: list[dict[str, Any]], recipe: str, tokenizer: Any, max_length: int | None, source: str = "judgements") -> tuple[list[dict[str, Any]], int]:
+def judgement_rows(
+    rows: list[dict[str, Any]], recipe: str, tokenizer: Any, max_length: int | None, source: str = "judgements"
+) -> tuple[list[dict[str, Any]], int]:
     """Judgement rows {context, completion, label} as TRL KTO rows or DPO pairs, rendered the way
     SFT renders the same messages for this tokenizer's chat template, and how many were dropped
     as too long (see _fitter)."""
@@ -109,7 +115,11 @@ def judgement_rows(rows: list[dict[str, Any]], recipe: str, tokenizer: Any, max_
         return out, dropped
     line = {id(r): i for i, r in enumerate(rows, 1)}
     for good, bad in preference_pairs(rows):
-        done = render(good, [good["completion"], bad["completion"]], f"{source}:{line[id(good)]} (good) / {source}:{line[id(bad)]} (bad)")
+        done = render(
+            good,
+            [good["completion"], bad["completion"]],
+            f"{source}:{line[id(good)]} (good) / {source}:{line[id(bad)]} (bad)",
+        )
         if done is None:
             dropped += 1
             continue
@@ -117,14 +127,18 @@ def judgement_rows(rows: list[dict[str, Any]], recipe: str, tokenizer: Any, max_
     return out, dropped
 
 
-def openai_preference_rows(path: Path, recipe: str, tokenizer: Any, max_length: int | None, out_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def openai_preference_rows(
+    path: Path, recipe: str, tokenizer: Any, max_length: int | None, out_dir: Path
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """OpenAI preference JSONL (what DPO fine-tuning jobs take) as TRL DPO pairs; bad rows are
     written to out_dir/rejected/ and counted, as SFT does with bad chat rows."""
-    from tunelab.data.prepare import write_rejected
     from tunelab.data.openai_preference import read_pairs
+    from tunelab.data.prepare import write_rejected
 
     if recipe != "dpo":
-        raise ValueError(f"{path}: OpenAI preference rows (input, preferred_output, non_preferred_output) are pairs for recipe dpo, not {recipe}")
+        raise ValueError(
+            f"{path}: OpenAI preference rows (input, preferred_output, non_preferred_output) are pairs for recipe dpo, not {recipe}"
+        )
     read = read_pairs(path)
     rejected_file = write_rejected(read, out_dir / "rejected")  # type: ignore[arg-type]
     for r in read.rejected[:5]:
@@ -137,8 +151,16 @@ def openai_preference_rows(path: Path, recipe: str, tokenizer: Any, max_length: 
             dropped += 1
             continue
         rows.append({"prompt": done[0], "chosen": done[1][0], "rejected": done[1][1]})
-    return rows, {"file": str(path), "format": read.fmt, "read": read.n_read, "kept": len(read.pairs), "rejected": len(read.rejected),
-                  "rejected_file": str(rejected_file) if rejected_file else None, "dropped_too_long": dropped, "rows": len(rows)}
+    return rows, {
+        "file": str(path),
+        "format": read.fmt,
+        "read": read.n_read,
+        "kept": len(read.pairs),
+        "rejected": len(read.rejected),
+        "rejected_file": str(rejected_file) if rejected_file else None,
+        "dropped_too_long": dropped,
+        "rows": len(rows),
+    }
 
 
 def load_rows(config: Config, run_dir: Path, tokenizer: Any = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -155,14 +177,25 @@ def load_rows(config: Config, run_dir: Path, tokenizer: Any = None) -> tuple[lis
         if bad:
             raise ValueError(f"{path}:{bad[0]}: a judgement row needs the fields {sorted(JUDGEMENT_KEYS)}")
         rows, dropped = judgement_rows(judged, recipe, tokenizer, config.preference.max_length, str(path))
-        return rows, {"file": str(path), "format": "judgements", "judgements": len(judged), "rows": len(rows), "dropped_too_long": dropped,
-                      "good": sum(bool(r["label"]) for r in judged), "bad": sum(not r["label"] for r in judged)}
+        return rows, {
+            "file": str(path),
+            "format": "judgements",
+            "judgements": len(judged),
+            "rows": len(rows),
+            "dropped_too_long": dropped,
+            "good": sum(bool(r["label"]) for r in judged),
+            "bad": sum(not r["label"] for r in judged),
+        }
     if first is not None and keys <= set(first):
         rows = [r for r in rundir.read_jsonl(path)]
         bad = [i for i, r in enumerate(rows, 1) if not keys <= set(r)]
         if bad:
             raise ValueError(f"{path}:{bad[0]}: a {recipe} row needs the fields {sorted(keys)}")
-        return [{k: r[k] for k in keys} for r in rows], {"file": str(path), "format": f"trl-{recipe}", "rows": len(rows)}
+        return [{k: r[k] for k in keys} for r in rows], {
+            "file": str(path),
+            "format": f"trl-{recipe}",
+            "rows": len(rows),
+        }
     from tunelab.train.recipes.bake import load_records
 
     records, report = load_records(config, run_dir)
@@ -176,14 +209,34 @@ def trl_args(config: Config, run_dir: Path, has_val: bool = False) -> Any:
 
     t, p = config.train, config.preference
     common = dict(
-        output_dir=str(run_dir / rundir.CHECKPOINTS), num_train_epochs=t.epochs, max_steps=t.max_steps or -1,
-        learning_rate=t.learning_rate, lr_scheduler_type=t.scheduler, warmup_steps=t.warmup_ratio,
-        per_device_train_batch_size=t.batch_size, gradient_accumulation_steps=t.grad_accum, weight_decay=t.weight_decay,
-        max_grad_norm=t.max_grad_norm, seed=t.seed, data_seed=t.seed, logging_steps=t.logging_steps, logging_first_step=True,
-        save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.keep_checkpoints, report_to="none",
-        use_cpu=not torch.cuda.is_available(), bf16=False, gradient_checkpointing=False,  # TRL defaults both on; CPU float32 wants neither
-        dataloader_num_workers=0, disable_tqdm=True, beta=p.beta, max_length=p.max_length,
-        eval_strategy="steps" if has_val else "no", eval_steps=t.eval_steps, per_device_eval_batch_size=t.batch_size,
+        output_dir=str(run_dir / rundir.CHECKPOINTS),
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps or -1,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.scheduler,
+        warmup_steps=t.warmup_ratio,
+        per_device_train_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        seed=t.seed,
+        data_seed=t.seed,
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.keep_checkpoints,
+        report_to="none",
+        use_cpu=not torch.cuda.is_available(),
+        bf16=False,
+        gradient_checkpointing=False,  # TRL defaults both on; CPU float32 wants neither
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        beta=p.beta,
+        max_length=p.max_length,
+        eval_strategy="steps" if has_val else "no",
+        eval_steps=t.eval_steps,
+        per_device_eval_batch_size=t.batch_size,
     )
     if config.train.recipe == "kto":
         return KTOConfig(**common, desirable_weight=p.desirable_weight, undesirable_weight=p.undesirable_weight)
@@ -194,9 +247,17 @@ def peft_config(config: Config) -> Any:
     from peft import LoraConfig
 
     if config.model.adapter != "lora":
-        raise ValueError(f"recipes kto/dpo train a LoRA adapter; model.adapter={config.model.adapter!r} is not supported here")
+        raise ValueError(
+            f"recipes kto/dpo train a LoRA adapter; model.adapter={config.model.adapter!r} is not supported here"
+        )
     lora = config.model.lora
-    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules, task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
 
 
 def train(config: Config, resume: bool = False) -> dict[str, Any]:
@@ -218,18 +279,39 @@ def train(config: Config, resume: bool = False) -> dict[str, Any]:
         val_rows, report["val"] = load_rows(val_config, run_dir, tokenizer)
     rundir.write_json(run_dir / rundir.DATA_REPORT, report)
     if recipe == "dpo" and not rows:
-        raise RuntimeError(f"{config.data.train}: no DPO pair (no user turn / context has both a good and a bad answer)")
+        raise RuntimeError(
+            f"{config.data.train}: no DPO pair (no user turn / context has both a good and a bad answer)"
+        )
     if recipe == "kto" and len({r["label"] for r in rows}) < 2:
-        log.warning("KTO data holds only %s examples; KTO learns most from both kinds", "good" if rows and rows[0]["label"] else "bad")
+        log.warning(
+            "KTO data holds only %s examples; KTO learns most from both kinds",
+            "good" if rows and rows[0]["label"] else "bad",
+        )
     model = load_base(path, torch.float32)  # TRL wraps it in the LoRA adapter itself
     trainer_cls = KTOTrainer if recipe == "kto" else DPOTrainer
-    trainer = trainer_cls(model=model, args=trl_args(config, run_dir, bool(val_rows)), train_dataset=Dataset.from_list(rows),
-                          eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
-                          processing_class=tokenizer, peft_config=peft_config(config), callbacks=session.callbacks())
+    trainer = trainer_cls(
+        model=model,
+        args=trl_args(config, run_dir, bool(val_rows)),
+        train_dataset=Dataset.from_list(rows),
+        eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
+        processing_class=tokenizer,
+        peft_config=peft_config(config),
+        callbacks=session.callbacks(),
+    )
     session.train(trainer)
     last = {k: v for row in trainer.state.log_history for k, v in row.items() if isinstance(v, (int, float))}
     # TRL logs the tokens it trained on as num_tokens (counted since this process started).
     tokens = int(last.get("num_tokens", 0))
-    return session.finish(trainer, tokenizer, {
-        "train_rows": len(rows), "last_logged": last,
-        "throughput": {"tokens": tokens, "tokens_per_s": tokens / last["train_runtime"] if last.get("train_runtime") else 0.0}}, recipe=recipe)
+    return session.finish(
+        trainer,
+        tokenizer,
+        {
+            "train_rows": len(rows),
+            "last_logged": last,
+            "throughput": {
+                "tokens": tokens,
+                "tokens_per_s": tokens / last["train_runtime"] if last.get("train_runtime") else 0.0,
+            },
+        },
+        recipe=recipe,
+    )

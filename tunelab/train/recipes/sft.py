@@ -22,7 +22,9 @@ def _behaviour_eval(config: Config, data: Prepared, tokenizer: Any) -> Behaviour
     if not config.train.behaviour_eval.enabled:
         return None
     if not data.val:
-        raise NoUsableData(f"{config.data.val or config.data.train}: train.behaviour_eval is on but no validation example is left (see {rundir.DATA_REPORT})")
+        raise NoUsableData(
+            f"{config.data.val or config.data.train}: train.behaviour_eval is on but no validation example is left (see {rundir.DATA_REPORT})"
+        )
     return BehaviourEval.from_config(config, data.val_conversations, tokenizer)
 
 
@@ -51,15 +53,20 @@ def train(config: Config, resume: bool = False, extra_callbacks: list[Any] | Non
     )
     final = session.train(trainer, evaluate=bool(data.val))
     state = trainer.state
-    return session.finish(trainer, tokenizer, {
-        "best_checkpoint": state.best_model_checkpoint,
-        "final_val_loss": final.get("eval_loss"),
-        # Which evaluation metric chose best_checkpoint, and its value there.
-        "best_metric": {"name": config.train.best_metric, "value": state.best_metric} if data.val else None,
-        "final_val_behaviour": {k[len("eval_"):]: v for k, v in final.items() if k.startswith("eval_behaviour_")} or None,
-        "behaviour_eval_contexts": len(behaviour.contexts) if behaviour else None,
-        "train_examples": len(data.train),
-        "val_examples": len(data.val),
-        "throughput": progress.throughput(),
-        "trained_tokens": int(state.num_input_tokens_seen),  # every step of the run, resumed or not
-    })
+    return session.finish(
+        trainer,
+        tokenizer,
+        {
+            "best_checkpoint": state.best_model_checkpoint,
+            "final_val_loss": final.get("eval_loss"),
+            # Which evaluation metric chose best_checkpoint, and its value there.
+            "best_metric": {"name": config.train.best_metric, "value": state.best_metric} if data.val else None,
+            "final_val_behaviour": {k[len("eval_") :]: v for k, v in final.items() if k.startswith("eval_behaviour_")}
+            or None,
+            "behaviour_eval_contexts": len(behaviour.contexts) if behaviour else None,
+            "train_examples": len(data.train),
+            "val_examples": len(data.val),
+            "throughput": progress.throughput(),
+            "trained_tokens": int(state.num_input_tokens_seen),  # every step of the run, resumed or not
+        },
+    )
