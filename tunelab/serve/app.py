@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tunelab.generation.engine import Engine, Job, build_prompt
+from tunelab.serve.auth import add_api_key, warn_if_reachable
+from tunelab.serve.errors import ApiError
 from tunelab.serve.limits import CHAT, COMMON, MAX_BODY_BYTES, MAX_MESSAGES, BodyLimit, openapi_without_unused_422
 
 log = logging.getLogger(__name__)
@@ -84,7 +86,6 @@ def serve(spec: str, *, host: str = "127.0.0.1", port: int = 8000, settings: Ser
     import uvicorn
 
     from tunelab.models.load import describe
-    from tunelab.serve.auth import warn_if_reachable
 
     settings = settings or ServeSettings(model_name=default_model_name(spec))
     where = describe(spec)
@@ -199,25 +200,6 @@ class ChatRequest(BaseModel):
     stream_options: StreamOptions | None = None
 
 
-class ApiError(Exception):
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        param: str | None = None,
-        code: str | None = None,
-        kind: str = "invalid_request_error",
-    ):
-        super().__init__(message)
-        self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
-
-    def response(self) -> Any:
-        from fastapi.responses import JSONResponse
-
-        body = {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
-        return JSONResponse(body, status_code=self.status)
-
-
 def _validation_error(exc: Any) -> ApiError:
     first = exc.errors()[0]
     loc = [str(p) for p in first.get("loc", ()) if p != "body"]
@@ -326,8 +308,6 @@ def create_app(engine: Engine | None, settings: ServeSettings, models: Any = Non
     from fastapi.responses import StreamingResponse
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
-
-    from tunelab.serve.auth import add_api_key
 
     app = FastAPI(title="tunelab", docs_url=None, redoc_url=None)
     models = models or OneModel(engine, settings.model_name)

@@ -19,8 +19,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from tunelab.report.page import shell
-from tunelab.serve.app import ApiError
 from tunelab.serve.auth import add_api_key, key_matches
+from tunelab.serve.errors import ApiError
 from tunelab.studio.jobs import TERMINAL
 
 UI = Path(__file__).parent / "ui"

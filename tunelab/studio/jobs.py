@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from tunelab.config import ConfigError, TrainConfig, dump, load
-from tunelab.serve.app import ApiError
+from tunelab.serve.errors import ApiError
 from tunelab.studio.db import Database, new_id
 
 BASE_LR = TrainConfig.model_fields["learning_rate"].default  # learning_rate_multiplier 1 means this

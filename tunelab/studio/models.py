@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.generation.engine import Engine
-from tunelab.serve.app import ApiError, ServeSettings, load_engine
+from tunelab.serve.app import ServeSettings, load_engine
+from tunelab.serve.errors import ApiError
 from tunelab.studio.db import Database
 
 
