@@ -8,6 +8,7 @@ import json
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 openai = pytest.importorskip("openai")
@@ -15,6 +16,7 @@ openai = pytest.importorskip("openai")
 from tunelab.studio.app import Studio, serve_in_thread  # noqa: E402
 from tunelab.studio.runner import group_alive  # noqa: E402
 
+ROOT = Path(__file__).parents[2]
 FAST = {
     "train": {"logging_steps": 1, "eval_steps": 2, "save_steps": 2, "threads": 1, "max_steps": 4},
     "model": {"lora": {"r": 4, "alpha": 8}},
@@ -90,6 +92,16 @@ def test_upload_train_events_checkpoints_chat(studio, tmp_path, tiny_model_dir):
     assert done.status == "succeeded", done.error
     assert done.fine_tuned_model.startswith("ft:") and ":sums:" in done.fine_tuned_model
     assert done.trained_tokens > 0 and done.finished_at
+    assert done.tunelab["status_text"] == "succeeded after 4 steps"
+    # The finished job's metrics as CSV: one row per line of its metrics.jsonl.
+    csv_rows = client.get(f"/fine_tuning/jobs/{job.id}/metrics", cast_to=httpx.Response).text.splitlines()
+    train_losses = [r for r in csv_rows[1:] if r.split(",")[2:4] == ["train", "loss"]]
+    assert csv_rows[0] == "step,epoch,split,name,value" and [r.split(",")[0] for r in train_losses] == [
+        "1",
+        "2",
+        "3",
+        "4",
+    ]
 
     events = list(client.fine_tuning.jobs.list_events(job.id, limit=100))
     metrics = [e.data for e in events if e.type == "metrics"]
@@ -185,7 +197,7 @@ def test_job_under_accelerate_launch_runs_two_processes(studio, tmp_path, tiny_m
         validation_file=val.id,
         extra_body={"tunelab": {"config": config, "accelerate_config": "ddp_cpu"}},
     )
-    assert job.tunelab["accelerate_config"].endswith("examples/accelerate/ddp_cpu.yaml")
+    assert Path(job.tunelab["accelerate_config"]).read_text() == (ROOT / "examples/accelerate/ddp_cpu.yaml").read_text()
     done = wait(client, job.id, ("succeeded", "failed", "cancelled"))
     assert done.status == "succeeded", done.error
     # 16 examples, 2 per process: step 1 covers a quarter of the epoch only if two ranks split the data.

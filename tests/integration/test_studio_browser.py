@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
+from tunelab.serve.app import free_socket  # noqa: E402
 from tunelab.studio.app import Studio, serve_in_thread  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -96,6 +101,11 @@ def test_upload_job_live_curve_reload_playground(tmp_path, tiny_model_dir):
         assert page.url == job_url
         page.wait_for_selector("#job-state.succeeded", timeout=180000)
         assert page.locator("#curve polyline").count() == 2  # training and validation loss
+        # One status text in both views: the table row and the job's panel say the same.
+        row = page.inner_text(f'#jobs tr[data-id="{job_id}"] td.job-state')
+        assert row.endswith("succeeded after 100 steps") and page.inner_text("#job-progress").startswith(
+            "succeeded after 100 steps"
+        )
         if os.environ.get("TUNELAB_SCREENSHOT"):
             page.screenshot(path=os.environ["TUNELAB_SCREENSHOT"])
 
@@ -111,3 +121,70 @@ def test_upload_job_live_curve_reload_playground(tmp_path, tiny_model_dir):
         browser.close()
     studio.close()
     assert errors == []
+
+
+def start_cli_studio(folder: Path, base: str) -> tuple[subprocess.Popen, str]:
+    """`tunelab studio` as a user starts it, without --api-key: (the process, the login URL it printed)."""
+    with free_socket() as sock:
+        port = sock.getsockname()[1]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).parents[2])}
+    cmd = [
+        sys.executable,
+        "-m",
+        "tunelab.cli",
+        "studio",
+        "--dir",
+        str(folder),
+        "--port",
+        str(port),
+        "--base-model",
+        base,
+    ]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in proc.stdout:  # ends when the process does: no sleep, no timed wait
+        lines.append(line)
+        if found := re.search(r"open in a browser: (\S+)", line):
+            return proc, found.group(1)
+    raise AssertionError("tunelab studio printed no login URL:\n" + "".join(lines))
+
+
+FORGED = """<form method="post" action="{action}" enctype="multipart/form-data">
+<input name="purpose" value="fine-tune"><button>send</button></form>"""
+
+
+def test_login_url_then_a_cross_site_post_is_refused(tmp_path, tiny_model_dir):
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian package chromium is not installed (make deps)")
+    proc, login = start_cli_studio(tmp_path / "studio", tiny_model_dir)
+    base = login.split("/login")[0]
+    key = (tmp_path / "studio" / "api_key").read_text().strip()
+    try:
+        assert login == f"{base}/login?token={key}"
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_page()
+            page.goto(base + "/")
+            assert page.url == base + "/login"  # refused without the key
+            assert page.evaluate("fetch('/v1/files').then(r => r.status)") == 401
+            page.goto(login)
+            assert page.url == base + "/"  # the token set the cookie and went away from the address bar
+            page.wait_for_selector("#upload-form")
+            assert page.evaluate("fetch('/v1/files').then(r => r.status)") == 200
+
+            # Another site's page submits a form to the studio, in the same logged-in browser.
+            page.route(
+                "http://evil.example/",
+                lambda route: route.fulfill(body=FORGED.format(action=f"{base}/v1/files"), content_type="text/html"),
+            )
+            page.goto("http://evil.example/")
+            with page.expect_navigation() as sent:
+                page.click("button")
+            answer = sent.value
+            assert answer.status == 403 and "cross_site_request" in answer.text()
+            browser.close()
+        files = httpx.get(f"{base}/v1/files", headers={"Authorization": f"Bearer {key}"}).json()["data"]
+        assert files == []  # nothing was uploaded
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

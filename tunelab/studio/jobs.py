@@ -19,6 +19,7 @@ from tunelab.studio.db import Database, new_id
 
 BASE_LR = TrainConfig.model_fields["learning_rate"].default  # learning_rate_multiplier 1 means this
 TERMINAL = ("succeeded", "failed", "cancelled")
+QUEUE_ORDER = "resume DESC, created_at, rowid"  # resumed jobs first, then first come first served
 EXAMPLES = Path(__file__).parents[2] / "examples" / "accelerate"  # the repository's shipped configs
 
 
@@ -100,60 +101,97 @@ def _method_sections(raw: dict[str, Any], kind: str, hp: dict[str, Any]) -> None
         raw.setdefault("preference", {})["beta"] = beta
 
 
-def accelerate_config(name: str | None) -> str | None:
-    """A path to an accelerate config, or the name of a shipped one (ddp_cpu -> examples/accelerate/ddp_cpu.yaml)."""
-    if not name:
-        return None
-    shipped = EXAMPLES / f"{name}.yaml"
-    path = shipped if "/" not in name and shipped.is_file() else Path(name).expanduser()
-    if not path.is_file():
-        known = ", ".join(p.stem for p in sorted(EXAMPLES.glob("*.yaml")))
-        raise ApiError(
-            400,
-            f"accelerate config {name} is neither a file nor a shipped config ({known})",
-            "tunelab.accelerate_config",
-            "invalid_value",
-        )
-    return str(path.resolve())  # the job runs in its own folder: relative paths would break
+def shipped_accelerate_configs() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(EXAMPLES.glob("*.yaml"))}
+
+
+def _bad(param: str, message: str, code: str = "invalid_value") -> ApiError:
+    return ApiError(400, message, param, code)
 
 
 class Jobs:
-    def __init__(self, db: Database, folder: Path):
+    def __init__(
+        self, db: Database, folder: Path, base_models: list[str] | None = None, models_dir: Path | None = None
+    ):
         self.db, self.folder = db, folder
+        self.base_models, self.models_dir = list(base_models or []), models_dir
 
-    def base_spec(self, model: str) -> tuple[str, str]:
-        """(what training loads, the base name for ft: names) for a registry name, dir or ft: model."""
+    def local_models(self) -> dict[str, str]:
+        """Model directories in the models folder (a config.json one or two levels down), by name."""
+        if self.models_dir is None or not self.models_dir.is_dir():
+            return {}
+        found = [*self.models_dir.glob("*/config.json"), *self.models_dir.glob("*/*/config.json")]
+        return {c.parent.relative_to(self.models_dir).as_posix(): str(c.parent) for c in sorted(found)}
+
+    def model_spec(self, model: str, param: str = "model") -> tuple[str, str]:
+        """(what training loads, the base name for ft: names). A client names a model, never a
+        server path: a base model of this studio (--base-model), a registry name, a directory
+        of the models folder (--models-dir) or a finished ft: model of this studio."""
         from tunelab.models.registry import REGISTRY
 
         if model.startswith("ft:"):
             job = self.db.one("SELECT * FROM jobs WHERE fine_tuned_model = ? AND status = 'succeeded'", (model,))
             merged = Path(job["run_dir"]) / "merged" if job else None
             if merged is None or not (merged / "config.json").exists():
-                raise ApiError(
-                    404,
-                    f"model '{model}' is not a finished fine-tuned model of this studio (with merged weights)",
-                    "model",
-                    "model_not_found",
+                raise _bad(
+                    param,
+                    f"{param} '{model}' is not a finished fine-tuned model of this studio (with merged weights)",
+                    "model_not_available",
                 )
             return str(merged), model.split(":")[1]
+        if model in self.base_models:  # the operator's choice, a path or a name
+            path = Path(model)
+            return model, path.name if path.is_dir() else model
         if model in REGISTRY:
             return model, model
-        path = Path(model).expanduser()
-        if (path / "config.json").exists():
-            return str(path.resolve()), path.resolve().name
-        raise ApiError(
-            404,
-            f"model '{model}' is not a registry name ({', '.join(REGISTRY)}), a model directory or an ft: model here",
-            "model",
-            "model_not_found",
+        local = self.local_models()
+        if model in local:
+            return local[model], Path(model).name
+        where = f", a directory of the models folder ({', '.join(local) or 'empty'})" if self.models_dir else ""
+        raise _bad(
+            param,
+            f"{param} '{model}' is not a model of this studio: use a base model ({', '.join(self.base_models)}), "
+            f"a registry name ({', '.join(REGISTRY)}){where} or a finished ft: model; server paths are not "
+            "accepted from clients (start the studio with --models-dir to offer local model directories)",
+            "model_not_available",
         )
+
+    def accelerate_config(self, name: Any) -> str | None:
+        """The YAML text of a shipped accelerate config (by name) or of one uploaded through the
+        API (by file id); the job keeps its own copy, so deleting the upload changes nothing."""
+        param = "tunelab.accelerate_config"
+        if name is None or name == "":
+            return None
+        shipped = shipped_accelerate_configs()
+        if not isinstance(name, str) or not (name in shipped or name.startswith("file-")):
+            raise _bad(
+                param,
+                f"{param} must be a shipped config ({', '.join(shipped)}) or the id of an uploaded accelerate "
+                f"config file (file-...); got {name!r} (server paths are not accepted from clients)",
+            )
+        if name in shipped:
+            return shipped[name].read_text(encoding="utf-8")
+        row = self._file(name, param)
+        assert row is not None
+        text = Path(row["path"]).read_text(encoding="utf-8", errors="replace")
+        what = f"{param}: {row['filename']} ({name})"
+        try:
+            parsed = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise _bad(param, f"{what} is not YAML: {exc}") from None
+        if not isinstance(parsed, dict) or "distributed_type" not in parsed:
+            raise _bad(
+                param,
+                f"{what} is not an accelerate config (a YAML mapping with distributed_type, as `accelerate config` writes)",
+            )
+        return text
 
     def _file(self, file_id: str | None, param: str) -> dict[str, Any] | None:
         if file_id is None:
             return None
         row = self.db.one("SELECT * FROM files WHERE id = ? AND deleted = 0", (file_id,))
         if row is None:
-            raise ApiError(404, f"file '{file_id}' does not exist", param, "file_not_found")
+            raise ApiError(404, f"{param}: file '{file_id}' does not exist", param, "file_not_found")
         return row
 
     def _stored(self, file_id: str, param: str, kind: str) -> str:
@@ -192,12 +230,25 @@ class Jobs:
             raw["train"]["recipe"] = "bake"
             bake["system_prompt_file"] = ext["prompt_file"]
         for key, kind in (("system_prompt_file", PROMPT), ("questions_file", LOG)):
-            if isinstance(bake.get(key), str) and bake[key].startswith("file-"):
-                bake[key] = self._stored(
-                    bake[key],
-                    "tunelab.prompt_file" if key == "system_prompt_file" else f"tunelab.config.bake.{key}",
-                    kind,
-                )
+            param = (
+                "tunelab.prompt_file"
+                if ext.get("prompt_file") and key == "system_prompt_file"
+                else f"tunelab.config.bake.{key}"
+            )
+            if bake.get(key) is None:
+                continue
+            if not isinstance(bake[key], str) or not bake[key].startswith("file-"):
+                raise _bad(param, f"{param} must be the id of an uploaded file (file-...), not {bake[key]!r}")
+            bake[key] = self._stored(bake[key], param, kind)
+        teacher = bake.get("teacher")
+        if isinstance(teacher, str):
+            bake["teacher"] = self.model_spec(teacher, "tunelab.config.bake.teacher")[0]
+        elif isinstance(teacher, dict) and teacher.get("api_key_env"):
+            raise _bad(
+                "tunelab.config.bake.teacher.api_key_env",
+                "tunelab.config.bake.teacher.api_key_env names a variable of the server's environment, which a "
+                "client may not send to an endpoint; run such a bake with `tunelab train` instead",
+            )
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(body.get("model"), str) or not isinstance(body.get("training_file"), str):
@@ -207,7 +258,7 @@ class Jobs:
                 "model" if "model" not in body else "training_file",
                 "missing_required_parameter",
             )
-        spec, base = self.base_spec(body["model"])
+        spec, base = self.model_spec(body["model"])
         train_file = self._file(body["training_file"], "training_file")
         val_file = self._file(body.get("validation_file"), "validation_file")
         hp, kind = _hyperparameters(body)
@@ -220,7 +271,10 @@ class Jobs:
             )
         pasted = ext.get("config") or {}
         if isinstance(pasted, str):
-            pasted = yaml.safe_load(pasted) or {}
+            try:
+                pasted = yaml.safe_load(pasted) or {}
+            except yaml.YAMLError as exc:
+                raise _bad("tunelab.config", f"tunelab.config is not valid YAML: {exc}") from None
         if not isinstance(pasted, dict):
             raise ApiError(
                 400, "tunelab.config must be a mapping of config sections", "tunelab.config", "invalid_value"
@@ -259,9 +313,11 @@ class Jobs:
                 "tunelab.config",
                 "invalid_value",
             )
-        accelerate = accelerate_config(ext.get("accelerate_config"))
+        accelerate = self.accelerate_config(ext.get("accelerate_config"))
         snapshot = dump(config)
         job_dir.mkdir(parents=True)
+        if accelerate is not None:
+            (job_dir / "accelerate.yaml").write_text(accelerate, encoding="utf-8")
         (job_dir / "config.yaml").write_text(snapshot, encoding="utf-8")
         (job_dir / "config.yaml").chmod(0o444)  # frozen: the job trains exactly this
         suffix = body.get("suffix") or ""
@@ -287,7 +343,8 @@ class Jobs:
                 "config": snapshot,
                 "run_dir": config.output.dir,
                 "fine_tuned_model": f"ft:{base}:tunelab:{suffix}:{job_id[-8:]}",
-                "accelerate_config": accelerate,
+                # the job's own copy: what the runner launches with, whatever happens to the upload
+                "accelerate_config": str(job_dir / "accelerate.yaml") if accelerate is not None else None,
             },
         )
         self.db.add_event(job_id, f"Created fine-tuning job: {job_id}")
@@ -301,9 +358,14 @@ class Jobs:
     def row(self, job_id: str) -> dict[str, Any] | None:
         return self.db.one("SELECT * FROM jobs WHERE id = ?", (job_id,))
 
+    def queue(self) -> dict[str, int]:
+        """Queued jobs by id -> how many run before them (the runner's order)."""
+        rows = self.db.all(f"SELECT id FROM jobs WHERE status = 'queued' ORDER BY {QUEUE_ORDER}")
+        return {r["id"]: i for i, r in enumerate(rows)}
+
     def get(self, job_id: str) -> dict[str, Any] | None:
         row = self.row(job_id)
-        return job_object(row) if row else None
+        return job_object(row, self.queue().get(job_id)) if row else None
 
     def list(self, after: str | None, limit: int, metadata: dict[str, str] | None = None) -> dict[str, Any]:
         sql, params = "SELECT * FROM jobs", []
@@ -315,7 +377,8 @@ class Jobs:
         rows = self.db.all(sql + " ORDER BY created_at DESC, rowid DESC", tuple(params))
         if metadata:
             rows = [r for r in rows if all((r["metadata"] or {}).get(k) == v for k, v in metadata.items())]
-        page = [job_object(r) for r in rows[:limit]]
+        queue = self.queue()
+        page = [job_object(r, queue.get(r["id"])) for r in rows[:limit]]
         return {"object": "list", "data": page, "has_more": len(rows) > limit}
 
 
@@ -326,7 +389,25 @@ def estimated_finish(row: dict[str, Any]) -> int | None:
     return int(time.time() + elapsed / row["step"] * max(0, row["total_steps"] - row["step"]))
 
 
-def job_object(row: dict[str, Any]) -> dict[str, Any]:
+def status_text(row: dict[str, Any], ahead: int | None = None) -> str:
+    """The one line every view shows for a job's state (the jobs table and the job's panel alike)."""
+    status, step, total = row["status"], row["step"], row["total_steps"]
+    of = f" of {total}" if total else ""
+    if status == "validating_files":
+        return "validating files"
+    if status == "queued":
+        return "queued: next to run" if not ahead else f"queued: {ahead} job{'s' * (ahead > 1)} ahead"
+    if status == "running":
+        return f"running: step {step}{of}" if step else "running: loading data and model"
+    if status == "succeeded":
+        return f"succeeded after {step} steps" if step else "succeeded"
+    if status == "cancelled":
+        return f"cancelled at step {step}{of}" if step else "cancelled"
+    return f"failed at step {step}{of}" if step else "failed"
+
+
+def job_object(row: dict[str, Any], ahead: int | None = None) -> dict[str, Any]:
+    """`ahead`: for a queued job, how many queued jobs run before it."""
     done = row["status"] == "succeeded"
     return {
         "object": "fine_tuning.job",
@@ -358,5 +439,7 @@ def job_object(row: dict[str, Any]) -> dict[str, Any]:
             "config": row["config"],
             "accelerate_config": row["accelerate_config"],
             "planned_model": row["fine_tuned_model"],
+            "status_text": status_text(row, ahead),
+            "queue_position": ahead,
         },
     }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +17,27 @@ from tunelab.studio.db import Database
 
 
 class StudioModels:
-    def __init__(self, db: Database, base_models: list[str], settings: ServeSettings, max_loaded: int = 3):
+    def __init__(
+        self,
+        db: Database,
+        base_models: list[str],
+        settings: ServeSettings,
+        local_models: Callable[[], dict[str, str]] = dict,
+        max_loaded: int = 3,
+    ):
+        """`local_models`: the models folder's directories by name (Jobs.local_models)."""
         self.db, self.base_models, self.settings, self.max_loaded = db, base_models, settings, max_loaded
+        self.local_models = local_models
         self.engines: OrderedDict[str, Engine] = OrderedDict()
         self.lock = threading.Lock()
 
     def _specs(self) -> dict[str, str]:
         specs = {name: name for name in self.base_models}
+        local = self.local_models()
+        specs.update(local)
         for job in self.db.all("SELECT model, run_dir, fine_tuned_model, status FROM jobs ORDER BY created_at"):
-            if not job["model"].startswith("ft:"):
-                specs.setdefault(job["model"], job["model"])
+            if not job["model"].startswith("ft:"):  # a job's base (checked when the job was created)
+                specs.setdefault(job["model"], local.get(job["model"], job["model"]))
             if job["status"] == "succeeded":
                 specs[job["fine_tuned_model"]] = job["run_dir"]
         for ckpt in self.db.all("SELECT model, path FROM checkpoints ORDER BY job_id, step"):

@@ -21,6 +21,7 @@ from typing import Any
 
 from tunelab import rundir
 from tunelab.studio.db import Database, new_id
+from tunelab.studio.jobs import QUEUE_ORDER
 from tunelab.train.checkpoint import last_complete_checkpoint
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,22 @@ def _wrong_kind(job: dict[str, Any], file: dict[str, Any]) -> str | None:
     )
 
 
+def failure_message(log_path: Path) -> str:
+    """What a failed `tunelab train` tells the user: its own `error:` line, or the message of one
+    of tunelab's errors; an internal exception (AttributeError, ...) is named only as internal,
+    with where the traceback is, so no Python exception text reaches the client."""
+    lines = [line.strip() for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("error:"):
+            return line.removeprefix("error:").strip()
+        head, _, message = line.partition(": ")
+        if message and head.startswith("tunelab.") and head.rsplit(".", 1)[-1].endswith("Error"):
+            return message
+    if any(line.startswith("Traceback") for line in lines):
+        return f"tunelab train stopped on an internal error; the traceback is in the job's {log_path.name}"
+    return "tunelab train exited without saying why" + (f" (its last line: {lines[-1][:200]})" if lines else "")
+
+
 class Runner:
     def __init__(self, db: Database, folder: Path):
         self.db, self.folder = db, folder
@@ -125,7 +142,8 @@ class Runner:
     def close(self) -> None:
         """Server shutdown (not a kill): stop the running job; it resumes on the next start."""
         self.stop.set()
-        self.thread.join(timeout=10)
+        if self.thread.ident is not None:  # a studio that never started its queue has no thread
+            self.thread.join(timeout=10)
         with self.lock:
             if self.proc is not None:
                 kill_group(self.proc.pid, self.proc)
@@ -207,7 +225,7 @@ class Runner:
                 self.db.add_event(job["id"], "Files validated, moving job to queued state")
 
     def _start_next(self) -> None:
-        job = self.db.one("SELECT * FROM jobs WHERE status = 'queued' ORDER BY resume DESC, created_at, rowid LIMIT 1")
+        job = self.db.one(f"SELECT * FROM jobs WHERE status = 'queued' ORDER BY {QUEUE_ORDER} LIMIT 1")
         if job is None:
             return
         job_dir = Path(job["run_dir"]).parent
@@ -252,10 +270,8 @@ class Runner:
         self.proc, self.job_id = None, None
 
     def _error(self, job: dict[str, Any]) -> dict[str, Any]:
-        lines = (Path(job["run_dir"]).parent / "train.log").read_text(errors="replace").splitlines()
-        errors = [line for line in lines if line.startswith("error:") or "Error:" in line]
-        message = (errors or lines or ["tunelab train exited without output"])[-1].strip()
-        return {"code": "training_failed", "message": message, "param": None}
+        log_path = Path(job["run_dir"]).parent / "train.log"
+        return {"code": "training_failed", "message": failure_message(log_path), "param": None}
 
     def _succeeded(self, job: dict[str, Any]) -> None:
         summary_path = Path(job["run_dir"]) / rundir.SUMMARY

@@ -108,10 +108,14 @@ $("#job-form").addEventListener("submit", async (e) => {
 // ---- Jobs: list, live status, live curve over SSE ----
 let stream = null, points = { train: [], val: [] };
 
+// One job's state, drawn the same in the table and the panel: the server's status_text is the
+// single source (so the two can never disagree, e.g. validating_files in one and running in the other).
+const stateCells = (j) => `<td class="job-state"><span class="badge ${j.status}">${j.status}</span> ${esc(j.tunelab.status_text)}</td>`;
+
 async function loadJobs(selected) {
   const jobs = (await api("/v1/fine_tuning/jobs?limit=100")).data;
   $("#jobs tbody").innerHTML = jobs.map((j) => `<tr data-id="${j.id}" class="${j.id === selected ? "selected" : ""}"><td>${j.id}</td><td>${esc(j.model)}</td>` +
-    `<td><span class="badge ${j.status}">${j.status}</span></td><td>${j.tunelab.step ?? ""}/${j.tunelab.total_steps ?? "?"}</td><td>${esc(j.fine_tuned_model || "")}</td></tr>`).join("");
+    `${stateCells(j)}<td>${esc(j.fine_tuned_model || "")}</td></tr>`).join("");
   $("#jobs tbody").querySelectorAll("tr").forEach((tr) => tr.addEventListener("click", () => { location.hash = "jobs/" + tr.dataset.id; }));
   if (selected) openJob(selected);
 }
@@ -122,9 +126,14 @@ async function refreshJob(id) {
   $("#job-state").textContent = job.status;
   $("#job-state").className = "badge " + job.status;
   const eta = job.estimated_finish ? `, about ${Math.max(0, Math.round(job.estimated_finish - Date.now() / 1000))} s left` : "";
-  $("#job-progress").textContent = `step ${job.tunelab.step ?? 0} of ${job.tunelab.total_steps ?? "?"}${eta}` + (job.fine_tuned_model ? ` → ${job.fine_tuned_model}` : "");
+  $("#job-progress").textContent = job.tunelab.status_text + eta + (job.fine_tuned_model ? ` → ${job.fine_tuned_model}` : "");
+  const row = $(`#jobs tr[data-id="${job.id}"] td.job-state`);
+  if (row) row.outerHTML = stateCells(job);
   $("#job-error").textContent = job.error ? `${job.error.code}: ${job.error.message}` : "";
-  $("#job-cancel").hidden = ["succeeded", "failed", "cancelled"].includes(job.status);
+  const done = ["succeeded", "failed", "cancelled"].includes(job.status);
+  $("#job-cancel").hidden = done;
+  $("#job-metrics").hidden = !done;
+  $("#job-metrics").href = `/v1/fine_tuning/jobs/${job.id}/metrics`;
   return job;
 }
 
