@@ -119,6 +119,9 @@ class BakeConfig(Section):
     # Rule-aware repair (tunelab/prompts/repair.py) of replies failing only repairable rules
     # (sentence limit, lists, closing question, forbidden phrase); re-checked against every rule.
     repair: bool = True
+    # Bake stops before training when the teacher's usable targets per question (after repair and
+    # the sanity check) fall below this, naming the failing rules and the routes that work; 0: never.
+    min_targets_per_question: float = Field(0.5, ge=0.0)
     # How the held-out split groups rewordings (tunelab/train/bake_inputs.py question_groups): None:
     # one question holds >= 30% of the other's content words; a number: shared words / all words of
     # the two >= it (for one narrow domain, where containment chains every question into one group).

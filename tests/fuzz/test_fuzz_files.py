@@ -170,6 +170,10 @@ def test_set_overrides_give_config_error_or_a_config(value, key):
     st.one_of(
         yaml_text,
         st.builds(lambda v: yaml.safe_dump({"prompt": "Be brief.", "rules": v}), json_values),
+        st.builds(
+            lambda v: yaml.safe_dump({"prompt": "Be brief.", "rules": [{"kind": "max_words", "n": 9}], "examples": v}),
+            json_values,
+        ),
         st.builds(lambda v: json.dumps({"prompt": v}, ensure_ascii=True), json_values),
     ),
     st.booleans(),

@@ -177,10 +177,8 @@ def test_endpoint_teacher_against_a_real_tunelab_server(tmp_path, tiny_model_dir
             teacher.close()
             assert report["sampled"] == 4 and engine.stats()["requests"] == 4 and teacher.requested == 4
             assert all(isinstance(s["reply"], str) for s in samples)
-            # the random tiny model's replies pass or not, honestly counted: every sample is either kept, repaired or refused
-            assert report["passed"] + report["repaired"] + sum(report["not_repaired"].values()) == report[
-                "sampled"
-            ] - sum(not s["reply"] for s in samples)
+            # the random tiny model's replies pass or not, honestly counted: every sample is a target or a drop
+            assert report["usable"] + sum(report["dropped_by_reason"].values()) == report["sampled"]
             teacher = bake_teacher.EndpointTeacher(cfg.bake.teacher, cfg, tmp_path / "cache.sqlite")
             bake_teacher.sample_targets(teacher, SPEC, QUESTIONS[:2], cfg, tmp_path / "again.jsonl")
             assert teacher.cached == 4 and engine.stats()["requests"] == 4  # the cache answered

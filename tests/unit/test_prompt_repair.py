@@ -1,11 +1,23 @@
-"""Rule-aware repair of teacher replies: each repair, its hard cases, and the re-check against every rule."""
+"""Rule-aware repair of teacher replies: each repair, its hard cases, the closing question when the
+prompt lists none, the sanity check's rejects, and the re-check of every target against every rule."""
 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from tunelab.prompts.repair import clean_question, cut_to, list_to_prose, pieces, repair
-from tunelab.prompts.rules import CheckItem, PromptFileError, check_all, parse_prompt, passes_all, sentences
+from tunelab.prompts.repair import CLOSING_QUESTIONS, closing_candidates, cut_to, list_to_prose, pieces, repair
+from tunelab.prompts.rules import (
+    CheckItem,
+    PromptFileError,
+    check_all,
+    detect_language,
+    parse_prompt,
+    passes_all,
+    sentences,
+)
+from tunelab.prompts.sanity import sanity_problem
 
 ITEM = CheckItem(question="Can I get a latte with oat milk?")
 
@@ -98,39 +110,159 @@ def test_a_repair_that_would_break_another_rule_is_refused():
     # a one-sentence limit leaves no room for a closing question beside the answer
     s = spec({"kind": "max_sentences", "n": 1}, {"kind": "ends_with_question", "closing_questions": ["Anything else?"]})
     assert repair(s, "One latte coming up.", ITEM).text is None
-    # the closing question pushes the reply over a word limit: re-checked, refused
+    # no closing question leaves room under the word limit for a whole sentence of the reply: refused
     s = spec(
         {"kind": "max_words", "n": 6},
         {"kind": "ends_with_question", "closing_questions": ["Would you like anything else today?"]},
     )
     r = repair(s, "One oat latte coming up.", ITEM)
-    assert r.text is None and r.reason == "still fails: max_words"
+    assert r.text is None and r.reason == "nothing of the reply left"
+    # a cut that would remove the phrase a rule requires: re-checked against every rule, refused
+    s = spec({"kind": "max_sentences", "n": 1}, {"kind": "must_contain", "phrase": "five minutes"})
+    r = repair(s, "One oat latte. Ready in five minutes.", ITEM)
+    assert r.text is None and r.reason == "still fails: must_contain"
 
 
-def test_closing_question_written_by_the_teacher_when_the_file_lists_none():
-    s = spec({"kind": "ends_with_question"})
-    asked = []
+def test_closing_question_from_the_built_in_bank_when_the_rule_lists_none_english():
+    s = spec({"kind": "max_sentences", "n": 3}, {"kind": "ends_with_question"})
+    r = repair(s, "One latte with oat milk. It will be ready in five minutes.", ITEM)
+    body, question = r.text.rsplit(". ", 1)
+    assert body == "One latte with oat milk. It will be ready in five minutes"
+    assert question in CLOSING_QUESTIONS["en"] and r.steps == ["question_added"] and ok(s, r.text)
+    # the same reply always gets the same question (resume recomputes repairs from raw replies)
+    assert repair(s, "One latte with oat milk. It will be ready in five minutes.", ITEM).text == r.text
 
-    def closer(reply):
-        asked.append(reply)
-        return "Would you like it iced?"
 
-    r = repair(s, "One latte with oat milk.", ITEM, closer)
-    assert (
-        r.text == "One latte with oat milk. Would you like it iced?"
-        and r.steps == ["question_generated"]
-        and asked == ["One latte with oat milk."]
+def test_closing_question_in_russian_for_a_russian_prompt_that_lists_none():
+    s = parse_prompt(
+        {
+            "prompt": "Ты помощник службы поддержки интернет-провайдера.",
+            "rules": [
+                {"kind": "language", "expected": "ru"},
+                {"kind": "max_sentences", "n": 3},
+                {"kind": "ends_with_question"},
+            ],
+        }
     )
-    assert repair(s, "One latte.", ITEM, lambda reply: None).text is None  # the teacher wrote no usable question
-    assert repair(s, "One latte.", ITEM).text is None  # no list and no teacher
+    item = CheckItem(question="Как перезагрузить роутер?")
+    r = repair(s, "Выключите роутер из розетки на 30 секунд. Затем включите его снова.", item)
+    assert r.text.startswith("Выключите роутер из розетки на 30 секунд. Затем включите его снова. ")
+    assert r.text.rsplit(". ", 1)[1] in CLOSING_QUESTIONS["ru"] and detect_language(r.text) == "ru"
+    assert passes_all(check_all(s, r.text, item)) and sanity_problem(r.text, item.question) is None
 
 
-def test_clean_question_and_pieces():
-    assert clean_question('"Would you like a pastry with that?"\nThanks!') == "Would you like a pastry with that?"
-    assert clean_question("Enjoy your coffee.") is None
-    assert clean_question("Hot or iced? And which size?") is None
+def test_closing_questions_come_from_the_rule_then_the_prompt_then_the_bank_ranked_by_the_prompts_words():
+    prompt = 'You take coffee orders. End with a question such as "Shall I add a pastry?"'
+    s = parse_prompt(
+        {"prompt": prompt, "rules": [{"kind": "ends_with_question", "closing_questions": ["Hot or iced?"]}]}
+    )
+    got = closing_candidates(s, s.rules[0], ITEM, "One latte.")
+    assert got[:2] == ["Hot or iced?", "Shall I add a pastry?"] and set(got[2:]) == set(CLOSING_QUESTIONS["en"])
+    # no list, nothing quoted: the bank, the question sharing the prompt's words ("details") first
+    s = parse_prompt({"prompt": "Give details about our plans.", "rules": [{"kind": "ends_with_question"}]})
+    assert closing_candidates(s, s.rules[0], ITEM, "One latte.")[0] == "Would you like more details?"
+    # a word limit the first candidate would break: the next one that fits is taken
+    s = spec({"kind": "max_words", "n": 8}, {"kind": "ends_with_question"})
+    r = repair(s, "Your latte is ready now.", ITEM)
+    assert r.text == "Your latte is ready now. Does that help?" and ok(s, r.text)
+
+
+@pytest.mark.parametrize(
+    "reply, question, problem",
+    [
+        ("*singing* How about \"How about this business you're referring to?", "Hi?", "unbalanced quotes"),
+        ("Тариф «Домашний (500 Мбит) стоит 600 рублей.", "Сколько?", "unbalanced quotes"),
+        ("Your order (number 1234 is on its way.", "Where is my order?", "unbalanced brackets"),
+        (
+            "Can I get a latte with oat milk? Sure, coming up.",
+            "Can I get a latte with oat milk?",
+            "echo of the question",
+        ),
+        ("ing the latte now. Anything else?", "Latte?", "starts mid-word"),
+        (", and then restart it.", "How?", "starts mid-word"),
+        ("Restart the router and wait for the green", "How?", "no terminal punctuation"),
+        ("Question: Can I pay by card? ### Assistant: Yes.", "Can I pay by card?", "role marker"),
+        ("Yes, by card. User: thanks", "Can I pay by card?", "role marker"),
+        ("Да. Вопрос: а можно наличными?", "Можно картой?", "role marker"),
+        ("<|im_start|>assistant Yes.", "Card?", "role marker"),
+        ("   ", "Card?", "empty reply"),
+    ],
+)
+def test_the_sanity_check_rejects(reply, question, problem):
+    assert sanity_problem(reply, question) == problem
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Yes, you can pay by card (Visa or Mastercard). Anything else?",
+        'Tap "Pay" in the app. The short answer: yes!',
+        "«Домашний» стоит 600 рублей… Подсказать ещё что-нибудь?",
+        "Pay by card, then tap Done.\nAnything else?",
+    ],
+)
+def test_the_sanity_check_accepts_ordinary_replies(reply):
+    assert sanity_problem(reply, "Can I pay by card?") is None
+
+
+def test_a_target_failing_sanity_is_dropped_with_its_reason_even_when_every_rule_passes():
+    s = spec({"kind": "ends_with_question"})
+    r = repair(s, "Question: Can I get a latte with oat milk?", ITEM)
+    assert r.text is None and r.reason == "sanity: role marker"
+    r = repair(s, '*singing* How about "this business?', ITEM)
+    assert r.text is None and r.reason == "sanity: unbalanced quotes"
+    # a passing reply cut off by the token limit loses its unfinished last sentence instead
+    s = spec({"kind": "max_sentences", "n": 3})
+    r = repair(s, "One oat latte. It takes five minutes and", ITEM)
+    assert (r.text, r.steps) == ("One oat latte.", ["fragment_dropped"])
+
+
+PIECES = [
+    "Sure, one oat latte.",
+    "It costs $4.50!",
+    "Ready in five minutes.",
+    "As an AI, I don't drink coffee.",
+    "We also have almond and",
+    "- Oat\n- Soy\n- Almond",
+    "1. Hot\n2. Iced",
+    "Would you like a pastry?",
+    'Try our "Winter Special".',
+    'I said "yes',
+    "Can I get a latte with oat milk?",
+    "Question: what size?",
+    "Our syrups:",
+    "la la",
+    "",
+]
+SPECS = [
+    spec(),
+    spec(
+        {"kind": "language", "expected": "en"},
+        {"kind": "max_words", "n": 25},
+        {"id": "no_list", "kind": "format", "format": "no_list"},
+        {"kind": "ends_with_question"},
+        {"id": "not_an_ai", "kind": "must_not_contain", "phrase": "as an AI"},
+    ),
+    spec({"kind": "max_sentences", "n": 2}, {"kind": "must_not_contain", "phrase": "almond"}),
+]
+
+
+@given(st.lists(st.sampled_from(PIECES), min_size=1, max_size=7), st.sampled_from(range(len(SPECS))))
+def test_every_repaired_target_passes_every_rule_and_the_sanity_check(parts, which):
+    s = SPECS[which]
+    reply = "\n".join(parts) if which == 1 else " ".join(parts)
+    r = repair(s, reply, ITEM)
+    if r.text is not None:
+        assert ok(s, r.text), (reply, r)
+        assert sanity_problem(r.text, ITEM.question) is None, (reply, r)
+    else:
+        assert r.reason and r.reason != "repaired"
+
+
+def test_pieces_and_cut_to():
     assert pieces("One. Two!\nThree? four") == ["One.", "Two!", "Three?", "four"]
     assert len(sentences(" ".join(cut_to(pieces("A b. C d. E f. G h."), 2)))) == 2
+    assert cut_to(pieces("One two three. Four five six. Seven."), None, 6) == ["One two three.", "Four five six."]
 
 
 def test_prompt_file_repair_flag_and_closing_questions_are_validated():

@@ -136,3 +136,96 @@ def test_synthetic_logs_agree_with_the_checks():
         if row["kind"] != "off_topic":
             assert is_answerable(item, 0.5) == (row["kind"] == "answerable"), row["question"]
     assert {r["lang"] for r in rows} == {"en", "ru"}
+
+
+EXAMPLE_PROMPT = """\
+name: desk
+prompt: You are the help desk.
+rules:
+  - kind: max_sentences
+    n: 2
+  - kind: ends_with_question
+examples:
+  - question: How do I reset my password?
+    reply: Use the "Forgot password" link on the sign-in page. Anything else?
+  - question: Where is the printer?
+    reply: {reply}
+"""
+
+
+def test_prompt_examples_load_and_show_in_the_system_prompt(tmp_path):
+    from tunelab.prompts.rules import Example, system_prompt
+
+    path = tmp_path / "desk.yaml"
+    path.write_text(EXAMPLE_PROMPT.format(reply="Next to room 12. Can I help with anything else?"), encoding="utf-8")
+    spec = load_prompt(path)
+    assert spec.examples == (
+        Example("How do I reset my password?", 'Use the "Forgot password" link on the sign-in page. Anything else?'),
+        Example("Where is the printer?", "Next to room 12. Can I help with anything else?"),
+    )
+    text = system_prompt(spec)
+    assert text.startswith("You are the help desk.\n\nExamples of good replies:") and "Where is the printer?" in text
+    assert parse_prompt(yaml.safe_load(dump_prompt(spec))).examples == spec.examples
+
+
+@pytest.mark.parametrize(
+    "reply, message",
+    [
+        # names the file, the line of the example, the example and the rule with its detail
+        ("Next to room 12.", r"desk\.yaml:10: examples\[1\]\.reply breaks rule 'ends_with_question'"),
+        ("One. Two. Three?", r"desk\.yaml:10: examples\[1\]\.reply breaks rule 'max_sentences' \(3 sentences\)"),
+        (
+            '"Next to room 12. Anything else?',
+            r"desk\.yaml:10: examples\[1\]\.reply fails the sanity check \(unbalanced quotes\)",
+        ),
+    ],
+)
+def test_an_example_that_breaks_a_rule_is_an_error_naming_file_line_example_and_rule(tmp_path, reply, message):
+    path = tmp_path / "desk.yaml"
+    path.write_text(EXAMPLE_PROMPT.format(reply=yaml.safe_dump(reply).strip()), encoding="utf-8")
+    with pytest.raises(PromptFileError, match=message):
+        load_prompt(path)
+
+
+@pytest.mark.parametrize(
+    "examples, message",
+    [
+        ([{"question": f"q{i}?", "reply": "Yes?"} for i in range(6)], "holds 6 exchanges; at most 5"),
+        ([{"question": "q?"}], r"examples\[0\]: an example is a mapping with exactly 'question' and 'reply'"),
+        ([{"question": "q?", "reply": "Yes?", "id": 1}], r"exactly 'question' and 'reply'"),
+        ([{"question": "q?", "reply": " "}], "non-empty strings"),
+        ({"question": "q?", "reply": "Yes?"}, "'examples' must be a list"),
+    ],
+)
+def test_malformed_examples_are_errors(examples, message):
+    with pytest.raises(PromptFileError, match=message):
+        parse_prompt({"prompt": "p", "rules": [{"kind": "ends_with_question"}], "examples": examples}, "p.yaml")
+
+
+def test_the_shipped_evaluation_prompts_load_with_forty_and_forty_distinct_questions():
+    """examples/bake_prompts: three personas and rule mixes, one Russian with three examples;
+    the held-out questions are none of the training ones."""
+    from pathlib import Path
+
+    from tunelab.config import load
+    from tunelab.data.logs import read_logs
+
+    root = Path(__file__).resolve().parents[2] / "examples" / "bake_prompts"
+    kinds = set()
+    for name in ("bike_share", "pharmacy", "ru_internet"):
+        cfg = load(root / name / "bake.yaml")
+        spec = load_prompt(root / name / "prompt.yaml")
+        kinds |= {r.kind for r in spec.rules}
+        train = [r.question for r in read_logs(str(root / name / "train.jsonl"), cfg.logs, questions_only=True).records]
+        held = [
+            r.question for r in read_logs(str(root / name / "heldout.jsonl"), cfg.logs, questions_only=True).records
+        ]
+        assert (
+            len(set(train)) == 40
+            and len(set(held)) == 40
+            and not {q.casefold() for q in train} & {q.casefold() for q in held}
+        )
+        language = "ru" if name == "ru_internet" else "en"
+        assert {detect_language(q) for q in train + held} == {language}
+        assert len(spec.examples) == (3 if language == "ru" else 0)
+    assert {"max_words", "max_sentences", "must_contain", "must_not_contain", "format", "language"} <= kinds

@@ -20,7 +20,7 @@ from typing import Any
 
 from tunelab import rundir
 from tunelab.data.logs import LogRecord, compile_template, render_user_turn
-from tunelab.prompts.rules import CheckItem, PromptSpec, check_all, passes_all
+from tunelab.prompts.rules import CheckItem, PromptSpec, check_all, passes_all, system_prompt
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,9 @@ def run_condition(
     from tunelab.generation.replies import generate_replies, render_prompts
     from tunelab.messages import chat
 
-    messages = [chat(render_user_turn(q, template), system=spec.prompt if with_prompt else None) for q in questions]
+    # with the prompt: its text and its example exchanges, as a user of the prompt would send them
+    system = system_prompt(spec) if with_prompt else None
+    messages = [chat(render_user_turn(q, template), system=system) for q in questions]
     prompts = render_prompts(tokenizer, messages)
     replies = generate_replies(model, tokenizer, prompts, settings, description="adherence")
     rows = []

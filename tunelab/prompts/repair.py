@@ -2,20 +2,24 @@
 
 Used by recipe bake on teacher samples: a 135M teacher given "end with a question, at most three
 sentences, no lists" writes good content and breaks the form (most often: no closing
-question). Four repairs, applied in this order and each counted:
+question). The repairs, applied in this order and each counted:
 
   list_to_prose       list lines become prose: short items joined ("oat, soy and almond"),
                       longer ones each a sentence (rule `format: no_list`);
   forbidden_removed   every sentence holding a forbidden phrase is dropped (`must_not_contain`);
-  sentences_cut       the reply is cut at a sentence boundary to the limit, leaving room for the
-                      closing question when one is appended (`max_sentences`);
-  question_added      a closing question is appended: from the rule's `closing_questions` list in
-                      the prompt file, else from `closer` (bake: the teacher writes one for this
-                      reply) (`ends_with_question`).
+  fragment_dropped    an unfinished last sentence (cut by the token limit) is dropped;
+  sentences_cut       the reply is cut at a sentence boundary to the sentence and word limits,
+                      leaving room for the closing question (`max_sentences`, `max_words`);
+  question_added      a closing question is appended (`ends_with_question`), the first of these
+                      candidates that makes the whole reply pass: the rule's `closing_questions`,
+                      questions quoted in the prompt text, then a small built-in bank in the
+                      reply's language (CLOSING_QUESTIONS), ranked by the words they share with
+                      the prompt.
 
 A reply failing any other rule, or a rule marked `repair: false` in the prompt file, is not
-repaired. Every repaired reply is checked again against ALL rules; only a pass is returned, so a
-repair can never hand bake a target that breaks a rule (e.g. a question that adds a sentence).
+repaired. Every target, repaired or passing as written, is checked again against ALL rules and
+against plain sanity (tunelab/prompts/sanity.py: quotes, brackets, echo of the question,
+fragments, role markers); only a pass is returned, with the reason for a refusal otherwise.
 Sentences are counted with the checker's own `sentences`, so the cut and the check agree.
 """
 
@@ -23,17 +27,53 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tunelab.prompts.rules import _LIST_LINE, CheckItem, PromptSpec, Rule, check_all, passes_all, sentences
+from tunelab.prompts.rules import (
+    _LIST_LINE,
+    _WORD,
+    CheckItem,
+    PromptSpec,
+    Rule,
+    check_all,
+    detect_language,
+    passes_all,
+    sentences,
+    stems,
+)
+from tunelab.prompts.sanity import sanity_problem
 
-REPAIRS = ("list_to_prose", "forbidden_removed", "sentences_cut", "question_added", "question_generated")
+REPAIRS = ("list_to_prose", "forbidden_removed", "fragment_dropped", "sentences_cut", "question_added")
 # A piece of prose: split after a sentence end followed by space, or at a line break.
 _PIECE_SPLIT = re.compile(r"(?<=[.!?…])\s+|\s*\n\s*")
-_ENDS_SENTENCE = re.compile(r"[.!?…][\"')\]»]*$")
+_ENDS_SENTENCE = re.compile(r"[.!?…][\"')\]»”*]*$")
+# A question quoted in the prompt ("end with a question such as "Anything else?"") is the prompt's own closer.
+_QUOTED_QUESTION = re.compile(r"[\"“«]([^\"”»\n]{3,120}\?)[\"”»]")
 # List items this short with no sentence end inside read naturally as "a, b and c".
 SHORT_ITEM_WORDS = 6
+# Closing questions for a prompt that asks for one and lists none: short, generic, one sentence each.
+CLOSING_QUESTIONS = {
+    "en": (
+        "Is there anything else I can help you with?",
+        "Does that help?",
+        "Would you like more details?",
+        "Can I help with anything else?",
+        "Does that answer your question?",
+        "Is there anything else you would like to know?",
+        "Shall I explain any step in more detail?",
+        "Anything else I can do for you?",
+    ),
+    "ru": (
+        "Могу ли я помочь чем-то ещё?",
+        "Это помогло?",
+        "Хотите узнать подробнее?",
+        "Остались ли у вас вопросы?",
+        "Нужна ли помощь с чем-то ещё?",
+        "Подсказать что-нибудь ещё?",
+        "Это отвечает на ваш вопрос?",
+        "Рассказать подробнее о каком-нибудь шаге?",
+    ),
+}
 
 
 @dataclass
@@ -54,7 +94,7 @@ def _repairable(rule: Rule) -> bool:
         return False
     if rule.kind == "format":
         return rule.params["format"] == "no_list"
-    return rule.kind in ("max_sentences", "must_not_contain", "ends_with_question")
+    return rule.kind in ("max_sentences", "max_words", "must_not_contain", "ends_with_question")
 
 
 def _join_items(items: list[str]) -> str:
@@ -105,38 +145,73 @@ def pieces(text: str) -> list[str]:
     return [p for p in _PIECE_SPLIT.split(text.strip()) if p.strip()]
 
 
-def cut_to(parts: list[str], limit: int) -> list[str]:
-    """The longest prefix of `parts` the checker counts as at most `limit` sentences."""
+def _n_words(text: str) -> int:
+    return len(_WORD.findall(text))
+
+
+def cut_to(parts: list[str], limit: int | None, max_words: int | None = None) -> list[str]:
+    """The longest prefix of `parts` the checker counts as at most `limit` sentences and `max_words` words."""
     kept: list[str] = []
     for p in parts:
-        if len(sentences(" ".join(kept + [p]))) > limit:
+        text = " ".join(kept + [p])
+        if (limit is not None and len(sentences(text)) > limit) or (
+            max_words is not None and _n_words(text) > max_words
+        ):
             break
         kept.append(p)
     return kept
 
 
-def _closing_question(rule: Rule, text: str, closer: Callable[[str], str | None] | None) -> tuple[str | None, str]:
-    options = rule.params.get("closing_questions") or []
-    if options:  # a stable choice per reply: the same sample gets the same question on resume
-        return options[zlib.crc32(text.encode("utf-8")) % len(options)], "list"
-    if closer is not None:
-        return closer(text), "generated"
-    return None, "none"
+def _language(spec: PromptSpec, item: CheckItem, text: str) -> str:
+    """The language a closing question must be in: the language rule's, else the question's, else the reply's."""
+    for rule in spec.rules:
+        if rule.kind == "language" and rule.params["expected"] != "auto":
+            return rule.params["expected"]
+    return detect_language(item.question) or detect_language(text) or "en"
 
 
-def repair(
-    spec: PromptSpec, reply: str, item: CheckItem, closer: Callable[[str], str | None] | None = None
-) -> Repaired:
-    """`reply` unchanged when it passes; else its repair when every failed rule is repairable and
-    the repaired text passes every rule; else text None with the reason."""
+def closing_candidates(spec: PromptSpec, rule: Rule, item: CheckItem, text: str) -> list[str]:
+    """Closing questions to try, best first: the rule's list, the prompt's quoted questions, the bank.
+
+    Within the list and the bank the starting point rotates with the reply (a stable choice: the
+    same sample gets the same question on resume), and the bank is ranked by shared words with the
+    prompt, so a coffee-shop prompt's "order" pulls "...your order?" ahead."""
+    turn = zlib.crc32(text.encode("utf-8"))
+
+    def rotated(options: list[str]) -> list[str]:
+        k = turn % len(options) if options else 0
+        return options[k:] + options[:k]
+
+    listed = rotated([str(q).strip() for q in rule.params.get("closing_questions") or []])
+    quoted = [q.strip() for q in _QUOTED_QUESTION.findall(spec.prompt)]
+    prompt_words = set(stems(spec.prompt))
+    bank = rotated(list(CLOSING_QUESTIONS.get(_language(spec, item, text), ())))
+    bank.sort(key=lambda q: -len(set(stems(q)) & prompt_words))  # stable: ties keep the rotation
+    return list(dict.fromkeys(listed + quoted + bank))
+
+
+def _join(parts: list[str]) -> str:
+    # a piece that ended at a line break ("Hello\nWe have...") becomes a sentence of its own
+    head = [p if p.endswith(":") else _sentence(p) for p in parts[:-1]]
+    return " ".join(head + parts[-1:])
+
+
+def repair(spec: PromptSpec, reply: str, item: CheckItem) -> Repaired:
+    """`reply` unchanged when it passes every rule and the sanity check; else its repair when every
+    failed rule is repairable and the repaired text passes every rule and the sanity check; else
+    text None with the reason."""
     failed = [r for r in check_all(spec, reply, item) if r.applicable and not r.passed]
-    if not failed:
-        return Repaired(reply, [], "passed")
+    if not reply.strip():
+        return Repaired(None, [], "empty reply")
     by_id = {r.id: r for r in spec.rules}
     fixed = [by_id[f.rule] for f in failed]
     blocked = [r.id for r in fixed if not _repairable(r)]
     if blocked:
         return Repaired(None, [], "not repairable: " + ", ".join(blocked))
+    if not failed:
+        problem = sanity_problem(reply, item.question)
+        if problem != "no terminal punctuation":  # the one sanity problem a cut can mend
+            return Repaired(None, [], f"sanity: {problem}") if problem else Repaired(reply, [], "passed")
     text, steps = reply.strip(), []
     if any(r.kind == "format" for r in fixed):
         text, steps = list_to_prose(text), steps + ["list_to_prose"]
@@ -146,40 +221,37 @@ def repair(
         left = [p for p in parts if not re.search(re.escape(rule.params["phrase"]), p, flags)]
         if len(left) < len(parts):
             parts, steps = left, steps + ["forbidden_removed"]
-    question_rule = next((r for r in fixed if r.kind == "ends_with_question"), None)
-    if question_rule is not None and len(parts) > 1 and not _ENDS_SENTENCE.search(parts[-1]):
-        parts = parts[:-1]  # an unfinished last sentence (cut by the token limit) before the question would read badly
-    limit = min((r.params["n"] for r in spec.rules if r.kind == "max_sentences"), default=None)
-    if limit is not None:
-        room = limit - (1 if question_rule is not None else 0)
-        kept = cut_to(parts, room)
-        if len(kept) < len(parts):
-            parts, steps = kept, steps + ["sentences_cut"]
+    if len(parts) > 1 and not _ENDS_SENTENCE.search(parts[-1]):
+        parts, steps = parts[:-1], steps + ["fragment_dropped"]  # half a sentence reads worse than none
     if not parts:
         return Repaired(None, steps, "nothing of the reply left")
-    if question_rule is not None:
-        question, source = _closing_question(question_rule, " ".join(parts), closer)
-        if not question or not question.strip().endswith("?"):
-            return Repaired(
-                None, steps, "no closing question (add closing_questions to the rule, or let the teacher write one)"
-            )
-        parts, steps = (
-            parts + [question.strip()],
-            steps + ["question_added" if source == "list" else "question_generated"],
-        )
-    text = " ".join(parts)
-    still = [r.rule for r in check_all(spec, text, item) if r.applicable and not r.passed]
-    if still:
-        return Repaired(None, steps, "still fails: " + ", ".join(still))
-    return Repaired(text, steps, "repaired")
-
-
-def clean_question(text: str, max_words: int = 15) -> str | None:
-    """A generated closing question, or None: the first line, one sentence, ending with '?'."""
-    first = text.strip().splitlines()[0].strip().strip("\"'«»") if text.strip() else ""
-    if not first.endswith("?") or len(sentences(first)) != 1 or len(first.split()) > max_words:
-        return None
-    return first
+    if not _ENDS_SENTENCE.search(parts[-1]):  # one unfinished sentence: a full stop would pass a fragment off
+        return Repaired(None, steps, "sanity: no terminal punctuation")
+    question_rule = next((r for r in fixed if r.kind == "ends_with_question"), None)
+    closers = closing_candidates(spec, question_rule, item, _join(parts)) if question_rule else [None]
+    if not closers:
+        return Repaired(None, steps, "no closing question in this language (add closing_questions to the rule)")
+    limit = min((r.params["n"] for r in spec.rules if r.kind == "max_sentences"), default=None)
+    max_words = min((r.params["n"] for r in spec.rules if r.kind == "max_words"), default=None)
+    reason = ""
+    for closer in closers:  # the first closing question (or none) that makes the whole reply pass
+        room = (limit - (closer is not None)) if limit is not None else None
+        words = (max_words - _n_words(closer or "")) if max_words is not None else None
+        kept = cut_to(parts, room, words)
+        if not kept:
+            reason = "nothing of the reply left"
+            continue
+        out = _join(kept + ([closer] if closer else []))
+        tried = steps + (["sentences_cut"] if len(kept) < len(parts) else []) + (["question_added"] if closer else [])
+        still = [r.rule for r in check_all(spec, out, item) if r.applicable and not r.passed]
+        if still:
+            reason = "still fails: " + ", ".join(still)
+            continue
+        problem = sanity_problem(out, item.question)
+        if problem:
+            return Repaired(None, tried, f"sanity: {problem}")  # another closer would not mend the body
+        return Repaired(out, tried, "repaired")
+    return Repaired(None, steps, reason)
 
 
 def passes(spec: PromptSpec, reply: str, item: CheckItem) -> bool:

@@ -9,11 +9,19 @@ A prompt file is YAML:
       - kind: max_sentences
         n: 3
       - {kind: must_not_contain, phrase: "as an AI"}
+    examples:                      # optional, at most five
+      - question: Where do I reset my password?
+        reply: On the sign-in page, under "Forgot password". Can I help with anything else?
 
 Every rule has a `kind` (one of RULE_KINDS), an optional `id` (default: the kind; ids must be
 unique), an optional `description` and an optional `repair: false` (bake's rule-aware repair,
 tunelab/prompts/repair.py, then never edits a reply to pass it); the other keys are the kind's
 parameters. An unknown kind or parameter is an error naming the file and the rule.
+
+`examples` are exchanges as the prompt wants them: each reply is checked on load against every
+rule (with the example's question) and against plain sanity (tunelab/prompts/sanity.py); one that
+fails is an error naming the file, the line, the example and the rule. Bake's teacher gets them as
+few-shot turns; a model given the prompt sees them inside it (`system_prompt`).
 
 The checks are deliberately simple heuristics and say so:
 - language: script-based (share of Cyrillic vs Latin letters), enough for en/ru, nothing finer;
@@ -38,6 +46,7 @@ from typing import Any
 
 import yaml
 
+from tunelab.prompts.sanity import sanity_problem
 from tunelab.textio import InputFileError, load_yaml, read_text
 
 
@@ -55,11 +64,37 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class Example:
+    """One exchange of the prompt file's `examples:`: a question and the reply the prompt wants."""
+
+    question: str
+    reply: str
+
+
+@dataclass(frozen=True)
 class PromptSpec:
     name: str
     prompt: str
     rules: tuple[Rule, ...] = ()
     path: str = ""
+    examples: tuple[Example, ...] = ()
+
+
+MAX_EXAMPLES = 5  # a few exchanges show the form; more would make the prompt the training set
+# How examples read inside the prompt, in the prompt's own language.
+_EXAMPLE_HEADINGS = {
+    "en": ("Examples of good replies:", "The user writes", "You reply"),
+    "ru": ("Примеры хороших ответов:", "Пользователь пишет", "Вы отвечаете"),
+}
+
+
+def system_prompt(spec: PromptSpec) -> str:
+    """The system prompt a model is given: the prompt text, then its examples (if any) as text."""
+    if not spec.examples:
+        return spec.prompt
+    title, asks, says = _EXAMPLE_HEADINGS.get(detect_language(spec.prompt), _EXAMPLE_HEADINGS["en"])
+    shots = "\n\n".join(f"{asks}: {e.question}\n{says}: {e.reply}" for e in spec.examples)
+    return f"{spec.prompt}\n\n{title}\n\n{shots}"
 
 
 @dataclass(frozen=True)
@@ -331,12 +366,54 @@ def _validate_params(kind: str, p: dict[str, Any], where: str) -> None:
         )
 
 
-def parse_prompt(data: Any, path: str = "<prompt>") -> PromptSpec:
+def _parse_examples(raw: Any, rules: Sequence[Rule], path: str, lines: Sequence[int]) -> tuple[Example, ...]:
+    """The file's examples, each reply checked against every rule and plain sanity."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise PromptFileError(f"{path}: 'examples' must be a list of {{question, reply}} mappings")
+    if len(raw) > MAX_EXAMPLES:
+        raise PromptFileError(f"{path}: 'examples' holds {len(raw)} exchanges; at most {MAX_EXAMPLES}")
+    spec = PromptSpec(name="", prompt="-", rules=tuple(rules))
+    out = []
+    for i, ex in enumerate(raw):
+        where = f"{path}" + (f":{lines[i]}" if i < len(lines) else "") + f": examples[{i}]"
+        if not isinstance(ex, dict) or set(ex) != {"question", "reply"}:
+            raise PromptFileError(f"{where}: an example is a mapping with exactly 'question' and 'reply'")
+        if not all(isinstance(ex[k], str) and ex[k].strip() for k in ("question", "reply")):
+            raise PromptFileError(f"{where}: 'question' and 'reply' must be non-empty strings")
+        question, reply = ex["question"].strip(), ex["reply"].strip()
+        for result in check_all(spec, reply, CheckItem(question=question)):
+            if result.applicable and not result.passed:
+                detail = f" ({result.detail})" if result.detail else ""
+                raise PromptFileError(f"{where}.reply breaks rule {result.rule!r}{detail}: {reply[:80]!r}")
+        problem = sanity_problem(reply, question)
+        if problem:
+            raise PromptFileError(f"{where}.reply fails the sanity check ({problem}): {reply[:80]!r}")
+        out.append(Example(question, reply))
+    return tuple(out)
+
+
+def _example_lines(text: str) -> list[int]:
+    """1-based line of each item of the file's `examples:` list, for error messages (none if unparsable)."""
+    try:
+        root = yaml.compose(text)
+    except (yaml.YAMLError, RecursionError):
+        return []
+    if not isinstance(root, yaml.MappingNode):
+        return []
+    for key, value in root.value:
+        if getattr(key, "value", None) == "examples" and isinstance(value, yaml.SequenceNode):
+            return [item.start_mark.line + 1 for item in value.value]
+    return []
+
+
+def parse_prompt(data: Any, path: str = "<prompt>", example_lines: Sequence[int] = ()) -> PromptSpec:
     if not isinstance(data, dict) or not isinstance(data.get("prompt"), str) or not data["prompt"].strip():
         raise PromptFileError(f"{path}: a prompt file is a mapping with a non-empty 'prompt' string")
-    unknown = set(data) - {"name", "prompt", "rules"}
+    unknown = set(data) - {"name", "prompt", "rules", "examples"}
     if unknown:
-        raise PromptFileError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: name, prompt, rules")
+        raise PromptFileError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: name, prompt, rules, examples")
     raw_rules = data.get("rules") or []
     if not isinstance(raw_rules, list):
         raise PromptFileError(f"{path}: 'rules' must be a list")
@@ -347,7 +424,11 @@ def parse_prompt(data: Any, path: str = "<prompt>") -> PromptSpec:
             raise PromptFileError(f"{path}: rules[{i}]: duplicate rule id {rule.id!r}; give one of them an 'id'")
         seen.add(rule.id)
     return PromptSpec(
-        name=str(data.get("name", Path(path).stem)), prompt=data["prompt"].strip(), rules=tuple(rules), path=path
+        name=str(data.get("name", Path(path).stem)),
+        prompt=data["prompt"].strip(),
+        rules=tuple(rules),
+        path=path,
+        examples=_parse_examples(data.get("examples"), rules, path, example_lines),
     )
 
 
@@ -356,7 +437,9 @@ def load_prompt(path: str | Path) -> PromptSpec:
         text = read_text(path)
     except InputFileError as exc:
         raise PromptFileError(str(exc)) from None
-    return parse_prompt(load_yaml(text, str(path), PromptFileError), str(path))
+    data = load_yaml(text, str(path), PromptFileError)
+    lines = _example_lines(text) if isinstance(data, dict) and data.get("examples") else []
+    return parse_prompt(data, str(path), lines)
 
 
 def dump_prompt(spec: PromptSpec) -> str:
@@ -370,6 +453,9 @@ def dump_prompt(spec: PromptSpec) -> str:
         }
         for r in spec.rules
     ]
+    examples = [{"question": e.question, "reply": e.reply} for e in spec.examples]
     return yaml.safe_dump(
-        {"name": spec.name, "prompt": spec.prompt, "rules": rules}, sort_keys=False, allow_unicode=True
+        {"name": spec.name, "prompt": spec.prompt, "rules": rules, **({"examples": examples} if examples else {})},
+        sort_keys=False,
+        allow_unicode=True,
     )

@@ -4,7 +4,10 @@ For each question the teacher (with the system prompt) is sampled in rounds of
 bake.samples_per_question until bake.passing_per_question replies are usable targets or
 bake.max_samples_per_question were drawn. A reply is usable when it passes every rule as written,
 or, with bake.repair, after the rule-aware repair of tunelab/prompts/repair.py (re-checked against
-every rule). Questions are sampled a chunk at a time (batched generation) and each finished
+every rule) and passes the plain sanity check of tunelab/prompts/sanity.py. The teacher sees the
+prompt as the system turn and the prompt file's `examples:` as few-shot turns before the question,
+so a base model is shown the form, not only told it. Questions are sampled a chunk at a time
+(batched generation) and each finished
 chunk's samples are appended to teacher_samples.jsonl, so an interrupted bake resumes where it
 stopped (`tunelab train --resume`); repairs are recomputed from the saved raw replies, so the
 file is the same whatever bake.repair says.
@@ -12,6 +15,10 @@ file is the same whatever bake.repair says.
 Two teachers: a local model (the base with its adapter off, or bake.teacher as a model), or an
 OpenAI-compatible endpoint (bake.teacher as a mapping) through the rubric's HTTP client, its answers
 cached by (model, prompt, sample index) in teacher_cache.sqlite.
+
+Before training, `check_can_follow` stops bake when the teacher could not follow the prompt (fewer
+usable targets per question than bake.min_targets_per_question), naming the rules it failed most
+and the routes that work, instead of training on scraps.
 """
 
 from __future__ import annotations
@@ -24,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.config import BakeConfig, Config, TeacherEndpoint
-from tunelab.messages import Message, chat
-from tunelab.prompts.repair import Repaired, clean_question, repair
+from tunelab.messages import Message
+from tunelab.prompts.repair import Repaired, repair
 from tunelab.prompts.rules import CheckItem, PromptSpec, check_all
+from tunelab.prompts.sanity import sanity_problem
 
 log = logging.getLogger(__name__)
 CHUNK_QUESTIONS = 8  # questions sampled together: 8 x 2 samples fill a generation batch of 16
@@ -39,10 +47,18 @@ SAVED = (
     "passed",
     "failed_rules",
 )  # a saved sample; verdicts and repairs are recomputed
-CLOSER_INSTRUCTION = (
-    "Here is a reply to a customer:\n{reply}\n\nWrite one short, friendly question that could end this reply, "
-    "offering further help. Reply with the question only."
-)
+
+
+class TeacherCannotFollow(RuntimeError):
+    """The teacher's samples gave too few usable targets to train on; the message says what to do."""
+
+
+def teacher_messages(spec: PromptSpec, user_turn: str, shots: Sequence[tuple[str, str]]) -> tuple[Message, ...]:
+    """What the teacher is asked: the prompt as system turn, the example exchanges, the question."""
+    turns = [Message("system", spec.prompt)]
+    for question, reply in shots:
+        turns += [Message("user", question), Message("assistant", reply)]
+    return (*turns, Message("user", user_turn))
 
 
 class LocalTeacher:
@@ -124,34 +140,26 @@ class EndpointTeacher:
         self.client.close()
 
 
-def make_closer(teacher: Any, seed: int) -> Callable[[str], str | None]:
-    """A closing question written by the teacher for one reply (used when the prompt file lists none)."""
-
-    def closer(reply: str) -> str | None:
-        text = teacher.sample(
-            [(Message("user", CLOSER_INSTRUCTION.format(reply=reply)),)], [0], seed, max_new_tokens=32, temperature=0.7
-        )[0]
-        return clean_question(text)
-
-    return closer
+def _as_written(reply: str, item: CheckItem, failed: list[str]) -> Repaired:
+    """Without repair: the reply itself when it passes every rule and the sanity check."""
+    if not reply.strip():
+        return Repaired(None, [], "empty reply")
+    if failed:
+        return Repaired(None, [], "fails rules (repair off)")
+    problem = sanity_problem(reply, item.question)
+    return Repaired(None, [], f"sanity: {problem}") if problem else Repaired(reply, [], "passed")
 
 
-def check_sample(
-    spec: PromptSpec, reply: str, item: CheckItem, use_repair: bool, closer: Callable[[str], str | None] | None
-) -> dict[str, Any]:
-    """A saved raw reply -> its verdicts, and its target (the reply, its repair, or None)."""
+def check_sample(spec: PromptSpec, reply: str, item: CheckItem, use_repair: bool) -> dict[str, Any]:
+    """A saved raw reply -> its verdicts, and its target (the reply, its repair, or None with the reason)."""
     results = check_all(spec, reply, item)
     failed = [r.rule for r in results if r.applicable and not r.passed]
-    fixed = (
-        repair(spec, reply, item, closer)
-        if (use_repair and failed and reply.strip())
-        else Repaired(None if failed else reply, [], "")
-    )
+    fixed = repair(spec, reply, item) if use_repair else _as_written(reply, item, failed)
     return {
         "passed": not failed,
         "failed_rules": failed,
         "rules": {r.rule: r.passed for r in results if r.applicable},
-        "target": fixed.text if reply.strip() else None,
+        "target": fixed.text,
         "repair_steps": fixed.steps,
         "repair_reason": fixed.reason,
     }
@@ -185,7 +193,7 @@ def sample_chunk(
     chunk: list[tuple[str, str, CheckItem]],
     config: Config,
     chunk_index: int,
-    closer: Callable[[str], str | None] | None,
+    shots: Sequence[tuple[str, str]] = (),
 ) -> list[dict[str, Any]]:
     """Rounds over one chunk of (id, user turn, check item) until each question is done."""
     b, rows = config.bake, []
@@ -202,10 +210,10 @@ def sample_chunk(
         seed = (
             config.train.seed + 1000 * chunk_index + round_index
         )  # a new seed each round: the same seed redraws the same replies
-        replies = teacher.sample([chat(q[1], system=spec.prompt) for q, _ in asked], [i for _, i in asked], seed)
+        replies = teacher.sample([teacher_messages(spec, q[1], shots) for q, _ in asked], [i for _, i in asked], seed)
         for (q, index), reply in zip(asked, replies):
             row = {"id": q[0], "question": q[2].question, "sample": index, "reply": reply}
-            verdict = check_sample(spec, reply, q[2], b.repair, closer)
+            verdict = check_sample(spec, reply, q[2], b.repair)
             drawn[q[0]] += 1
             usable[q[0]] += verdict["target"] is not None
             rows.append(row | verdict)
@@ -218,12 +226,14 @@ def sample_targets(
     questions: list[tuple[str, str, CheckItem]],
     config: Config,
     path: Path,
-    closer: Callable[[str], str | None] | None = None,
+    shots: Sequence[tuple[str, str]] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Every question's samples (saved ones first, the rest sampled and appended to `path`) with
-    their verdicts and targets, and the teacher section of the data report."""
+    their verdicts and targets, and the teacher section of the data report. `shots`: the example
+    exchanges as (user turn, reply), by default the prompt file's examples as written."""
     from tunelab.generation.replies import progress_bar
 
+    shots = [(e.question, e.reply) for e in spec.examples] if shots is None else list(shots)
     saved, broken = read_saved(path)
     done, fresh = {r["id"] for r in saved}, []
     todo = [q for q in questions if q[0] not in done]
@@ -233,16 +243,14 @@ def sample_targets(
         task = bar.add_task("teacher samples (questions)", total=len(questions), completed=len(questions) - len(todo))
         for n, start in enumerate(range(0, len(todo), CHUNK_QUESTIONS)):
             chunk = todo[start : start + CHUNK_QUESTIONS]
-            rows = sample_chunk(teacher, spec, chunk, config, n + len(done), closer)
+            rows = sample_chunk(teacher, spec, chunk, config, n + len(done), shots)
             out.write("".join(json.dumps({k: r[k] for k in SAVED}, ensure_ascii=False) + "\n" for r in rows))
             out.flush()
             fresh += rows
             bar.advance(task, len(chunk))
     items = {q[0]: q[2] for q in questions}
     samples = [
-        r | check_sample(spec, r["reply"], items[r["id"]], config.bake.repair, closer)
-        for r in saved
-        if r["id"] in items
+        r | check_sample(spec, r["reply"], items[r["id"]], config.bake.repair) for r in saved if r["id"] in items
     ] + fresh
     return samples, teacher_report(spec, samples, config.bake, resumed=len(done), broken_lines=broken)
 
@@ -273,15 +281,17 @@ def teacher_report(
         after[rule.id] = (
             sum(s["rules"][rule.id] or s["target"] is not None for s in verdicts) / len(verdicts) if verdicts else None
         )
-    repaired = [s for s in usable if not s["passed"]]
-    failed = Counter(s["repair_reason"].split(":")[0] for s in samples if s["target"] is None and s["repair_reason"])
+    repaired = [s for s in usable if s["repair_steps"]]
+    dropped = Counter(s["repair_reason"] or "no target" for s in samples if s["target"] is None)
+    kept = len(choose_targets(samples, b.passing_per_question))
     return {
         "questions": len(ids),
         "sampled": len(samples),
         "passed": sum(s["passed"] for s in samples),
         "repaired": len(repaired),
         "usable": len(usable),
-        "kept": len(choose_targets(samples, b.passing_per_question)),
+        "kept": kept,
+        "targets_per_question": kept / max(1, len(ids)),
         "pass_rate_all_rules": {
             "before_repair": sum(s["passed"] for s in samples) / max(1, len(samples)),
             "after_repair": len(usable) / max(1, len(samples)),
@@ -289,7 +299,9 @@ def teacher_report(
         "pass_rate_by_rule": {"before_repair": before, "after_repair": after},
         "failures_by_rule": {r.id: sum(r.id in s["failed_rules"] for s in samples) for r in spec.rules},
         "repairs": dict(Counter(step for s in repaired for step in s["repair_steps"])),
-        "not_repaired": dict(failed),
+        # every sample is usable or dropped for one of these reasons (rules, repair, sanity)
+        "dropped_by_reason": dict(dropped.most_common()),
+        "not_repaired": dict(Counter(reason.split(":")[0] for reason in dropped.elements())),
         "questions_without_passing_reply": {
             "before_repair": sum(not any(s["passed"] for s in samples if s["id"] == q) for q in ids),
             "after_repair": sum(not any(s["target"] is not None for s in samples if s["id"] == q) for q in ids),
@@ -305,3 +317,31 @@ def teacher_report(
         "resumed_questions": resumed,
         "broken_saved_lines": broken_lines,
     }
+
+
+ROUTES = (
+    "add up to five `examples:` ({question, reply}) to the prompt file: the teacher gets them as few-shot turns",
+    "give logged answers: a data.train with answer and label columns, and bake.targets [logged, teacher]",
+    "use a stronger teacher: bake.teacher a model name, or an OpenAI-compatible endpoint {base_url: ..., model: ...}",
+)
+
+
+def check_can_follow(report: dict[str, Any], b: BakeConfig, prompt_path: str, report_path: Path) -> None:
+    """Raise TeacherCannotFollow when the teacher's usable targets per question fall below
+    bake.min_targets_per_question, naming the rules it failed most and the routes that work."""
+    per_question = report["targets_per_question"]
+    if per_question >= b.min_targets_per_question:
+        return
+    n = max(1, report["sampled"])
+    worst = sorted(report["failures_by_rule"].items(), key=lambda kv: -kv[1])[:3]
+    rules = ", ".join(f"{rule} failed {k} of {n} samples" for rule, k in worst if k) or "none failed"
+    drops = ", ".join(f"{reason}: {k}" for reason, k in list(report["dropped_by_reason"].items())[:4])
+    routes = "\n".join(f"  - {r}" for r in ROUTES)
+    raise TeacherCannotFollow(
+        f"{prompt_path}: the teacher cannot follow this prompt: {report['kept']} usable targets for "
+        f"{report['questions']} questions ({per_question:.2f} per question; bake.min_targets_per_question is "
+        f"{b.min_targets_per_question}). Rules it failed most: {rules}. Samples dropped: {drops or 'none'}. "
+        f"Not training on scraps. Routes that work:\n{routes}\n"
+        f"The samples and the counts: {report_path.parent} (teacher_samples.jsonl, {report_path.name}); "
+        f"to train anyway, lower bake.min_targets_per_question."
+    )

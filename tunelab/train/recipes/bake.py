@@ -7,8 +7,10 @@ questions without answers for the teacher/distill targets. Held out first: about
 distinct questions, in whole groups of rewordings (question_groups), so no held-out question is
 trained on, not even reworded; they are written to heldout.jsonl for the adherence evaluation. Targets (`bake.targets`, combinable):
   logged   the good answers of the log;
-  teacher  replies the teacher samples WITH the system prompt, kept only when they pass every
-           machine-checkable rule (so the student can end up better than its teacher);
+  teacher  replies the teacher samples WITH the system prompt (and the prompt file's examples as
+           few-shot turns), kept only when they pass every machine-checkable rule and plain sanity,
+           after repair (so the student can end up better than its teacher); bake stops before
+           training when too few pass (bake.min_targets_per_question, bake_teacher.check_can_follow);
   distill  KL(teacher with prompt || student without) over the reply tokens, added to the
            cross-entropy of the targets above (alone, it runs over every teacher sample).
 The teacher is `bake.teacher`, or the base model itself with the LoRA adapter switched off.
@@ -33,9 +35,9 @@ from tunelab.data.prepare import write_rejected
 from tunelab.data.split import grouped_split
 from tunelab.data.tokenize import IGNORE, template_info, tokenize_conversation
 from tunelab.messages import Conversation, chat
-from tunelab.prompts.rules import CheckItem, PromptSpec, dump_prompt, load_prompt
+from tunelab.prompts.rules import CheckItem, PromptSpec, dump_prompt, load_prompt, system_prompt
 from tunelab.train import bake_teacher
-from tunelab.train.bake_inputs import extra_questions, question_groups, same_question_key
+from tunelab.train.bake_inputs import drop_heldout, extra_questions, question_groups, same_question_key
 from tunelab.train.callbacks import TokenProgressCallback
 from tunelab.train.session import Session
 from tunelab.train.trainer import MaskedLossTrainer, load_trainable, training_arguments
@@ -108,7 +110,7 @@ def build_examples(
         row = {"input_ids": student.input_ids, "labels": student.labels}
         if distill:
             teacher = tokenize_conversation(
-                tokenizer, Conversation("t", chat(user, reply, spec.prompt)), max_length, info
+                tokenizer, Conversation("t", chat(user, reply, system_prompt(spec))), max_length, info
             )
             if teacher is None:
                 skipped["too_long"] += 1
@@ -206,8 +208,9 @@ def teacher_pairs(
     b = config.bake
     endpoint = isinstance(b.teacher, TeacherEndpoint)
     teacher = bake_teacher.EndpointTeacher(b.teacher, config, run_dir / bake_teacher.CACHE) if endpoint else local
-    closer = bake_teacher.make_closer(teacher, config.train.seed)
     turns = {q.id: render_user_turn(q, template) for q in questions}
+    # the example exchanges' questions rendered as every other user turn, so the shots look like the real ones
+    shots = [(render_user_turn(r, template), r.answer) for r in example_records(spec)]
     try:
         samples, report = bake_teacher.sample_targets(
             teacher,
@@ -215,7 +218,7 @@ def teacher_pairs(
             [(q.id, turns[q.id], check_item(q)) for q in questions],
             config,
             run_dir / TEACHER_SAMPLES,
-            closer,
+            shots,
         )
     finally:
         if endpoint:
@@ -226,6 +229,31 @@ def teacher_pairs(
     if b.targets == ["distill"]:  # pure context distillation learns from every non-empty teacher sample, as written
         return [(turns[s["id"]], s["reply"]) for s in samples if s["reply"].strip()], report
     return [(turns[s["id"]], s["target"]) for s in bake_teacher.choose_targets(samples, b.passing_per_question)], report
+
+
+def example_records(spec: PromptSpec) -> list[LogRecord]:
+    """The prompt file's example exchanges as good logged answers."""
+    return [
+        LogRecord(
+            id=f"example:{i}", question=e.question, answer=e.reply, label=True, source=f"{spec.path}: examples[{i}]"
+        )
+        for i, e in enumerate(spec.examples)
+    ]
+
+
+def check_teacher(
+    config: Config, spec: PromptSpec, teacher_report: dict[str, Any] | None, logged: int, path: Path
+) -> None:
+    """Stop before training when the teacher could not follow the prompt; with logged answers to
+    train on as well, say so and go on."""
+    if teacher_report is None or config.bake.targets == ["distill"]:
+        return  # pure distillation learns from every sample as written
+    try:
+        bake_teacher.check_can_follow(teacher_report, config.bake, spec.path, path)
+    except bake_teacher.TeacherCannotFollow as exc:
+        if not logged:
+            raise
+        log.warning("%s\n(training on the %d logged answers and the few teacher targets)", exc, logged)
 
 
 def train(config: Config, resume: bool = False) -> dict[str, Any]:
@@ -266,6 +294,11 @@ def train(config: Config, resume: bool = False) -> dict[str, Any]:
     pairs: list[tuple[str, str]] = []
     if "logged" in b.targets:
         pairs += [(render_user_turn(r, template), r.answer) for r in train_recs if r.label]
+    logged = len(pairs)
+    # the prompt file's examples are targets too, unless one rewords a held-out question
+    examples, report["examples_dropped_heldout"] = drop_heldout(example_records(spec), held, b.rewording_jaccard)
+    pairs += [(render_user_turn(r, template), r.answer) for r in examples]
+    report["examples_as_targets"] = len(examples)
     teacher_report = None
     if "teacher" in b.targets or b.targets == ["distill"]:
         candidates = unique_questions(train_recs + from_file, template)
@@ -287,6 +320,7 @@ def train(config: Config, resume: bool = False) -> dict[str, Any]:
         "targets": list(b.targets),
     }
     rundir.write_json(run_dir / rundir.DATA_REPORT, report)
+    check_teacher(config, spec, teacher_report, logged, run_dir / rundir.DATA_REPORT)
     if not rows:
         raise RuntimeError(
             f"{config.data.train}: no training example for targets {b.targets} (see {run_dir / rundir.DATA_REPORT})"

@@ -1,0 +1,82 @@
+"""Plain sanity of a reply used as a training target, whatever the prompt's rules say.
+
+The rules check what the prompt asks; these check what any reply must be to be worth learning:
+a small teacher's replies (and their repairs) can pass every rule and still be a scrap, e.g.
+`*singing* How about "How about this business you're referring to?` or a reply that repeats
+`Question: ... ### Assistant:` from its prompt. `sanity_problem` names the first problem found:
+
+  empty reply            nothing with a letter in it;
+  role marker            "### Assistant", "Question:", "User:", "Вопрос:", <|im_start|> and the
+                         like, at the start of a line or of a sentence (template debris);
+  unbalanced quotes      an odd number of straight double quotes, or unmatched “” / «»;
+  unbalanced brackets    ( [ { not closed in order;
+  echo of the question   the question's words (three or more) repeated in order in the reply;
+  starts mid-word        the first letter is lower case, or the reply opens with , ; : ) ] }
+  no terminal punctuation the reply does not end with . ! ? or … (a reply cut by the token limit).
+"""
+
+from __future__ import annotations
+
+import re
+
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+_ROLE_WORDS = (
+    "question|answer|user|assistant|system|human|bot|customer|agent|q|a|"
+    "вопрос|ответ|пользователь|ассистент|клиент|оператор"
+)
+_ROLE_MARKER = re.compile(
+    rf"#{{2,}}|<\|[a-z_]+\|>|<(?:start|end)_of_turn>|(?:^|(?<=[.!?…:]\s)|\n)\s*\**(?:{_ROLE_WORDS})\**\s*:",
+    re.IGNORECASE,
+)
+_OPEN_FRAGMENT = re.compile(r"^[,;:)\]}»”.]")
+_TRAILING_CLOSERS = "\"'»”)]*_ "
+_BRACKETS = {")": "(", "]": "[", "}": "{"}
+
+
+def _words(text: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def _echoes(reply: str, question: str) -> bool:
+    q = _words(question)
+    if len(q) < 3:  # "Hi there?" repeated is no echo worth a rule
+        return False
+    return f" {' '.join(q)} " in f" {' '.join(_words(reply))} "
+
+
+def _brackets_balanced(text: str) -> bool:
+    stack: list[str] = []
+    for ch in text:
+        if ch in "([{":
+            stack.append(ch)
+        elif ch in _BRACKETS:
+            if not stack or stack.pop() != _BRACKETS[ch]:
+                return False
+    return not stack
+
+
+def sanity_problem(reply: str, question: str = "") -> str | None:
+    """The first reason `reply` is no usable target, or None.
+
+    >>> sanity_problem("We open at nine. Anything else?", "When do you open?") is None
+    True
+    >>> sanity_problem("ing the latte now.")
+    'starts mid-word'
+    """
+    text = reply.strip()
+    if not _WORD.search(text):
+        return "empty reply"
+    if _ROLE_MARKER.search(text):
+        return "role marker"
+    if text.count('"') % 2 or text.count("“") != text.count("”") or text.count("«") != text.count("»"):
+        return "unbalanced quotes"
+    if not _brackets_balanced(text):
+        return "unbalanced brackets"
+    if question and _echoes(text, question):
+        return "echo of the question"
+    first = text.lstrip("\"'«“*_ ")
+    if _OPEN_FRAGMENT.match(first) or (first[:1].isalpha() and first[:1].islower()):
+        return "starts mid-word"
+    if not text.rstrip(_TRAILING_CLOSERS).endswith((".", "!", "?", "…")):
+        return "no terminal punctuation"
+    return None
