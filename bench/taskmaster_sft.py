@@ -124,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print(f"rewritten: {Path(args.out) / 'results.json'}")
         return results
     from tunelab.models.load import load_tokenizer
-    from tunelab.train.precision import describe_cpu
+    from tunelab.train.precision import choice_line, resolve
     from tunelab.train.run import run
 
     out = Path(args.out)
@@ -132,8 +132,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     clock = Clock()
     split = split_by_dialogue(load_dialogues(args, clock), args.train, args.val, args.eval, args.seed)
     paths = write_subsets(split, out / "data")
-    cpu = describe_cpu()
-    log.info("CPU: %s, %d threads; %s", cpu["model"], cpu["threads"], cpu["why"])
     config = training_config(
         args.config,
         paths,
@@ -144,8 +142,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         steps=args.steps,
         epochs=args.epochs,
         sets=args.set,
-        cpu=cpu,
     )
+    # `auto` as every run resolves it (the probe runs once per process, so the run agrees)
+    configured, config = config, resolve(config)
+    log.info("CPU and precision: %s", choice_line(configured, config))
     tokenizer = load_tokenizer(BASE_MODEL)
     sizes = {
         name: subset_stats(getattr(split, name), tokenizer, config.data.max_length) for name in ("train", "val", "eval")
@@ -167,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "machine": {
             "cpus": os.cpu_count(),
             "torch_threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None,
-            "cpu": cpu,
+            "cpu": config.train.probe.model_dump() if config.train.probe else None,
             "precision": config.train.precision,
             "compile": config.train.compile,
         },

@@ -35,21 +35,25 @@ STARTED = time.perf_counter()
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-# variant -> (trainer, settings). Levers are measured one at a time against "tunelab".
+# variant -> (trainer, settings). Levers are measured one at a time against "tunelab": fp32,
+# uncompiled, as pinned below; "tunelab-auto" is what a run gets by default (precision and compile
+# auto: the CPU probed, bf16_base + compile where bf16 is native).
+FP32 = {"precision": "fp32", "compile": False}
 VARIANTS = {
     "trl": ("trl", {}),
     "trl-bf16": ("trl", {"precision": "bf16"}),
     "trl-nockpt": ("trl", {"gradient_checkpointing": False}),  # TRL's SFTConfig turns it on by default
-    "tunelab": ("tunelab", {}),  # the defaults: target-only head, length-grouped batches, fp32
-    "tunelab-fullhead": ("tunelab", {"target_only_head": False}),
-    "tunelab-ungrouped": ("tunelab", {"group_by_length": False}),
-    "tunelab-bf16": ("tunelab", {"precision": "bf16"}),
-    "tunelab-bf16base": ("tunelab", {"precision": "bf16_base"}),
-    "tunelab-compile": ("tunelab", {"compile": True}),  # train.compile: every decoder layer compiled
+    "tunelab": ("tunelab", FP32),  # target-only head, length-grouped batches, fp32
+    "tunelab-auto": ("tunelab", {}),  # the defaults
+    "tunelab-fullhead": ("tunelab", {**FP32, "target_only_head": False}),
+    "tunelab-ungrouped": ("tunelab", {**FP32, "group_by_length": False}),
+    "tunelab-bf16": ("tunelab", {**FP32, "precision": "bf16"}),
+    "tunelab-bf16base": ("tunelab", {**FP32, "precision": "bf16_base"}),
+    "tunelab-compile": ("tunelab", {**FP32, "compile": True}),  # train.compile: every decoder layer compiled
     "tunelab-fast": ("tunelab", {"precision": "bf16_base", "compile": True}),  # both together
     # the same batches as TRL and tunelab-ungrouped: the like-for-like check of validation loss
     "tunelab-fast-ungrouped": ("tunelab", {"precision": "bf16_base", "compile": True, "group_by_length": False}),
-    "tunelab-1thread": ("tunelab", {"threads": 1}),
+    "tunelab-1thread": ("tunelab", {**FP32, "threads": 1}),
 }
 LR, MAX_LENGTH, BATCH, SEED = 1e-3, 384, 8, 0
 
@@ -139,6 +143,10 @@ def build_tunelab(settings: dict, train, tokenizer, out: str, steps: int, clock)
         import torch
 
         torch.set_num_threads(config.train.threads)
+    from tunelab.train.precision import choice_line, resolve
+
+    configured, config = config, resolve(config)  # the rule of every run; says what auto chose
+    print(f"{out}: {choice_line(configured, config)}", file=sys.stderr, flush=True)
     model, _ = load_trainable(config)
     args = training_arguments(config, __import__("pathlib").Path(out), has_val=False)
     progress = TokenProgressCallback()

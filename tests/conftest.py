@@ -6,6 +6,9 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# `train.precision: auto` would pick bf16_base + compiled layers on a CPU with native bf16 and make
+# every tiny training run (subprocesses too) pay a compile; tests about `auto` unset this.
+os.environ.setdefault("TUNELAB_AUTO_PRECISION", "fp32")
 
 import pytest
 

@@ -156,6 +156,18 @@ class BehaviourEvalConfig(Section):
     batch_size: int = Field(16, ge=1)  # generation batch
 
 
+class SpeedProbe(Section):
+    """What `auto` decided `train.precision` / `train.compile` from: written by the run into its
+    config.yaml (tunelab/train/precision.py), so a run says on which machine and why; a run whose
+    precision or compile is auto measures afresh and replaces it."""
+
+    device: str  # the CPU's model name, or the CUDA device's
+    threads: int | None = None  # torch CPU threads of the run
+    fp32_gflops_1thread: float | None = None  # the probe's matmul rates (CPU, one thread)
+    bf16_gflops_1thread: float | None = None
+    why: str
+
+
 class TrainConfig(Section):
     recipe: Literal["sft", "bake", "kto", "dpo"] = "sft"
     epochs: float = Field(1.0, gt=0)
@@ -173,9 +185,10 @@ class TrainConfig(Section):
     save_steps: int = Field(50, ge=1)  # checkpoint every N steps; must be a multiple of eval_steps
     keep_checkpoints: int = Field(2, ge=1)
     threads: int | None = Field(None, ge=1)  # torch CPU threads; default: all cores
-    # auto: bf16 autocast where measured faster (CUDA with bf16), fp32 elsewhere; bf16_base: the
-    # frozen base weights stored in bf16, adapter weights and optimizer state in fp32 (adapters
-    # only); see tunelab/train/precision.py for what each was measured to do
+    # auto: measured at the start of the run (tunelab/train/precision.py): on a CPU whose bf16 matmul
+    # runs >= 1.5x fp32, bf16_base (recipe sft, LoRA); bf16 autocast on CUDA with bf16; fp32
+    # elsewhere. bf16_base: the frozen base weights stored in bf16, adapter weights and optimizer
+    # state in fp32 (adapters only). The run's config.yaml records the choice and `probe`.
     precision: Literal["auto", "fp32", "bf16", "bf16_base"] = "auto"
     # Batch examples of similar length together (less padding; measured 1.2-1.3x more tokens/s on
     # the cafe benchmark, docs/performance.md); batches are still drawn in a seeded random order.
@@ -186,8 +199,9 @@ class TrainConfig(Section):
     shuffle: bool = True
     # Compile every decoder layer with torch.compile (recipe sft; needs a C/C++ compiler; the first
     # step pays for the compile, about 25 s on 2 cores). With bf16_base it lets the bf16 matmuls
-    # pay off: the casts around them are fused away (docs/performance.md).
-    compile: bool = False
+    # pay off: the casts around them are fused away (docs/performance.md). auto: on with bf16_base
+    # on a CPU (recipe sft), off otherwise (compiled fp32 measured no faster).
+    compile: Literal["auto", True, False] = "auto"
     # Loss weight of the first token of every assistant turn, where a reply commits to its act
     # (ask or confirm, call a tool or answer); 1 = a plain mean over target tokens. Measured on
     # the cafe demo in docs/cafe.md. Recipe sft, one process.
@@ -200,6 +214,7 @@ class TrainConfig(Section):
     # The evaluation metric that picks the best checkpoint (kept and loaded at the end): the
     # validation loss (lower is better) or a behaviour rate from behaviour_eval (higher is better).
     best_metric: Literal["loss", "behaviour_appropriate", "behaviour_correct"] = "loss"
+    probe: SpeedProbe | None = None  # written by the run: what `auto` measured and chose
 
 
 class OutputConfig(Section):
@@ -317,9 +332,9 @@ def load(
         raise ConfigError(
             f"{source}: train.shuffle false keeps the file's order, which train.group_by_length (true) would regroup; set group_by_length: false"
         )
-    if config.train.compile and (config.train.recipe != "sft" or config.train.behaviour_eval.enabled):
+    if config.train.compile is True and config.train.recipe != "sft":
         raise ConfigError(
-            f"{source}: train.compile is supported for recipe sft without behaviour_eval (generation under compiled layers is not tested)"
+            f"{source}: train.compile is supported for recipe sft (got recipe '{config.train.recipe}'); use auto or false"
         )
     if config.train.precision == "bf16_base" and config.model.adapter == "full":
         raise ConfigError(

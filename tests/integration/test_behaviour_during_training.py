@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tunelab import rundir
 from tunelab.config import ConfigError, load
@@ -189,3 +190,65 @@ def test_no_validation_left_after_dedupe_is_an_error(tmp_path, tiny_model_dir):
     cfg["data"]["val"] = cfg["data"]["train"]  # every validation conversation is also a training one
     with pytest.raises(NoUsableData, match="train.behaviour_eval is on but no validation example is left"):
         train(load(data=cfg))
+
+
+def test_replies_through_compiled_layers_are_the_eager_replies(tmp_path, tiny_model_dir):
+    """Generation during training runs compiled layers' eager code: same replies as a model that
+    was never compiled (same weights, bf16 base as the fast path has it), and the layers stay
+    compiled for the training that follows."""
+    import torch
+
+    from tunelab.train.trainer import load_trainable
+
+    behaviour = {"enabled": True, "contexts": 4, "max_new_tokens": 8}
+
+    def replies(compiled: bool) -> list[tuple[int, ...]]:
+        config = load(
+            data=config_dict(tmp_path, tiny_model_dir, behaviour=behaviour, precision="bf16_base", compile=compiled)
+        )
+        torch.manual_seed(0)  # the same LoRA A init for both
+        model, tokenizer = load_trainable(config)
+        # a trained-looking adapter: the tiny random model alone repeats one token for every prompt
+        weights = torch.Generator().manual_seed(3)
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.data.copy_(torch.randn(p.shape, generator=weights) * 0.5)
+        layers = model.get_base_model().model.layers
+        assert all((layer._compiled_call_impl is not None) is compiled for layer in layers)
+        model.train()
+        out = BehaviourEval.from_config(config, cafe.generate(6, seed=3), tokenizer).replies(model)
+        assert model.training and all((layer._compiled_call_impl is not None) is compiled for layer in layers)
+        return [r.token_ids for r in out]
+
+    eager, compiled = replies(False), replies(True)
+    assert len(set(eager)) > 1  # replies that differ by context, so the comparison says something
+    assert compiled == eager
+
+
+@pytest.mark.slow  # the tiny model's layers compile (about 30 s on 2 cores)
+def test_compiled_layers_train_with_behaviour_evaluation(tmp_path, tiny_model_dir):
+    """`train.compile` with `behaviour_eval`, the pair the config used to refuse: the run trains,
+    its evaluations generate, and their rates reach metrics.jsonl and the summary."""
+    cfg = config_dict(
+        tmp_path,
+        tiny_model_dir,
+        behaviour={"enabled": True, "contexts": 3, "max_new_tokens": 6},
+        precision="bf16_base",
+        compile=True,
+        max_steps=2,
+        eval_steps=1,
+        save_steps=2,
+        logging_steps=1,
+    )
+    summary = train(load(data=cfg))
+    recorded = yaml.safe_load((tmp_path / "run" / rundir.CONFIG).read_text())["train"]
+    assert (recorded["precision"], recorded["compile"], recorded["behaviour_eval"]["enabled"]) == (
+        "bf16_base",
+        True,
+        True,
+    )
+    rows = rundir.read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    steps = {r["step"] for r in rows if (r["split"], r["name"]) == ("val", "behaviour_appropriate")}
+    assert steps == {1, 2}  # every evaluation generated, the final one at step 2 included
+    assert summary["steps"] == 2 and summary["behaviour_eval_contexts"] == 3
+    assert set(BEHAVIOUR) <= set(summary["final_val_behaviour"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
+import yaml
 
 from tunelab.demos import cafe as demo
 from tunelab.eval.contexts import build_contexts
@@ -58,7 +58,10 @@ def test_demo_end_to_end_on_a_tiny_model(tmp_path, tiny_model_dir) -> None:
             rate = scores[side][act]
             low, high = rate["ci95"]
             assert rate["n"] > 0 and low <= rate["rate"] <= high
-    assert result["cpu"]["precision"] in ("fp32", "bf16_base") and result["wall_seconds"] > 0
+    # the tests pin `auto` to fp32 (conftest), so nothing compiles here; config.yaml records the choice
+    assert (result["cpu"]["precision"], result["cpu"]["compile"]) == ("fp32", False) and result["wall_seconds"] > 0
+    resolved = yaml.safe_load((run_dir / "config.yaml").read_text())["train"]
+    assert (resolved["precision"], resolved["compile"]) == ("fp32", False) and resolved["probe"]["why"]
     assert (run_dir / "report.html").exists()
 
 
@@ -111,22 +114,22 @@ def test_the_precision_follows_the_measured_matmul_rates_at_the_probe_size(monke
         monkeypatch.setattr(
             speed, "matmul_peak", lambda dtype, n, seconds, rates=rates: sizes.append(n) or rates[dtype]
         )
-        cpu = speed.describe_cpu()
+        cpu = speed.measure_cpu()
         assert (cpu["precision"], cpu["compile"]) == (chosen, chosen == "bf16_base"), cpu
         assert cpu["threads"] == torch.get_num_threads()  # the probe's one thread is given back
     assert set(sizes) == {speed.PROBE_SIZE}
 
 
-def test_the_demo_compiles_only_when_nothing_is_generated_during_training(tmp_path: Path) -> None:
-    from tunelab.config import ConfigError
-    from tunelab.train.precision import chosen_settings
+def test_the_demo_compiles_on_a_native_bf16_cpu_even_when_it_generates_during_training(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The demo leaves precision and compile at auto, so its runs resolve them like any other run;
+    behaviour evaluation during training no longer turns compile off."""
+    from tunelab.train.precision import AUTO_ENV, resolve
 
-    native = {"precision": "bf16_base", "compile": True}
-    assert chosen_settings(native, generates_during_training=False) == native
-    settings = chosen_settings(native, generates_during_training=True)
-    assert settings == {"precision": "bf16_base", "compile": False}
-    # the config refuses compile with behaviour_eval, and takes the settings chosen for it
+    monkeypatch.setenv(AUTO_ENV, "bf16_base")  # a CPU with native bf16, as the probe would find it
     long_run = {"behaviour_eval": {"enabled": True, "contexts": 100, "max_new_tokens": 64}}
-    with pytest.raises(ConfigError, match="compile"):
-        demo.demo_config(tmp_path, Path("t.jsonl"), Path("v.jsonl"), **{**native, **long_run})
-    demo.demo_config(tmp_path, Path("t.jsonl"), Path("v.jsonl"), **{**settings, **long_run})
+    config = demo.demo_config(tmp_path, Path("t.jsonl"), Path("v.jsonl"), **long_run)
+    assert (config.train.precision, config.train.compile) == ("auto", "auto")
+    used = resolve(config).train
+    assert (used.precision, used.compile, used.behaviour_eval.enabled) == ("bf16_base", True, True)

@@ -62,13 +62,13 @@ def test_split_refuses_more_dialogues_than_exist() -> None:
         split_by_dialogue(convs, n_train=8, n_val=0, n_eval=0, seed=0)
 
 
-def test_training_config_uses_the_split_files_and_validates(tmp_path: Path) -> None:
+def test_training_config_uses_the_split_files_and_validates(tmp_path: Path, monkeypatch) -> None:
+    from tunelab.train.precision import AUTO_ENV, resolve
+
     paths = {name: tmp_path / f"{name}.jsonl" for name in ("train", "val", "eval")}
 
-    def config_for(sets: list[str], cpu: dict | None = None, steps: int | None = None, seed: int = 0):
-        return training_config(
-            CONFIG, paths, tmp_path / "run", 40, seed=seed, n_val=20, steps=steps, sets=sets, cpu=cpu
-        )
+    def config_for(sets: list[str], steps: int | None = None, seed: int = 0):
+        return training_config(CONFIG, paths, tmp_path / "run", 40, seed=seed, n_val=20, steps=steps, sets=sets)
 
     config = config_for(["train.batch_size=2"], steps=8, seed=5)
     assert config.model.name == "smollm2-135m" and config.model.adapter == "lora"
@@ -77,17 +77,18 @@ def test_training_config_uses_the_split_files_and_validates(tmp_path: Path) -> N
     assert (config.train.max_steps, config.train.seed, config.train.batch_size) == (8, 5, 2)
     assert config.train.save_steps % config.train.eval_steps == 0
     assert config.output.dir == str(tmp_path / "run")
-    # precision and compile follow the CPU's measured choice, unless the overrides name them
-    native = {"precision": "bf16_base", "compile": True}
-    config = config_for(["train.batch_size=2"], cpu=native, steps=8, seed=5)
+    # precision and compile stay auto, which the run resolves by the CPU, unless the overrides name them
+    monkeypatch.setenv(AUTO_ENV, "bf16_base")  # a CPU with native bf16
+    config = config_for(["train.batch_size=2"], steps=8, seed=5)
+    assert (config.train.precision, config.train.compile) == ("auto", "auto")
+    assert (resolve(config).train.precision, resolve(config).train.compile) == ("bf16_base", True)
+    config = config_for(["train.precision=fp32"])
+    assert (resolve(config).train.precision, resolve(config).train.compile) == ("fp32", False)
+    # a run that generates during training is compiled too
+    config = resolve(config_for(["train.behaviour_eval.enabled=true"]))
     assert (config.train.precision, config.train.compile) == ("bf16_base", True)
-    config = config_for(["train.batch_size=2"], cpu={"precision": "fp32", "compile": False}, steps=8, seed=5)
-    assert (config.train.precision, config.train.compile) == ("fp32", False)
-    config = config_for(["train.precision=fp32"], cpu=native)
-    assert (config.train.precision, config.train.compile) == ("fp32", False)
-    # a run that generates during training keeps bf16 but is not compiled (the config refuses the pair)
-    config = config_for(["train.behaviour_eval.enabled=true"], cpu=native)
-    assert (config.train.precision, config.train.compile) == ("bf16_base", False)
+    monkeypatch.setenv(AUTO_ENV, "fp32")  # no native bf16
+    assert (resolve(config_for([])).train.precision, resolve(config_for([])).train.compile) == ("fp32", False)
 
 
 def _row(cid: str, turn: int, ref_act: str, act: str, **detail: bool) -> dict:

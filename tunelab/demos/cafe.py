@@ -159,13 +159,11 @@ def run_demo(
     n_val: int = 24,
     **train_overrides: Any,
 ) -> dict[str, Any]:
-    from tunelab.train.precision import chosen_settings, describe_cpu
+    from tunelab.train.precision import choice_line, resolve
     from tunelab.train.recipes.sft import train
 
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    cpu = describe_cpu()
-    console.print(f"CPU: {cpu['model']}, {cpu['threads']} threads; precision {cpu['precision']} ({cpu['why']})")
     data = write_data(
         out,
         n_train,
@@ -182,15 +180,24 @@ def run_demo(
         f"and {len(data['heldout'])} held-out dialogues (seed {seed + HELDOUT_SEED_OFFSET}; "
         f"{data['heldout_dropped']} that repeated a training dialogue dropped) to {files['train'].parent}"
     )
-    # The recipe as given first, to learn from the validated config whether it generates during training.
-    plain = demo_config(out, files["train"], files["val"], model, adapter, **train_overrides)
-    speed = chosen_settings(cpu, plain.train.behaviour_eval.enabled)
-    config = demo_config(out, files["train"], files["val"], model, adapter, **{**speed, **train_overrides})
+    config = demo_config(out, files["train"], files["val"], model, adapter, **train_overrides)
+    # Precision and compile by the rule of every run (`auto`: the CPU probed once per process), shown
+    # here; the training run resolves the same config to the same choice and records it in config.yaml.
+    used = resolve(config)
+    console.print(f"CPU and precision: {choice_line(config, used)}")
+    probe = used.train.probe
+    cpu = {
+        "model": probe.device if probe else "",
+        "threads": probe.threads if probe else None,
+        "precision": used.train.precision,
+        "compile": used.train.compile,
+        **({"probe": probe.model_dump()} if probe else {}),
+    }
     console.print("[bold]2/4[/] measuring the base model on held-out turns")
     before = behaviour_scores(config.model.name, data["heldout"], "base") if measure_base else None
     console.print(
         f"[bold]3/4[/] LoRA fine-tuning ({config.train.batch_size} dialogue(s) a step, "
-        f"precision {config.train.precision}, compile {'on' if config.train.compile else 'off'})"
+        f"precision {used.train.precision}, compile {'on' if used.train.compile else 'off'})"
     )
     summary = train(config)
     console.print("[bold]4/4[/] measuring the tuned model on the same turns")
@@ -292,5 +299,6 @@ def show(result: dict[str, Any]) -> None:
         f"{Path(t['run_dir']) / 'before_after.jsonl'}"
     )
     out.print(
-        f"wall time: {result['wall_seconds']:.0f} s on {cpu['model']} ({cpu['threads']} threads, {cpu['precision']})"
+        f"wall time: {result['wall_seconds']:.0f} s on {cpu['model']} ({cpu['threads']} threads, {cpu['precision']}, "
+        f"compile {'on' if cpu['compile'] else 'off'})"
     )

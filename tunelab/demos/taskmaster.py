@@ -22,12 +22,9 @@ def training_config(
     steps: int | None = None,
     epochs: float | None = None,
     sets: Sequence[str] = (),
-    cpu: dict[str, Any] | None = None,
 ) -> Config:
-    """`config_file` with this run's data, output, seed, length of training, the precision that pays
-    on this CPU (`describe_cpu`, measured unless given) and the `sets` overrides (key=value)."""
-    from tunelab.train.precision import chosen_settings, describe_cpu
-
+    """`config_file` with this run's data, output, seed, length of training and the `sets` overrides
+    (key=value). Precision and compile stay as the file says (`auto`: the run measures this CPU)."""
     overrides = [
         f"data.train={paths['train']}",
         f"output.dir={run_dir}",
@@ -42,12 +39,6 @@ def training_config(
     # Validation loss (and a checkpoint) about four times per run, whatever its length.
     every = max(1, total // 4)
     overrides += [f"train.eval_steps={every}", f"train.save_steps={every}"]
-    # Precision and compile as the demo chooses them, from this CPU's measured bf16 and fp32 rates,
-    # unless `sets` names them.
-    if not any(s.startswith(("train.precision=", "train.compile=")) for s in sets):
-        plain = load(config_file, [*overrides, *sets])
-        speed = chosen_settings(cpu or describe_cpu(), plain.train.behaviour_eval.enabled)
-        overrides += [f"train.precision={speed['precision']}", f"train.compile={str(speed['compile']).lower()}"]
     return load(config_file, [*overrides, *sets])
 
 

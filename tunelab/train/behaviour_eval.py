@@ -16,8 +16,9 @@ from typing import Any
 
 from tunelab.config import Config, TrainConfig
 from tunelab.eval.contexts import Context, build_contexts
-from tunelab.generation.replies import GenerationSettings, generate_replies, render_prompts
+from tunelab.generation.replies import GenerationSettings, Reply, generate_replies, render_prompts
 from tunelab.messages import Conversation
+from tunelab.train.precision import eager_generation
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +72,21 @@ class BehaviourEval:
         settings = GenerationSettings(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size)
         return cls(contexts, render_prompts(tokenizer, [c.messages for c in contexts]), tokenizer, settings)
 
-    def __call__(self, model: Any) -> dict[str, float]:
-        """Greedy replies in eval mode (no dropout), then the model goes back to the mode it was in."""
-        from tunelab.eval.runner import score_behaviour
-
+    def replies(self, model: Any) -> list[Reply]:
+        """Greedy replies in eval mode (no dropout), through compiled layers' eager code (train.compile),
+        then the model goes back to the mode it was in."""
         was_training = model.training
         model.eval()
         try:
-            replies = generate_replies(model, self.tokenizer, self.prompts, self.settings, progress=False)
+            with eager_generation():
+                return generate_replies(model, self.tokenizer, self.prompts, self.settings, progress=False)
         finally:
             model.train(was_training)
+
+    def __call__(self, model: Any) -> dict[str, float]:
+        from tunelab.eval.runner import score_behaviour
+
+        replies = self.replies(model)
         rows = [
             {
                 "prediction": r.text,

@@ -1,37 +1,41 @@
-"""Training-speed levers: numeric precision, the base weights' dtype and compiled layers.
+"""Training-speed levers: numeric precision, the base weights' dtype and compiled layers, and
+the rule that picks them when the config says `auto`.
 
-`train.precision: auto` picks bf16 autocast only on a CUDA GPU with bf16; on CPU it stays fp32,
-because autocast re-casts every frozen weight each step, which costs what the small matmuls gain.
-`bf16_base` instead stores the frozen base in bf16 once (adapters only; they and the optimizer
-stay fp32), and `train.compile` compiles each decoder layer; both are opt-in, as they trade a
-little validation loss and a slow first step for speed only where the CPU multiplies bf16
-natively. `describe_cpu` measures that. The figures are in docs/performance.md.
+On a CPU, bf16 autocast re-casts every frozen weight each step, which costs what the small
+matmuls gain, so `auto` never picks it there. `bf16_base` stores the frozen base in bf16 once
+(adapters only; they and the optimizer stay fp32) and `compile` compiles each decoder layer;
+together they pay where the CPU multiplies bf16 natively (AMX, AVX512-BF16), and only together
+(docs/performance.md). `describe_cpu` measures that once per process; `resolve` turns a
+config's `auto` into what the run uses, for every entry point (`tunelab train`, the studio's
+jobs, sweeps, the demos, the benches), and `choice_line` says what it chose and why.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import time
 from typing import Any
 
 import torch
 
+from tunelab.config import Config, SpeedProbe
 from tunelab.models.load import decoder_and_head
 
 log = logging.getLogger(__name__)
 
+# Pins what `auto` resolves to on a CPU instead of measuring ("fp32" or "bf16_base"): for machines
+# where the answer is known and the probe's second is not wanted, e.g. the test suite.
+AUTO_ENV = "TUNELAB_AUTO_PRECISION"
 
-def resolve_precision(precision: str) -> str:
-    """ "fp32" or "bf16" for the configured `train.precision`; says why when it was "auto"."""
-    if precision == "bf16_base":
-        return "fp32"  # no autocast: the base already is bf16 and the adapter computes in fp32
-    if precision != "auto":
-        return precision
-    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        log.info("train.precision=auto: bf16 autocast (CUDA with bf16 support)")
-        return "bf16"
-    log.info("train.precision=auto: fp32 (on CPU, bf16 autocast was measured no faster; see docs/performance.md)")
-    return "fp32"
+
+def autocast(precision: str) -> bool:
+    """Whether a resolved `train.precision` trains under bf16 autocast (bf16_base does not: its
+    base already is bf16 and the adapter computes in fp32)."""
+    if precision == "auto":
+        raise ValueError("train.precision auto must be resolved first (tunelab.train.precision.resolve)")
+    return precision == "bf16"
 
 
 def base_dtype(config: Any) -> torch.dtype:
@@ -60,6 +64,14 @@ def compile_decoder_layers(model: Any) -> int:
         layer.compile(dynamic=True)
     log.info("train.compile: %d decoder layers compiled (the first step pays for it)", len(layers))
     return len(layers)
+
+
+def eager_generation() -> Any:
+    """A context in which compiled layers run eagerly: generation during training (behaviour_eval)
+    goes through the same modules and weights as the uncompiled model, so its replies are the eager
+    ones. Compiled, each layer would need new graphs for generation's KV cache and inference mode
+    (a tiny model's first evaluation took 38 s more), counted against dynamo's recompile limit."""
+    return torch.compiler.set_stance("force_eager")
 
 
 def matmul_peak(dtype: torch.dtype = torch.float32, n: int = 1024, seconds: float = 2.0) -> float:
@@ -95,7 +107,7 @@ def cpu_model() -> str:
 PROBE_SIZE = 256  # near the model's own matmul sizes (hidden 576); smaller probes understate native bf16
 
 
-def describe_cpu() -> dict[str, Any]:
+def measure_cpu() -> dict[str, Any]:
     """This machine's CPU and the training precision that pays on it, chosen by measuring: bf16
     base weights + compiled layers where a bf16 matmul runs at least 1.5x fp32 (native bf16: AMX,
     AVX512-BF16), else fp32 uncompiled, since emulated bf16 is orders of magnitude slower.
@@ -119,13 +131,98 @@ def describe_cpu() -> dict[str, Any]:
         "bf16_gflops_1thread": round(bf16, 1),
         "precision": "bf16_base" if native else "fp32",
         "compile": native,
-        "why": f"bf16 matmul {bf16:.0f} vs fp32 {fp32:.0f} GFLOP/s: "
-        + ("native bf16, so bf16 base weights + compiled layers" if native else "no native bf16, so fp32"),
+        "why": f"bf16 matmul {bf16:.0f} vs fp32 {fp32:.0f} GFLOP/s on one thread: "
+        + ("native bf16" if native else "no native bf16"),
     }
 
 
-def chosen_settings(cpu: dict[str, Any], generates_during_training: bool) -> dict[str, Any]:
-    """`train.precision` and `train.compile` as `describe_cpu` chose them for this CPU, minus compile
-    when the run generates replies during training (`train.behaviour_eval`): the config refuses that
-    pair, as generation under compiled layers is not tested."""
-    return {"precision": cpu["precision"], "compile": cpu["compile"] and not generates_during_training}
+@functools.cache
+def describe_cpu() -> dict[str, Any]:
+    """`measure_cpu`, once per process: every run of a sweep or a demo then agrees, and pays once."""
+    return measure_cpu()
+
+
+def _cpu_choice() -> tuple[str, SpeedProbe]:
+    """This CPU's precision (bf16_base or fp32), by the probe or as `AUTO_ENV` pins it, and the record."""
+    pinned = os.environ.get(AUTO_ENV)
+    if pinned:
+        if pinned not in ("fp32", "bf16_base"):
+            raise ValueError(f"environment variable {AUTO_ENV}={pinned!r}: expected fp32 or bf16_base")
+        why = f"{AUTO_ENV}={pinned} (not measured)"
+        return pinned, SpeedProbe(device=cpu_model(), threads=torch.get_num_threads(), why=why)
+    cpu = describe_cpu()
+    probe = SpeedProbe(
+        device=cpu["model"],
+        threads=torch.get_num_threads(),
+        fp32_gflops_1thread=cpu["fp32_gflops_1thread"],
+        bf16_gflops_1thread=cpu["bf16_gflops_1thread"],
+        why=cpu["why"],
+    )
+    return cpu["precision"], probe
+
+
+def _device() -> str:
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else cpu_model()
+
+
+def _auto_precision(config: Config) -> tuple[str, SpeedProbe]:
+    """What `train.precision: auto` is for this run, and why."""
+    t, adapter = config.train, config.model.adapter
+    if torch.cuda.is_available():
+        name = torch.cuda.get_device_name()
+        if t.recipe in ("kto", "dpo"):
+            return "fp32", SpeedProbe(device=name, why=f"recipe {t.recipe}: TRL's trainers run fp32 here")
+        if torch.cuda.is_bf16_supported():
+            return "bf16", SpeedProbe(device=name, why="CUDA with bf16: bf16 autocast")
+        return "fp32", SpeedProbe(device=name, why="CUDA without bf16: fp32")
+    # bf16_base pays only with compiled layers, which only recipe sft takes, and was measured with LoRA.
+    if t.recipe != "sft" or adapter != "lora" or t.compile is False:
+        reason = (
+            f"recipe {t.recipe}"
+            if t.recipe != "sft"
+            else f"model.adapter {adapter}"
+            if adapter != "lora"
+            else "train.compile false"
+        )
+        probe = SpeedProbe(
+            device=cpu_model(),
+            threads=torch.get_num_threads(),
+            why=f"{reason}: fp32 (bf16_base pays only with compiled LoRA layers, recipe sft)",
+        )
+        return "fp32", probe
+    return _cpu_choice()
+
+
+def resolve(config: Config) -> Config:
+    """`config` with `train.precision` and `train.compile` as this run uses them: `auto` decided
+    here (measuring the CPU at most once per process) and `train.probe` saying on what. A config
+    with neither left at auto comes back unchanged, so resolving twice is free."""
+    t = config.train
+    if t.precision != "auto" and t.compile != "auto":
+        return config
+    precision, probe = (t.precision, None) if t.precision != "auto" else _auto_precision(config)
+    compiled = t.compile
+    if compiled == "auto":
+        # compiled fp32 measured no faster; compiled bf16_base is what makes native bf16 pay
+        compiled = precision == "bf16_base" and t.recipe == "sft" and not torch.cuda.is_available()
+    if probe is None:  # precision as configured; compile auto followed it
+        why = f"train.precision {precision} as configured; compile auto follows it (on with bf16_base, recipe sft, CPU)"
+        probe = SpeedProbe(device=_device(), threads=torch.get_num_threads(), why=why)
+    train = t.model_copy(update={"precision": precision, "compile": compiled, "probe": probe})
+    return config.model_copy(update={"train": train})
+
+
+def choice_line(configured: Config, resolved: Config) -> str:
+    """One line for the start of a run: the precision and compile it uses, which of them `auto`
+    chose, on what device and why (the probe's rates where it measured)."""
+
+    def setting(name: str, given: Any, used: Any) -> str:
+        shown = {True: "on", False: "off"}.get(used, used)
+        return f"{name} {shown}" + (" (auto)" if given == "auto" else "")
+
+    c, r = configured.train, resolved.train
+    line = f"{setting('precision', c.precision, r.precision)}, {setting('compile', c.compile, r.compile)}"
+    if "auto" not in (c.precision, c.compile) or r.probe is None:
+        return line + " (as configured)"
+    threads = f", {r.probe.threads} threads" if r.probe.threads else ""
+    return f"{line}: {r.probe.device}{threads}; {r.probe.why}"

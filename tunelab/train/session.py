@@ -1,7 +1,8 @@
 """What every recipe does around its own training: the run directory set up, then saved.
 
 `Session.start` refuses a used run directory (or finds the checkpoint to resume), sets the
-thread count, writes the resolved config, and seeds; `Session.train` trains, resumes or restores;
+thread count, resolves `auto` precision and compile (saying what it chose in one line), writes
+the resolved config, and seeds; `Session.train` trains, resumes or restores;
 `Session.finish` publishes the final weights and summary.json. The recipes (train/recipes/)
 supply what lies between: their data, model and trainer.
 """
@@ -9,6 +10,7 @@ supply what lies between: their data, model and trainer.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from tunelab import rundir
 from tunelab.config import Config, dump
 from tunelab.train.callbacks import MetricsFileCallback
 from tunelab.train.checkpoint import checkpoint_to_resume, save_final, train_or_restore
+from tunelab.train.precision import choice_line, resolve
 from tunelab.train.tracking import close_trackers, tracking_callbacks
 
 
@@ -32,11 +35,15 @@ class Session:
 
     @classmethod
     def start(cls, config: Config, resume: bool, files: dict[str, str] | None = None) -> Session:
-        """Prepare `output.dir` for a run: config.yaml and any recipe `files` ({name: text}) written, seeded."""
+        """Prepare `output.dir` for a run: config.yaml (with `auto` resolved; the session's `config`
+        is that one) and any recipe `files` ({name: text}) written, seeded."""
         run_dir = Path(config.output.dir)
         checkpoint = checkpoint_to_resume(run_dir, resume)
         if config.train.threads:
-            torch.set_num_threads(config.train.threads)
+            torch.set_num_threads(config.train.threads)  # before the probe, which records the threads
+        configured, config = config, resolve(config)
+        # stderr, like the progress bar: stdout of `tunelab train` stays the summary
+        print(f"train: {choice_line(configured, config)}", file=sys.stderr, flush=True)
         run_dir.mkdir(parents=True, exist_ok=True)
         rundir.write_text(run_dir / rundir.CONFIG, dump(config))
         for name, text in (files or {}).items():

@@ -21,14 +21,16 @@ from tunelab.messages import Example
 from tunelab.models.load import decoder_and_head, load_for_training
 from tunelab.train.behaviour_eval import BehaviourEval, best_model_arguments
 from tunelab.train.callbacks import TokenProgressCallback
-from tunelab.train.precision import base_dtype, compile_decoder_layers, resolve_precision
+from tunelab.train.precision import autocast, base_dtype, compile_decoder_layers, resolve
 
 
 def load_trainable(config: Config) -> tuple[Any, Any]:
     """(model, tokenizer) to train: the base in the dtype `train.precision` asks for, wrapped in a
-    fresh adapter, its decoder layers compiled with `train.compile`."""
+    fresh adapter, its decoder layers compiled with `train.compile` (`auto` resolved as the run's
+    Session resolved it: the probe runs once per process)."""
+    config = resolve(config)
     model, tokenizer = load_for_training(config.model, base_dtype(config))
-    if config.train.compile:
+    if config.train.compile is True:
         compile_decoder_layers(model)
     return model, tokenizer
 
@@ -182,7 +184,7 @@ def focal_weights(losses: torch.Tensor, gamma: float) -> torch.Tensor:
 
 
 def training_arguments(config: Config, run_dir: Path, has_val: bool) -> TrainingArguments:
-    t = config.train
+    t = resolve(config).train
     return TrainingArguments(
         output_dir=str(run_dir / rundir.CHECKPOINTS),
         num_train_epochs=t.epochs,
@@ -211,7 +213,7 @@ def training_arguments(config: Config, run_dir: Path, has_val: bool) -> Training
         dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=True,  # our own bar shows tokens/s
-        bf16=resolve_precision(t.precision) == "bf16",
+        bf16=autocast(t.precision),
         train_sampling_strategy="group_by_length" if t.group_by_length else "random" if t.shuffle else "sequential",
         # Counted in the trainer state, so it survives --resume (our bar's count starts at the resume).
         include_num_input_tokens_seen="non_padding",

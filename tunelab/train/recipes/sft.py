@@ -34,6 +34,7 @@ def train(config: Config, resume: bool = False, extra_callbacks: list[Any] | Non
     `extra_callbacks` (e.g. a sweep's pruning callback) join the Trainer's callbacks.
     """
     session = Session.start(config, resume)
+    config = session.config  # precision and compile resolved
     model, tokenizer = load_trainable(config)
     data: Prepared = prepare(config.data, tokenizer, session.run_dir, config.model.system_prompt)
     rundir.write_json(session.run_dir / rundir.DATA_REPORT, data.report)

@@ -1,0 +1,137 @@
+"""`train.precision: auto` and `train.compile: auto`: one rule, decided by measuring the CPU once
+per process, said in one line at the start of the run and recorded in its config.yaml.
+
+The other CPU kinds cannot run here, so the probe's matmul rates measured on them stand in
+(docs/performance.md): the tests fake the measurement, not the rule."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import yaml
+
+from tunelab import rundir
+from tunelab.config import ConfigError, load
+from tunelab.data.synth import cafe
+from tunelab.train import precision as speed
+from tunelab.train.session import Session
+
+# (CPU model, fp32 and bf16 GFLOP/s of one thread at the probe's size) -> (precision, compile)
+KINDS = [
+    ("Intel(R) Xeon(R) Platinum 8481C (AMX)", 218.0, 1026.0, "bf16_base", True),
+    ("AMD EPYC 9R14 (Zen 4, avx512_bf16)", 103.0, 206.0, "bf16_base", True),
+    ("AMD EPYC 7R13 (AVX2 only)", 88.0, 3.0, "fp32", False),
+]
+
+
+@pytest.fixture
+def fake_cpu(monkeypatch):
+    """Stands in a CPU's model name and matmul rates for the probe; counts the probe's matmuls.
+    The probe's once-per-process cache is emptied before and after, so no test sees another's CPU."""
+    monkeypatch.delenv(speed.AUTO_ENV, raising=False)
+    monkeypatch.setattr(speed.torch.cuda, "is_available", lambda: False)
+    calls: list[torch.dtype] = []
+
+    def install(model: str, fp32: float, bf16: float) -> list[torch.dtype]:
+        speed.describe_cpu.cache_clear()
+        monkeypatch.setattr(speed, "cpu_model", lambda: model)
+        rates = {torch.float32: fp32, torch.bfloat16: bf16}
+        monkeypatch.setattr(speed, "matmul_peak", lambda dtype, n, seconds: calls.append(dtype) or rates[dtype])
+        return calls
+
+    yield install
+    speed.describe_cpu.cache_clear()
+
+
+def config_dict(tmp_path, out: str = "run", model: dict | None = None, **train: object) -> dict:
+    rows = [c.to_openai() for c in cafe.generate(4, seed=1, system_prompt=None)]
+    rundir.write_jsonl(tmp_path / "train.jsonl", rows)
+    return {
+        "model": {"name": "unused-by-these-tests", **(model or {})},
+        "data": {"train": str(tmp_path / "train.jsonl")},
+        "train": train,
+        "output": {"dir": str(tmp_path / out)},
+    }
+
+
+@pytest.mark.parametrize(("cpu", "fp32", "bf16", "precision", "compiled"), KINDS)
+def test_auto_resolves_by_the_measured_rates_and_the_run_directory_records_it(
+    tmp_path, capsys, fake_cpu, cpu, fp32, bf16, precision, compiled
+):
+    calls = fake_cpu(cpu, fp32, bf16)
+    session = Session.start(load(data=config_dict(tmp_path)), resume=False)
+    assert (session.config.train.precision, session.config.train.compile) == (precision, compiled)
+    # one line at the start: what was chosen, that auto chose it, the CPU, threads and both rates
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("train: ")]
+    assert len(lines) == 1
+    assert f"precision {precision} (auto), compile {'on' if compiled else 'off'} (auto)" in lines[0]
+    assert cpu in lines[0] and f"{torch.get_num_threads()} threads" in lines[0]
+    assert f"bf16 matmul {bf16:.0f} vs fp32 {fp32:.0f} GFLOP/s" in lines[0]
+    recorded = yaml.safe_load((tmp_path / "run" / rundir.CONFIG).read_text())["train"]
+    assert (recorded["precision"], recorded["compile"]) == (precision, compiled)
+    assert recorded["probe"] == {
+        "device": cpu,
+        "threads": torch.get_num_threads(),
+        "fp32_gflops_1thread": fp32,
+        "bf16_gflops_1thread": bf16,
+        "why": recorded["probe"]["why"],
+    }
+    assert ("native bf16" if precision == "bf16_base" else "no native bf16") in recorded["probe"]["why"]
+    # the recorded config is a config: it loads again, and resolving it measures nothing
+    probes = len(calls)
+    again = speed.resolve(load(tmp_path / "run" / rundir.CONFIG))
+    assert (again.train.precision, again.train.compile, len(calls)) == (precision, compiled, probes)
+
+
+def test_the_probe_runs_once_per_process(tmp_path, fake_cpu):
+    calls = fake_cpu(*KINDS[0][:3])
+    for run in ("a", "b"):
+        Session.start(load(data=config_dict(tmp_path, out=run)), resume=False)
+    assert len(calls) == 6  # three alternating fp32/bf16 rounds, for the first run only
+    assert calls.count(torch.bfloat16) == 3
+
+
+def test_auto_keeps_fp32_where_the_fast_path_does_not_apply_without_measuring(tmp_path, fake_cpu):
+    calls = fake_cpu(*KINDS[0][:3])  # a CPU on which the fast path would pay
+    for model, train, why in (
+        ({"adapter": "full"}, {}, "model.adapter full"),
+        ({}, {"recipe": "dpo"}, "recipe dpo"),
+        ({}, {"compile": False}, "train.compile false"),
+    ):
+        used = speed.resolve(load(data=config_dict(tmp_path, model=model, **train))).train
+        assert (used.precision, used.compile) == ("fp32", False) and why in used.probe.why
+    assert calls == []
+    # compile auto follows an explicit precision: on with bf16_base, off with fp32
+    assert speed.resolve(load(data=config_dict(tmp_path, precision="bf16_base"))).train.compile is True
+    assert speed.resolve(load(data=config_dict(tmp_path, precision="fp32"))).train.compile is False
+    assert calls == []
+
+
+def test_a_cuda_gpu_keeps_its_own_rule(tmp_path, fake_cpu, monkeypatch):
+    calls = fake_cpu(*KINDS[0][:3])
+    monkeypatch.setattr(speed.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(speed.torch.cuda, "is_bf16_supported", lambda: True)
+    monkeypatch.setattr(speed.torch.cuda, "get_device_name", lambda: "NVIDIA H100 80GB HBM3")
+    used = speed.resolve(load(data=config_dict(tmp_path))).train
+    assert (used.precision, used.compile, used.probe.device) == ("bf16", False, "NVIDIA H100 80GB HBM3")
+    assert calls == []
+
+
+def test_the_test_suite_pins_auto_to_uncompiled_fp32_without_measuring(tmp_path, monkeypatch):
+    """conftest sets TUNELAB_AUTO_PRECISION=fp32, so the tiny training runs of other tests (on a CPU
+    with native bf16 too) do not compile; a bad value is an error that names the variable."""
+    monkeypatch.setattr(speed, "describe_cpu", lambda: pytest.fail("the probe ran"))
+    used = speed.resolve(load(data=config_dict(tmp_path))).train
+    assert (used.precision, used.compile) == ("fp32", False) and speed.AUTO_ENV in used.probe.why
+    monkeypatch.setenv(speed.AUTO_ENV, "bf16")
+    with pytest.raises(ValueError, match=speed.AUTO_ENV):
+        speed.resolve(load(data=config_dict(tmp_path)))
+
+
+def test_compile_is_auto_true_or_false_and_still_refused_outside_sft(tmp_path):
+    assert load(data=config_dict(tmp_path)).train.compile == "auto"
+    assert load(data=config_dict(tmp_path, compile=True, behaviour_eval={"enabled": True})).train.compile is True
+    with pytest.raises(ConfigError, match="'train.compile'"):
+        load(data=config_dict(tmp_path, compile="sometimes"))
+    with pytest.raises(ConfigError, match="train.compile is supported for recipe sft"):
+        load(data=config_dict(tmp_path, compile=True, recipe="bake"))
