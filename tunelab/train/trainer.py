@@ -15,7 +15,7 @@ from transformers import Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from tunelab import rundir
-from tunelab.config import Config
+from tunelab.config import Config, TrainConfig
 from tunelab.data.tokenize import IGNORE
 from tunelab.messages import Example
 from tunelab.models.load import decoder_and_head, load_for_training
@@ -183,9 +183,11 @@ def focal_weights(losses: torch.Tensor, gamma: float) -> torch.Tensor:
     return (1 - torch.exp(-losses.detach())).clamp(min=0).pow(gamma)
 
 
-def training_arguments(config: Config, run_dir: Path, has_val: bool) -> TrainingArguments:
-    t = resolve(config).train
-    return TrainingArguments(
+def schedule_arguments(t: TrainConfig, run_dir: Path, has_val: bool) -> dict[str, Any]:
+    """The arguments every recipe's trainer takes alike from the train section (transformers'
+    TrainingArguments and TRL's configs share these names): the schedule, logging, evaluation,
+    checkpoints, and a CPU-friendly quiet data loader."""
+    return dict(
         output_dir=str(run_dir / rundir.CHECKPOINTS),
         num_train_epochs=t.epochs,
         max_steps=t.max_steps or -1,
@@ -206,13 +208,20 @@ def training_arguments(config: Config, run_dir: Path, has_val: bool) -> Training
         save_strategy="steps",
         save_steps=t.save_steps,
         save_total_limit=t.keep_checkpoints,
-        load_best_model_at_end=has_val,
-        **best_model_arguments(t),
         report_to="none",
-        remove_unused_columns=False,
         dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=True,  # our own bar shows tokens/s
+    )
+
+
+def training_arguments(config: Config, run_dir: Path, has_val: bool) -> TrainingArguments:
+    t = resolve(config).train
+    return TrainingArguments(
+        **schedule_arguments(t, run_dir, has_val),
+        load_best_model_at_end=has_val,
+        **best_model_arguments(t),
+        remove_unused_columns=False,
         bf16=autocast(t.precision),
         train_sampling_strategy="group_by_length" if t.group_by_length else "random" if t.shuffle else "sequential",
         # Counted in the trainer state, so it survives --resume (our bar's count starts at the resume).

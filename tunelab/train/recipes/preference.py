@@ -35,6 +35,7 @@ from tunelab.data.openai_preference import is_preference_row
 from tunelab.models.load import load_base, load_tokenizer
 from tunelab.models.registry import resolve
 from tunelab.train.session import Session
+from tunelab.train.trainer import schedule_arguments
 
 log = logging.getLogger(__name__)
 KTO_KEYS = {"prompt", "completion", "label"}
@@ -209,34 +210,11 @@ def trl_args(config: Config, run_dir: Path, has_val: bool = False) -> Any:
 
     t, p = config.train, config.preference
     common = dict(
-        output_dir=str(run_dir / rundir.CHECKPOINTS),
-        num_train_epochs=t.epochs,
-        max_steps=t.max_steps or -1,
-        learning_rate=t.learning_rate,
-        lr_scheduler_type=t.scheduler,
-        warmup_steps=t.warmup_ratio,
-        per_device_train_batch_size=t.batch_size,
-        gradient_accumulation_steps=t.grad_accum,
-        weight_decay=t.weight_decay,
-        max_grad_norm=t.max_grad_norm,
-        seed=t.seed,
-        data_seed=t.seed,
-        logging_steps=t.logging_steps,
-        logging_first_step=True,
-        save_strategy="steps",
-        save_steps=t.save_steps,
-        save_total_limit=t.keep_checkpoints,
-        report_to="none",
-        use_cpu=not torch.cuda.is_available(),
+        **schedule_arguments(t, run_dir, has_val),
         bf16=False,
         gradient_checkpointing=False,  # TRL defaults both on; CPU float32 wants neither
-        dataloader_num_workers=0,
-        disable_tqdm=True,
         beta=p.beta,
         max_length=p.max_length,
-        eval_strategy="steps" if has_val else "no",
-        eval_steps=t.eval_steps,
-        per_device_eval_batch_size=t.batch_size,
     )
     if config.train.recipe == "kto":
         return KTOConfig(**common, desirable_weight=p.desirable_weight, undesirable_weight=p.undesirable_weight)
