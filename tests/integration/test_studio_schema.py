@@ -1,6 +1,7 @@
 """The studio against its own OpenAPI schema (schemathesis 4, every check, positive and negative
 requests), a real uvicorn on 127.0.0.1: no 5xx, every status documented with OpenAI's error
-body, 405 with the right Allow. The runner is not started, so no created job trains.
+body, 405 with the right Allow. The runner and the evaluation queue are not started, so no
+created job trains and no evaluation runs.
 
 Left out of the generated requests: /v1/chat/completions (loads a model per case; the same route
 is run through schemathesis by test_serve_schema.py) and the SSE stream (it stays open while its
@@ -38,7 +39,9 @@ def test_studio_keeps_its_schema(server, mode):
     operations = [
         op for op in (r.ok() for r in api_schema.get_all_operations()) if (op.method.upper(), op.path) not in LEFT_OUT
     ]
-    assert ("POST", "/v1/fine_tuning/jobs") in {(op.method.upper(), op.path) for op in operations}
+    assert {("POST", "/v1/fine_tuning/jobs"), ("POST", "/v1/studio/evaluations")} <= {
+        (op.method.upper(), op.path) for op in operations
+    }
     seen: set[int] = set()
 
     @given(st.sampled_from(operations).flatmap(lambda op: op.as_strategy(generation_mode=mode)))
@@ -64,6 +67,11 @@ def test_every_files_and_jobs_route_documents_its_body_and_errors(server):
     assert create["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/JobRequest"}
     assert {"400", "401", "403", "404", "413"} <= set(create["responses"]) and "422" not in create["responses"]
     assert "409" in paths["/v1/fine_tuning/jobs/{job_id}/cancel"]["post"]["responses"]
+    evaluate = paths["/v1/studio/evaluations"]["post"]
+    assert evaluate["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/EvaluationRequest"
+    }
+    assert {"400", "401", "403", "404", "409"} <= set(evaluate["responses"]) and "422" not in evaluate["responses"]
     for path, operations in paths.items():
         for method, operation in operations.items():
             for status, answer in operation["responses"].items():
@@ -78,6 +86,7 @@ def test_405_names_every_method_of_the_path(server):
         ("/v1/files", "GET, POST"),
         ("/v1/files/file-x", "DELETE, GET"),
         ("/v1/fine_tuning/jobs", "GET, POST"),
+        ("/v1/studio/evaluations", "GET, POST"),
     ):
         answer = httpx.put(f"{server}{path}", headers=AUTH)
         assert answer.status_code == 405 and answer.headers["allow"] == allow and answer.json()["error"]["message"]

@@ -25,7 +25,7 @@ from tunelab.report.page import shell
 from tunelab.serve.auth import add_api_key, key_matches
 from tunelab.serve.errors import ApiError
 from tunelab.studio.jobs import TERMINAL
-from tunelab.studio.schema import RESPONSES, UPLOAD_BODY, JobRequest
+from tunelab.studio.schema import RESPONSES, UPLOAD_BODY, EvaluationRequest, JobRequest
 from tunelab.studio.security import add_request_checks
 
 UI = Path(__file__).parent / "ui"
@@ -142,6 +142,13 @@ def add_files(app: FastAPI, studio: Any) -> None:
         if users:
             raise ApiError(
                 409, f"file {file_id} is used by job {users[0]['id']}, which has not finished", "file_id", "file_in_use"
+            )
+        if evaluation := studio.evaluations.in_use(file_id):
+            raise ApiError(
+                409,
+                f"file {file_id} is read by evaluation {evaluation}, which has not finished",
+                "file_id",
+                "file_in_use",
             )
         files.delete(file_id)
         return {"id": file_id, "object": "file", "deleted": True}
@@ -326,6 +333,40 @@ def add_compare(app: FastAPI, studio: Any) -> None:
         if not rows or any(r is None for r in rows):
             raise ApiError(404, "ids must name existing fine-tuning jobs, comma-separated", "ids", "job_not_found")
         return await run_in_threadpool(compare, rows)
+
+
+def add_evaluations(app: FastAPI, studio: Any) -> None:
+    """tunelab: a held-out file through the one behaviour judge, in the background (studio/evaluations.py)."""
+    evaluations = studio.evaluations
+
+    def found(eval_id: str) -> dict[str, Any]:
+        row = evaluations.row(eval_id)
+        if row is None:
+            raise ApiError(404, f"no evaluation with id '{eval_id}'", "evaluation_id", "evaluation_not_found")
+        return row
+
+    @app.post("/v1/studio/evaluations", responses=RESPONSES["create_evaluation"])
+    async def create_evaluation(body: EvaluationRequest) -> dict[str, Any]:
+        return await run_in_threadpool(evaluations.create, body.model_dump(exclude_none=True))
+
+    @app.get("/v1/studio/evaluations", responses=RESPONSES["list_evaluations"])
+    async def list_evaluations(fine_tuning_job_id: str | None = None, limit: int = 100) -> dict[str, Any]:
+        return evaluations.list(fine_tuning_job_id, max(1, min(limit, 1000)))
+
+    @app.get("/v1/studio/evaluations/{evaluation_id}", responses=RESPONSES["evaluation"])
+    async def retrieve_evaluation(evaluation_id: str) -> dict[str, Any]:
+        found(evaluation_id)
+        return await run_in_threadpool(evaluations.get, evaluation_id, result=True)
+
+    @app.post("/v1/studio/evaluations/{evaluation_id}/cancel", responses=RESPONSES["cancel_evaluation"])
+    async def cancel_evaluation(evaluation_id: str) -> dict[str, Any]:
+        row = found(evaluation_id)
+        if row["status"] in ("succeeded", "failed", "cancelled"):
+            raise ApiError(
+                409, f"evaluation {evaluation_id} is already {row['status']}", "evaluation_id", "invalid_state"
+            )
+        await run_in_threadpool(evaluations.cancel, evaluation_id)
+        return evaluations.get(evaluation_id)
 
 
 def event_object(row: dict[str, Any]) -> dict[str, Any]:

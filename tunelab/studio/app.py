@@ -1,7 +1,8 @@
 """Build the studio: state under one folder, the job runner, the model pool and one FastAPI app.
 
 Folder layout: studio.db (SQLite, WAL), files/<file-id>/<name>, jobs/<job-id>/{config.yaml,
-train.log, run/} where run/ is an ordinary tunelab run directory.
+train.log, run/} where run/ is an ordinary tunelab run directory, evals/<eval-id>/{request.json,
+evaluate.log, side-<i>/ (`tunelab eval`'s predictions.jsonl, scores.json), evaluation.json}.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from tunelab.models.registry import DEFAULT_MODEL, tunelab_home
 from tunelab.serve.app import ServeSettings, create_app
 from tunelab.studio import api
 from tunelab.studio.db import Database
+from tunelab.studio.evaluations import Evaluations
 from tunelab.studio.files import FileStore
 from tunelab.studio.jobs import Jobs
 from tunelab.studio.models import StudioModels
@@ -60,11 +62,13 @@ class Studio:
         # bounded again by the serving engine's message and token limits.
         settings = ServeSettings(model_name="", api_key=None, max_body_bytes=self.max_upload_bytes + UPLOAD_SLACK)
         self.models = StudioModels(self.db, base_models or [DEFAULT_MODEL], settings, self.jobs.local_models)
+        self.evaluations = Evaluations(self.db, self.folder / "evals", self.files, self.jobs, self.models)
         self.app = create_app(None, settings, models=self.models)
         api.add_files(self.app, self)
         api.add_jobs(self.app, self)
         api.add_compare(self.app, self)
         api.add_metrics_csv(self.app, self)
+        api.add_evaluations(self.app, self)
         api.add_error_handlers(self.app)
         api.add_ui(self.app)
         api.add_auth(
@@ -79,9 +83,11 @@ class Studio:
 
     def start(self) -> Studio:
         self.runner.start()
+        self.evaluations.start()
         return self
 
     def close(self) -> None:
+        self.evaluations.close()
         self.runner.close()
         self.models.close()
 

@@ -1,4 +1,4 @@
-"""The studio's state: one SQLite file (WAL) holding files, jobs, events and checkpoints.
+"""The studio's state: one SQLite file (WAL) holding files, jobs, events, checkpoints and evaluations.
 
 WAL lets the API read while the job runner writes. One connection guarded by a lock is enough
 for a single-user local service and keeps every write in its own short transaction, so a
@@ -31,8 +31,21 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE TABLE IF NOT EXISTS checkpoints (
     id TEXT PRIMARY KEY, job_id TEXT, created_at INTEGER, step INTEGER, model TEXT,
     path TEXT, metrics TEXT, UNIQUE(job_id, step));
+CREATE TABLE IF NOT EXISTS evaluations (
+    id TEXT PRIMARY KEY, created_at INTEGER, status TEXT, job_id TEXT, file_id TEXT, request TEXT,
+    dir TEXT, pid INTEGER, error TEXT, result_file TEXT, started_at INTEGER, finished_at INTEGER);
 """
-JSON_COLUMNS = {"status_details", "report", "metadata", "hyperparameters", "method", "error", "data", "metrics"}
+JSON_COLUMNS = {
+    "status_details",
+    "report",
+    "metadata",
+    "hyperparameters",
+    "method",
+    "error",
+    "data",
+    "metrics",
+    "request",
+}
 
 
 def new_id(prefix: str) -> str:

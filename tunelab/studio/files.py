@@ -96,6 +96,26 @@ class FileStore:
         threading.Thread(target=self.validate, args=(file_id,), name=f"validate-{file_id}", daemon=True).start()
         return self.get(file_id)  # type: ignore[return-value]
 
+    def add_result(self, filename: str, purpose: str, data: bytes) -> dict[str, Any]:
+        """A file the studio made (an evaluation's result): stored as is, nothing to validate."""
+        from tunelab import rundir
+
+        file_id = new_id("file")
+        target = rundir.write_bytes(self.folder / file_id / filename, data)
+        self.db.insert(
+            "files",
+            {
+                "id": file_id,
+                "filename": filename,
+                "purpose": purpose,
+                "bytes": len(data),
+                "created_at": int(time.time()),
+                "status": "processed",
+                "path": str(target),
+            },
+        )
+        return self.get(file_id)  # type: ignore[return-value]
+
     def validate(self, file_id: str) -> None:
         row = self.row(file_id)
         if row is None:

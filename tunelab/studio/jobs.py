@@ -363,9 +363,20 @@ class Jobs:
         rows = self.db.all(f"SELECT id FROM jobs WHERE status = 'queued' ORDER BY {QUEUE_ORDER}")
         return {r["id"]: i for i, r in enumerate(rows)}
 
+    def result_files(self) -> dict[str, list[str]]:
+        """Job id -> the ids of its result files (its evaluations' results that were not deleted)."""
+        rows = self.db.all(
+            "SELECT e.job_id, e.result_file FROM evaluations e JOIN files f ON f.id = e.result_file "
+            "WHERE e.job_id IS NOT NULL AND f.deleted = 0 ORDER BY e.created_at, e.rowid"
+        )
+        out: dict[str, list[str]] = {}
+        for r in rows:
+            out.setdefault(r["job_id"], []).append(r["result_file"])
+        return out
+
     def get(self, job_id: str) -> dict[str, Any] | None:
         row = self.row(job_id)
-        return job_object(row, self.queue().get(job_id)) if row else None
+        return job_object(row, self.queue().get(job_id), self.result_files().get(job_id, [])) if row else None
 
     def list(self, after: str | None, limit: int, metadata: dict[str, str] | None = None) -> dict[str, Any]:
         sql, params = "SELECT * FROM jobs", []
@@ -377,8 +388,8 @@ class Jobs:
         rows = self.db.all(sql + " ORDER BY created_at DESC, rowid DESC", tuple(params))
         if metadata:
             rows = [r for r in rows if all((r["metadata"] or {}).get(k) == v for k, v in metadata.items())]
-        queue = self.queue()
-        page = [job_object(r, queue.get(r["id"])) for r in rows[:limit]]
+        queue, results = self.queue(), self.result_files()
+        page = [job_object(r, queue.get(r["id"]), results.get(r["id"], [])) for r in rows[:limit]]
         return {"object": "list", "data": page, "has_more": len(rows) > limit}
 
 
@@ -406,8 +417,9 @@ def status_text(row: dict[str, Any], ahead: int | None = None) -> str:
     return f"failed at step {step}{of}" if step else "failed"
 
 
-def job_object(row: dict[str, Any], ahead: int | None = None) -> dict[str, Any]:
-    """`ahead`: for a queued job, how many queued jobs run before it."""
+def job_object(row: dict[str, Any], ahead: int | None = None, result_files: list[str] | None = None) -> dict[str, Any]:
+    """`ahead`: for a queued job, how many queued jobs run before it; `result_files`: the file ids
+    of its evaluations' results (GET /v1/files/{id}/content)."""
     done = row["status"] == "succeeded"
     return {
         "object": "fine_tuning.job",
@@ -419,7 +431,7 @@ def job_object(row: dict[str, Any], ahead: int | None = None) -> dict[str, Any]:
         "hyperparameters": row["hyperparameters"],
         "model": row["model"],
         "organization_id": "tunelab",
-        "result_files": [],
+        "result_files": result_files or [],
         "seed": row["seed"],
         "status": row["status"],
         "trained_tokens": row["trained_tokens"],

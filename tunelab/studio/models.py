@@ -45,6 +45,10 @@ class StudioModels:
                 specs[ckpt["model"]] = ckpt["path"]
         return specs
 
+    def spec(self, name: str) -> str | None:
+        """What `name` loads (a registry name, a model or run directory, a checkpoint), None if unlisted."""
+        return self._specs().get(name)
+
     def names(self) -> list[str]:
         return list(self._specs())
 

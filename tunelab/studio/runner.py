@@ -110,7 +110,7 @@ def _wrong_kind(job: dict[str, Any], file: dict[str, Any]) -> str | None:
     )
 
 
-def failure_message(log_path: Path) -> str:
+def failure_message(log_path: Path, what: str = "tunelab train") -> str:
     """What a failed `tunelab train` tells the user: its own `error:` line, or the message of one
     of tunelab's errors; an internal exception (AttributeError, ...) is named only as internal,
     with where the traceback is, so no Python exception text reaches the client."""
@@ -122,8 +122,8 @@ def failure_message(log_path: Path) -> str:
         if message and head.startswith("tunelab.") and head.rsplit(".", 1)[-1].endswith("Error"):
             return message
     if any(line.startswith("Traceback") for line in lines):
-        return f"tunelab train stopped on an internal error; the traceback is in the job's {log_path.name}"
-    return "tunelab train exited without saying why" + (f" (its last line: {lines[-1][:200]})" if lines else "")
+        return f"{what} stopped on an internal error; the traceback is in its {log_path.name} on the server"
+    return f"{what} exited without saying why" + (f" (its last line: {lines[-1][:200]})" if lines else "")
 
 
 class Runner:

@@ -77,6 +77,20 @@ class JobRequest(BaseModel):
     tunelab: TunelabOptions | None = None
 
 
+class EvaluationRequest(BaseModel):
+    """tunelab's POST /v1/studio/evaluations body: a held-out file and what to run on it, a finished
+    job (its base beside its fine-tuned model) or one or two served models; greedy decoding."""
+
+    model_config = ConfigDict(extra="forbid")
+    file: StrictStr = Field(description="id of an uploaded chat file (purpose fine-tune) held out from training")
+    fine_tuning_job_id: StrictStr | None = Field(None, description="a succeeded job: its base beside its ft: model")
+    models: list[StrictStr] | None = Field(None, min_length=1, max_length=2, description="names GET /v1/models lists")
+    turns: Literal["all", "last"] = Field("all", description="every assistant turn, or each conversation's last")
+    limit: PositiveInt | None = Field(None, description="only the first N contexts")
+    max_new_tokens: Annotated[int, Field(gt=0, le=2048), BeforeValidator(_whole_number)] = 128
+    batch_size: Annotated[int, Field(gt=0, le=256), BeforeValidator(_whole_number)] = 16
+
+
 UPLOAD_BODY = {
     "requestBody": {
         "required": True,
@@ -125,11 +139,23 @@ RESPONSES: dict[str, dict[int, Any]] = {
         **found("file"),
         409: _doc("The file holds no chat examples to show (still validating, failed, or another kind)."),
     },
-    "delete_file": {**WRITE, **found("file"), 409: _doc("A job that has not finished trains on this file.")},
+    "delete_file": {
+        **WRITE,
+        **found("file"),
+        409: _doc("A job that has not finished trains on this file, or an unfinished evaluation reads it."),
+    },
     "create_job": {**WRITE, **found("file (training_file, validation_file, tunelab.prompt_file)")},
     "list_jobs": READ,
     "job": {**READ, **found("fine-tuning job")},
     "cancel_job": {**WRITE, **found("fine-tuning job"), 409: _doc("The job has already finished.")},
     "job_metrics": {**READ, **found("fine-tuning job"), 409: _doc("The job has not finished yet.")},
     "compare": {**READ, **found("fine-tuning job (one of ids)")},
+    "create_evaluation": {
+        **WRITE,
+        **found("file, fine-tuning job or served model"),
+        409: _doc("The file is not a validated chat file, or the job has not succeeded."),
+    },
+    "list_evaluations": READ,
+    "evaluation": {**READ, **found("evaluation")},
+    "cancel_evaluation": {**WRITE, **found("evaluation"), 409: _doc("The evaluation has already finished.")},
 }

@@ -17,7 +17,8 @@ function route() {
   const [page, id] = (location.hash.slice(1) || "data").split("/");
   document.querySelectorAll("section").forEach((s) => s.classList.toggle("active", s.id === "page-" + page));
   document.querySelectorAll("nav a").forEach((a) => a.classList.toggle("active", a.dataset.page === page));
-  ({ data: loadFiles, new: loadNewJob, jobs: () => loadJobs(id), compare: loadCompare, playground: loadPlayground }[page] || loadFiles)();
+  ({ data: loadFiles, new: loadNewJob, jobs: () => loadJobs(id), evaluate: () => loadEvaluate(id), compare: loadCompare,
+     playground: loadPlayground }[page] || loadFiles)();
 }
 window.addEventListener("hashchange", route);
 
@@ -31,6 +32,10 @@ async function loadFiles() {
 
 async function showFile(id) {
   const { status, report } = await api(`/v1/files/${id}/report`);
+  if (!report && status === "processed") {  // a file the studio made (an evaluation's result)
+    $("#file-detail").innerHTML = `<h3>${esc(id)}</h3><p><a href="/v1/files/${id}/content" download>download</a></p>`;
+    return;
+  }
   if (!report) { $("#file-detail").innerHTML = `<p>${status}: validating…</p>`; setTimeout(() => showFile(id), 500); return; }
   const cell = $(`#files tr[data-id="${id}"] td:nth-child(3)`);
   if (cell) cell.textContent = status;  // the list was drawn before validation finished
@@ -72,7 +77,7 @@ $("#upload-form").addEventListener("submit", async (e) => {
 async function modelNames() { return (await api("/v1/models")).data.map((m) => m.id); }
 
 async function loadNewJob() {
-  const [models, files] = [await modelNames(), (await api("/v1/files")).data.filter((f) => f.status === "processed")];
+  const [models, files] = [await modelNames(), (await api("/v1/files?purpose=fine-tune")).data.filter((f) => f.status === "processed")];
   $("#job-model").innerHTML = models.filter((m) => !m.includes(":ckpt-")).map((m) => `<option>${esc(m)}</option>`).join("");
   const yaml = (f) => /\.ya?ml$/i.test(f.filename);  // prompt files; the rest are data
   document.querySelectorAll(".file-select").forEach((sel) => {
@@ -134,6 +139,9 @@ async function refreshJob(id) {
   $("#job-cancel").hidden = done;
   $("#job-metrics").hidden = !done;
   $("#job-metrics").href = `/v1/fine_tuning/jobs/${job.id}/metrics`;
+  $("#job-evaluate").hidden = job.status !== "succeeded";
+  $("#job-evaluate").href = `#evaluate/${job.id}`;
+  $("#job-results").innerHTML = job.result_files.map((f) => `<a href="/v1/files/${f}/content" download>${f}</a>`).join(" ");
   return job;
 }
 
@@ -193,6 +201,125 @@ $("#job-cancel").addEventListener("click", async () => {
   const id = location.hash.split("/")[1];
   try { await api(`/v1/fine_tuning/jobs/${id}/cancel`, { method: "POST" }); } catch (err) { $("#job-error").textContent = err.message; }
   refreshJob(id);
+});
+
+// ---- Evaluate: a held-out file through the behaviour judge, base beside tuned ----
+let evalTimer = null;
+const FINISHED = ["succeeded", "failed", "cancelled"];
+
+async function loadEvaluate(id) {
+  const [files, jobs, models] = await Promise.all([api("/v1/files?purpose=fine-tune"), api("/v1/fine_tuning/jobs?limit=100"), modelNames()]);
+  $("#eval-file").innerHTML = files.data.filter((f) => f.status === "processed" && !/\.ya?ml$/i.test(f.filename))
+    .map((f) => `<option value="${f.id}">${esc(f.filename)} (${f.id})</option>`).join("");
+  $("#eval-job").innerHTML = "<option value=''>none: the models below</option>" + jobs.data.filter((j) => j.status === "succeeded")
+    .map((j) => `<option value="${j.id}">${j.id} → ${esc(j.fine_tuned_model)}</option>`).join("");
+  const options = models.map((m) => `<option>${esc(m)}</option>`).join("");
+  $("#eval-a").innerHTML = options;
+  $("#eval-b").innerHTML = "<option value=''>(nothing)</option>" + options;
+  if (id && id.startsWith("ftjob-")) $("#eval-job").value = id;
+  await listEvaluations(id && id.startsWith("eval-") ? id : null);
+}
+
+const evalState = (e) => `<span class="badge ${e.status}">${e.status}</span> ${e.status_text === e.status ? "" : esc(e.status_text)}`;
+
+async function listEvaluations(selected) {
+  const evals = (await api("/v1/studio/evaluations")).data;
+  $("#evals tbody").innerHTML = evals.map((e) => `<tr data-id="${e.id}" class="${e.id === selected ? "selected" : ""}"><td>${e.id}</td>` +
+    `<td>${e.models.map((m) => `${m.label}: ${esc(m.model)}`).join("<br>")}</td><td>${esc(e.file.filename)}</td>` +
+    `<td class="eval-state">${evalState(e)}</td></tr>`).join("");
+  $("#evals tbody").querySelectorAll("tr").forEach((tr) => tr.addEventListener("click", () => { location.hash = "evaluate/" + tr.dataset.id; }));
+  if (selected) showEvaluation(selected);
+  else $("#eval-detail").hidden = true;
+}
+
+$("#eval-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const v = Object.fromEntries(new FormData(e.target));
+  const body = { file: v.file, turns: v.turns };
+  if (v.job) body.fine_tuning_job_id = v.job;
+  else body.models = [v.model_a, v.model_b].filter(Boolean);
+  if (v.limit.trim()) body.limit = Number(v.limit);
+  if (v.max_new_tokens.trim()) body.max_new_tokens = Number(v.max_new_tokens);
+  try {
+    const ev = await api("/v1/studio/evaluations", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    $("#eval-status").textContent = "";
+    location.hash = "evaluate/" + ev.id;
+  } catch (err) { $("#eval-status").textContent = err.message; }
+});
+
+async function showEvaluation(id) {
+  clearTimeout(evalTimer);
+  const ev = await api(`/v1/studio/evaluations/${id}`);
+  $("#eval-detail").hidden = false;
+  $("#eval-title").textContent = `${ev.id}: ${ev.models.map((m) => m.model).join(" beside ")} on ${ev.file.filename}`;
+  $("#eval-state").textContent = ev.status;
+  $("#eval-state").className = "badge " + ev.status;
+  $("#eval-progress").textContent = ev.status_text === ev.status ? "" : ev.status_text;
+  $("#eval-error").textContent = ev.error ? `${ev.error.code}: ${ev.error.message}` : "";
+  const cell = $(`#evals tr[data-id="${ev.id}"] td.eval-state`);
+  if (cell) cell.innerHTML = evalState(ev);
+  $("#eval-download").hidden = !ev.result_file;
+  if (ev.result_file) $("#eval-download").href = `/v1/files/${ev.result_file}/content`;
+  if (!FINISHED.includes(ev.status)) {
+    ["#eval-rates", "#eval-confusion"].forEach((s) => { $(s).innerHTML = ""; });
+    $("#eval-browser").hidden = true;
+    evalTimer = setTimeout(() => { if (location.hash === "#evaluate/" + id) showEvaluation(id); }, 1000);
+    return;
+  }
+  if (ev.result) drawEvaluation(ev.result);
+}
+
+const pct = (x) => (100 * x).toFixed(1);
+// A rate with its 95% interval; data-rate carries the judge's exact value (what tests compare).
+const rateCell = (r, what, side) => `<td class="rate ${what}" data-side="${side}" data-rate="${r ? r.rate ?? "" : ""}">` +
+  (r && r.rate != null ? `${pct(r.rate)}% <span class="ci">[${pct(r.ci95[0])}, ${pct(r.ci95[1])}] ${r.k}/${r.n}</span>` : "–") + "</td>";
+
+function drawEvaluation(res) {
+  const sides = res.models;
+  const acts = [...new Set(sides.flatMap((s) => Object.keys(s.per_act)))];
+  const head = `<tr><th>reference act</th><th>n</th>${sides.map((s) => `<th>${esc(s.label)}: appropriate act</th><th>${esc(s.label)}: correct</th>`).join("")}</tr>`;
+  const row = (act, n, get) => `<tr data-act="${act}"><td>${act}</td><td>${n}</td>` +
+    sides.map((s, i) => rateCell(get(s)?.appropriateness, "appropriateness", i) + rateCell(get(s)?.correctness, "correctness", i)).join("") + "</tr>";
+  $("#eval-rates").innerHTML = `<table class="rates"><thead>${head}</thead><tbody>` + row("overall", sides[0].n, (s) => s) +
+    acts.map((a) => row(a, sides[0].per_act[a]?.n ?? 0, (s) => s.per_act[a])).join("") + "</tbody></table>" +
+    `<p class="muted">${sides.map((s) => `${esc(s.label)} = ${esc(s.model)}`).join("; ")}. Judge: ${esc(res.judge)}.</p>`;
+  $("#eval-confusion").innerHTML = sides.map((s) => {
+    const { labels, matrix } = s.confusion;
+    const used = labels.filter((_, i) => matrix[i].some(Boolean) || matrix.some((r) => r[i]));
+    const idx = used.map((l) => labels.indexOf(l));
+    return `<div><h4>${esc(s.label)}: reference act (rows) → act of the reply (columns)</h4><table class="confusion" data-side="${esc(s.label)}">` +
+      `<tr><th></th>${used.map((l) => `<th>${l}</th>`).join("")}</tr>` +
+      idx.map((i) => `<tr><th>${labels[i]}</th>${idx.map((j) => `<td class="${matrix[i][j] ? (i === j ? "hit" : "miss") : ""}">${matrix[i][j]}</td>`).join("")}</tr>`).join("") +
+      "</table></div>";
+  }).join("");
+  drawVerdicts(res);
+}
+
+function verdictCell(r) {
+  const mark = r.appropriate && r.correct ? ["right", "right"] : r.appropriate ? ["wrong", "right act, wrong content"] : ["wrong", "wrong act"];
+  const reason = Object.entries(r.reason).filter(([, v]) => v !== null && !(Array.isArray(v) && !v.length))
+    .map(([k, v]) => `${k}: ${typeof v === "string" ? v : JSON.stringify(v)}`).join("; ");
+  return `<td>${esc(r.prediction)}</td><td><span class="verdict ${mark[0]}">${r.act}: ${mark[1]}</span>` +
+    (reason ? `<br><span class="muted">${esc(reason)}</span>` : "") + "</td>";
+}
+
+function drawVerdicts(res) {
+  const differ = $("#eval-differ").checked;
+  const key = (r) => `${r.act}/${r.appropriate}/${r.correct}`;
+  const rows = res.verdicts.filter((v) => !differ || new Set(v.replies.map(key)).size > 1);
+  $("#eval-browser").hidden = false;
+  $("#eval-verdicts").innerHTML = `<thead><tr><th>#</th><th>user</th><th>reference</th>` +
+    res.models.map((s) => `<th>${esc(s.label)}: reply</th><th>${esc(s.label)}: verdict</th>`).join("") + "</tr></thead><tbody>" +
+    rows.map((v) => `<tr data-index="${v.index}"><td>${v.index + 1}</td><td>${esc(v.user)}</td><td>${esc(v.reference)}<br><span class="muted">${v.reference_act}</span></td>` +
+      v.replies.map(verdictCell).join("") + "</tr>").join("") + "</tbody>";
+  $("#eval-verdicts").dataset.shown = String(rows.length);
+  $("#eval-verdicts").dataset.result = res.evaluation_id;
+}
+
+$("#eval-differ").addEventListener("change", async () => {
+  const id = location.hash.split("/")[1];
+  const ev = await api(`/v1/studio/evaluations/${id}`);
+  if (ev.result) drawVerdicts(ev.result);
 });
 
 // ---- Compare ----
