@@ -1,6 +1,7 @@
 """The studio's pages in real headless Chromium (the system's /usr/bin/chromium, driven by
-Playwright): log in -> upload -> loss mask -> new job -> the live curve moves -> a reload keeps it
--> the playground answers with the ft: model beside its base; no console errors."""
+Playwright): log in -> upload -> loss mask -> new job (behaviour measured during training) -> the
+live curve moves -> a reload keeps it and the behaviour rates -> the playground answers with the
+ft: model beside its base; no console errors."""
 
 from __future__ import annotations
 
@@ -79,6 +80,10 @@ def test_upload_job_live_curve_reload_playground(tmp_path, tiny_model_dir):
         page.goto(base + "/#new")
         page.wait_for_selector("#job-form select[name=training_file] option", state="attached")
         page.fill("textarea[name=yaml]", YAML)
+        # behaviour during training, on the run's own held-out tenth (2 conversations), picks the checkpoint
+        page.check("input[name=behaviour_eval]")
+        page.fill("input[name=behaviour_contexts]", "2")
+        page.select_option("select[name=best_metric]", "behaviour_appropriate")
         page.click("#job-form button")
         page.wait_for_url("**/#jobs/ftjob-*")
         job_url = page.url
@@ -101,6 +106,11 @@ def test_upload_job_live_curve_reload_playground(tmp_path, tiny_model_dir):
         assert page.url == job_url
         page.wait_for_selector("#job-state.succeeded", timeout=180000)
         assert page.locator("#curve polyline").count() == 2  # training and validation loss
+        # the behaviour rates of steps 50 and 100 beside the loss, replayed after the reload
+        page.wait_for_function("Number(document.querySelector('#behaviour-curve').dataset.points) >= 4")
+        assert page.is_visible("#behaviour-curve") and page.locator("#behaviour-curve polyline").count() == 2
+        config = (Path(studio.jobs.row(job_id)["run_dir"]).parent / "config.yaml").read_text()
+        assert "best_metric: behaviour_appropriate" in config and "contexts: 2" in config
         # One status text in both views: the table row and the job's panel say the same.
         row = page.inner_text(f'#jobs tr[data-id="{job_id}"] td.job-state')
         assert row.endswith("succeeded after 100 steps") and page.inner_text("#job-progress").startswith(

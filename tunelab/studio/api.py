@@ -289,8 +289,13 @@ TYPE_TAGS = {"int", "float", "str", "bool", "dict", "list", "none", "json-or-pyt
 
 def _field(loc: tuple[Any, ...]) -> str:
     """('body', 'hyperparameters', 'n_epochs', "literal['auto']") -> 'hyperparameters.n_epochs':
-    pydantic names the union branch it tried; the user named only the field."""
-    parts = [str(p) for p in loc[1:] if not (isinstance(p, str) and (p in TYPE_TAGS or "[" in p or "-" in p))]
+    pydantic names the union branch it tried (a type tag, or a model's class name: our fields are
+    lower case); the user named only the field."""
+    parts = [
+        str(p)
+        for p in loc[1:]
+        if not (isinstance(p, str) and (p in TYPE_TAGS or "[" in p or "-" in p or p[:1].isupper()))
+    ]
     return ".".join(parts)
 
 

@@ -15,6 +15,7 @@ import yaml
 
 from tunelab.config import ConfigError, TrainConfig, dump, load
 from tunelab.serve.errors import ApiError
+from tunelab.studio.behaviour import behaviour_section
 from tunelab.studio.db import Database, new_id
 
 BASE_LR = TrainConfig.model_fields["learning_rate"].default  # learning_rate_multiplier 1 means this
@@ -262,12 +263,14 @@ class Jobs:
         train_file = self._file(body["training_file"], "training_file")
         val_file = self._file(body.get("validation_file"), "validation_file")
         hp, kind = _hyperparameters(body)
-        ext = (
-            body.get("tunelab") or {}
-        )  # the tunelab extension: a config (dict or YAML text), an accelerate config, a prompt file
+        # the tunelab extension: a config (dict or YAML text), an accelerate config, a prompt file, behaviour_eval
+        ext = body.get("tunelab") or {}
         if not isinstance(ext, dict):
             raise ApiError(
-                400, "tunelab must be an object {config, accelerate_config, prompt_file}", "tunelab", "invalid_value"
+                400,
+                "tunelab must be an object {config, accelerate_config, prompt_file, behaviour_eval, best_metric}",
+                "tunelab",
+                "invalid_value",
             )
         pasted = ext.get("config") or {}
         if isinstance(pasted, str):
@@ -279,6 +282,9 @@ class Jobs:
             raise ApiError(
                 400, "tunelab.config must be a mapping of config sections", "tunelab.config", "invalid_value"
             )
+        for section in ("model", "train", "data"):  # the studio writes into these; config validation names the rest
+            if not isinstance(pasted.get(section, {}), dict):
+                raise _bad(f"tunelab.config.{section}", f"tunelab.config.{section} must be a mapping of settings")
         job_id = new_id("ftjob")
         job_dir = self.folder / job_id
         raw = _merge({"model": {"name": spec}, "train": {}}, pasted)
@@ -298,6 +304,7 @@ class Jobs:
                 "validation_file",
                 "invalid_value",
             )
+        behaviour_section(raw, ext, val_file, train_file)
         if body.get("seed") is not None:
             raw["train"]["seed"] = body["seed"]
         # merged/ lets a finished model be the base of a later job and load fast for serving.

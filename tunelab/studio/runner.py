@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab import rundir
+from tunelab.studio.behaviour import rate_events, rates_at
 from tunelab.studio.db import Database, new_id
 from tunelab.studio.jobs import QUEUE_ORDER
 from tunelab.train.checkpoint import last_complete_checkpoint
@@ -312,6 +313,9 @@ class Runner:
             }
             text = f"Step {row['step']}/{total}: {'training' if key == 'train_loss' else 'validation'} loss={row['value']:.4f}"
             self.db.add_event(job["id"], text, kind="metrics", data=data, key=f"{row['split']}:{row['step']}")
+        behaviour = rundir.read_metrics(run_dir, split="val")  # train.behaviour_eval's rates, when the job asked
+        for key, text, data in rate_events(behaviour, total):
+            self.db.add_event(job["id"], text, kind="metrics", data=data, key=key)
         self.db.update("jobs", job["id"], {"step": step, "total_steps": total})
         for ckpt in sorted((run_dir / rundir.CHECKPOINTS).glob("checkpoint-*")):
             if not (ckpt / "trainer_state.json").exists():
@@ -321,6 +325,7 @@ class Runner:
             for row in rundir.read_metrics(run_dir, name="loss"):
                 if row["step"] <= n:
                     metrics["train_loss" if row["split"] == "train" else "valid_loss"] = row["value"]
+            metrics.update(rates_at(behaviour, n))
             if self.db.insert(
                 "checkpoints",
                 {

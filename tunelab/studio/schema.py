@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr
 
 from tunelab.serve.app import _whole_number
 from tunelab.serve.limits import ErrorResponse
@@ -21,6 +21,8 @@ Auto = Literal["auto"]
 PositiveInt = Annotated[int, Field(gt=0), BeforeValidator(_whole_number)]
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1), BeforeValidator(_whole_number)]
 Number = Annotated[float, Field(gt=0, strict=True)]  # strict: "0.5" is not a number; 1 is
+Upto256 = Annotated[int, Field(gt=0, le=256), BeforeValidator(_whole_number)]
+Upto2048 = Annotated[int, Field(gt=0, le=2048), BeforeValidator(_whole_number)]
 
 
 class Hyperparameters(BaseModel):
@@ -51,14 +53,36 @@ class Method(BaseModel):
     dpo: Dpo | None = None
 
 
+class BehaviourEvalOptions(BaseModel):
+    """train.behaviour_eval of the run: at every evaluation step, greedy replies to a fixed set of
+    validation contexts, judged by the behaviour judge; their rates join the job's metrics."""
+
+    model_config = ConfigDict(extra="forbid")
+    contexts: Upto2048 | None = Field(None, description="validation assistant turns generated on (default 16)")
+    max_new_tokens: Upto2048 | None = Field(None, description="default 48")
+    batch_size: Upto256 | None = Field(None, description="generation batch (default 16)")
+    eval_steps: PositiveInt | None = Field(
+        None, description="evaluate every N optimizer steps (train.eval_steps; must divide train.save_steps)"
+    )
+
+
 class TunelabOptions(BaseModel):
     """tunelab's extension: a config (mapping or YAML text; its data and output are the studio's),
-    an accelerate config (a shipped name or an uploaded file id), a prompt file id (recipe bake)."""
+    an accelerate config (a shipped name or an uploaded file id), a prompt file id (recipe bake),
+    behaviour evaluation during training and the metric that picks the best checkpoint."""
 
     model_config = ConfigDict(extra="forbid")
     config: dict[str, Any] | StrictStr | None = None
     accelerate_config: StrictStr | None = Field(None, description="ddp_cpu (or another shipped name) or file-...")
     prompt_file: StrictStr | None = Field(None, description="file id of an uploaded prompt YAML: recipe bake")
+    behaviour_eval: BehaviourEvalOptions | StrictBool | None = Field(
+        None,
+        description="method supervised; needs validation_file or a held-out tenth of training_file; "
+        "true or {} for the defaults",
+    )
+    best_metric: Literal["loss", "behaviour_appropriate", "behaviour_correct"] | None = Field(
+        None, description="what picks the kept checkpoint: validation loss, or a behaviour rate (needs behaviour_eval)"
+    )
 
 
 class JobRequest(BaseModel):
@@ -87,8 +111,8 @@ class EvaluationRequest(BaseModel):
     models: list[StrictStr] | None = Field(None, min_length=1, max_length=2, description="names GET /v1/models lists")
     turns: Literal["all", "last"] = Field("all", description="every assistant turn, or each conversation's last")
     limit: PositiveInt | None = Field(None, description="only the first N contexts")
-    max_new_tokens: Annotated[int, Field(gt=0, le=2048), BeforeValidator(_whole_number)] = 128
-    batch_size: Annotated[int, Field(gt=0, le=256), BeforeValidator(_whole_number)] = 16
+    max_new_tokens: Upto2048 = 128
+    batch_size: Upto256 = 16
 
 
 UPLOAD_BODY = {

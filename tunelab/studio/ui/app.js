@@ -102,8 +102,13 @@ $("#job-form").addEventListener("submit", async (e) => {
   const body = {
     model: v.model, training_file: v.training_file, validation_file: v.validation_file || null, suffix: v.suffix || null, method,
     tunelab: { config: v.yaml.trim() ? v.yaml : config, accelerate_config: v.accelerate_config.trim() || null,
-               prompt_file: v.method === "bake" ? v.prompt_file || null : null },
+               prompt_file: v.method === "bake" ? v.prompt_file || null : null,
+               best_metric: v.best_metric === "loss" ? null : v.best_metric },
   };
+  if (v.behaviour_eval) {  // train.behaviour_eval: the server says which field is wrong (no validation data, ...)
+    const every = v.eval_steps.trim(), contexts = v.behaviour_contexts.trim();
+    body.tunelab.behaviour_eval = { ...(contexts && { contexts: Number(contexts) }), ...(every && { eval_steps: Number(every) }) };
+  }
   try {
     const job = await api("/v1/fine_tuning/jobs", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
     location.hash = "jobs/" + job.id;
@@ -111,7 +116,7 @@ $("#job-form").addEventListener("submit", async (e) => {
 });
 
 // ---- Jobs: list, live status, live curve over SSE ----
-let stream = null, points = { train: [], val: [] };
+let stream = null, points = { train: [], val: [], behaviour: {} };
 
 // One job's state, drawn the same in the table and the panel: the server's status_text is the
 // single source (so the two can never disagree, e.g. validating_files in one and running in the other).
@@ -149,9 +154,10 @@ function openJob(id) {
   $("#job-detail").hidden = false;
   if (stream && stream.jobId === id) return;
   if (stream) stream.close();
-  points = { train: [], val: [] };
+  points = { train: [], val: [], behaviour: {} };
   $("#events").innerHTML = "";
   drawCurve();
+  drawBehaviour();
   refreshJob(id);
   // EventSource reconnects by itself after a dropped connection and sends Last-Event-ID, so the
   // server replays only what was missed; a page reload starts at 0 and replays everything.
@@ -162,39 +168,56 @@ function openJob(id) {
     $("#events").insertAdjacentHTML("beforeend", `<li>${new Date(ev.created_at * 1000).toLocaleTimeString()} ${esc(ev.message)}</li>`);
     $("#events").scrollTop = $("#events").scrollHeight;
     if (ev.type === "metrics") {
-      if (ev.data.valid_loss != null) points.val.push([ev.data.step, ev.data.valid_loss]);
-      else points.train.push([ev.data.step, ev.data.train_loss]);
-      drawCurve();
+      const d = ev.data, rates = Object.keys(d).filter((k) => k.startsWith("behaviour_"));
+      rates.forEach((k) => (points.behaviour[k] ||= []).push([d.step, d[k]]));
+      if (rates.length) drawBehaviour();
+      else if (d.valid_loss != null) points.val.push([d.step, d.valid_loss]);
+      else if (d.train_loss != null) points.train.push([d.step, d.train_loss]);
+      if (!rates.length) drawCurve();
     }
     refreshJob(id);
   });
   stream.addEventListener("end", () => { stream.close(); refreshJob(id); loadJobs(); });
 }
 
-function drawCurve() {
-  const all = [...points.train, ...points.val];
-  const svg = $("#curve");
+// One SVG line chart for the loss and the behaviour rates: `series` is [[label, color, points]],
+// `range` fixes the y axis (rates: 0..1), `fmt` writes its labels.
+function drawChart(svg, series, { range = null, fmt = (y) => y.toFixed(3), empty = "waiting for the first logged step…" } = {}) {
+  const all = series.flatMap(([, , pts]) => pts);
   svg.dataset.points = String(all.length);
-  if (!all.length) { svg.innerHTML = `<text x="280" y="130" text-anchor="middle">waiting for the first logged step…</text>`; return; }
+  if (!all.length) { svg.innerHTML = `<text x="280" y="130" text-anchor="middle">${esc(empty)}</text>`; return; }
   const [W, H, L, B, T, R] = [560, 260, 50, 30, 10, 10];
   const xs = all.map((p) => p[0]), ys = all.map((p) => p[1]);
   const [x0, x1] = [Math.min(...xs), Math.max(...xs, Math.min(...xs) + 1)];
   const pad = (Math.max(...ys) - Math.min(...ys)) * 0.08 || 0.1;
-  const [y0, y1] = [Math.max(0, Math.min(...ys) - pad), Math.max(...ys) + pad];
+  const [y0, y1] = range || [Math.max(0, Math.min(...ys) - pad), Math.max(...ys) + pad];
   const px = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R), py = (y) => H - B - ((y - y0) / (y1 - y0)) * (H - T - B);
   let out = `<rect x="${L}" y="${T}" width="${W - L - R}" height="${H - T - B}" fill="#fff" stroke="#999"/>`;
   for (let i = 0; i < 5; i++) {
     const y = y0 + ((y1 - y0) * i) / 4;
-    out += `<line x1="${L}" x2="${W - R}" y1="${py(y)}" y2="${py(y)}" stroke="#eee"/><text x="${L - 4}" y="${py(y) + 4}" text-anchor="end">${y.toFixed(3)}</text>`;
+    out += `<line x1="${L}" x2="${W - R}" y1="${py(y)}" y2="${py(y)}" stroke="#eee"/><text x="${L - 4}" y="${py(y) + 4}" text-anchor="end">${fmt(y)}</text>`;
   }
   out += `<text x="${L}" y="${H - 8}">step ${x0}</text><text x="${W - R}" y="${H - 8}" text-anchor="end">${x1}</text>`;
-  [["train", "#1f77b4"], ["val", "#d62728"]].forEach(([k, color], i) => {
-    if (!points[k].length) return;
-    out += `<polyline fill="none" stroke="${color}" stroke-width="1.8" points="${points[k].map(([x, y]) => `${px(x)},${py(y)}`).join(" ")}"/>`;
-    out += points[k].map(([x, y]) => `<circle cx="${px(x)}" cy="${py(y)}" r="2.5" fill="${color}"><title>${k} step ${x}: ${y.toFixed(4)}</title></circle>`).join("");
-    out += `<text x="${W - R - 80}" y="${T + 16 + 14 * i}" fill="${color}">— ${k} loss</text>`;
+  series.filter(([, , pts]) => pts.length).forEach(([label, color, pts], i) => {
+    out += `<polyline fill="none" stroke="${color}" stroke-width="1.8" points="${pts.map(([x, y]) => `${px(x)},${py(y)}`).join(" ")}"/>`;
+    out += pts.map(([x, y]) => `<circle cx="${px(x)}" cy="${py(y)}" r="2.5" fill="${color}"><title>${esc(label)} step ${x}: ${fmt(y)}</title></circle>`).join("");
+    out += `<text x="${W - R - 150}" y="${T + 16 + 14 * i}" style="fill: ${color}">— ${esc(label)}</text>`;
   });
   svg.innerHTML = out;
+}
+
+function drawCurve() {
+  drawChart($("#curve"), [["train loss", "#1f77b4", points.train], ["val loss", "#d62728", points.val]]);
+}
+
+// train.behaviour_eval's rates (behaviour_appropriate, behaviour_correct, ...), one line each;
+// the chart shows only for a job that measures them.
+const RATE_COLORS = ["#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#e377c2"];
+function drawBehaviour() {
+  const names = Object.keys(points.behaviour).sort();
+  $("#behaviour").hidden = !names.length;
+  drawChart($("#behaviour-curve"), names.map((n, i) => [n.replace("behaviour_", "").replace("_", " "), RATE_COLORS[i % RATE_COLORS.length], points.behaviour[n]]),
+    { range: [0, 1], fmt: (y) => `${Math.round(100 * y)}%` });
 }
 
 $("#job-cancel").addEventListener("click", async () => {
