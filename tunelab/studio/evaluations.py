@@ -24,7 +24,7 @@ from tunelab import rundir
 from tunelab.serve.errors import ApiError
 from tunelab.studio import evaluate
 from tunelab.studio.db import Database, new_id
-from tunelab.studio.runner import _is_our_job, failure_message, group_alive, kill_group
+from tunelab.studio.runner import failure_message, group_alive, is_our_process, kill_group, start_in_own_session
 
 log = logging.getLogger(__name__)
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -214,7 +214,7 @@ class Evaluations:
 
     def recover(self) -> None:
         for row in self.db.all("SELECT * FROM evaluations WHERE status = 'running'"):
-            if row["pid"] and group_alive(row["pid"]) and _is_our_job(row["pid"], Path(row["dir"])):
+            if row["pid"] and group_alive(row["pid"]) and is_our_process(row["pid"], Path(row["dir"])):
                 kill_group(row["pid"])  # an orphan of a killed server
             self.db.update("evaluations", row["id"], {"status": "queued", "pid": None})
 
@@ -235,16 +235,9 @@ class Evaluations:
         if row is None:
             return
         folder = Path(row["dir"])
-        with (folder / evaluate.LOG).open("ab") as logfile:
-            # Its own session: cancel stops the whole group, a Ctrl-C of the server does not reach it.
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tunelab.studio.evaluate", str(folder)],
-                stdout=logfile,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                cwd=folder,
-            )
+        self.proc = start_in_own_session(
+            [sys.executable, "-m", "tunelab.studio.evaluate", str(folder)], folder, evaluate.LOG
+        )
         self.eval_id = row["id"]
         self.db.update(
             "evaluations", row["id"], {"status": "running", "pid": self.proc.pid, "started_at": int(time.time())}

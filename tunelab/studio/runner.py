@@ -39,12 +39,22 @@ def group_alive(pgid: int) -> bool:
         return True
 
 
-def _is_our_job(pid: int, job_dir: Path) -> bool:
-    """A pid left by a killed server is ours only if its command line names the job's config."""
+def is_our_process(pid: int, folder: Path) -> bool:
+    """A pid left by a killed server is ours only if its command line names our folder."""
     try:
-        return str(job_dir) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        return str(folder) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
         return False
+
+
+def start_in_own_session(cmd: list[str], folder: Path, log_name: str) -> subprocess.Popen:
+    """Start `cmd` in `folder`, its output appended to `folder/log_name`. start_new_session: it and
+    every process it starts form one group, so cancel (killpg) stops all of them, and a Ctrl-C meant
+    for the server does not reach them."""
+    with (folder / log_name).open("ab") as logfile:
+        return subprocess.Popen(
+            cmd, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=folder
+        )
 
 
 def kill_group(pgid: int, proc: subprocess.Popen | None = None, grace: float = 5.0) -> None:
@@ -152,7 +162,7 @@ class Runner:
     def recover(self) -> None:
         for job in self.db.all("SELECT * FROM jobs WHERE status = 'running'"):
             job_dir = Path(job["run_dir"]).parent
-            if job["pid"] and group_alive(job["pid"]) and _is_our_job(job["pid"], job_dir):
+            if job["pid"] and group_alive(job["pid"]) and is_our_process(job["pid"], job_dir):
                 kill_group(job["pid"])  # an orphan of the killed server: it cannot report to us
             ckpt = last_complete_checkpoint(Path(job["run_dir"]) / rundir.CHECKPOINTS)
             if (Path(job["run_dir"]) / rundir.SUMMARY).exists():
@@ -236,17 +246,7 @@ class Runner:
             cmd = [launcher, "launch", "--config_file", job["accelerate_config"], *train]
         else:
             cmd = [sys.executable, *train]
-        with (job_dir / "train.log").open("ab") as logfile:
-            # start_new_session: the job and every process it starts form one group, so cancel
-            # (killpg) stops all of them, and a Ctrl-C meant for the server does not reach them.
-            self.proc = subprocess.Popen(
-                cmd,
-                stdout=logfile,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                cwd=job_dir,
-            )
+        self.proc = start_in_own_session(cmd, job_dir, "train.log")
         self.job_id = job["id"]
         started = job["started_at"] or int(time.time())
         self.db.update("jobs", job["id"], {"status": "running", "pid": self.proc.pid, "started_at": started})
