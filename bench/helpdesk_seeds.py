@@ -4,7 +4,12 @@ seed and prints, per seed, all-rules pass rate, whether the bar is met, the rule
 prompted base, and the baked model's passes by question kind and language.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/helpdesk_seeds.py --out runs/helpdesk_seeds --seeds 0,1,2
-        [--steps 320] [--model smollm2-135m] [--questions 800] [--lr 1e-3]
+        [--steps 320] [--model smollm2-135m] [--questions 800] [--lr 1e-3] [--eval-questions 40]
+    # the demo's logs and split, trained as a stranger would: tunelab's training defaults, one epoch
+    .venv/bin/python bench/helpdesk_seeds.py --out runs/helpdesk_defaults --seeds 0 --tunelab-defaults
+    # ... or with given settings instead of the defaults (the previous defaults here)
+    .venv/bin/python bench/helpdesk_seeds.py --out runs/helpdesk_old --seeds 0 --tunelab-defaults \
+        --set batch_size=4 --set learning_rate=2e-4 --set group_by_length=true --set warmup_ratio=0
 
 Each seed is a whole demo (about 25 min on one thread); DIR/seed-N/ keeps its files, and a seed
 whose DIR/seed-N/adherence.json exists is read, not run again. The kind of each held-out question
@@ -19,6 +24,8 @@ import json
 import os
 import time
 from pathlib import Path
+
+import yaml
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -47,15 +54,29 @@ def main() -> None:
         "--questions", type=int, default=None, help="logged questions to generate (default: the demo's)"
     )
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the demo's)")
+    parser.add_argument("--eval-questions", type=int, default=None, help="held-out questions (default: the demo's)")
+    parser.add_argument(
+        "--tunelab-defaults",
+        action="store_true",
+        help="train with tunelab's defaults (one epoch) instead of the demo's recipe; --set overrides them",
+    )
+    parser.add_argument("--set", action="append", default=[], help="with --tunelab-defaults: train.KEY=VALUE")
     args = parser.parse_args()
 
     from tunelab.demos.helpdesk import run_helpdesk_demo
 
     overrides = {
         k: v
-        for k, v in {"max_steps": args.steps, "n_questions": args.questions, "learning_rate": args.lr}.items()
+        for k, v in {
+            "max_steps": args.steps,
+            "n_questions": args.questions,
+            "learning_rate": args.lr,
+            "eval_questions": args.eval_questions,
+        }.items()
         if v is not None
     }
+    if args.tunelab_defaults:
+        overrides["train_settings"] = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
     results: list[tuple[float, bool]] = []  # (all rules, bar met) per seed
     for seed in (int(s) for s in args.seeds.split(",")):
         run = args.out / f"seed-{seed}"

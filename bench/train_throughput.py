@@ -1,13 +1,15 @@
 """LoRA SFT training speed: tunelab's trainer against TRL's SFTTrainer, in the same run.
 
 Both train SmolLM2-135M-Instruct (fp32 unless a variant says otherwise), LoRA r=16 alpha=32 on
-every linear layer, batch 8, the same learning rate and schedule, on the demo's cafe dialogues
+every linear layer, batch 8 (--batch), the same learning rate and schedule, on the demo's cafe dialogues
 (256 train + 32 validation conversations, seed 0). Both get the SAME pre-tokenized examples:
 input_ids + labels from tunelab's chat-template masking (loss on assistant turns only), so
 they train on exactly the same target tokens; TRL takes a tokenized dataset with a `labels`
 column as is (SmolLM2's template has no `{% generation %}` markers for `assistant_only_loss`).
-Both see the batches in the same seeded random order. TRL runs with its own defaults (its
-SFTConfig turns gradient checkpointing on); variant trl-nockpt turns that off.
+Both see the batches in the same seeded random order (each step's examples are fingerprinted and
+the ratio lines say whether two variants trained on the same ones in the same order). TRL runs
+with its own defaults (its SFTConfig turns gradient checkpointing on); trl-fastest is its fastest
+setting on this CPU (no checkpointing, bf16 autocast where bf16 is native), the peer of the ratios.
 
 Each run is its own process (so peak RSS and time to the first step are its own), and the
 variants alternate A B A B. Reported per run: all tokens/s (non-padding) and target tokens/s
@@ -16,7 +18,7 @@ start to the end of the first step, and the validation loss afterwards computed 
 function (mean cross-entropy over the validation targets) for every variant. Then the ratios,
 and the FLOP utilisation against this machine's measured matmul peak.
 
-    .venv/bin/python bench/train_throughput.py [--steps 4] [--rounds 2] [--variants trl,tunelab]
+    .venv/bin/python bench/train_throughput.py [--steps 4] [--rounds 2] [--batch 8] [--variants trl-fastest,tunelab-auto]
     .venv/bin/python bench/train_throughput.py --steps 3 --val 8 --rounds 1 \
         --variants trl,tunelab,tunelab-ungrouped,trl,tunelab,tunelab-bf16base    # the levers, one each
 """
@@ -24,6 +26,7 @@ and the FLOP utilisation against this machine's measured matmul peak.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -43,8 +46,14 @@ VARIANTS = {
     "trl": ("trl", {}),
     "trl-bf16": ("trl", {"precision": "bf16"}),
     "trl-nockpt": ("trl", {"gradient_checkpointing": False}),  # TRL's SFTConfig turns it on by default
+    "trl-bf16-nockpt": ("trl", {"precision": "bf16", "gradient_checkpointing": False}),
+    # TRL's fastest setting on this CPU: no gradient checkpointing, bf16 autocast where bf16 is native
+    # (the same probe that decides tunelab's auto); the ratio lines are against it.
+    "trl-fastest": ("trl", {"gradient_checkpointing": False, "precision": "probe"}),
     "tunelab": ("tunelab", FP32),  # target-only head, length-grouped batches, fp32
     "tunelab-auto": ("tunelab", {}),  # the defaults
+    # the defaults with the stock bf16 attention instead of fp32 attention (train.precision.fp32_attention)
+    "tunelab-auto-bf16attention": ("tunelab", {"attention": "sdpa"}),
     "tunelab-fullhead": ("tunelab", {**FP32, "target_only_head": False}),
     "tunelab-ungrouped": ("tunelab", {**FP32, "group_by_length": False}),
     "tunelab-bf16": ("tunelab", {**FP32, "precision": "bf16"}),
@@ -55,7 +64,8 @@ VARIANTS = {
     "tunelab-fast-ungrouped": ("tunelab", {"precision": "bf16_base", "compile": True, "group_by_length": False}),
     "tunelab-1thread": ("tunelab", {**FP32, "threads": 1}),
 }
-LR, MAX_LENGTH, BATCH, SEED = 1e-3, 384, 8, 0
+LR, MAX_LENGTH, SEED = 1e-3, 384, 0
+BATCH = 8  # --batch
 
 
 def examples(n_train: int, n_val: int):
@@ -82,8 +92,8 @@ def val_loss(model, val, pad_id: int) -> float:
     collate, total, count = PadCollator(pad_id), 0.0, 0
     model.eval()
     with torch.inference_mode():
-        for i in range(0, len(val), BATCH):
-            batch = collate([{"input_ids": e.input_ids, "labels": e.labels} for e in val[i : i + BATCH]])
+        for i in range(0, len(val), 8):
+            batch = collate([{"input_ids": e.input_ids, "labels": e.labels} for e in val[i : i + 8]])
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
             labels = batch["labels"][:, 1:]
             total += torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, reduction="sum").item()
@@ -109,9 +119,12 @@ def counting(trainer_cls):
 
     class Counting(trainer_cls):
         step_tokens: list[tuple[int, int]] = []
+        step_batches: list[str] = []  # each step's examples, so two trainers' orders can be compared
 
         def training_step(self, model, inputs, num_items_in_batch=None):
             self.step_tokens.append((int(inputs["attention_mask"].sum()), int((inputs["labels"] != -100).sum())))
+            rows = sorted(tuple(r[m.bool()].tolist()) for r, m in zip(inputs["input_ids"], inputs["attention_mask"]))
+            self.step_batches.append(hashlib.sha1(repr(rows).encode()).hexdigest()[:12])
             return super().training_step(model, inputs, num_items_in_batch)
 
     return Counting
@@ -148,6 +161,8 @@ def build_tunelab(settings: dict, train, tokenizer, out: str, steps: int, clock)
     configured, config = config, resolve(config)  # the rule of every run; says what auto chose
     print(f"{out}: {choice_line(configured, config)}", file=sys.stderr, flush=True)
     model, _ = load_trainable(config)
+    if "attention" in settings:  # before the first forward, so the compiled layers trace this one
+        model.get_base_model().set_attn_implementation(settings["attention"])
     args = training_arguments(config, __import__("pathlib").Path(out), has_val=False)
     progress = TokenProgressCallback()
     trainer = counting(MaskedLossTrainer)(
@@ -170,7 +185,11 @@ def build_trl(settings: dict, train, tokenizer, out: str, steps: int, clock):
     from trl import SFTConfig, SFTTrainer
 
     from tunelab.models.registry import resolve
+    from tunelab.train.precision import describe_cpu
 
+    precision = settings.get("precision")
+    if precision == "probe":
+        precision = "bf16" if describe_cpu()["precision"] != "fp32" else "fp32"
     args = SFTConfig(
         output_dir=out,
         max_steps=steps,
@@ -185,7 +204,7 @@ def build_trl(settings: dict, train, tokenizer, out: str, steps: int, clock):
         report_to="none",
         use_cpu=True,
         max_length=MAX_LENGTH,
-        bf16=settings.get("precision") == "bf16",
+        bf16=precision == "bf16",
         dataloader_num_workers=0,
         disable_tqdm=True,
         max_grad_norm=1.0,
@@ -229,6 +248,8 @@ def run_one(variant: str, steps: int, n_train: int, n_val: int, out: str) -> dic
         "first_step_s": first,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "val_loss": loss,
+        "batch": BATCH,
+        "order": trainer.step_batches,
         "loadavg": os.getloadavg()[0],
     }
 
@@ -280,26 +301,34 @@ def summarize(results: list[dict], peaks: dict[str, float]) -> None:
         print(
             f"{name:18} {tps:7.1f} {tgt:8.1f} {mean(rows, 'first_step_s'):10.1f} {max(r['peak_rss_mb'] for r in rows):7.0f} {mean(rows, 'val_loss'):8.4f} {flops / 1e9 / peaks['fp32']:9.1%} {flops / 1e9 / peaks['bf16']:9.1%}"
         )
-    if "trl" in by:
-        base = by["trl"]
-        for name, rows in by.items():
-            if name != "trl":
-                print(
-                    f"{name} / trl: tokens/s x{mean(rows, 'tokens_per_s') / mean(base, 'tokens_per_s'):.2f}, "
-                    f"val loss {100 * (mean(rows, 'val_loss') / mean(base, 'val_loss') - 1):+.2f}%"
-                )
+    peer = next((name for name in ("trl-fastest", "trl-bf16-nockpt", "trl") if name in by), None)
+    if peer is None:
+        return
+    base = by[peer]
+    for name, rows in by.items():
+        if name == peer:
+            continue
+        same = all(r["order"] == b["order"] for r, b in zip(rows, base))
+        print(
+            f"{name} / {peer}: tokens/s x{mean(rows, 'tokens_per_s') / mean(base, 'tokens_per_s'):.2f}, "
+            f"val loss {100 * (mean(rows, 'val_loss') / mean(base, 'val_loss') - 1):+.2f}%, "
+            f"{'the same examples in the same order' if same else 'OTHER examples or order than ' + peer}"
+        )
 
 
 def main() -> None:
+    global BATCH
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variants", default="trl,tunelab", help=f"comma-separated, from: {', '.join(VARIANTS)}")
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=BATCH, help="dialogues a step, every variant")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--train", type=int, default=256)
     parser.add_argument("--val", type=int, default=32)
     parser.add_argument("--out", default="runs/train_throughput")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # child process: run this variant, print JSON
     args = parser.parse_args()
+    BATCH = args.batch
     if args.one:
         print(json.dumps(run_one(args.one, args.steps, args.train, args.val, f"{args.out}/{args.one}")))
         return
@@ -308,8 +337,10 @@ def main() -> None:
     from tunelab.train.precision import matmul_peak
 
     peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    from tunelab.train.precision import cpu_model
+
     print(
-        f"cpu threads {torch.get_num_threads()}, load average {os.getloadavg()}, matmul peak GFLOP/s: fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f}"
+        f"{cpu_model()}, batch {args.batch}, cpu threads {torch.get_num_threads()}, load average {os.getloadavg()}, matmul peak GFLOP/s: fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f}"
     )
     print(f"cached model in a fresh process, seconds [imports, first load, second load]: {load_seconds()}")
     results = []
@@ -328,6 +359,8 @@ def main() -> None:
                 str(args.val),
                 "--out",
                 args.out,
+                "--batch",
+                str(args.batch),
             ]
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -172,10 +172,14 @@ class TrainConfig(Section):
     recipe: Literal["sft", "bake", "kto", "dpo"] = "sft"
     epochs: float = Field(1.0, gt=0)
     max_steps: int | None = Field(None, ge=1)  # overrides epochs when set
-    learning_rate: float = Field(2e-4, gt=0)
+    # auto (tunelab/train/precision.py, docs/training.md#defaults): 1e-3 for LoRA (measured on the
+    # cafe and Taskmaster-4 dialogues) and DoRA, 2e-4 for every other adapter and recipes kto/dpo.
+    learning_rate: Annotated[float, Field(gt=0)] | Literal["auto"] = "auto"
     scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
-    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
-    batch_size: int = Field(4, ge=1)
+    warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0)
+    # Examples per optimizer step (per process). auto: 1 on a CPU (the ask/confirm kind of choice is
+    # learned per update, and one example has no padding), 8 on CUDA, 4 for recipes kto/dpo.
+    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     grad_accum: int = Field(1, ge=1)
     weight_decay: float = Field(0.0, ge=0.0)
     max_grad_norm: float = Field(1.0, gt=0)
@@ -190,9 +194,10 @@ class TrainConfig(Section):
     # elsewhere. bf16_base: the frozen base weights stored in bf16, adapter weights and optimizer
     # state in fp32 (adapters only). The run's config.yaml records the choice and `probe`.
     precision: Literal["auto", "fp32", "bf16", "bf16_base"] = "auto"
-    # Batch examples of similar length together (less padding; measured 1.2-1.3x more tokens/s on
-    # the cafe benchmark, docs/performance.md); batches are still drawn in a seeded random order.
-    group_by_length: bool = True
+    # Batch examples of similar length together: 1.2-1.3x more tokens/s at batch 8 (less padding,
+    # docs/performance.md), but measured worse behaviour per update on the cafe and Taskmaster-4
+    # dialogues (docs/training.md#defaults), so batches are drawn in a seeded random order by default.
+    group_by_length: bool = False
     # false: batches in the training file's order instead of a seeded shuffle, so examples written
     # side by side stay in one batch (the cafe demo's dialogue-and-twin pairs, docs/cafe.md); every
     # epoch repeats that order. Needs group_by_length false; recipes sft and bake.
@@ -213,7 +218,8 @@ class TrainConfig(Section):
     behaviour_eval: BehaviourEvalConfig = BehaviourEvalConfig()
     # The evaluation metric that picks the best checkpoint (kept and loaded at the end): the
     # validation loss (lower is better) or a behaviour rate from behaviour_eval (higher is better).
-    best_metric: Literal["loss", "behaviour_appropriate", "behaviour_correct"] = "loss"
+    # auto: behaviour_correct when behaviour_eval is enabled, else loss.
+    best_metric: Literal["auto", "loss", "behaviour_appropriate", "behaviour_correct"] = "auto"
     probe: SpeedProbe | None = None  # written by the run: what `auto` measured and chose
 
 
@@ -241,6 +247,9 @@ class ConfigError(ValueError):
     pass
 
 
+AUTO_BRANCH = "literal['auto']"  # pydantic's name of the `Literal["auto"]` branch of a union field
+
+
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     """Names of the fields of the section that `loc` (minus its last part) points into."""
     current: Any = model
@@ -261,7 +270,12 @@ def _explain(err: ValidationError, source: str) -> ConfigError:
     tags = {c.__name__ for c in Section.__subclasses__()}
     if any(tags & set(map(str, e["loc"])) for e in errors):
         errors = [e for e in errors if e["loc"][-1] != "str"]
+    # A number-or-auto field (train.batch_size) fails both branches: one line, naming both.
+    autos = {e["loc"][:-1] for e in errors if e["loc"][-1] == AUTO_BRANCH}
+    errors = [e for e in errors if e["loc"][-1] != AUTO_BRANCH]
     for e in errors:
+        if e["loc"][:-1] in autos:
+            e = {**e, "loc": e["loc"][:-1], "msg": f"{e['msg']}, or 'auto'"}
         e = {**e, "loc": tuple(p for p in e["loc"] if str(p) not in tags)}
         key = ".".join(str(p) for p in e["loc"])
         if e["type"] == "extra_forbidden":
@@ -366,7 +380,7 @@ def _check_bake(config: Config, source: str) -> None:
 
 def _check_behaviour_eval(config: Config, source: str) -> None:
     t = config.train
-    if t.best_metric != "loss" and not t.behaviour_eval.enabled:
+    if t.best_metric not in ("auto", "loss") and not t.behaviour_eval.enabled:
         raise ConfigError(f"{source}: train.best_metric '{t.best_metric}' needs train.behaviour_eval.enabled: true")
     if not t.behaviour_eval.enabled:
         return

@@ -17,6 +17,7 @@ from tunelab.eval.contexts import build_contexts, message_text
 from tunelab.eval.runner import score_behaviour
 from tunelab.messages import Conversation, Message, ToolCall
 from tunelab.train.behaviour_eval import BehaviourEval, behaviour_metrics, best_model_arguments, pick_contexts
+from tunelab.train.precision import resolve_hyperparameters
 from tunelab.train.recipes.sft import train
 
 BEHAVIOUR = ("behaviour_appropriate", "behaviour_correct")
@@ -69,6 +70,10 @@ def test_best_checkpoint_is_the_one_with_the_best_behaviour(tmp_path, smol_dir):
         "smollm2-135m",
         behaviour={"enabled": True, "contexts": n, "max_new_tokens": 24},
         best_metric="behaviour_correct",
+        # the order and warmup this run's rates were read on (the defaults before random order and
+        # warmup 0.05): under those the rate stays 0 for six steps, and there is nothing to choose
+        group_by_length=True,
+        warmup_ratio=0.0,
     )
     for name, convs in (("val", val), ("train", train_convs)):
         rundir.write_jsonl(tmp_path / f"{name}_closing.jsonl", [c.to_openai() for c in convs])
@@ -155,6 +160,14 @@ def test_tool_call_accuracy_is_reported_when_a_reference_calls_a_tool():
 
 def test_best_metric_direction(tmp_path):
     base = config_dict(tmp_path, "m", behaviour={"enabled": True})
+    # the default, auto: the correct-reply rate where behaviour is measured; unresolved it is refused
+    with pytest.raises(ValueError, match="resolved first"):
+        best_model_arguments(load(data=base).train)
+    assert best_model_arguments(resolve_hyperparameters(load(data=base)).train) == {
+        "metric_for_best_model": "eval_behaviour_correct",
+        "greater_is_better": True,
+    }
+    base["train"]["best_metric"] = "loss"
     assert best_model_arguments(load(data=base).train) == {
         "metric_for_best_model": "eval_loss",
         "greater_is_better": False,

@@ -1,5 +1,6 @@
 """`train.precision: auto` and `train.compile: auto`: one rule, decided by measuring the CPU once
-per process, said in one line at the start of the run and recorded in its config.yaml.
+per process, said in one line at the start of the run and recorded in its config.yaml; and the
+batch size, learning rate and checkpoint metric that `auto` means, decided by the same `resolve`.
 
 The other CPU kinds cannot run here, so the probe's matmul rates measured on them stand in
 (docs/performance.md): the tests fake the measurement, not the rule."""
@@ -43,6 +44,14 @@ def fake_cpu(monkeypatch):
     speed.describe_cpu.cache_clear()
 
 
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    """A CUDA device with bf16, as torch would report an H100."""
+    monkeypatch.setattr(speed.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(speed.torch.cuda, "is_bf16_supported", lambda: True)
+    monkeypatch.setattr(speed.torch.cuda, "get_device_name", lambda: "NVIDIA H100 80GB HBM3")
+
+
 def config_dict(tmp_path, out: str = "run", model: dict | None = None, **train: object) -> dict:
     rows = [c.to_openai() for c in cafe.generate(4, seed=1, system_prompt=None)]
     rundir.write_jsonl(tmp_path / "train.jsonl", rows)
@@ -67,8 +76,12 @@ def test_auto_resolves_by_the_measured_rates_and_the_run_directory_records_it(
     assert f"precision {precision} (auto), compile {'on' if compiled else 'off'} (auto)" in lines[0]
     assert cpu in lines[0] and f"{torch.get_num_threads()} threads" in lines[0]
     assert f"bf16 matmul {bf16:.0f} vs fp32 {fp32:.0f} GFLOP/s" in lines[0]
+    assert lines[0].endswith(
+        "batch 1 (auto: CPU, one dialogue a step), lr 1e-3 (auto: LoRA), checkpoint by loss (auto: no behaviour evaluation)"
+    )
     recorded = yaml.safe_load((tmp_path / "run" / rundir.CONFIG).read_text())["train"]
     assert (recorded["precision"], recorded["compile"]) == (precision, compiled)
+    assert (recorded["batch_size"], recorded["learning_rate"], recorded["best_metric"]) == (1, 1e-3, "loss")
     assert recorded["probe"] == {
         "device": cpu,
         "threads": torch.get_num_threads(),
@@ -107,14 +120,70 @@ def test_auto_keeps_fp32_where_the_fast_path_does_not_apply_without_measuring(tm
     assert calls == []
 
 
-def test_a_cuda_gpu_keeps_its_own_rule(tmp_path, fake_cpu, monkeypatch):
+def test_a_cuda_gpu_keeps_its_own_rule(tmp_path, fake_cpu, fake_cuda):
     calls = fake_cpu(*KINDS[0][:3])
-    monkeypatch.setattr(speed.torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(speed.torch.cuda, "is_bf16_supported", lambda: True)
-    monkeypatch.setattr(speed.torch.cuda, "get_device_name", lambda: "NVIDIA H100 80GB HBM3")
     used = speed.resolve(load(data=config_dict(tmp_path))).train
     assert (used.precision, used.compile, used.probe.device) == ("bf16", False, "NVIDIA H100 80GB HBM3")
     assert calls == []
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_auto_batch_learning_rate_and_checkpoint_metric_by_device_recipe_and_adapter(
+    tmp_path, capsys, fake_cpu, request, device
+):
+    fake_cpu(*KINDS[2][:3])
+    if device == "cuda":
+        request.getfixturevalue("fake_cuda")
+    batch = {"cpu": 1, "cuda": 8}[device]
+
+    def used(model: dict | None = None, **train: object):
+        return speed.resolve(load(data=config_dict(tmp_path, model=model, **train))).train
+
+    for adapter, lr in [("lora", 1e-3), ("dora", 1e-3)] + [
+        (a, 2e-4) for a in ("full", "qlora", "ia3", "prompt_tuning", "p_tuning")
+    ]:
+        t = used({"adapter": adapter})
+        assert (t.batch_size, t.learning_rate, t.best_metric) == (batch, lr, "loss"), adapter
+    for recipe in ("kto", "dpo"):  # TRL's recipes: not measured, the previous defaults (KTO refuses a batch of 1)
+        t = used(recipe=recipe)
+        assert (t.batch_size, t.learning_rate) == (4, 2e-4), recipe
+    assert used(recipe="bake").batch_size == batch
+    assert used(behaviour_eval={"enabled": True}).best_metric == "behaviour_correct"
+    # each said in the run's first line, with why
+    Session.start(load(data=config_dict(tmp_path, behaviour_eval={"enabled": True})), resume=False)
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("train: ")]
+    why = {"cpu": "CPU, one dialogue a step", "cuda": "CUDA, 8 dialogues a step"}[device]
+    assert f"batch {batch} (auto: {why}), lr 1e-3 (auto: LoRA)" in line
+    assert line.endswith("checkpoint by behaviour_correct (auto: behaviour evaluation on)")
+
+
+def test_set_values_stay_and_resolving_twice_changes_nothing(tmp_path, fake_cpu):
+    fake_cpu(*KINDS[2][:3])
+    configured = load(
+        data=config_dict(tmp_path, batch_size=3, learning_rate=5e-4, best_metric="loss", precision="fp32")
+    )
+    resolved = speed.resolve(configured)
+    assert (resolved.train.batch_size, resolved.train.learning_rate, resolved.train.best_metric) == (3, 5e-4, "loss")
+    assert speed.resolve(resolved) is resolved and speed.resolve_hyperparameters(resolved) is resolved
+    assert speed.choice_line(configured, resolved).endswith("; batch 3, lr 5e-4, checkpoint by loss")
+    set_all = dict(batch_size=3, learning_rate=5e-4, best_metric="loss", precision="fp32", compile=False)
+    everything = load(data=config_dict(tmp_path, **set_all))
+    assert speed.resolve(everything) is everything  # nothing left at auto: the very same config
+    half = speed.resolve_hyperparameters(load(data=config_dict(tmp_path)))
+    assert (half.train.batch_size, half.train.precision) == (1, "auto")  # no probe: precision stays auto
+
+
+def test_auto_is_the_default_and_a_number_or_auto_error_names_the_key(tmp_path):
+    t = load(data=config_dict(tmp_path)).train
+    assert (t.batch_size, t.learning_rate, t.best_metric) == ("auto", "auto", "auto")
+    assert (t.group_by_length, t.warmup_ratio) == (False, 0.05)
+    with pytest.raises(
+        ConfigError, match=r"'train.batch_size': Input should be greater than or equal to 1, or 'auto' \(got 0\)"
+    ):
+        load(data=config_dict(tmp_path, batch_size=0))
+    with pytest.raises(ConfigError, match=r"'train.learning_rate': Input should be greater than 0, or 'auto'"):
+        load(data=config_dict(tmp_path, learning_rate=-1))
+    assert load(data=config_dict(tmp_path, learning_rate="2e-3")).train.learning_rate == 2e-3  # YAML's 2e-3 is a string
 
 
 def test_the_test_suite_pins_auto_to_uncompiled_fp32_without_measuring(tmp_path, monkeypatch):

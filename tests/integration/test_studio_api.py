@@ -87,7 +87,8 @@ def test_upload_train_events_checkpoints_chat(studio, tmp_path, tiny_model_dir):
     )
     assert job.status == "validating_files" and job.seed == 7
     frozen = Path(job.tunelab["run_dir"]).parent / "config.yaml"
-    assert "learning_rate: 0.0004" in frozen.read_text() and frozen.stat().st_mode & 0o777 == 0o444
+    # multiplier 2 of LoRA's auto learning rate, 1e-3
+    assert "learning_rate: 0.002" in frozen.read_text() and frozen.stat().st_mode & 0o777 == 0o444
     done = wait(client, job.id, ("succeeded", "failed", "cancelled"))
     assert done.status == "succeeded", done.error
     assert done.fine_tuned_model.startswith("ft:") and ":sums:" in done.fine_tuned_model
@@ -132,6 +133,61 @@ def test_upload_train_events_checkpoints_chat(studio, tmp_path, tiny_model_dir):
     assert set(compared["config_diff"]) == {"model.name", "train.learning_rate", "train.batch_size", "train.seed"}
     assert compared["scores"][job.id]["steps"] == 4
     assert client.files.delete(train.id).deleted and val.id in {f.id for f in client.files.list()}
+
+
+@pytest.fixture()
+def idle(tmp_path, tiny_model_dir):
+    """A studio whose queue does not run: jobs are created and frozen, never trained."""
+    s = Studio(tmp_path / "idle", api_key="k", base_models=[tiny_model_dir])
+    with serve_in_thread(s) as url:
+        yield s, openai.OpenAI(base_url=url, api_key="k", max_retries=0)
+    s.close()
+
+
+def test_auto_hyperparameters_are_what_tunelab_train_uses_and_the_multiplier_scales_its_rate(
+    idle, tmp_path, tiny_model_dir, monkeypatch
+):
+    import torch
+    import yaml
+
+    from tunelab.config import load
+    from tunelab.train.precision import resolve
+
+    _, client = idle
+    train = client.files.create(file=write_jsonl(tmp_path / "train.jsonl", conversations(8)), purpose="fine-tune")
+    assert client.files.wait_for_processing(train.id).status == "processed"
+
+    def create(hp: dict, method: str = "supervised", config: dict | None = None):
+        job = client.fine_tuning.jobs.create(
+            model=tiny_model_dir,
+            training_file=train.id,
+            method={"type": method, method: {"hyperparameters": hp}},
+            extra_body={"tunelab": {"config": config or {}}},
+        )
+        return job, yaml.safe_load((Path(job.tunelab["run_dir"]).parent / "config.yaml").read_text())["train"]
+
+    auto = {"n_epochs": "auto", "batch_size": "auto", "learning_rate_multiplier": "auto"}
+    job, frozen = create(auto)
+    # `tunelab train` on a config that sets none of them: the same numbers
+    cli = resolve(load(data={"model": {"name": tiny_model_dir}, "data": {"train": "x"}})).train
+    used = (frozen["batch_size"], frozen["learning_rate"], frozen["best_metric"])
+    assert used == (cli.batch_size, cli.learning_rate, cli.best_metric) == (1, 1e-3, "loss")
+    assert frozen["precision"] == "auto"  # measured by the run, on the machine it trains on
+    assert (job.hyperparameters.n_epochs, job.hyperparameters.batch_size) == (1, 1)
+    assert job.hyperparameters.learning_rate_multiplier == 1
+    # m: m times the auto rate of the job's adapter and recipe, echoed as m
+    job, frozen = create({"learning_rate_multiplier": 2})
+    assert frozen["learning_rate"] == pytest.approx(2e-3) and job.hyperparameters.learning_rate_multiplier == 2
+    job, frozen = create({"learning_rate_multiplier": 2}, config={"model": {"adapter": "ia3"}})
+    assert frozen["learning_rate"] == pytest.approx(4e-4) and job.hyperparameters.learning_rate_multiplier == 2
+    job, frozen = create({}, config={"train": {"learning_rate": 5e-4}})  # a pasted rate, echoed as its multiplier
+    assert job.hyperparameters.learning_rate_multiplier == pytest.approx(0.5)
+    job, frozen = create({"learning_rate_multiplier": 0.5}, method="dpo")
+    assert (frozen["batch_size"], frozen["learning_rate"]) == (4, pytest.approx(1e-4))
+    assert job.hyperparameters.batch_size == 4 and job.hyperparameters.learning_rate_multiplier == 0.5
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the server decides on its own device
+    job, frozen = create(auto)
+    assert frozen["batch_size"] == 8 == job.hyperparameters.batch_size
 
 
 @pytest.mark.slow

@@ -91,6 +91,19 @@ def test_the_request_maps_onto_train_behaviour_eval_and_names_what_it_cannot_run
     assert frozen(job)["train"]["behaviour_eval"]["enabled"] is True and frozen(job)["data"]["val"]
 
 
+def test_best_metric_auto_is_the_correct_reply_rate_where_behaviour_is_measured(served, tmp_path, tiny_model_dir):
+    _, client = served
+    train = upload(client, tmp_path / "train.jsonl", conversations(20))
+
+    def best(**ext) -> str:
+        job = client.fine_tuning.jobs.create(model=tiny_model_dir, training_file=train, extra_body={"tunelab": ext})
+        return frozen(job)["train"]["best_metric"]
+
+    assert best(behaviour_eval=True) == best(behaviour_eval=True, best_metric="auto") == "behaviour_correct"
+    assert best() == best(best_metric="auto") == "loss"  # nothing measured: the validation loss
+    assert best(behaviour_eval=True, best_metric="loss") == "loss"
+
+
 @pytest.mark.slow
 def test_a_job_logs_behaviour_rates_to_its_events_checkpoints_and_metrics_csv(served, tmp_path, tiny_model_dir):
     studio, client = served

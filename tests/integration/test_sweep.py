@@ -159,3 +159,24 @@ def test_hopeless_trial_is_pruned_and_stops_training(tmp_path, tiny_model_dir):
     assert list(trial.intermediate_values) == [2]
     run = Path(trial.user_attrs["run_dir"])
     assert max(r["step"] for r in rundir.read_metrics(run, "loss", "train")) == 2
+
+
+def test_a_base_left_at_auto_trains_each_trial_with_what_auto_means(tmp_path, tiny_model_dir):
+    """A base without batch size or learning rate: each trial resolves them as every run does, and
+    its config.yaml records the numbers."""
+    import optuna
+
+    from tunelab.train.sweep import base_dict, load_sweep, run_trial
+
+    path = sweep_file(tmp_path, tiny_model_dir, space={"model.adapter": {"type": "categorical", "choices": ["dora"]}})
+    raw = yaml.safe_load(path.read_text())
+    del raw["base"]["train"]["batch_size"]
+    path.write_text(yaml.safe_dump(raw))
+    sweep, base, sweep_dir = load_sweep(path)
+    assert (base.train.batch_size, base.train.learning_rate) == ("auto", "auto")
+    study = optuna.create_study(pruner=optuna.pruners.NopPruner())
+    study.optimize(lambda t: run_trial(t, sweep, base_dict(sweep, path), sweep_dir), n_trials=1)
+    (trial,) = study.trials
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    recorded = yaml.safe_load((Path(trial.user_attrs["run_dir"]) / "config.yaml").read_text())["train"]
+    assert (recorded["batch_size"], recorded["learning_rate"], recorded["best_metric"]) == (1, 1e-3, "loss")

@@ -70,6 +70,24 @@ def test_run_directory_contract(tmp_path, tiny_model_dir):
     assert (run / "adapter" / "adapter_config.json").exists()
 
 
+def test_auto_defaults_train_and_the_run_records_what_they_were(tmp_path, tiny_model_dir, capsys):
+    """batch size, learning rate and checkpoint metric left at their default, auto: the run trains
+    with concrete values, says them in its first line and writes them to config.yaml."""
+    cfg = tiny_config(tmp_path, tiny_model_dir, "auto", max_steps=3, eval_steps=3, save_steps=3)
+    del cfg["train"]["batch_size"], cfg["train"]["learning_rate"]
+    summary = train(load(data=cfg))
+    recorded = yaml.safe_load((tmp_path / "auto" / "config.yaml").read_text())["train"]
+    assert (recorded["batch_size"], recorded["learning_rate"], recorded["best_metric"]) == (1, 1e-3, "loss")
+    assert (recorded["group_by_length"], recorded["warmup_ratio"]) == (False, 0.05)
+    assert summary["best_metric"]["name"] == "loss" and summary["steps"] == 3
+    # one dialogue a step, as the Trainer ran it
+    assert (
+        rundir.read_json(tmp_path / "auto" / "checkpoints" / "checkpoint-3" / "trainer_state.json")["train_batch_size"]
+        == 1
+    )
+    assert "batch 1 (auto: CPU, one dialogue a step), lr 1e-3 (auto: LoRA)" in capsys.readouterr().err
+
+
 def test_full_fine_tuning_writes_a_model(tmp_path, tiny_model_dir):
     cfg = tiny_config(tmp_path, tiny_model_dir, "full", max_steps=4)
     cfg["model"]["adapter"] = "full"
@@ -301,7 +319,7 @@ def test_shuffle_false_batches_in_file_order_and_needs_ungrouped_batches(tmp_pat
             for row, mask in zip(batch["input_ids"].tolist(), batch["attention_mask"].tolist())
         ]
 
-    assert first_batch(shuffle=False, group_by_length=False) == [0, 1, 2, 3]
-    assert first_batch(group_by_length=False) != [0, 1, 2, 3]  # the seeded shuffle (seed 7) starts elsewhere
+    assert first_batch(shuffle=False) == [0, 1, 2, 3]  # group_by_length is off by default
+    assert first_batch() != [0, 1, 2, 3]  # the seeded shuffle (seed 7) starts elsewhere
     with pytest.raises(ConfigError, match="group_by_length"):
-        load(data=tiny_config(tmp_path, tiny_model_dir, "y", shuffle=False))
+        load(data=tiny_config(tmp_path, tiny_model_dir, "y", shuffle=False, group_by_length=True))

@@ -7,13 +7,14 @@ from pathlib import Path
 import typer
 
 from tunelab.cli.common import console, fail
+from tunelab.demos.cafe import N_TRAIN
 from tunelab.models.registry import DEFAULT_MODEL
 
 
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Where the data and the run go."),
     n_train: int = typer.Option(
-        200, help="cafe: training dialogues to generate (seed --seed), each followed by its complete twin."
+        N_TRAIN, help="cafe: training dialogues to generate (seed --seed), each followed by its complete twin."
     ),
     n_heldout: int = typer.Option(130, help="cafe: held-out dialogues to measure on, from a seed never trained on."),
     steps: int = typer.Option(

@@ -54,20 +54,22 @@ def bake_config(
     targets: list[str],
     samples: int = 1,
     learning_rate: float = 5e-4,
+    train_settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The demo's bake config; `train_settings` given replaces its training recipe (steps, batch,
+    learning rate, warmup) with exactly those keys, the rest being tunelab's defaults."""
+    recipe = {
+        "max_steps": max_steps,
+        "batch_size": 4,
+        "learning_rate": learning_rate,
+        "eval_steps": max_steps,
+        "save_steps": max_steps,
+        "warmup_ratio": 0.05,
+    }
     return {
         "model": {"name": model},
         "data": {"train": str(out / "logs_train.jsonl"), "val_fraction": 0.0, "max_length": 1024},
-        "train": {
-            "recipe": "bake",
-            "max_steps": max_steps,
-            "batch_size": 4,
-            "learning_rate": learning_rate,
-            "logging_steps": 5,
-            "eval_steps": max_steps,
-            "save_steps": max_steps,
-            "warmup_ratio": 0.05,
-        },
+        "train": {"recipe": "bake", "logging_steps": 5, **(recipe if train_settings is None else train_settings)},
         "bake": {
             "system_prompt_file": str(out / "prompt.yaml"),
             "targets": targets,
@@ -121,6 +123,7 @@ def run_helpdesk_demo(
     learning_rate: float = 1e-3,
     heldout_fraction: float = 0.2,
     kind_weights: dict[str, float] = KIND_WEIGHTS,
+    train_settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     from tunelab.train.recipes import bake
 
@@ -135,7 +138,15 @@ def run_helpdesk_demo(
     leaks = split_check(logs, {r["id"] for r in held_rows})
     log.info("held-out split: %s", leaks)
     config = load(
-        data=bake_config(out, model, max_steps, teacher_questions, list(targets), learning_rate=learning_rate)
+        data=bake_config(
+            out,
+            model,
+            max_steps,
+            teacher_questions,
+            list(targets),
+            learning_rate=learning_rate,
+            train_settings=train_settings,
+        )
     )
     read = read_logs(out / "logs.jsonl", config.logs)
     records, hygiene = clean(read.records, config.logs.hygiene)

@@ -32,7 +32,9 @@ def training_config(
         f"data.seed={seed}",
     ]  # threads: torch's default (all cores); set train.threads=N to change
     overrides.append(f"data.val={paths['val']}" if n_val else "data.val=null")  # never the example file's val set
-    base = load(config_file)
+    from tunelab.train.precision import resolve_hyperparameters
+
+    base = resolve_hyperparameters(load(config_file))  # batch size auto: what the run will use
     per_epoch = -(-n_train // (base.train.batch_size * base.train.grad_accum))
     total = steps or max(1, round(per_epoch * (epochs or base.train.epochs)))
     overrides.append(f"train.max_steps={total}" if steps else f"train.epochs={epochs or base.train.epochs}")

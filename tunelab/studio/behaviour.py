@@ -71,8 +71,9 @@ def behaviour_section(raw: dict[str, Any], ext: dict[str, Any], val_file: Any, t
     section = train.get("behaviour_eval")
     enabled = isinstance(section, dict) and section.get("enabled") is True
     where = PARAM if ext.get("behaviour_eval") not in (None, False) else "tunelab.config.train.behaviour_eval"
-    best = train.get("best_metric", "loss")
-    if best in BEST_METRICS and best != "loss" and not enabled:  # an unknown name: config validation names it
+    best = train.get("best_metric", "auto")  # auto: behaviour_correct with behaviour_eval, else loss
+    # an unknown name: config validation names it
+    if best in BEST_METRICS and best not in ("auto", "loss") and not enabled:
         param = "tunelab.best_metric" if ext.get("best_metric") is not None else "tunelab.config.train.best_metric"
         raise _bad(param, f"{param} {best!r} is measured by behaviour evaluation: ask for it with {PARAM}")
     if not enabled:

@@ -1,8 +1,9 @@
 """Fine-tuning jobs: turn an OpenAI-style request into a frozen tunelab config, and back into
 the job object the `openai` client reads.
 
-The config is resolved once, at creation (every default filled in by tunelab/config.py), written
-to jobs/<id>/config.yaml read-only and kept in the database; the runner trains exactly that.
+The config is resolved once, at creation (every default filled in by tunelab/config.py, the
+batch size, learning rate and checkpoint metric that `auto` means decided as for `tunelab train`),
+written to jobs/<id>/config.yaml read-only and kept in the database; the runner trains exactly that.
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ from typing import Any
 
 import yaml
 
-from tunelab.config import ConfigError, TrainConfig, dump, load
+from tunelab.config import Config, ConfigError, dump, load
 from tunelab.serve.errors import ApiError
 from tunelab.studio.behaviour import behaviour_section
 from tunelab.studio.db import Database, new_id
 
-BASE_LR = TrainConfig.model_fields["learning_rate"].default  # learning_rate_multiplier 1 means this
 TERMINAL = ("succeeded", "failed", "cancelled")
 QUEUE_ORDER = "resume DESC, created_at, rowid"  # resumed jobs first, then first come first served
 EXAMPLES = Path(__file__).parents[2] / "examples" / "accelerate"  # the repository's shipped configs
@@ -51,22 +51,52 @@ def _hyperparameters(body: dict[str, Any]) -> tuple[dict[str, Any], str]:
 
 
 def _train_section(hp: dict[str, Any]) -> dict[str, Any]:
+    """n_epochs and batch_size as train keys; "auto" leaves the config's own (whose default is `auto`)."""
     train: dict[str, Any] = {}
     for name, key in (("n_epochs", "epochs"), ("batch_size", "batch_size")):
         value = hp.get(name, "auto")
         if value != "auto":
             train[key] = value
-    mult = hp.get("learning_rate_multiplier", "auto")
-    if mult != "auto":
-        if not isinstance(mult, (int, float)) or mult <= 0:
-            raise ApiError(
-                400,
-                "hyperparameters.learning_rate_multiplier must be a positive number or 'auto'",
-                "hyperparameters.learning_rate_multiplier",
-                "invalid_value",
-            )
-        train["learning_rate"] = BASE_LR * mult
     return train
+
+
+def _learning_rate_multiplier(hp: dict[str, Any]) -> float | None:
+    mult = hp.get("learning_rate_multiplier", "auto")
+    if mult == "auto":
+        return None
+    if isinstance(mult, bool) or not isinstance(mult, (int, float)) or mult <= 0:
+        raise ApiError(
+            400,
+            "hyperparameters.learning_rate_multiplier must be a positive number or 'auto'",
+            "hyperparameters.learning_rate_multiplier",
+            "invalid_value",
+        )
+    return float(mult)
+
+
+def resolved_config(raw: dict[str, Any], multiplier: float | None) -> Config:
+    """The job's config as `tunelab train` resolves it: batch size, learning rate and checkpoint
+    metric left at `auto` decided by the same rule; a learning_rate_multiplier m sets m x the auto
+    learning rate of the job's recipe and adapter. Precision and compile stay `auto`: the run
+    measures the CPU it trains on."""
+    from tunelab.train.precision import auto_learning_rate, resolve_hyperparameters
+
+    config = load(None, (), data=raw)
+    if multiplier is not None:
+        config.train.learning_rate = multiplier * auto_learning_rate(config)[0]
+    return resolve_hyperparameters(config)
+
+
+def echoed_hyperparameters(config: Config, kind: str) -> dict[str, Any]:
+    """The job object's hyperparameters: the numbers the run trains with (OpenAI's names)."""
+    from tunelab.train.precision import auto_learning_rate
+
+    return {
+        "n_epochs": config.train.epochs,
+        "batch_size": config.train.batch_size,
+        "learning_rate_multiplier": round(config.train.learning_rate / auto_learning_rate(config)[0], 9),
+        **({"beta": config.preference.beta} if kind == "dpo" else {}),
+    }
 
 
 def _method_sections(raw: dict[str, Any], kind: str, hp: dict[str, Any]) -> None:
@@ -263,6 +293,7 @@ class Jobs:
         train_file = self._file(body["training_file"], "training_file")
         val_file = self._file(body.get("validation_file"), "validation_file")
         hp, kind = _hyperparameters(body)
+        multiplier = _learning_rate_multiplier(hp)
         # the tunelab extension: a config (dict or YAML text), an accelerate config, a prompt file, behaviour_eval
         ext = body.get("tunelab") or {}
         if not isinstance(ext, dict):
@@ -310,7 +341,7 @@ class Jobs:
         # merged/ lets a finished model be the base of a later job and load fast for serving.
         raw["output"] = {"dir": str(job_dir / "run"), "merge": True}
         try:
-            config = load(None, (), data=raw)
+            config = resolved_config(raw, multiplier)
         except ConfigError as exc:
             raise ApiError(400, str(exc), "tunelab.config", "invalid_config") from None
         if kind == "dpo" and config.model.adapter != "lora":
@@ -340,12 +371,7 @@ class Jobs:
                 "suffix": suffix or None,
                 "seed": config.train.seed,
                 "metadata": body.get("metadata"),
-                "hyperparameters": {
-                    "n_epochs": config.train.epochs,
-                    "batch_size": config.train.batch_size,
-                    "learning_rate_multiplier": config.train.learning_rate / BASE_LR,
-                    **({"beta": config.preference.beta} if kind == "dpo" else {}),
-                },
+                "hyperparameters": echoed_hyperparameters(config, kind),
                 "method": {"type": kind},
                 "config": snapshot,
                 "run_dir": config.output.dir,

@@ -80,8 +80,10 @@ class TunelabOptions(BaseModel):
         description="method supervised; needs validation_file or a held-out tenth of training_file; "
         "true or {} for the defaults",
     )
-    best_metric: Literal["loss", "behaviour_appropriate", "behaviour_correct"] | None = Field(
-        None, description="what picks the kept checkpoint: validation loss, or a behaviour rate (needs behaviour_eval)"
+    best_metric: Literal["auto", "loss", "behaviour_appropriate", "behaviour_correct"] | None = Field(
+        None,
+        description="what picks the kept checkpoint: validation loss, or a behaviour rate (needs behaviour_eval); "
+        "auto (the default): behaviour_correct with behaviour_eval, else loss",
     )
 
 

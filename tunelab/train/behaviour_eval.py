@@ -32,6 +32,8 @@ TOOL_RATES = {
 
 def best_model_arguments(train: TrainConfig) -> dict[str, Any]:
     """`metric_for_best_model` and its direction: a loss is better lower, a rate higher."""
+    if train.best_metric == "auto":
+        raise ValueError("train.best_metric auto must be resolved first (tunelab.train.precision.resolve)")
     return {"metric_for_best_model": f"eval_{train.best_metric}", "greater_is_better": train.best_metric != "loss"}
 
 

@@ -21,7 +21,7 @@ from tunelab.messages import Example
 from tunelab.models.load import decoder_and_head, load_for_training
 from tunelab.train.behaviour_eval import BehaviourEval, best_model_arguments
 from tunelab.train.callbacks import TokenProgressCallback
-from tunelab.train.precision import autocast, base_dtype, compile_decoder_layers, resolve
+from tunelab.train.precision import autocast, base_dtype, compile_decoder_layers, fp32_attention, resolve
 
 
 def load_trainable(config: Config) -> tuple[Any, Any]:
@@ -30,6 +30,8 @@ def load_trainable(config: Config) -> tuple[Any, Any]:
     Session resolved it: the probe runs once per process)."""
     config = resolve(config)
     model, tokenizer = load_for_training(config.model, base_dtype(config))
+    if config.train.precision == "bf16_base" and not torch.cuda.is_available():
+        fp32_attention(model)
     if config.train.compile is True:
         compile_decoder_layers(model)
     return model, tokenizer

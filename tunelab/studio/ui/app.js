@@ -103,7 +103,7 @@ $("#job-form").addEventListener("submit", async (e) => {
     model: v.model, training_file: v.training_file, validation_file: v.validation_file || null, suffix: v.suffix || null, method,
     tunelab: { config: v.yaml.trim() ? v.yaml : config, accelerate_config: v.accelerate_config.trim() || null,
                prompt_file: v.method === "bake" ? v.prompt_file || null : null,
-               best_metric: v.best_metric === "loss" ? null : v.best_metric },
+               best_metric: v.best_metric },
   };
   if (v.behaviour_eval) {  // train.behaviour_eval: the server says which field is wrong (no validation data, ...)
     const every = v.eval_steps.trim(), contexts = v.behaviour_contexts.trim();

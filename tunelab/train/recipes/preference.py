@@ -34,6 +34,7 @@ from tunelab.data.log_sets import dpo_pairs, kto_rows
 from tunelab.data.openai_preference import is_preference_row
 from tunelab.models.load import load_base, load_tokenizer
 from tunelab.models.registry import resolve
+from tunelab.train.precision import resolve_hyperparameters
 from tunelab.train.session import Session
 from tunelab.train.trainer import schedule_arguments
 
@@ -208,7 +209,7 @@ def trl_args(config: Config, run_dir: Path, has_val: bool = False) -> Any:
     """KTOConfig or DPOConfig from the train/preference sections (TRL 1.16's argument names)."""
     from trl import DPOConfig, KTOConfig
 
-    t, p = config.train, config.preference
+    t, p = resolve_hyperparameters(config).train, config.preference  # batch and learning rate: auto decided
     common = dict(
         **schedule_arguments(t, run_dir, has_val),
         bf16=False,
