@@ -270,3 +270,38 @@ def test_prompt_file_repair_flag_and_closing_questions_are_validated():
         parse_prompt({"prompt": "p", "rules": [{"kind": "ends_with_question", "repair": "no"}]})
     with pytest.raises(PromptFileError, match="must end with"):
         parse_prompt({"prompt": "p", "rules": [{"kind": "ends_with_question", "closing_questions": ["Bye."]}]})
+
+
+def test_a_line_wrapped_inside_a_sentence_is_joined_not_made_two_sentences():
+    """A teacher that wraps long lines: the repair must not read each line as a sentence and glue a
+    full stop after "sign in," or after "The" (seen in a bake of a bike-share prompt)."""
+    s = spec()
+    wrapped = "Sure, to unlock a bike you sign in,\nthen tap the bike on the map. The\nnext step is the code."
+    r = repair(s, wrapped, ITEM)
+    assert r.steps[0] == "lines_joined" and "question_added" in r.steps
+    assert (
+        r.text
+        == "Sure, to unlock a bike you sign in, then tap the bike on the map. The next step is the code. Anything else?"
+    )
+    assert ",." not in r.text and ok(s, r.text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Hello\nWe have oat milk.",  # a capital after the break: a sentence of its own, as the checker counts
+        "We have:\n- oat\n- soy",  # list lines are list_to_prose's
+        "It costs 4.\nthen again, oat is free.",  # a break after a full stop stays a break
+        "Total: 12\n3 items",  # a digit does not continue a sentence
+    ],
+)
+def test_real_line_breaks_are_kept(text):
+    from tunelab.prompts.repair import join_wrapped_lines
+
+    assert join_wrapped_lines(text) == text
+
+
+def test_a_russian_wrapped_line_is_joined_too():
+    from tunelab.prompts.repair import join_wrapped_lines
+
+    assert join_wrapped_lines("Проверьте, что роутер\nвключён.") == "Проверьте, что роутер включён."

@@ -4,6 +4,8 @@ Used by recipe bake on teacher samples: a 135M teacher given "end with a questio
 sentences, no lists" writes good content and breaks the form (most often: no closing
 question). The repairs, applied in this order and each counted:
 
+  lines_joined        a line broken inside a sentence (the teacher wraps long lines: "sign in,\nthen
+                      tap") is joined with a space, not made two sentences ("sign in,. then");
   list_to_prose       list lines become prose: short items joined ("oat, soy and almond"),
                       longer ones each a sentence (rule `format: no_list`);
   forbidden_removed   every sentence holding a forbidden phrase is dropped (`must_not_contain`);
@@ -43,7 +45,7 @@ from tunelab.prompts.rules import (
 )
 from tunelab.prompts.sanity import sanity_problem
 
-REPAIRS = ("list_to_prose", "forbidden_removed", "fragment_dropped", "sentences_cut", "question_added")
+REPAIRS = ("lines_joined", "list_to_prose", "forbidden_removed", "fragment_dropped", "sentences_cut", "question_added")
 # A piece of prose: split after a sentence end followed by space, or at a line break.
 _PIECE_SPLIT = re.compile(r"(?<=[.!?…])\s+|\s*\n\s*")
 _ENDS_SENTENCE = re.compile(r"[.!?…][\"')\]»”*]*$")
@@ -140,6 +142,19 @@ def list_to_prose(text: str) -> str:
     return " ".join(out)
 
 
+# A line break after a word or comma, before a lowercase letter: the line was wrapped mid-sentence.
+_WRAPPED = re.compile(r"(?<=[^\s.!?…:;])[ \t]*\n[ \t]*(?=[^\W\d_])")
+
+
+def join_wrapped_lines(text: str) -> str:
+    """Lines wrapped inside a sentence joined with a space; list lines and real sentence breaks kept.
+
+    >>> join_wrapped_lines("To unlock it, sign in,\\nthen tap the bike.\\nWe open at 9.")
+    'To unlock it, sign in, then tap the bike.\\nWe open at 9.'
+    """
+    return _WRAPPED.sub(lambda m: " " if text[m.end()].islower() else m.group(0), text)
+
+
 def pieces(text: str) -> list[str]:
     """The reply split into sentence-sized pieces, in order, with their own punctuation."""
     return [p for p in _PIECE_SPLIT.split(text.strip()) if p.strip()]
@@ -213,6 +228,9 @@ def repair(spec: PromptSpec, reply: str, item: CheckItem) -> Repaired:
         if problem != "no terminal punctuation":  # the one sanity problem a cut can mend
             return Repaired(None, [], f"sanity: {problem}") if problem else Repaired(reply, [], "passed")
     text, steps = reply.strip(), []
+    joined = join_wrapped_lines(text)
+    if joined != text:
+        text, steps = joined, ["lines_joined"]
     if any(r.kind == "format" for r in fixed):
         text, steps = list_to_prose(text), steps + ["list_to_prose"]
     parts = pieces(text)
