@@ -35,7 +35,7 @@ HELDOUT_SEED_OFFSET = 1_000_003
 MAX_NEW_TOKENS = 64  # the longest right reply (three items and two meal deals read back, then a question) is 57 tokens
 # Replies generated 32 at a time: 1.2-1.4x faster than 16 on 2 cores, and the time saved trains.
 GENERATION_BATCH = 32
-N_TRAIN = 360  # dialogues (each beside its twin): 719 steps, what fits the 10-minute demo on 2 cores
+N_TRAIN = 480  # dialogues (each beside its twin): 957 steps, 8 minutes of demo on the AMX Xeon (docs/cafe.md)
 
 
 def demo_config(
