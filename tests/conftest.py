@@ -49,6 +49,19 @@ def tiny_model_dir(tmp_path_factory, smol_dir) -> str:
     return str(out)
 
 
+@pytest.fixture()
+def idle_studio(tmp_path, tiny_model_dir):
+    """A studio on 127.0.0.1 whose queue does not run unless the test calls `start()`: (studio, an
+    `openai` client with its key)."""
+    openai = pytest.importorskip("openai")
+    from tunelab.studio.app import Studio, serve_in_thread
+
+    s = Studio(tmp_path / "studio", api_key="k", base_models=[tiny_model_dir])
+    with serve_in_thread(s) as url:
+        yield s, openai.OpenAI(base_url=url, api_key="k", max_retries=0)
+    s.close()
+
+
 # Property-based tests (hypothesis): the default profile keeps `make test` within its time; run
 # the long one before a release or after touching a reader:  HYPOTHESIS_PROFILE=long make test
 from hypothesis import HealthCheck, settings  # noqa: E402

@@ -135,17 +135,8 @@ def test_upload_train_events_checkpoints_chat(studio, tmp_path, tiny_model_dir):
     assert client.files.delete(train.id).deleted and val.id in {f.id for f in client.files.list()}
 
 
-@pytest.fixture()
-def idle(tmp_path, tiny_model_dir):
-    """A studio whose queue does not run: jobs are created and frozen, never trained."""
-    s = Studio(tmp_path / "idle", api_key="k", base_models=[tiny_model_dir])
-    with serve_in_thread(s) as url:
-        yield s, openai.OpenAI(base_url=url, api_key="k", max_retries=0)
-    s.close()
-
-
 def test_auto_hyperparameters_are_what_tunelab_train_uses_and_the_multiplier_scales_its_rate(
-    idle, tmp_path, tiny_model_dir, monkeypatch
+    idle_studio, tmp_path, tiny_model_dir, monkeypatch
 ):
     import torch
     import yaml
@@ -153,7 +144,7 @@ def test_auto_hyperparameters_are_what_tunelab_train_uses_and_the_multiplier_sca
     from tunelab.config import load
     from tunelab.train.precision import resolve
 
-    _, client = idle
+    _, client = idle_studio
     train = client.files.create(file=write_jsonl(tmp_path / "train.jsonl", conversations(8)), purpose="fine-tune")
     assert client.files.wait_for_processing(train.id).status == "processed"
 

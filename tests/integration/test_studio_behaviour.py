@@ -17,18 +17,7 @@ openai = pytest.importorskip("openai")
 
 from test_studio_api import conversations, wait, write_jsonl  # noqa: E402
 
-from tunelab.studio.app import Studio, serve_in_thread  # noqa: E402
-
 TINY = {"train": {"logging_steps": 1, "threads": 1, "max_steps": 4, "batch_size": 2}, "model": {"lora": {"r": 4}}}
-
-
-@pytest.fixture()
-def served(tmp_path, tiny_model_dir):
-    """A studio whose queue does not run (`start` not called) unless the test starts it."""
-    s = Studio(tmp_path / "studio", api_key="k", base_models=[tiny_model_dir])
-    with serve_in_thread(s) as url:
-        yield s, openai.OpenAI(base_url=url, api_key="k", max_retries=0)
-    s.close()
 
 
 def upload(client, path: Path, rows: list) -> str:
@@ -41,8 +30,8 @@ def frozen(job) -> dict:
     return yaml.safe_load((Path(job.tunelab["run_dir"]).parent / "config.yaml").read_text())
 
 
-def test_the_request_maps_onto_train_behaviour_eval_and_names_what_it_cannot_run(served, tmp_path, tiny_model_dir):
-    _, client = served
+def test_the_request_maps_onto_train_behaviour_eval_and_names_what_it_cannot_run(idle_studio, tmp_path, tiny_model_dir):
+    _, client = idle_studio
     train = upload(client, tmp_path / "train.jsonl", conversations(20))
     few = upload(client, tmp_path / "few.jsonl", conversations(3))
     val = upload(client, tmp_path / "val.jsonl", conversations(4, start=100))
@@ -91,8 +80,8 @@ def test_the_request_maps_onto_train_behaviour_eval_and_names_what_it_cannot_run
     assert frozen(job)["train"]["behaviour_eval"]["enabled"] is True and frozen(job)["data"]["val"]
 
 
-def test_best_metric_auto_is_the_correct_reply_rate_where_behaviour_is_measured(served, tmp_path, tiny_model_dir):
-    _, client = served
+def test_best_metric_auto_is_the_correct_reply_rate_where_behaviour_is_measured(idle_studio, tmp_path, tiny_model_dir):
+    _, client = idle_studio
     train = upload(client, tmp_path / "train.jsonl", conversations(20))
 
     def best(**ext) -> str:
@@ -105,8 +94,8 @@ def test_best_metric_auto_is_the_correct_reply_rate_where_behaviour_is_measured(
 
 
 @pytest.mark.slow
-def test_a_job_logs_behaviour_rates_to_its_events_checkpoints_and_metrics_csv(served, tmp_path, tiny_model_dir):
-    studio, client = served
+def test_a_job_logs_behaviour_rates_to_its_events_checkpoints_and_metrics_csv(idle_studio, tmp_path, tiny_model_dir):
+    studio, client = idle_studio
     studio.start()
     train = upload(client, tmp_path / "train.jsonl", conversations(16))
     val = upload(client, tmp_path / "val.jsonl", conversations(4, start=100))
