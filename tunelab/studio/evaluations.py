@@ -13,9 +13,7 @@ is not generated twice.
 from __future__ import annotations
 
 import logging
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,13 +22,19 @@ from tunelab import rundir
 from tunelab.serve.errors import ApiError
 from tunelab.studio import evaluate
 from tunelab.studio.db import Database, new_id
-from tunelab.studio.runner import failure_message, group_alive, is_our_process, kill_group, start_in_own_session
+from tunelab.studio.runner import (
+    ProcessQueue,
+    failure_message,
+    group_alive,
+    is_our_process,
+    kill_group,
+    start_in_own_session,
+)
 
 log = logging.getLogger(__name__)
 TERMINAL = ("succeeded", "failed", "cancelled")
 CHAT_FORMATS = ("openai", "sharegpt", "alpaca")  # what `tunelab eval` reads
 RESULTS_PURPOSE = "fine-tune-results"  # OpenAI's purpose for a job's result files
-POLL = 0.5
 
 
 def status_text(row: dict[str, Any], ahead: int | None, state: dict[str, Any] | None) -> str:
@@ -44,16 +48,14 @@ def status_text(row: dict[str, Any], ahead: int | None, state: dict[str, Any] | 
     return status
 
 
-class Evaluations:
+class Evaluations(ProcessQueue):
+    """The evaluations, one `tunelab.studio.evaluate` process at a time."""
+
     def __init__(self, db: Database, folder: Path, files: Any, jobs: Any, models: Any):
         """`files`, `jobs`, `models`: the studio's FileStore, Jobs and StudioModels."""
-        self.db, self.folder = db, folder
+        super().__init__(db, folder, "studio-evaluations")
         self.files, self.jobs, self.models = files, jobs, models
-        self.proc: subprocess.Popen | None = None
         self.eval_id: str | None = None
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, name="studio-evaluations", daemon=True)
 
     # ---- creation and the API's objects ----
 
@@ -199,36 +201,11 @@ class Evaluations:
 
     # ---- the background queue ----
 
-    def start(self) -> None:
-        self.recover()
-        self.thread.start()
-
-    def close(self) -> None:
-        """Server shutdown: stop the running evaluation; it is queued again on the next start."""
-        self.stop.set()
-        if self.thread.ident is not None:
-            self.thread.join(timeout=10)
-        with self.lock:
-            if self.proc is not None:
-                kill_group(self.proc.pid, self.proc)
-
     def recover(self) -> None:
         for row in self.db.all("SELECT * FROM evaluations WHERE status = 'running'"):
             if row["pid"] and group_alive(row["pid"]) and is_our_process(row["pid"], Path(row["dir"])):
                 kill_group(row["pid"])  # an orphan of a killed server
             self.db.update("evaluations", row["id"], {"status": "queued", "pid": None})
-
-    def _loop(self) -> None:
-        while not self.stop.is_set():
-            try:
-                with self.lock:
-                    if self.proc is not None:
-                        self._watch()
-                    else:
-                        self._start_next()
-            except Exception:  # keep the queue alive; the failure is in the log
-                log.exception("studio evaluations")
-            self.stop.wait(POLL)
 
     def _start_next(self) -> None:
         row = self.db.one("SELECT * FROM evaluations WHERE status = 'queued' ORDER BY created_at, rowid LIMIT 1")

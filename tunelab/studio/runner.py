@@ -137,27 +137,64 @@ def failure_message(log_path: Path, what: str = "tunelab train") -> str:
     return f"{what} exited without saying why" + (f" (its last line: {lines[-1][:200]})" if lines else "")
 
 
-class Runner:
-    def __init__(self, db: Database, folder: Path):
+class ProcessQueue:
+    """A queue of work run one item at a time, each in its own process group, by a background
+    thread that polls the database: the jobs' Runner and the studio's Evaluations. A subclass says
+    how to `recover` after a restart, `_start_next` and `_watch`; `_before_tick` runs first in
+    every poll, outside the lock."""
+
+    def __init__(self, db: Database, folder: Path, name: str):
         self.db, self.folder = db, folder
         self.proc: subprocess.Popen | None = None
-        self.job_id: str | None = None
         self.lock = threading.Lock()
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, name="studio-runner", daemon=True)
+        self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
 
     def start(self) -> None:
         self.recover()
         self.thread.start()
 
     def close(self) -> None:
-        """Server shutdown (not a kill): stop the running job; it resumes on the next start."""
+        """Server shutdown (not a kill): stop the running process; its work is taken up again on the next start."""
         self.stop.set()
         if self.thread.ident is not None:  # a studio that never started its queue has no thread
             self.thread.join(timeout=10)
         with self.lock:
             if self.proc is not None:
                 kill_group(self.proc.pid, self.proc)
+
+    def recover(self) -> None:
+        raise NotImplementedError
+
+    def _before_tick(self) -> None:
+        pass
+
+    def _start_next(self) -> None:
+        raise NotImplementedError
+
+    def _watch(self) -> None:
+        raise NotImplementedError
+
+    def _loop(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self._before_tick()
+                with self.lock:
+                    if self.proc is not None:
+                        self._watch()
+                    else:
+                        self._start_next()
+            except Exception:  # keep the queue alive; the failure is in the log
+                log.exception(self.thread.name)
+            self.stop.wait(POLL)
+
+
+class Runner(ProcessQueue):
+    """The fine-tuning jobs, one `tunelab train` process at a time."""
+
+    def __init__(self, db: Database, folder: Path):
+        super().__init__(db, folder, "studio-runner")
+        self.job_id: str | None = None
 
     def recover(self) -> None:
         for job in self.db.all("SELECT * FROM jobs WHERE status = 'running'"):
@@ -186,18 +223,8 @@ class Runner:
                 )
                 self.db.add_event(job["id"], "Job failed: server restarted before the first checkpoint", level="error")
 
-    def _loop(self) -> None:
-        while not self.stop.is_set():
-            try:
-                self._advance_validation()
-                with self.lock:
-                    if self.proc is not None:
-                        self._watch()
-                    else:
-                        self._start_next()
-            except Exception:  # keep the queue alive; the failure is in the log
-                log.exception("studio runner")
-            self.stop.wait(POLL)
+    def _before_tick(self) -> None:
+        self._advance_validation()
 
     def _advance_validation(self) -> None:
         for job in self.db.all("SELECT * FROM jobs WHERE status = 'validating_files'"):
