@@ -77,8 +77,8 @@ def main() -> None:
     from tunelab.data.logs import read_logs
     from tunelab.eval import adherence
     from tunelab.eval.embed import semantic_similarity
+    from tunelab.models import hardware
     from tunelab.prompts.rules import load_prompt
-    from tunelab.train import precision as speed
     from tunelab.train.recipes import bake
 
     began, cpu0 = time.time(), cpu_seconds()
@@ -175,7 +175,7 @@ def main() -> None:
     data_report = rundir.read_json(run_dir / rundir.DATA_REPORT)
     t = data_report["teacher"]
     result = {
-        "cpu": speed.cpu_model(),
+        "cpu": hardware.cpu_model(),
         "threads": torch.get_num_threads(),
         "bake_wall_s": bake_wall,
         "bake_cpu_s": bake_cpu,

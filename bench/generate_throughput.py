@@ -5,7 +5,11 @@ rendered with the chat template), the same model (SmolLM2-135M-Instruct, float32
 max_new_tokens and stop tokens. Prints each side's wall time and the speed ratio, and how many
 of the greedy replies are token-for-token identical.
 
+--variants times tunelab's batched generation alone in several dtypes and batch sizes against the
+first one listed, in the same run (each variant loads the model afresh in its dtype):
+
     .venv/bin/python bench/generate_throughput.py [--n 64] [--max-new-tokens 64] [--batch-size 16]
+    .venv/bin/python bench/generate_throughput.py --n 277 --variants float32:32,float32:64,bfloat16:32,bfloat16:64
 """
 
 from __future__ import annotations
@@ -55,6 +59,37 @@ def plain_loop(
     return replies, time.perf_counter() - began
 
 
+def compare_variants(args) -> None:
+    """tunelab's batched generation in each dtype:batch of --variants, timed against the first."""
+    import torch
+
+    from tunelab.generation.replies import GenerationSettings, generate_replies, render_prompts
+    from tunelab.models.hardware import cpu_model, inference_dtype
+    from tunelab.models.load import load_model
+
+    found = contexts(args.n)
+    print(f"{cpu_model()}, torch threads {torch.get_num_threads()}; auto: {inference_dtype()[1]}")
+    first, replies = None, {}
+    for variant in args.variants.split(","):
+        name, batch = variant.split(":")
+        dtype = "auto" if name == "auto" else getattr(torch, name)
+        model, tokenizer = load_model(args.model, dtype=dtype)
+        prompts = render_prompts(tokenizer, [c.messages for c in found])
+        settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=int(batch))
+        began = time.perf_counter()
+        out = generate_replies(model, tokenizer, prompts, settings, progress=False)
+        seconds = time.perf_counter() - began
+        first = first or seconds
+        replies[variant] = [r.token_ids for r in out]
+        same = sum(a == b for a, b in zip(replies[variant], next(iter(replies.values()))))
+        print(
+            f"{variant:>14}: {seconds:6.1f} s  {sum(r.new_tokens for r in out) / seconds:6.1f} new tokens/s  "
+            f"{first / seconds:5.2f}x the first  ({str(model.dtype).removeprefix('torch.')}; "
+            f"{same}/{len(out)} replies as the first's)",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
@@ -62,6 +97,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--variants", help="dtype:batch,... (float32, bfloat16 or auto): batched generation only")
     args = parser.parse_args()
 
     import torch
@@ -73,6 +109,9 @@ def main() -> None:
     from tunelab.generation.tokens import stop_token_ids
     from tunelab.models.load import load_model
 
+    if args.variants:
+        compare_variants(args)
+        return
     model, tokenizer = load_model(args.model)
     prompts = render_prompts(tokenizer, [c.messages for c in contexts(args.n)])
     stop_ids = stop_token_ids(tokenizer, model)

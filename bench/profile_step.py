@@ -51,7 +51,7 @@ def main() -> None:
     from torch.profiler import ProfilerActivity, profile
     from transformers import TrainerCallback, set_seed
 
-    from tunelab.train.precision import cpu_model
+    from tunelab.models.hardware import cpu_model
 
     bench.BATCH = args.batch
     tokenizer, train, _ = bench.examples(256, 8)

@@ -35,6 +35,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from tunelab.config import GENERATION_BATCH  # noqa: E402
 from tunelab.data.split import split_by_dialogue, write_subsets  # noqa: E402
 from tunelab.demos.taskmaster import subset_stats, training_config, val_loss  # noqa: E402
 from tunelab.eval.paired_table import SavedRunError, behaviour_table, format_table, retable  # noqa: E402
@@ -218,7 +219,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--epochs", type=float, help="epochs (default: the config's)")
     p.add_argument("--turns", choices=("all", "last"), default="all")
     p.add_argument("--max-new-tokens", type=int, default=96)
-    p.add_argument("--gen-batch", type=int, default=16)
+    p.add_argument("--gen-batch", type=int, default=GENERATION_BATCH)
     p.add_argument("--semantic", action="store_true", help="also embedding similarity (slower)")
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
     p.add_argument("--set", action="append", default=[], help="config override key=value (repeatable)")

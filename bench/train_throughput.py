@@ -184,8 +184,8 @@ def build_trl(settings: dict, train, tokenizer, out: str, steps: int, clock):
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
+    from tunelab.models.hardware import describe_cpu
     from tunelab.models.registry import resolve
-    from tunelab.train.precision import describe_cpu
 
     precision = settings.get("precision")
     if precision == "probe":
@@ -334,10 +334,10 @@ def main() -> None:
         return
     import torch
 
-    from tunelab.train.precision import matmul_peak
+    from tunelab.models.hardware import matmul_peak
 
     peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
-    from tunelab.train.precision import cpu_model
+    from tunelab.models.hardware import cpu_model
 
     print(
         f"{cpu_model()}, batch {args.batch}, cpu threads {torch.get_num_threads()}, load average {os.getloadavg()}, matmul peak GFLOP/s: fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f}"

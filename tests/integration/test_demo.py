@@ -103,7 +103,7 @@ def test_the_precision_follows_the_measured_matmul_rates_at_the_probe_size(monke
     Other CPUs cannot run here, so their measured rates are stood in for (Zen 4 and AVX2-only EPYC)."""
     import torch
 
-    from tunelab.train import precision as speed
+    from tunelab.models import hardware as speed
 
     sizes = []
     for rates, chosen in (
@@ -125,7 +125,8 @@ def test_the_demo_compiles_on_a_native_bf16_cpu_even_when_it_generates_during_tr
 ) -> None:
     """The demo leaves precision and compile at auto, so its runs resolve them like any other run;
     behaviour evaluation during training no longer turns compile off."""
-    from tunelab.train.precision import AUTO_ENV, resolve
+    from tunelab.models.hardware import AUTO_ENV
+    from tunelab.train.precision import resolve
 
     monkeypatch.setenv(AUTO_ENV, "bf16_base")  # a CPU with native bf16, as the probe would find it
     long_run = {"behaviour_eval": {"enabled": True, "contexts": 100, "max_new_tokens": 64}}

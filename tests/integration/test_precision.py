@@ -14,6 +14,7 @@ import yaml
 from tunelab import rundir
 from tunelab.config import ConfigError, load
 from tunelab.data.synth import cafe
+from tunelab.models import hardware
 from tunelab.train import precision as speed
 from tunelab.train.session import Session
 
@@ -29,19 +30,19 @@ KINDS = [
 def fake_cpu(monkeypatch):
     """Stands in a CPU's model name and matmul rates for the probe; counts the probe's matmuls.
     The probe's once-per-process cache is emptied before and after, so no test sees another's CPU."""
-    monkeypatch.delenv(speed.AUTO_ENV, raising=False)
+    monkeypatch.delenv(hardware.AUTO_ENV, raising=False)
     monkeypatch.setattr(speed.torch.cuda, "is_available", lambda: False)
     calls: list[torch.dtype] = []
 
     def install(model: str, fp32: float, bf16: float) -> list[torch.dtype]:
-        speed.describe_cpu.cache_clear()
-        monkeypatch.setattr(speed, "cpu_model", lambda: model)
+        hardware.describe_cpu.cache_clear()
+        monkeypatch.setattr(hardware, "cpu_model", lambda: model)
         rates = {torch.float32: fp32, torch.bfloat16: bf16}
-        monkeypatch.setattr(speed, "matmul_peak", lambda dtype, n, seconds: calls.append(dtype) or rates[dtype])
+        monkeypatch.setattr(hardware, "matmul_peak", lambda dtype, n, seconds: calls.append(dtype) or rates[dtype])
         return calls
 
     yield install
-    speed.describe_cpu.cache_clear()
+    hardware.describe_cpu.cache_clear()
 
 
 @pytest.fixture
@@ -189,11 +190,11 @@ def test_auto_is_the_default_and_a_number_or_auto_error_names_the_key(tmp_path):
 def test_the_test_suite_pins_auto_to_uncompiled_fp32_without_measuring(tmp_path, monkeypatch):
     """conftest sets TUNELAB_AUTO_PRECISION=fp32, so the tiny training runs of other tests (on a CPU
     with native bf16 too) do not compile; a bad value is an error that names the variable."""
-    monkeypatch.setattr(speed, "describe_cpu", lambda: pytest.fail("the probe ran"))
+    monkeypatch.setattr(hardware, "describe_cpu", lambda: pytest.fail("the probe ran"))
     used = speed.resolve(load(data=config_dict(tmp_path))).train
-    assert (used.precision, used.compile) == ("fp32", False) and speed.AUTO_ENV in used.probe.why
-    monkeypatch.setenv(speed.AUTO_ENV, "bf16")
-    with pytest.raises(ValueError, match=speed.AUTO_ENV):
+    assert (used.precision, used.compile) == ("fp32", False) and hardware.AUTO_ENV in used.probe.why
+    monkeypatch.setenv(hardware.AUTO_ENV, "bf16")
+    with pytest.raises(ValueError, match=hardware.AUTO_ENV):
         speed.resolve(load(data=config_dict(tmp_path)))
 
 

@@ -17,6 +17,8 @@ openai = pytest.importorskip("openai")
 
 from test_studio_api import conversations, wait, write_jsonl  # noqa: E402
 
+from tunelab.config import GENERATION_BATCH  # noqa: E402
+
 TINY = {"train": {"logging_steps": 1, "threads": 1, "max_steps": 4, "batch_size": 2}, "model": {"lora": {"r": 4}}}
 
 
@@ -45,7 +47,12 @@ def test_the_request_maps_onto_train_behaviour_eval_and_names_what_it_cannot_run
         behaviour_eval={"contexts": 40, "max_new_tokens": 24, "eval_steps": 10}, best_metric="behaviour_correct"
     )
     config = frozen(job)["train"]
-    assert config["behaviour_eval"] == {"enabled": True, "contexts": 40, "max_new_tokens": 24, "batch_size": 16}
+    assert config["behaviour_eval"] == {
+        "enabled": True,
+        "contexts": 40,
+        "max_new_tokens": 24,
+        "batch_size": GENERATION_BATCH,
+    }
     assert config["eval_steps"] == 10 and config["best_metric"] == "behaviour_correct"
     # true: the defaults; a pasted config's own settings are kept under the request's switch
     config = frozen(create(behaviour_eval=True, config={"train": {"behaviour_eval": {"contexts": 5}}}))["train"]

@@ -63,7 +63,8 @@ def test_split_refuses_more_dialogues_than_exist() -> None:
 
 
 def test_training_config_uses_the_split_files_and_validates(tmp_path: Path, monkeypatch) -> None:
-    from tunelab.train.precision import AUTO_ENV, resolve
+    from tunelab.models.hardware import AUTO_ENV
+    from tunelab.train.precision import resolve
 
     paths = {name: tmp_path / f"{name}.jsonl" for name in ("train", "val", "eval")}
 
@@ -91,10 +92,12 @@ def test_training_config_uses_the_split_files_and_validates(tmp_path: Path, monk
     assert (resolve(config_for([])).train.precision, resolve(config_for([])).train.compile) == ("fp32", False)
 
 
-def _row(cid: str, turn: int, ref_act: str, act: str, **detail: bool) -> dict:
+def _row(cid: str, turn: int, ref_act: str, act: str, text: tuple[str, str] = ("", ""), **detail: bool) -> dict:
     return {
         "conversation_id": cid,
         "turn_index": turn,
+        "reference": text[0],
+        "prediction": text[1],
         "behaviour": {
             "reference_act": ref_act,
             "act": act,
@@ -135,6 +138,36 @@ def test_table_pairs_rows_by_context_and_restricts_tool_call_rows() -> None:
     assert table["ask: appropriateness"]["delta"] == -1.0
     assert table["steer: appropriateness"]["n"] == 0
     assert "tool_call: name accuracy" in format_table(list(table.values()))
+
+
+def test_text_turns_question_or_statement_recall_and_their_balanced_accuracy() -> None:
+    """Text turns only (tool calls and empty replies are neither form), by the judge's reply_form."""
+    from tunelab.eval.behaviour import reply_form
+
+    call = '<tool_call>{"name": "get_menu_items", "arguments": {}}</tool_call>'
+    assert [reply_form(t) for t in ("What size?", "Would you like oat milk", "OK, added.", call, "")] == [
+        "question",
+        "question",
+        "statement",
+        "tool_call",
+        "none",
+    ]
+    turns = [  # (reference, base's reply, tuned's reply)
+        ("What size would you like?", "Sure.", "Which size?"),
+        ("Can I get your name?", "What's your name?", "And your name?"),
+        ("Your order will be ready soon.", "Anything else?", "It will be ready in five minutes."),
+        (call, "Okay.", call),  # a tool call's turn counts in neither row
+    ]
+    base = SimpleNamespace(rows=[_row("a", i, "x", "x", (ref, b)) for i, (ref, b, _) in enumerate(turns)])
+    tuned = SimpleNamespace(rows=[_row("a", i, "x", "x", (ref, t)) for i, (ref, _, t) in enumerate(turns)])
+    table = {r["metric"]: r for r in behaviour_table(base, tuned, n_resamples=200, seed=0)}
+    questions, statements = table["text: question recall"], table["text: statement recall"]
+    assert (questions["n"], questions["base"], questions["tuned"]) == (2, 0.5, 1.0)
+    assert (statements["n"], statements["base"], statements["tuned"]) == (1, 0.0, 1.0)
+    balanced = table["text: balanced accuracy"]
+    assert (balanced["n"], balanced["base"], balanced["tuned"], balanced["delta"]) == (3, 0.25, 1.0, 0.75)
+    assert balanced["tuned_ci95"] == [1.0, 1.0] and balanced["base_ci95"][0] <= 0.25 <= balanced["base_ci95"][1]
+    assert "text: balanced accuracy" in format_table(list(table.values()))
 
 
 def test_retable_rebuilds_the_table_of_a_finished_run_from_its_saved_predictions(tmp_path) -> None:

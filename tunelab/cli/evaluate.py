@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from tunelab.config import GENERATION_BATCH
+
 TURNS_HELP = "Evaluate every assistant turn ('all') or only each conversation's last one ('last')."
 
 
@@ -67,7 +69,7 @@ def evaluate(
     sample: bool = typer.Option(False, "--sample/--greedy", help="Sample instead of greedy decoding."),
     temperature: float = typer.Option(1.0, help="Sampling temperature (with --sample)."),
     top_p: float = typer.Option(1.0, help="Nucleus sampling mass (with --sample)."),
-    batch_size: int = typer.Option(16, help="Contexts generated together."),
+    batch_size: int = typer.Option(GENERATION_BATCH, help="Contexts generated together."),
     seed: int = typer.Option(0, help="Seed for sampling."),
     limit: int | None = typer.Option(None, help="Evaluate only the first N contexts."),
     semantic: bool = typer.Option(
@@ -107,7 +109,7 @@ def compare(
     sample: bool = typer.Option(False, "--sample/--greedy", help="Sample instead of greedy decoding."),
     temperature: float = typer.Option(1.0, help="Sampling temperature (with --sample)."),
     top_p: float = typer.Option(1.0, help="Nucleus sampling mass (with --sample)."),
-    batch_size: int = typer.Option(16, help="Contexts generated together."),
+    batch_size: int = typer.Option(GENERATION_BATCH, help="Contexts generated together."),
     seed: int = typer.Option(0, help="Seed for sampling and the bootstrap."),
     limit: int | None = typer.Option(None, help="Compare on the first N contexts only."),
     resamples: int = typer.Option(2000, help="Bootstrap resamples for the confidence intervals."),

@@ -33,9 +33,7 @@ SCORED_ACTS = ("ask", "confirm")
 # (0, 1, 2, ...) is ever the held-out one.
 HELDOUT_SEED_OFFSET = 1_000_003
 MAX_NEW_TOKENS = 64  # the longest right reply (three items and two meal deals read back, then a question) is 57 tokens
-# Replies generated 32 at a time: 1.2-1.4x faster than 16 on 2 cores, and the time saved trains.
-GENERATION_BATCH = 32
-N_TRAIN = 480  # dialogues (each beside its twin): 957 steps, 8 minutes of demo on the AMX Xeon (docs/cafe.md)
+N_TRAIN = 560  # dialogues (each beside its twin): 1,117 steps, about 8 minutes of demo on the AMX Xeon (docs/cafe.md)
 
 
 def demo_config(
@@ -138,7 +136,7 @@ def behaviour_scores(model_spec: str, heldout: list[Conversation], label: str) -
     rows = predict(
         model_spec,
         contexts,
-        GenerationSettings(max_new_tokens=MAX_NEW_TOKENS, batch_size=GENERATION_BATCH),
+        GenerationSettings(max_new_tokens=MAX_NEW_TOKENS),
         description=f"{label}: generating",
     )
     seconds = time.perf_counter() - began
@@ -163,6 +161,7 @@ def run_demo(
     n_val: int = 24,
     **train_overrides: Any,
 ) -> dict[str, Any]:
+    from tunelab.models.hardware import inference_dtype
     from tunelab.train.precision import choice_line, resolve
     from tunelab.train.recipes.sft import train
 
@@ -190,11 +189,15 @@ def run_demo(
     used = resolve(config)
     console.print(f"CPU and precision: {choice_line(config, used)}")
     probe = used.train.probe
+    replies_dtype, why = inference_dtype()
+    replies_dtype = str(replies_dtype).removeprefix("torch.")
+    console.print(f"replies generated in {replies_dtype}: {why}")
     cpu = {
         "model": probe.device if probe else "",
         "threads": probe.threads if probe else None,
         "precision": used.train.precision,
         "compile": used.train.compile,
+        "replies_dtype": replies_dtype,
         **({"probe": probe.model_dump()} if probe else {}),
     }
     console.print("[bold]2/4[/] measuring the base model on held-out turns")
@@ -304,5 +307,5 @@ def show(result: dict[str, Any]) -> None:
     )
     out.print(
         f"wall time: {result['wall_seconds']:.0f} s on {cpu['model']} ({cpu['threads']} threads, {cpu['precision']}, "
-        f"compile {'on' if cpu['compile'] else 'off'})"
+        f"compile {'on' if cpu['compile'] else 'off'}, replies in {cpu['replies_dtype']})"
     )

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab import rundir
+from tunelab.config import GENERATION_BATCH
 from tunelab.data.logs import LogRecord, compile_template, render_user_turn
 from tunelab.prompts.rules import CheckItem, PromptSpec, check_all, passes_all, system_prompt
 
@@ -121,7 +122,7 @@ def evaluate(
     template: str | None = None,
     max_questions: int | None = None,
     max_new_tokens: int = 96,
-    batch_size: int = 16,
+    batch_size: int = GENERATION_BATCH,
 ) -> dict[str, Any]:
     """Generate greedily for every condition on the distinct held-out questions; score; write files."""
     from tunelab.generation.replies import GenerationSettings
@@ -139,7 +140,7 @@ def evaluate(
         if cond.model not in loaded:
             loaded.clear()  # one model in memory at a time
             # merged: a baked adapter folded into the weights, so latency compares like with like
-            loaded[cond.model] = load_model(cond.model, merge=True)
+            loaded[cond.model] = load_model(cond.model, merge=True, dtype="auto")
         model, tokenizer = loaded[cond.model]
         log.info("adherence: %s (%d questions)", cond.name, len(questions))
         run = run_condition(model, tokenizer, spec, questions, compiled, cond.with_prompt, settings)

@@ -4,12 +4,14 @@ rebuilt from a finished run's saved replies (after a change to the scoring or th
 
 from __future__ import annotations
 
+import functools
+import random
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from tunelab.eval.behaviour import ACTS
+from tunelab.eval.behaviour import ACTS, reply_form
 from tunelab.eval.metrics import paired_bootstrap, wilson
 from tunelab.rundir import PREDICTIONS, read_json, write_json
 from tunelab.textio import InputFileError, RowError, iter_lines, loads_row
@@ -19,15 +21,35 @@ class SavedRunError(ValueError):
     """A saved run cannot be retabled; the message names the file (and line and field)."""
 
 
-def _paired(rows_a: list[dict], rows_b: list[dict], flag: str, keep: Any = None) -> tuple[list[float], list[float]]:
+Flag = str | Callable[[dict], bool]  # a key of the row's `behaviour`, or a test of the row
+
+
+def _paired(rows_a: list[dict], rows_b: list[dict], flag: Flag, keep: Any = None) -> tuple[list[float], list[float]]:
     by_key = {(r["conversation_id"], r["turn_index"]): r for r in rows_b}
+
+    def value(row: dict) -> float:
+        return float(bool(flag(row) if callable(flag) else row["behaviour"].get(flag, False)))
+
     a, b = [], []
     for ra in rows_a:
         rb = by_key[(ra["conversation_id"], ra["turn_index"])]
         if keep is None or keep(ra):
-            a.append(float(bool(ra["behaviour"].get(flag, False))))
-            b.append(float(bool(rb["behaviour"].get(flag, False))))
+            a.append(value(ra))
+            b.append(value(rb))
     return a, b
+
+
+@functools.cache
+def _form(text: str) -> str:
+    return reply_form(text)
+
+
+def _same_form(row: dict) -> bool:
+    return _form(row["prediction"]) == _form(row["reference"])
+
+
+def _text_turn(form: str) -> Callable[[dict], bool]:
+    return lambda r: _form(r["reference"]) == form
 
 
 def _specs() -> list[tuple[str, str, Callable[[dict], bool] | None]]:
@@ -43,7 +65,49 @@ def _specs() -> list[tuple[str, str, Callable[[dict], bool] | None]]:
         ("tool_call: name accuracy", "name_correct", ref("tool_call")),
         ("tool_call: args accuracy (exact)", "args_correct", ref("tool_call")),
         ("tool_call: args accuracy (normalised)", "args_normalised_correct", ref("tool_call")),
+        # Text turns, question or statement (`reply_form`): does the reply take the reference's form?
+        ("text: question recall", _same_form, _text_turn("question")),
+        ("text: statement recall", _same_form, _text_turn("statement")),
     ]
+
+
+def balanced_accuracy_row(base: list[dict], tuned: list[dict], n_resamples: int, seed: int) -> dict[str, Any]:
+    """The mean of question recall and statement recall over text turns, each side with a 95%
+    bootstrap interval (text turns resampled with replacement), and the paired delta's."""
+    by_key = {_context(r): r for r in tuned}
+    pairs = [(r, by_key[_context(r)]) for r in base if _form(r["reference"]) in ("question", "statement")]
+
+    def balanced(chosen: list[tuple[dict, dict]], side: int) -> float:
+        recalls = []
+        for form in ("question", "statement"):
+            kept = [p[side] for p in chosen if _form(p[side]["reference"]) == form]
+            if kept:
+                recalls.append(sum(_same_form(r) for r in kept) / len(kept))
+        return sum(recalls) / len(recalls) if recalls else float("nan")
+
+    if not pairs:
+        return {"metric": "text: balanced accuracy", "n": 0, "base": None, "tuned": None, "delta": None, "ci95": None}
+    rng = random.Random(seed)
+    draws = []
+    for _ in range(n_resamples):
+        chosen = rng.choices(pairs, k=len(pairs))
+        draws.append((balanced(chosen, 0), balanced(chosen, 1)))
+
+    def interval(values: list[float]) -> list[float]:
+        values = sorted(values)
+        return [round(values[int(0.025 * len(values))], 3), round(values[int(0.975 * len(values)) - 1], 3)]
+
+    a, b = balanced(pairs, 0), balanced(pairs, 1)
+    return {
+        "metric": "text: balanced accuracy",
+        "n": len(pairs),
+        "base": round(a, 3),
+        "tuned": round(b, 3),
+        "base_ci95": interval([x for x, _ in draws]),
+        "tuned_ci95": interval([y for _, y in draws]),
+        "delta": round(b - a, 3),
+        "ci95": interval([y - x for x, y in draws]),
+    }
 
 
 def behaviour_table(base: Any, tuned: Any, n_resamples: int, seed: int) -> list[dict[str, Any]]:
@@ -68,7 +132,7 @@ def behaviour_table(base: Any, tuned: Any, n_resamples: int, seed: int) -> list[
                 "ci95": [round(d.low, 3), round(d.high, 3)],
             }
         )
-    return table
+    return table + [balanced_accuracy_row(base.rows, tuned.rows, n_resamples, seed)]
 
 
 def format_table(table: list[dict[str, Any]]) -> str:

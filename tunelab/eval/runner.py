@@ -95,12 +95,14 @@ def predict(
     *,
     progress: bool = True,
     description: str = "generating",
+    dtype: Any = "auto",
 ) -> list[dict[str, Any]]:
-    """Load the model, generate for every context, and return prediction rows (without scores)."""
+    """Load the model (in `dtype`, as `load_model` takes it), generate for every context, and return
+    prediction rows (without scores)."""
     from tunelab.models.load import load_model
 
     # Folding an adapter into the weights makes every generated token cheaper.
-    model, tokenizer = load_model(model_spec, merge=True)
+    model, tokenizer = load_model(model_spec, merge=True, dtype=dtype)
     prompts = render_prompts(tokenizer, [c.messages for c in contexts])
     _check_lengths(contexts, prompts, model, settings.max_new_tokens)
     replies = generate_replies(model, tokenizer, prompts, settings, progress=progress, description=description)
@@ -180,7 +182,10 @@ def run_eval(
     progress: bool = True,
     description: str = "generating",
 ) -> EvalResult:
-    """Evaluate `model` (registry name, model dir or run dir) on the conversations in `data`."""
+    """Evaluate `model` (registry name, model dir or run dir) on the conversations in `data`, in the
+    dtype that generates fastest here (`hardware.inference_dtype`), recorded in scores.json."""
+    from tunelab.models.hardware import inference_dtype
+
     system_prompt = read_system_prompt(system_prompt_file)
     contexts = build_contexts(load_conversations(data), turns, system_prompt)
     if limit is not None:
@@ -188,8 +193,9 @@ def run_eval(
     if not contexts:
         raise EvalError(f"{data} has no assistant turns to evaluate")
     out = Path(out_dir) if out_dir is not None else default_out_dir(model, data)
+    dtype, why = inference_dtype()
     began = time.perf_counter()
-    rows = predict(model, contexts, settings, progress=progress, description=description)
+    rows = predict(model, contexts, settings, progress=progress, description=description, dtype=dtype)
     generation_s = time.perf_counter() - began
     summary = score_rows(rows, semantic=semantic)
     summary["behaviour"] = score_behaviour(rows)
@@ -205,6 +211,8 @@ def run_eval(
         "generation": {
             "seconds": round(generation_s, 2),
             "replies_per_second": round(len(rows) / generation_s, 3) if generation_s > 0 else None,
+            "dtype": str(dtype).removeprefix("torch."),
+            "dtype_why": why,
             "latency_note": "latency_s is the batch's wall time divided by its size",
         },
     }

@@ -131,7 +131,7 @@ def open_session(
 ) -> ChatSession:
     from tunelab.models.load import load_model
 
-    model, tokenizer = load_model(spec, merge=True)
+    model, tokenizer = load_model(spec, merge=True, dtype="auto")
     return ChatSession(
         model, tokenizer, system=system, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p
     )

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from tunelab.config import GENERATION_BATCH
 from tunelab.generation.tokens import left_pad, pad_token_id, stop_token_ids
 from tunelab.messages import Message
 
@@ -26,7 +27,7 @@ class GenerationSettings:
     do_sample: bool = False  # greedy unless asked
     temperature: float = 1.0
     top_p: float = 1.0
-    batch_size: int = 16
+    batch_size: int = GENERATION_BATCH
     seed: int = 0
 
     def __post_init__(self) -> None:

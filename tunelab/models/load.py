@@ -62,18 +62,35 @@ def load_tokenizer(spec: str, *, default_template: bool = True) -> Any:
 
 
 def load_model(spec: str, *, merge: bool = False, dtype: Any = None) -> tuple[Any, Any]:
-    """(model, tokenizer) in eval mode. With `merge`, an adapter is folded into the weights."""
+    """(model, tokenizer) in eval mode. With `merge`, an adapter is folded into the weights.
+
+    `dtype`: a torch dtype, None for float32, or "auto" for the one that generates fastest on this
+    machine (`hardware.inference_dtype`: bf16 where it is native, else float32).
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
+    if dtype == "auto":
+        from tunelab.models.hardware import inference_dtype
+
+        dtype = inference_dtype()[0]
+    dtype = dtype or torch.float32
     where = describe(spec)
-    model = AutoModelForCausalLM.from_pretrained(where["base"], dtype=dtype or torch.float32)
+    # An adapter is folded in at float32 and the sum cast once, so its update is not rounded twice.
+    merged_later = bool(where["adapter"]) and merge and dtype != torch.float32
+    model = AutoModelForCausalLM.from_pretrained(where["base"], dtype=torch.float32 if merged_later else dtype)
     if where["adapter"]:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, where["adapter"])
         if merge:
             model = model.merge_and_unload()
+    if merged_later:
+        # The weights only, as from_pretrained(dtype=...) does: buffers such as the rotary
+        # frequencies stay float32, and the config says the dtype generation should use.
+        for parameter in model.parameters():
+            parameter.data = parameter.data.to(dtype)
+        model.config.dtype = dtype
     model.eval()
     return model, load_tokenizer(spec, default_template=False)
 

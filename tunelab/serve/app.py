@@ -75,7 +75,7 @@ class ServerThread:
 def load_engine(spec: str, settings: ServeSettings) -> Engine:
     from tunelab.models.load import load_model
 
-    model, tokenizer = load_model(spec, merge=True)
+    model, tokenizer = load_model(spec, merge=True, dtype="auto")
     return Engine(
         model, tokenizer, batch_window=settings.batch_window, max_batch=settings.max_batch, max_queue=settings.max_queue
     )
@@ -92,10 +92,11 @@ def serve(spec: str, *, host: str = "127.0.0.1", port: int = 8000, settings: Ser
     engine = load_engine(spec, settings)
     warn_if_reachable(host, "server", settings.api_key)
     log.info(
-        "serving %s (base %s, adapter %s) as '%s' on http://%s:%d/v1",
+        "serving %s (base %s, adapter %s, %s) as '%s' on http://%s:%d/v1",
         spec,
         where["base"],
         where["adapter"],
+        str(engine.model.dtype).removeprefix("torch."),
         settings.model_name,
         host,
         port,

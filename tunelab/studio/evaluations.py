@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab import rundir
+from tunelab.config import GENERATION_BATCH
 from tunelab.serve.errors import ApiError
 from tunelab.studio import evaluate
 from tunelab.studio.db import Database, new_id
@@ -114,7 +115,10 @@ class Evaluations(ProcessQueue):
         job_id, sides = self._sides(body)
         eval_id = new_id("eval")
         folder = self.folder / eval_id
-        settings = {"max_new_tokens": body.get("max_new_tokens", 128), "batch_size": body.get("batch_size", 16)}
+        settings = {
+            "max_new_tokens": body.get("max_new_tokens", 128),
+            "batch_size": body.get("batch_size", GENERATION_BATCH),
+        }
         request = {
             "id": eval_id,
             "fine_tuning_job_id": job_id,

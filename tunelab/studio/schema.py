@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr
 
+from tunelab.config import GENERATION_BATCH
 from tunelab.serve.app import _whole_number
 from tunelab.serve.limits import ErrorResponse
 
@@ -60,7 +61,7 @@ class BehaviourEvalOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     contexts: Upto2048 | None = Field(None, description="validation assistant turns generated on (default 16)")
     max_new_tokens: Upto2048 | None = Field(None, description="default 48")
-    batch_size: Upto256 | None = Field(None, description="generation batch (default 16)")
+    batch_size: Upto256 | None = Field(None, description=f"generation batch (default {GENERATION_BATCH})")
     eval_steps: PositiveInt | None = Field(
         None, description="evaluate every N optimizer steps (train.eval_steps; must divide train.save_steps)"
     )
@@ -114,7 +115,7 @@ class EvaluationRequest(BaseModel):
     turns: Literal["all", "last"] = Field("all", description="every assistant turn, or each conversation's last")
     limit: PositiveInt | None = Field(None, description="only the first N contexts")
     max_new_tokens: Upto2048 = 128
-    batch_size: Upto256 = 16
+    batch_size: Upto256 = GENERATION_BATCH
 
 
 UPLOAD_BODY = {

@@ -83,7 +83,6 @@ class LocalTeacher:
             max_new_tokens=max_new_tokens or b.max_new_tokens,
             do_sample=True,
             temperature=temperature or b.temperature,
-            batch_size=16,
             seed=seed,
         )
         with self.mode():

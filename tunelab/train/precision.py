@@ -5,7 +5,7 @@ On a CPU, bf16 autocast re-casts every frozen weight each step, which costs what
 matmuls gain, so `auto` never picks it there. `bf16_base` stores the frozen base in bf16 once
 (adapters only; they and the optimizer stay fp32) and `compile` compiles each decoder layer;
 together they pay where the CPU multiplies bf16 natively (AMX, AVX512-BF16), and only together
-(docs/performance.md). `describe_cpu` measures that once per process; `resolve` turns a
+(docs/performance.md). `models/hardware.py` measures the CPU once per process; `resolve` turns a
 config's `auto` into what the run uses, for every entry point (`tunelab train`, the studio's
 jobs, sweeps, the demos, the benches), and `choice_line` says what it chose and why. The same
 `resolve` fills in the batch size, learning rate and checkpoint metric left at `auto`, the
@@ -14,22 +14,16 @@ defaults chosen by measurement (`resolve_hyperparameters`, docs/training.md#defa
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
-import time
 from typing import Any
 
 import torch
 
 from tunelab.config import Config, SpeedProbe
+from tunelab.models import hardware
 from tunelab.models.load import decoder_and_head
 
 log = logging.getLogger(__name__)
-
-# Pins what `auto` resolves to on a CPU instead of measuring ("fp32" or "bf16_base"): for machines
-# where the answer is known and the probe's second is not wanted, e.g. the test suite.
-AUTO_ENV = "TUNELAB_AUTO_PRECISION"
 
 
 def autocast(precision: str) -> bool:
@@ -105,95 +99,8 @@ def eager_generation() -> Any:
     return torch.compiler.set_stance("force_eager")
 
 
-def matmul_peak(dtype: torch.dtype = torch.float32, n: int = 1024, seconds: float = 2.0) -> float:
-    """Measured GFLOP/s of square n x n matrix multiplies in `dtype` on this machine's CPU threads.
-
-    The best of several timed repetitions, since other processes on a shared machine only ever
-    make a repetition slower.
-    """
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    torch.mm(a, b)  # warm-up: oneDNN picks and JITs its kernel on the first call
-    best, deadline = float("inf"), time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        started = time.perf_counter()
-        for _ in range(4):
-            torch.mm(a, b)
-        best = min(best, (time.perf_counter() - started) / 4)
-    return 2 * n**3 / best / 1e9
-
-
-def cpu_model() -> str:
-    """The CPU's model name as /proc/cpuinfo gives it (platform's answer elsewhere)."""
-    import platform
-
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-PROBE_SIZE = 256  # near the model's own matmul sizes (hidden 576); smaller probes understate native bf16
-
-
-def measure_cpu() -> dict[str, Any]:
-    """This machine's CPU and the training precision that pays on it, chosen by measuring: bf16
-    base weights + compiled layers where a bf16 matmul runs at least 1.5x fp32 (native bf16: AMX,
-    AVX512-BF16), else fp32 uncompiled, since emulated bf16 is orders of magnitude slower.
-    """
-    # On one thread (a multi-threaded small matmul stalls whenever another process holds a core),
-    # best of alternating short runs: other processes only ever slow a run down.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        fp32 = bf16 = 0.0
-        for _ in range(3):
-            fp32 = max(fp32, matmul_peak(torch.float32, n=PROBE_SIZE, seconds=0.1))
-            bf16 = max(bf16, matmul_peak(torch.bfloat16, n=PROBE_SIZE, seconds=0.1))
-    finally:
-        torch.set_num_threads(threads)
-    native = bf16 >= 1.5 * fp32
-    return {
-        "model": cpu_model(),
-        "threads": threads,
-        "fp32_gflops_1thread": round(fp32, 1),
-        "bf16_gflops_1thread": round(bf16, 1),
-        "precision": "bf16_base" if native else "fp32",
-        "compile": native,
-        "why": f"bf16 matmul {bf16:.0f} vs fp32 {fp32:.0f} GFLOP/s on one thread: "
-        + ("native bf16" if native else "no native bf16"),
-    }
-
-
-@functools.cache
-def describe_cpu() -> dict[str, Any]:
-    """`measure_cpu`, once per process: every run of a sweep or a demo then agrees, and pays once."""
-    return measure_cpu()
-
-
-def _cpu_choice() -> tuple[str, SpeedProbe]:
-    """This CPU's precision (bf16_base or fp32), by the probe or as `AUTO_ENV` pins it, and the record."""
-    pinned = os.environ.get(AUTO_ENV)
-    if pinned:
-        if pinned not in ("fp32", "bf16_base"):
-            raise ValueError(f"environment variable {AUTO_ENV}={pinned!r}: expected fp32 or bf16_base")
-        why = f"{AUTO_ENV}={pinned} (not measured)"
-        return pinned, SpeedProbe(device=cpu_model(), threads=torch.get_num_threads(), why=why)
-    cpu = describe_cpu()
-    probe = SpeedProbe(
-        device=cpu["model"],
-        threads=torch.get_num_threads(),
-        fp32_gflops_1thread=cpu["fp32_gflops_1thread"],
-        bf16_gflops_1thread=cpu["bf16_gflops_1thread"],
-        why=cpu["why"],
-    )
-    return cpu["precision"], probe
-
-
 def _device() -> str:
-    return torch.cuda.get_device_name() if torch.cuda.is_available() else cpu_model()
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else hardware.cpu_model()
 
 
 def _auto_precision(config: Config) -> tuple[str, SpeedProbe]:
@@ -216,12 +123,12 @@ def _auto_precision(config: Config) -> tuple[str, SpeedProbe]:
             else "train.compile false"
         )
         probe = SpeedProbe(
-            device=cpu_model(),
+            device=hardware.cpu_model(),
             threads=torch.get_num_threads(),
             why=f"{reason}: fp32 (bf16_base pays only with compiled LoRA layers, recipe sft)",
         )
         return "fp32", probe
-    return _cpu_choice()
+    return hardware.cpu_choice()
 
 
 # What `auto` means for the batch size, learning rate and checkpoint metric (docs/training.md#defaults).

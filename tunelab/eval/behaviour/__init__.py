@@ -22,7 +22,15 @@ slots given as missing), `confirm` mentions every item and option the reference 
 no content to check and correctness equals appropriateness.
 """
 
-from tunelab.eval.behaviour.acts import ACTS, LABELS, Act, classify, missing_slots, tool_calls_in_text
+from tunelab.eval.behaviour.acts import (
+    ACTS,
+    LABELS,
+    Act,
+    classify,
+    missing_slots,
+    reply_form,
+    tool_calls_in_text,
+)
 from tunelab.eval.behaviour.expected import Verdict, judge_expected, parse_order
 from tunelab.eval.behaviour.lexicon import DEFAULT_LEXICON, Lexicon, load_lexicon
 from tunelab.eval.behaviour.scoring import PairScore, score_pair, score_pairs
@@ -33,6 +41,7 @@ __all__ = [
     "Act",
     "classify",
     "missing_slots",
+    "reply_form",
     "tool_calls_in_text",
     "Verdict",
     "judge_expected",

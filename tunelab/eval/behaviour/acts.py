@@ -133,6 +133,17 @@ def classify(reply: Message | Mapping[str, Any] | str, lexicon: Lexicon | None =
     return Act("inform", mentions=mentions)
 
 
+def reply_form(reply: Message | Mapping[str, Any] | str, lexicon: Lexicon | None = None) -> str:
+    """The coarse act of a reply where a domain's acts are not all in the lexicon (Taskmaster-4's
+    text turns): "question" if any sentence asks (as `classify` finds questions), else
+    "statement"; "tool_call" or "none" for those."""
+    act = classify(reply, lexicon)
+    if act.act in ("tool_call", "none"):
+        return act.act
+    text = normalise_text(_as_message(reply).content)
+    return "question" if question_sentences(text, lexicon or DEFAULT) else "statement"
+
+
 def missing_slots(context: Sequence[Mapping[str, Any]], lexicon: Lexicon | None = None) -> tuple[str, ...]:
     """Slots the last tool result lists as `unfilled_attributes` (Taskmaster's add_order_item)."""
     lexicon = lexicon or DEFAULT
