@@ -73,7 +73,7 @@ def compare_variants(args) -> None:
     for variant in args.variants.split(","):
         name, batch = variant.split(":")
         dtype = "auto" if name == "auto" else getattr(torch, name)
-        model, tokenizer = load_model(args.model, dtype=dtype)
+        model, tokenizer = load_model(args.model, merge=True, dtype=dtype)  # as `tunelab eval` loads it
         prompts = render_prompts(tokenizer, [c.messages for c in found])
         settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=int(batch))
         began = time.perf_counter()
