@@ -24,7 +24,6 @@ precision and the ratio of the two times to target.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import subprocess
@@ -35,6 +34,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 SIDES = ("tunelab", "trl")
+sys.path.insert(0, str(Path(__file__).parent))
+from train_throughput import counting  # noqa: E402  (each step's examples fingerprinted, as that bench does)
 
 
 def recipe(out: Path, n_train: int, every: int, n_heldout: int = 130):
@@ -76,29 +77,15 @@ def clock_callback(path: Path):
     return Clock()
 
 
-def fingerprinting(trainer_cls):
-    """`trainer_cls`, keeping a short hash of each step's examples, so the two orders can be compared."""
-
-    class Fingerprinting(trainer_cls):
-        order: list[str] = []
-
-        def training_step(self, model, inputs, num_items_in_batch=None):
-            rows = sorted(tuple(r[m.bool()].tolist()) for r, m in zip(inputs["input_ids"], inputs["attention_mask"]))
-            self.order.append(hashlib.sha1(repr(rows).encode()).hexdigest()[:12])
-            return super().training_step(model, inputs, num_items_in_batch)
-
-    return Fingerprinting
-
-
 def train_tunelab(out: Path, n_train: int, every: int) -> None:
     from tunelab.train import trainer as trainers
     from tunelab.train.recipes import sft
 
     config, _ = recipe(out, n_train, every)
     # The product's own trainer class, fingerprinted: sft.train builds it by this name.
-    sft.MaskedLossTrainer = fingerprinting(trainers.MaskedLossTrainer)
+    sft.MaskedLossTrainer = counting(trainers.MaskedLossTrainer)
     sft.train(config, extra_callbacks=[clock_callback(out / "tunelab" / "clock.json")])
-    (out / "tunelab" / "order.json").write_text(json.dumps(sft.MaskedLossTrainer.order))
+    (out / "tunelab" / "order.json").write_text(json.dumps(sft.MaskedLossTrainer.step_batches))
 
 
 def train_trl(out: Path, n_train: int, every: int) -> None:
@@ -134,7 +121,7 @@ def train_trl(out: Path, n_train: int, every: int) -> None:
     peft = LoraConfig(
         r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules="all-linear", task_type="CAUSAL_LM"
     )
-    trainer = fingerprinting(SFTTrainer)(
+    trainer = counting(SFTTrainer)(
         model=model,
         args=args,
         train_dataset=dataset,
@@ -147,7 +134,7 @@ def train_trl(out: Path, n_train: int, every: int) -> None:
     final = side / "checkpoints" / f"checkpoint-{trainer.state.global_step}"
     if not final.exists():  # the last step, as tunelab's run keeps it in adapter/
         trainer.save_model(str(final))
-    (side / "order.json").write_text(json.dumps(trainer.order))
+    (side / "order.json").write_text(json.dumps(trainer.step_batches))
 
 
 def checkpoints(out: Path, side: str, steps: int) -> list[tuple[int, Path]]:
