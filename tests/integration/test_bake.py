@@ -148,6 +148,7 @@ def test_bake_end_to_end_on_a_tiny_model(tmp_path, tiny_model_dir):
                 "system_prompt_file": str(tmp_path / "prompt.yaml"),
                 "targets": ["logged", "teacher", "distill"],
                 "samples_per_question": 1,
+                "passing_per_question": None,  # one round: one sample a question
                 "max_teacher_questions": 2,
                 "max_new_tokens": 4,
             },
@@ -223,3 +224,55 @@ def test_bake_resumes_from_the_last_complete_checkpoint(tmp_path, tiny_model_dir
     assert (out / "teacher_samples.jsonl").read_text(encoding="utf-8") == samples  # same data under the checkpoint
     steps = [r["step"] for r in rundir.read_metrics(out, name="loss")]
     assert steps == [1, 2, 3, 4]  # continued at step 3, nothing logged twice
+
+
+def test_the_teacher_samples_in_bf16_where_the_cpu_has_it_and_training_stays_fp32(
+    tmp_path, tiny_model_dir, monkeypatch
+):
+    import torch
+
+    from tunelab.config import load
+    from tunelab.models.hardware import AUTO_ENV
+    from tunelab.train.recipes.bake import _fast_sampler
+
+    def cfg(**bake):
+        return load(
+            data={
+                "model": {"name": tiny_model_dir},
+                "data": {"train": "q.jsonl"},
+                "train": {"recipe": "bake"},
+                "bake": {"targets": ["teacher"], **bake},
+                "output": {"dir": str(tmp_path)},
+            }
+        )
+
+    monkeypatch.setenv(AUTO_ENV, "bf16_base")  # a CPU with native bf16, as the probe would find it
+    sampler = _fast_sampler(cfg())
+    assert sampler is not None and next(sampler.parameters()).dtype == torch.bfloat16
+    assert _fast_sampler(cfg(targets=["logged"])) is None  # nothing to sample
+    monkeypatch.setenv(AUTO_ENV, "fp32")  # an AVX2-only CPU: the training model samples, in fp32
+    assert _fast_sampler(cfg()) is None
+
+
+def test_a_prompts_few_targets_are_trained_for_bake_min_steps():
+    from tunelab.config import load
+    from tunelab.train.recipes.bake import with_min_steps
+
+    def cfg(**train):
+        return load(
+            data={
+                "data": {"train": "q.jsonl"},
+                "train": {"recipe": "bake", "batch_size": 1, **train},
+                "bake": {"targets": ["teacher"]},
+                "output": {"dir": "run"},
+            }
+        )
+
+    assert with_min_steps(cfg(), 80).train.max_steps == 400  # 80 targets: five passes, not one
+    assert with_min_steps(cfg(epochs=6), 80).train.max_steps is None  # 480 steps already
+    assert with_min_steps(cfg(), 555).train.max_steps is None  # the helpdesk logs: one pass is enough
+    assert with_min_steps(cfg(max_steps=50), 80).train.max_steps == 50  # as configured
+    assert with_min_steps(cfg(batch_size=8), 80).train.max_steps == 400  # 10 steps a pass
+    c = cfg()
+    c.bake.min_steps = 0
+    assert with_min_steps(c, 80).train.max_steps is None

@@ -4,6 +4,7 @@ bake before training with the routes that work."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -46,7 +47,8 @@ def config(tmp_path, **bake):
     return load(
         data={
             "data": {"train": "q.jsonl"},
-            "bake": {"targets": ["teacher"], "samples_per_question": 2, **bake},
+            # one round of two samples a question unless a test asks for k
+            "bake": {"targets": ["teacher"], "samples_per_question": 2, "passing_per_question": None, **bake},
             "output": {"dir": str(tmp_path)},
         }
     )
@@ -55,7 +57,7 @@ def config(tmp_path, **bake):
 def test_the_teacher_gets_the_examples_as_few_shot_turns_and_every_sample_is_kept_or_dropped_by_reason(tmp_path):
     replies = {
         0: "You can ride until midnight.",  # repaired: a closing question from the built-in bank
-        1: "Question: can I ride at night? ### Assistant: yes",  # role markers: dropped by sanity
+        1: "Question: can I ride at night? ### Assistant: yes",  # labels cut, "can I ride..." left: dropped by sanity
         2: "Велосипеды работают круглосуточно.",  # wrong language: not repairable
         3: "Sure. Ride as long as you like. Bikes are everywhere. Enjoy",  # fragment dropped, cut, question added
     }
@@ -70,7 +72,7 @@ def test_the_teacher_gets_the_examples_as_few_shot_turns_and_every_sample_is_kep
         Message("user", "Question 0 about a bike?"),
     )
     assert report["usable"] + sum(report["dropped_by_reason"].values()) == report["sampled"] == 8
-    assert report["dropped_by_reason"] == {"sanity: role marker": 2, "not repairable: language": 2}
+    assert report["dropped_by_reason"] == {"sanity: starts mid-word": 2, "not repairable: language": 2}
     assert report["pass_rate_by_rule"]["before_repair"]["ends_with_question"] == 0.0
     assert report["pass_rate_by_rule"]["after_repair"]["ends_with_question"] == pytest.approx(4 / 8)
     targets = {s["id"]: s["target"] for s in samples if s["target"]}
@@ -89,7 +91,7 @@ def test_a_teacher_with_no_usable_replies_stops_bake_with_the_routes_that_work(t
     message = str(raised.value)
     assert message.startswith("bikes.yaml: the teacher cannot follow this prompt: 0 usable targets for 4 questions")
     assert "Rules it failed most: max_sentences failed 16 of 16 samples, ends_with_question failed 16 of 16" in message
-    assert "sanity: role marker: 16" in message
+    assert "sanity: echo of the question: 16" in message  # the labels cut off, the question is all that is left
     assert "`examples:`" in message and "bake.targets [logged, teacher]" in message and "endpoint" in message
     assert "bake.min_targets_per_question" in message
     # the threshold is the config's: at 0 bake goes on whatever the teacher wrote
@@ -131,6 +133,7 @@ def test_bake_stops_before_training_when_the_tiny_teacher_writes_nothing_usable(
                 "system_prompt_file": str(prompt),
                 "targets": ["teacher"],
                 "samples_per_question": 1,
+                "passing_per_question": None,
                 "max_new_tokens": 6,
             },
             "logs": {"template": "{{ question }}"},
@@ -143,3 +146,29 @@ def test_bake_stops_before_training_when_the_tiny_teacher_writes_nothing_usable(
     assert report["teacher"]["sampled"] == 6 and report["teacher"]["kept"] < 3
     assert report["teacher"]["usable"] + sum(report["teacher"]["dropped_by_reason"].values()) == 6
     assert not (out / "adapter").exists() and not (out / "summary.json").exists()
+
+
+def test_a_base_model_teacher_is_shown_one_plain_document_without_end_of_sequence_tokens(
+    tmp_path, tiny_model_dir, monkeypatch
+):
+    from tunelab.generation import replies
+    from tunelab.models.load import load_model
+
+    model, tokenizer = load_model(tiny_model_dir)
+    asked = []
+    monkeypatch.setattr(replies, "generate_replies", lambda m, t, prompts, s, progress: asked.extend(prompts) or [])
+    conversation = bake_teacher.teacher_messages(
+        SPEC, "Can I ride at night?", [("How do I unlock a bike?", "Scan it.")]
+    )
+    teacher = bake_teacher.LocalTeacher(model, tokenizer, config(tmp_path), lambda: contextlib.nullcontext())
+    teacher.sample([conversation], [0], seed=0)  # an instruct model: its own chat template
+    assert asked[-1] == replies.render_prompts(tokenizer, [conversation])[0]
+    tokenizer.chat_template = None  # a base model: no chat template of its own
+    teacher.sample([conversation], [0], seed=0)
+    text = tokenizer.decode(asked[-1], skip_special_tokens=False)
+    assert tokenizer.eos_token not in text
+    assert text.endswith(
+        "### User:\nHow do I unlock a bike?\n### Assistant:\nScan it.\n\n"
+        "### User:\nCan I ride at night?\n### Assistant:\n"
+    )
+    assert SPEC.prompt in text

@@ -118,7 +118,9 @@ def test_without_repair_and_without_k_one_round_and_raw_passes_only(tmp_path):
     from tunelab.serve.app import ServerThread
 
     with ServerThread(scripted_app(SCRIPT)) as url:
-        samples, report, _ = run_endpoint(tmp_path, url, samples_per_question=2, repair=False)
+        samples, report, _ = run_endpoint(
+            tmp_path, url, samples_per_question=2, passing_per_question=None, repair=False
+        )
     assert report["sampled"] == 6 and report["repaired"] == 0 and report["usable"] == 2
     assert report["pass_rate_all_rules"]["before_repair"] == report["pass_rate_all_rules"]["after_repair"]
 
@@ -168,6 +170,7 @@ def test_endpoint_teacher_against_a_real_tunelab_server(tmp_path, tiny_model_dir
                         "targets": ["teacher"],
                         "max_new_tokens": 8,
                         "samples_per_question": 2,
+                        "passing_per_question": None,
                         "teacher": {"base_url": url, "model": "tiny-teacher", "api_key_env": "TEACHER_KEY_FOR_TEST"},
                     },
                 }

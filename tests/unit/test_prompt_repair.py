@@ -7,7 +7,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tunelab.prompts.repair import CLOSING_QUESTIONS, closing_candidates, cut_to, list_to_prose, pieces, repair
+from tunelab.prompts.repair import (
+    CLOSING_QUESTIONS,
+    closing_candidates,
+    cut_to,
+    list_to_prose,
+    phrase_sentences,
+    pieces,
+    repair,
+)
 from tunelab.prompts.rules import (
     CheckItem,
     PromptFileError,
@@ -184,6 +192,9 @@ def test_closing_questions_come_from_the_rule_then_the_prompt_then_the_bank_rank
         ("Question: Can I pay by card? ### Assistant: Yes.", "Can I pay by card?", "role marker"),
         ("Yes, by card. User: thanks", "Can I pay by card?", "role marker"),
         ("Да. Вопрос: а можно наличными?", "Можно картой?", "role marker"),
+        # a base model continuing the user's turn instead of answering it
+        ("Сколько стоит тариф на 100 мегабит?", "Сколько стоит тариф на 500 мегабит?", "restates the question"),
+        ("Can I pay with a credit card online? Yes.", "Can I pay by credit card?", "restates the question"),
         ("<|im_start|>assistant Yes.", "Card?", "role marker"),
         ("   ", "Card?", "empty reply"),
     ],
@@ -207,8 +218,9 @@ def test_the_sanity_check_accepts_ordinary_replies(reply):
 
 def test_a_target_failing_sanity_is_dropped_with_its_reason_even_when_every_rule_passes():
     s = spec({"kind": "ends_with_question"})
+    # the label goes (debris_cut) and what is left only repeats the question
     r = repair(s, "Question: Can I get a latte with oat milk?", ITEM)
-    assert r.text is None and r.reason == "sanity: role marker"
+    assert r.text is None and r.reason == "sanity: echo of the question" and r.steps == ["debris_cut"]
     r = repair(s, '*singing* How about "this business?', ITEM)
     assert r.text is None and r.reason == "sanity: unbalanced quotes"
     # a passing reply cut off by the token limit loses its unfinished last sentence instead
@@ -230,6 +242,7 @@ PIECES = [
     'I said "yes',
     "Can I get a latte with oat milk?",
     "Question: what size?",
+    "User: thanks",
     "Our syrups:",
     "la la",
     "",
@@ -244,6 +257,17 @@ SPECS = [
         {"id": "not_an_ai", "kind": "must_not_contain", "phrase": "as an AI"},
     ),
     spec({"kind": "max_sentences", "n": 2}, {"kind": "must_not_contain", "phrase": "almond"}),
+    parse_prompt(
+        {
+            "prompt": "You are a barista. Always tell the customer to ask our barista about allergens.",
+            "rules": [
+                {"kind": "max_sentences", "n": 3},
+                {"kind": "must_contain", "phrase": "barista"},
+                {"kind": "must_not_contain", "phrase": "almond"},
+                {"kind": "ends_with_question"},
+            ],
+        }
+    ),
 ]
 
 
@@ -305,3 +329,72 @@ def test_a_russian_wrapped_line_is_joined_too():
     from tunelab.prompts.repair import join_wrapped_lines
 
     assert join_wrapped_lines("Проверьте, что роутер\nвключён.") == "Проверьте, что роутер включён."
+
+
+PHARMACY = (
+    "You are CareLine, the assistant of an online pharmacy.\n\nRules:\n"
+    "- Answer in at most four sentences.\n"
+    "- Whenever the question touches a medicine, a dose or a symptom, tell the customer to check with\n"
+    "  one of our pharmacists; for order questions, mention that a pharmacist checks every order.\n"
+    '  Either way the word "pharmacist" must be in your reply.\n'
+)
+
+
+def pharmacy(*extra):
+    rules = [{"kind": "max_sentences", "n": 4}, {"kind": "must_contain", "phrase": "pharmacist"}, *extra]
+    return parse_prompt({"prompt": PHARMACY, "rules": rules})
+
+
+def test_a_required_phrase_gets_the_sentence_the_prompt_asks_for():
+    assert [s for s, _ in phrase_sentences(PHARMACY, "pharmacist")] == [
+        "Please check with one of our pharmacists.",
+        "A pharmacist checks every order.",
+    ]
+    s = pharmacy()
+    # the instruction sharing words with the question wins: an order question gets the order sentence
+    order = CheckItem(question="Where is my order? I ordered five days ago.")
+    r = repair(s, "Your order is on its way. It should arrive soon. Track it in your account. Thanks!", order)
+    assert r.text == (
+        "Your order is on its way. It should arrive soon. Track it in your account. A pharmacist checks every order."
+    )
+    assert r.steps == ["sentences_cut", "phrase_added"] and passes_all(check_all(s, r.text, order))
+    dose = CheckItem(question="What dose of ibuprofen is safe for a child?")
+    r = repair(s, "It depends on the weight of the child. Read the leaflet.", dose)
+    assert (
+        r.text == "It depends on the weight of the child. Read the leaflet. Please check with one of our pharmacists."
+    )
+    # the phrase sentence goes before the closing question and counts toward the sentence limit
+    s = pharmacy({"kind": "ends_with_question", "closing_questions": ["Anything else?"]})
+    r = repair(s, "It depends on the weight. Read the leaflet. Weigh the child first.", dose)
+    assert (
+        r.text == "It depends on the weight. Read the leaflet. Please check with one of our pharmacists. Anything else?"
+    )
+
+
+def test_a_required_phrase_no_instruction_asks_for_stays_unrepairable():
+    # the word is required but the prompt never says what to say with it: no sentence to invent
+    s = parse_prompt({"prompt": "You are a barista.", "rules": [{"kind": "must_contain", "phrase": "oat"}]})
+    r = repair(s, "One latte coming up.", ITEM)
+    assert r.text is None and r.reason == "not repairable: must_contain"
+    # Russian instructions are not turned into sentences (the verb would need conjugating)
+    s = parse_prompt(
+        {
+            "prompt": "Всегда советуй клиенту позвонить оператору.",
+            "rules": [{"kind": "must_contain", "phrase": "оператор"}],
+        }
+    )
+    assert repair(s, "Перезагрузите роутер.", CheckItem(question="Не работает интернет")).text is None
+
+
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        ("Yes, by card. User: thanks, bye", "Yes, by card."),
+        ("Answer: Yes, by card.\n### Question: and cash?", "Yes, by card."),
+        ("Ответ: Да, картой. Вопрос: а наличными?", "Да, картой."),
+    ],
+)
+def test_role_labels_around_the_reply_are_cut_off(reply, expected):
+    s = spec({"kind": "max_sentences", "n": 3})
+    r = repair(s, reply, CheckItem(question="Can I pay by card?"))
+    assert (r.text, r.steps) == (expected, ["debris_cut"])

@@ -4,6 +4,8 @@ Used by recipe bake on teacher samples: a 135M teacher given "end with a questio
 sentences, no lists" writes good content and breaks the form (most often: no closing
 question). The repairs, applied in this order and each counted:
 
+  debris_cut          role labels a base model writes around its reply are cut off ("Answer: ...",
+                      "... ### User: ...": sanity.without_template_debris), as a stop sequence would;
   lines_joined        a line broken inside a sentence (the teacher wraps long lines: "sign in,\nthen
                       tap") is joined with a space, not made two sentences ("sign in,. then");
   list_to_prose       list lines become prose: short items joined ("oat, soy and almond"),
@@ -12,6 +14,12 @@ question). The repairs, applied in this order and each counted:
   fragment_dropped    an unfinished last sentence (cut by the token limit) is dropped;
   sentences_cut       the reply is cut at a sentence boundary to the sentence and word limits,
                       leaving room for the closing question (`max_sentences`, `max_words`);
+  phrase_added        a sentence carrying a required phrase (`must_contain`) is added before the
+                      closing question, made from the prompt's own instruction that asks for the
+                      phrase ("tell the customer to check with one of our pharmacists" -> "Please
+                      check with one of our pharmacists."; "mention that a pharmacist checks every
+                      order" -> "A pharmacist checks every order."), the one sharing most words with
+                      the question; a prompt with no such instruction leaves the rule unrepairable;
   question_added      a closing question is appended (`ends_with_question`), the first of these
                       candidates that makes the whole reply pass: the rule's `closing_questions`,
                       questions quoted in the prompt text, then a small built-in bank in the
@@ -43,9 +51,18 @@ from tunelab.prompts.rules import (
     sentences,
     stems,
 )
-from tunelab.prompts.sanity import sanity_problem
+from tunelab.prompts.sanity import sanity_problem, without_template_debris
 
-REPAIRS = ("lines_joined", "list_to_prose", "forbidden_removed", "fragment_dropped", "sentences_cut", "question_added")
+REPAIRS = (
+    "debris_cut",
+    "lines_joined",
+    "list_to_prose",
+    "forbidden_removed",
+    "fragment_dropped",
+    "sentences_cut",
+    "phrase_added",
+    "question_added",
+)
 # A piece of prose: split after a sentence end followed by space, or at a line break.
 _PIECE_SPLIT = re.compile(r"(?<=[.!?…])\s+|\s*\n\s*")
 _ENDS_SENTENCE = re.compile(r"[.!?…][\"')\]»”*]*$")
@@ -91,12 +108,58 @@ class Repaired:
         return self.text is not None
 
 
-def _repairable(rule: Rule) -> bool:
+def _repairable(spec: PromptSpec, rule: Rule) -> bool:
     if not rule.repairable:
         return False
     if rule.kind == "format":
         return rule.params["format"] == "no_list"
+    if rule.kind == "must_contain":
+        return bool(phrase_sentences(spec.prompt, rule.params["phrase"]))
     return rule.kind in ("max_sentences", "max_words", "must_not_contain", "ends_with_question")
+
+
+# An instruction to pass something on, in the prompt: "tell the customer to <do>", "mention that <fact>".
+# Hand-written: no library turns an instruction into the sentence it asks for; English only (a Russian
+# infinitive would need conjugating into the imperative), so a Russian must_contain stays unrepairable.
+_WHO = r"(?:the\s+|our\s+)?(?:customers?|users?|clients?|callers?|patients?|riders?|people|person|them|him|her)"
+_TELL_TO = re.compile(
+    rf"\b(?:tell|ask|remind|advise|encourage|invite|urge|direct|refer)\s+{_WHO}\s+to\s+(?P<act>[^;:.!?]+)",
+    re.IGNORECASE,
+)
+_SAY_THAT = re.compile(
+    r"\b(?:mention|say|state|explain|add|note|point\s+out|remind\s+\w+)\s+that\s+(?P<fact>[^;:.!?]+)", re.IGNORECASE
+)
+_CLAUSE_SPLIT = re.compile(r"(?<=[.!?;])\s+|\n\s*(?:[-*•]|\d+[.)])?\s*")
+
+
+def phrase_sentences(prompt: str, phrase: str) -> list[tuple[str, str]]:
+    """(sentence, the prompt's clause it came from) for each instruction in `prompt` that asks the
+    reply to pass on something holding `phrase`, in the prompt's order.
+
+    >>> phrase_sentences("For order questions, mention that a pharmacist checks every order.", "pharmacist")
+    [('A pharmacist checks every order.', 'For order questions, mention that a pharmacist checks every order.')]
+    """
+    out = []
+    for clause in _CLAUSE_SPLIT.split(join_wrapped_lines(prompt)):
+        for m in list(_TELL_TO.finditer(clause)) + list(_SAY_THAT.finditer(clause)):
+            body = " ".join(m.group(m.lastgroup).split()).rstrip(",")
+            if phrase.casefold() not in body.casefold() or len(body.split()) > 20:
+                continue
+            sentence = "Please " + body if m.lastgroup == "act" else body[0].upper() + body[1:]
+            out.append((sentence + ".", clause.strip(" -*•\n")))
+    return out
+
+
+def phrase_candidates(spec: PromptSpec, rule: Rule, item: CheckItem, text: str) -> list[str]:
+    """Sentences to add for a failed must_contain rule, best first: most words shared between the
+    instruction's clause and the question (a medicine question gets the medicine instruction's
+    sentence), then the reply, ties in a stable rotation per reply."""
+    found = phrase_sentences(spec.prompt, rule.params["phrase"])
+    turn = zlib.crc32(text.encode("utf-8")) % len(found) if found else 0
+    found = found[turn:] + found[:turn]
+    asked, said = set(stems(item.question)), set(stems(text))
+    found.sort(key=lambda sc: (-len(set(stems(sc[1])) & asked), -len(set(stems(sc[1])) & said)))
+    return list(dict.fromkeys(sentence for sentence, _ in found))
 
 
 def _join_items(items: list[str]) -> str:
@@ -215,22 +278,29 @@ def repair(spec: PromptSpec, reply: str, item: CheckItem) -> Repaired:
     """`reply` unchanged when it passes every rule and the sanity check; else its repair when every
     failed rule is repairable and the repaired text passes every rule and the sanity check; else
     text None with the reason."""
-    failed = [r for r in check_all(spec, reply, item) if r.applicable and not r.passed]
     if not reply.strip():
         return Repaired(None, [], "empty reply")
+    text, steps = reply.strip(), []
+    cut = without_template_debris(text)
+    if cut != text:
+        if not cut:
+            return Repaired(None, ["debris_cut"], "nothing of the reply left")
+        text, steps = cut, ["debris_cut"]
+    failed = [r for r in check_all(spec, text, item) if r.applicable and not r.passed]
     by_id = {r.id: r for r in spec.rules}
     fixed = [by_id[f.rule] for f in failed]
-    blocked = [r.id for r in fixed if not _repairable(r)]
+    blocked = [r.id for r in fixed if not _repairable(spec, r)]
     if blocked:
-        return Repaired(None, [], "not repairable: " + ", ".join(blocked))
+        return Repaired(None, steps, "not repairable: " + ", ".join(blocked))
     if not failed:
-        problem = sanity_problem(reply, item.question)
+        problem = sanity_problem(text, item.question)
         if problem != "no terminal punctuation":  # the one sanity problem a cut can mend
-            return Repaired(None, [], f"sanity: {problem}") if problem else Repaired(reply, [], "passed")
-    text, steps = reply.strip(), []
+            if problem:
+                return Repaired(None, steps, f"sanity: {problem}")
+            return Repaired(text, steps, "repaired") if steps else Repaired(reply, [], "passed")
     joined = join_wrapped_lines(text)
     if joined != text:
-        text, steps = joined, ["lines_joined"]
+        text, steps = joined, steps + ["lines_joined"]
     if any(r.kind == "format" for r in fixed):
         text, steps = list_to_prose(text), steps + ["list_to_prose"]
     parts = pieces(text)
@@ -245,6 +315,8 @@ def repair(spec: PromptSpec, reply: str, item: CheckItem) -> Repaired:
         return Repaired(None, steps, "nothing of the reply left")
     if not _ENDS_SENTENCE.search(parts[-1]):  # one unfinished sentence: a full stop would pass a fragment off
         return Repaired(None, steps, "sanity: no terminal punctuation")
+    # one sentence per missing phrase, kept whole by every cut below
+    pinned = [phrase_candidates(spec, r, item, text)[0] for r in fixed if r.kind == "must_contain"]
     question_rule = next((r for r in fixed if r.kind == "ends_with_question"), None)
     closers = closing_candidates(spec, question_rule, item, _join(parts)) if question_rule else [None]
     if not closers:
@@ -253,14 +325,20 @@ def repair(spec: PromptSpec, reply: str, item: CheckItem) -> Repaired:
     max_words = min((r.params["n"] for r in spec.rules if r.kind == "max_words"), default=None)
     reason = ""
     for closer in closers:  # the first closing question (or none) that makes the whole reply pass
-        room = (limit - (closer is not None)) if limit is not None else None
-        words = (max_words - _n_words(closer or "")) if max_words is not None else None
+        added = pinned + ([closer] if closer else [])
+        room = (limit - len(added)) if limit is not None else None
+        words = (max_words - sum(map(_n_words, added))) if max_words is not None else None
         kept = cut_to(parts, room, words)
         if not kept:
             reason = "nothing of the reply left"
             continue
-        out = _join(kept + ([closer] if closer else []))
-        tried = steps + (["sentences_cut"] if len(kept) < len(parts) else []) + (["question_added"] if closer else [])
+        out = _join(kept + added)
+        tried = (
+            steps
+            + (["sentences_cut"] if len(kept) < len(parts) else [])
+            + (["phrase_added"] if pinned else [])
+            + (["question_added"] if closer else [])
+        )
         still = [r.rule for r in check_all(spec, out, item) if r.applicable and not r.passed]
         if still:
             reason = "still fails: " + ", ".join(still)

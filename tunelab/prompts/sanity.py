@@ -11,6 +11,9 @@ a small teacher's replies (and their repairs) can pass every rule and still be a
   unbalanced quotes      an odd number of straight double quotes, or unmatched “” / «»;
   unbalanced brackets    ( [ { not closed in order;
   echo of the question   the question's words (three or more) repeated in order in the reply;
+  restates the question  the reply opens with a question made mostly of the user's question's
+                         words ("Сколько стоит тариф на 100 мегабит?" to "...на 500 мегабит?"):
+                         a base model continuing the user's turn, not answering it;
   starts mid-word        the first letter is lower case, or the reply opens with , ; : ) ] }
   no terminal punctuation the reply does not end with . ! ? or … (a reply cut by the token limit).
 """
@@ -33,6 +36,24 @@ _TRAILING_CLOSERS = "\"'»”)]*_ "
 _BRACKETS = {")": "(", "]": "[", "}": "{"}
 
 
+def without_template_debris(text: str) -> str:
+    """`text` without the role labels a base model writes around its reply: a label it opens with
+    ("Answer: ...") is dropped, and everything from the next one on ("... Question: ...", "### User")
+    is cut, as a stop sequence would have ended the generation there.
+
+    >>> without_template_debris("Ответ: Перезагрузите роутер. Вопрос: а если не поможет?")
+    'Перезагрузите роутер.'
+    """
+    for _ in range(8):  # a few stacked labels ("### Assistant: Answer:") at most
+        m = _ROLE_MARKER.search(text)
+        if m is None:
+            break
+        if text[: m.start()].strip(" *\n\t"):
+            return text[: m.start()].rstrip()
+        text = text[m.end() :].lstrip()
+    return text.strip()
+
+
 def _words(text: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(text)]
 
@@ -42,6 +63,19 @@ def _echoes(reply: str, question: str) -> bool:
     if len(q) < 3:  # "Hi there?" repeated is no echo worth a rule
         return False
     return f" {' '.join(q)} " in f" {' '.join(_words(reply))} "
+
+
+_FIRST_SENTENCE = re.compile(r"^.*?[.!?…](?=\s|$)", re.DOTALL)
+
+
+def _restates(reply: str, question: str) -> bool:
+    from tunelab.prompts.rules import stems  # rules imports this module to check a prompt file's examples
+
+    first = _FIRST_SENTENCE.match(reply)
+    if first is None or not first.group().endswith("?"):
+        return False
+    said, asked = set(stems(first.group())), set(stems(question))
+    return len(said) >= 2 and len(said & asked) * 2 >= len(said)
 
 
 def _brackets_balanced(text: str) -> bool:
@@ -74,6 +108,8 @@ def sanity_problem(reply: str, question: str = "") -> str | None:
         return "unbalanced brackets"
     if question and _echoes(text, question):
         return "echo of the question"
+    if question and _restates(text, question):
+        return "restates the question"
     first = text.lstrip("\"'«“*_ ")
     if _OPEN_FRAGMENT.match(first) or (first[:1].isalpha() and first[:1].islower()):
         return "starts mid-word"

@@ -12,7 +12,8 @@ chunk's samples are appended to teacher_samples.jsonl, so an interrupted bake re
 stopped (`tunelab train --resume`); repairs are recomputed from the saved raw replies, so the
 file is the same whatever bake.repair says.
 
-Two teachers: a local model (the base with its adapter off, or bake.teacher as a model), or an
+A base model (no chat template of its own) is shown the conversation as one plain document
+(`document`). Two teachers: a local model (the base with its adapter off, or bake.teacher as a model), or an
 OpenAI-compatible endpoint (bake.teacher as a mapping) through the rubric's HTTP client, its answers
 cached by (model, prompt, sample index) in teacher_cache.sqlite.
 
@@ -37,7 +38,7 @@ from tunelab.prompts.rules import CheckItem, PromptSpec, check_all
 from tunelab.prompts.sanity import sanity_problem
 
 log = logging.getLogger(__name__)
-CHUNK_QUESTIONS = 8  # questions sampled together: 8 x 2 samples fill a generation batch of 16
+CHUNK_QUESTIONS = 32  # questions sampled together: 32 x 2 samples fill a generation batch of 64
 CACHE = "teacher_cache.sqlite"
 SAVED = (
     "id",
@@ -61,6 +62,22 @@ def teacher_messages(spec: PromptSpec, user_turn: str, shots: Sequence[tuple[str
     return (*turns, Message("user", user_turn))
 
 
+def document(messages: Sequence[Message]) -> str:
+    """A conversation as one plain document for a base model, the turns laid out as tunelab's default
+    template lays them out but with no end-of-sequence token between them. Given the eos after every
+    turn, Gemma 3 270M base went on as if a new document began, restating the question in each of 16
+    Russian samples; laid out as one document it answered (15 of 16 usable after repair)."""
+    text = ""
+    for m in messages:
+        if m.role == "system":
+            text += m.content.strip() + "\n\n"
+        elif m.role == "assistant":
+            text += f"### Assistant:\n{m.content.strip()}\n\n"
+        else:
+            text += f"### {m.role.capitalize()}:\n{m.content.strip()}\n"
+    return text + "### Assistant:\n"
+
+
 class LocalTeacher:
     """A local model sampled in batches; `mode()` is the context it generates in (adapter off)."""
 
@@ -75,10 +92,15 @@ class LocalTeacher:
         max_new_tokens: int | None = None,
         temperature: float | None = None,
     ) -> list[str]:
+        from tunelab.data.tokenize import DEFAULT_TEMPLATE, ensure_template
         from tunelab.generation.replies import GenerationSettings, generate_replies, render_prompts
 
         b = self.config.bake
-        prompts = render_prompts(self.tokenizer, conversations)
+        ensure_template(self.tokenizer)
+        if self.tokenizer.chat_template == DEFAULT_TEMPLATE:
+            prompts = [self.tokenizer(document(c))["input_ids"] for c in conversations]
+        else:
+            prompts = render_prompts(self.tokenizer, conversations)
         settings = GenerationSettings(
             max_new_tokens=max_new_tokens or b.max_new_tokens,
             do_sample=True,
