@@ -221,10 +221,9 @@ def with_min_steps(config: Config, n_rows: int) -> Config:
 
 def _fast_sampler(config: Config) -> Any:
     """The base model loaded again in the dtype that generates fastest here (bf16 where the CPU has
-    it natively: 2.7x faster replies, bench/generate_throughput.py), when training keeps it in
-    float32 and the teacher is the base itself; None otherwise (sample with the training model)."""
-    import torch
-
+    it natively: 2.1x faster replies than fp32 on the AMX Xeon, bench/generate_throughput.py), when
+    training keeps it in float32 and the teacher is the base itself; None otherwise (sample with the
+    training model)."""
     from tunelab.models.hardware import inference_dtype
 
     b = config.bake
