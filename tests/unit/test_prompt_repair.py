@@ -398,3 +398,30 @@ def test_role_labels_around_the_reply_are_cut_off(reply, expected):
     s = spec({"kind": "max_sentences", "n": 3})
     r = repair(s, reply, CheckItem(question="Can I pay by card?"))
     assert (r.text, r.steps) == (expected, ["debris_cut"])
+
+
+def test_a_target_that_copies_an_example_reply_is_dropped():
+    s = parse_prompt(
+        {
+            "prompt": "You are the assistant of an energy supplier. Mention the online account.",
+            "rules": [{"kind": "must_contain", "phrase": "online account"}],
+            "examples": [
+                {
+                    "question": "whats my customer reference",
+                    "reply": "Your customer reference is at the top of every bill and in your online account.",
+                }
+            ],
+        }
+    )
+    item = CheckItem(question="My bill doubled this month, why?")
+    # the teacher parrots the example: it passes the rule the example was written to pass, and is no reply
+    r = repair(s, "Your customer reference is at the top of every bill and in your online account.", item)
+    assert r.text is None and r.reason == "sanity: copies an example"
+    # the same words in another order, or a few of them, are a reply in the example's style
+    ok_reply = "Your bill doubled because the reading was estimated; send a real one in your online account."
+    assert repair(s, ok_reply, item).reason == "passed"
+    assert sanity_problem("The meter number is at the top of every bill.", "Q?", [s.examples[0].reply]) is None
+    assert (
+        sanity_problem("It is at the top of every bill and in your online account.", "Q?", [s.examples[0].reply])
+        == "copies an example"
+    )

@@ -280,6 +280,7 @@ def repair(spec: PromptSpec, reply: str, item: CheckItem) -> Repaired:
     text None with the reason."""
     if not reply.strip():
         return Repaired(None, [], "empty reply")
+    shown = [e.reply for e in spec.examples]  # the teacher saw these: a copy of one is no target
     text, steps = reply.strip(), []
     cut = without_template_debris(text)
     if cut != text:
@@ -293,7 +294,7 @@ def repair(spec: PromptSpec, reply: str, item: CheckItem) -> Repaired:
     if blocked:
         return Repaired(None, steps, "not repairable: " + ", ".join(blocked))
     if not failed:
-        problem = sanity_problem(text, item.question)
+        problem = sanity_problem(text, item.question, shown)
         if problem != "no terminal punctuation":  # the one sanity problem a cut can mend
             if problem:
                 return Repaired(None, steps, f"sanity: {problem}")
@@ -343,7 +344,7 @@ def repair(spec: PromptSpec, reply: str, item: CheckItem) -> Repaired:
         if still:
             reason = "still fails: " + ", ".join(still)
             continue
-        problem = sanity_problem(out, item.question)
+        problem = sanity_problem(out, item.question, shown)
         if problem:
             return Repaired(None, tried, f"sanity: {problem}")  # another closer would not mend the body
         return Repaired(out, tried, "repaired")

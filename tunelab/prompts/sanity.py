@@ -11,6 +11,9 @@ a small teacher's replies (and their repairs) can pass every rule and still be a
   unbalanced quotes      an odd number of straight double quotes, or unmatched “” / «»;
   unbalanced brackets    ( [ { not closed in order;
   echo of the question   the question's words (three or more) repeated in order in the reply;
+  copies an example      eight or more words in a row of one of the prompt file's example replies:
+                         a base teacher shown examples parrots them, and the parrot passes the rules
+                         the example was written to pass (`examples` given);
   restates the question  the reply opens with a question made mostly of the user's question's
                          words ("Сколько стоит тариф на 100 мегабит?" to "...на 500 мегабит?"):
                          a base model continuing the user's turn, not answering it;
@@ -21,6 +24,7 @@ a small teacher's replies (and their repairs) can pass every rule and still be a
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _ROLE_WORDS = (
@@ -89,7 +93,21 @@ def _brackets_balanced(text: str) -> bool:
     return not stack
 
 
-def sanity_problem(reply: str, question: str = "") -> str | None:
+# Words in a row shared with an example reply that make a copy, not a reply in the same style.
+COPIED_WORDS = 8
+
+
+def _copies(reply: str, examples: Sequence[str]) -> bool:
+    words = _words(reply)
+    runs = {tuple(words[i : i + COPIED_WORDS]) for i in range(len(words) - COPIED_WORDS + 1)}
+    for example in examples:
+        e = _words(example)
+        if any(tuple(e[i : i + COPIED_WORDS]) in runs for i in range(len(e) - COPIED_WORDS + 1)):
+            return True
+    return False
+
+
+def sanity_problem(reply: str, question: str = "", examples: Sequence[str] = ()) -> str | None:
     """The first reason `reply` is no usable target, or None.
 
     >>> sanity_problem("We open at nine. Anything else?", "When do you open?") is None
@@ -110,6 +128,8 @@ def sanity_problem(reply: str, question: str = "") -> str | None:
         return "echo of the question"
     if question and _restates(text, question):
         return "restates the question"
+    if examples and _copies(text, examples):
+        return "copies an example"
     first = text.lstrip("\"'«“*_ ")
     if _OPEN_FRAGMENT.match(first) or (first[:1].isalpha() and first[:1].islower()):
         return "starts mid-word"

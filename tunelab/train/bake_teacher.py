@@ -161,13 +161,13 @@ class EndpointTeacher:
         self.client.close()
 
 
-def _as_written(reply: str, item: CheckItem, failed: list[str]) -> Repaired:
+def _as_written(spec: PromptSpec, reply: str, item: CheckItem, failed: list[str]) -> Repaired:
     """Without repair: the reply itself when it passes every rule and the sanity check."""
     if not reply.strip():
         return Repaired(None, [], "empty reply")
     if failed:
         return Repaired(None, [], "fails rules (repair off)")
-    problem = sanity_problem(reply, item.question)
+    problem = sanity_problem(reply, item.question, [e.reply for e in spec.examples])
     return Repaired(None, [], f"sanity: {problem}") if problem else Repaired(reply, [], "passed")
 
 
@@ -175,7 +175,7 @@ def check_sample(spec: PromptSpec, reply: str, item: CheckItem, use_repair: bool
     """A saved raw reply -> its verdicts, and its target (the reply, its repair, or None with the reason)."""
     results = check_all(spec, reply, item)
     failed = [r.rule for r in results if r.applicable and not r.passed]
-    fixed = repair(spec, reply, item) if use_repair else _as_written(reply, item, failed)
+    fixed = repair(spec, reply, item) if use_repair else _as_written(spec, reply, item, failed)
     return {
         "passed": not failed,
         "failed_rules": failed,
