@@ -94,6 +94,10 @@ def test_a_teacher_with_no_usable_replies_stops_bake_with_the_routes_that_work(t
     assert "sanity: echo of the question: 16" in message  # the labels cut off, the question is all that is left
     assert "`examples:`" in message and "bake.targets [logged, teacher]" in message and "endpoint" in message
     assert "bake.min_targets_per_question" in message
+    # a prompt file that has examples already is not told to add some: a small teacher copies them
+    with pytest.raises(bake_teacher.TeacherCannotFollow) as raised:
+        bake_teacher.check_can_follow(report, cfg.bake, SPEC.path, tmp_path / "data_report.json", examples=1)
+    assert "add up to five" not in str(raised.value) and "1 `examples:` were not enough" in str(raised.value)
     # the threshold is the config's: at 0 bake goes on whatever the teacher wrote
     bake_teacher.check_can_follow(report, config(tmp_path, min_targets_per_question=0).bake, SPEC.path, tmp_path)
 

@@ -347,9 +347,19 @@ ROUTES = (
 )
 
 
-def check_can_follow(report: dict[str, Any], b: BakeConfig, prompt_path: str, report_path: Path) -> None:
+# For a prompt file that has examples already: a small base teacher copied them (docs/bake.md, energy_bills).
+WITH_EXAMPLES = (
+    "the prompt file's {n} `examples:` were not enough: a teacher this small copies them rather than "
+    "following them (copies are dropped); different examples may help, the two routes below more surely"
+)
+
+
+def check_can_follow(
+    report: dict[str, Any], b: BakeConfig, prompt_path: str, report_path: Path, examples: int = 0
+) -> None:
     """Raise TeacherCannotFollow when the teacher's usable targets per question fall below
-    bake.min_targets_per_question, naming the rules it failed most and the routes that work."""
+    bake.min_targets_per_question, naming the rules it failed most and the routes that work
+    (`examples`: how many example exchanges the prompt file already has)."""
     per_question = report["targets_per_question"]
     if per_question >= b.min_targets_per_question:
         return
@@ -357,7 +367,8 @@ def check_can_follow(report: dict[str, Any], b: BakeConfig, prompt_path: str, re
     worst = sorted(report["failures_by_rule"].items(), key=lambda kv: -kv[1])[:3]
     rules = ", ".join(f"{rule} failed {k} of {n} samples" for rule, k in worst if k) or "none failed"
     drops = ", ".join(f"{reason}: {k}" for reason, k in list(report["dropped_by_reason"].items())[:4])
-    routes = "\n".join(f"  - {r}" for r in ROUTES)
+    first = WITH_EXAMPLES.format(n=examples) if examples else ROUTES[0]
+    routes = "\n".join(f"  - {r}" for r in (first, *ROUTES[1:]))
     raise TeacherCannotFollow(
         f"{prompt_path}: the teacher cannot follow this prompt: {report['kept']} usable targets for "
         f"{report['questions']} questions ({per_question:.2f} per question; bake.min_targets_per_question is "

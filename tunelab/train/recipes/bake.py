@@ -287,7 +287,7 @@ def check_teacher(
     if teacher_report is None or config.bake.targets == ["distill"]:
         return  # pure distillation learns from every sample as written
     try:
-        bake_teacher.check_can_follow(teacher_report, config.bake, spec.path, path)
+        bake_teacher.check_can_follow(teacher_report, config.bake, spec.path, path, len(spec.examples))
     except bake_teacher.TeacherCannotFollow as exc:
         if not logged:
             raise
