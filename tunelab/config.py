@@ -7,6 +7,7 @@ config (every default filled in) is written into each run directory.
 from __future__ import annotations
 
 import difflib
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -253,6 +254,22 @@ class Config(Section):
     run_name: str | None = None  # trackers' run name; default: the name of output.dir
     tags: list[str] = []
     project: str = "tunelab"  # trackers' project / experiment name
+
+
+def epoch_steps(train: TrainConfig, examples: int) -> int:
+    """Optimizer steps `train.epochs` passes over `examples` take, as transformers counts them (a
+    resolved batch size)."""
+    per_epoch = max(1, math.ceil(math.ceil(examples / train.batch_size) / train.grad_accum))
+    return math.ceil(per_epoch * train.epochs)
+
+
+def planned_steps(config: Config, examples: int) -> int:
+    """Optimizer steps a run over `examples` takes: train.max_steps when set, else the epochs'
+    steps, and for recipe bake at least bake.min_steps (a prompt's few targets passed over again)."""
+    if config.train.max_steps:
+        return config.train.max_steps
+    steps = epoch_steps(config.train, examples)
+    return max(steps, config.bake.min_steps) if config.train.recipe == "bake" else steps
 
 
 class ConfigError(ValueError):

@@ -254,7 +254,7 @@ def test_the_teacher_samples_in_bf16_where_the_cpu_has_it_and_training_stays_fp3
     assert _fast_sampler(cfg()) is None
 
 
-def test_a_prompts_few_targets_are_trained_for_bake_min_steps():
+def test_a_prompts_few_targets_are_trained_for_bake_min_steps(tmp_path):
     from tunelab.config import load
     from tunelab.train.recipes.bake import with_min_steps
 
@@ -276,3 +276,11 @@ def test_a_prompts_few_targets_are_trained_for_bake_min_steps():
     c = cfg()
     c.bake.min_steps = 0
     assert with_min_steps(c, 80).train.max_steps is None
+    # the studio's progress bar counts the same steps bake trains (data_report.json's examples)
+    from tunelab import rundir
+    from tunelab.studio.runner import total_steps
+
+    rundir.write_json(tmp_path / "data_report.json", {"examples": 80})
+    assert total_steps(cfg(), tmp_path) == with_min_steps(cfg(), 80).train.max_steps == 400
+    rundir.write_json(tmp_path / "data_report.json", {"examples": 555})
+    assert total_steps(cfg(), tmp_path) == 555

@@ -9,7 +9,6 @@ left `running`: resumed from their last complete checkpoint, or failed with `ser
 from __future__ import annotations
 
 import logging
-import math
 import os
 import signal
 import subprocess
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab import rundir
+from tunelab.config import planned_steps
 from tunelab.studio.behaviour import rate_events, rates_at
 from tunelab.studio.db import Database, new_id
 from tunelab.studio.jobs import QUEUE_ORDER
@@ -89,8 +89,7 @@ def total_steps(config: Any, run_dir: Path) -> int | None:
         if isinstance(data.get("train"), dict)
         else data.get("examples", data.get("rows", 0))
     )
-    per_epoch = max(1, math.ceil(math.ceil(examples / config.train.batch_size) / config.train.grad_accum))
-    return math.ceil(per_epoch * config.train.epochs)
+    return planned_steps(config, examples)
 
 
 def _wrong_kind(job: dict[str, Any], file: dict[str, Any]) -> str | None:

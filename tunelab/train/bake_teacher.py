@@ -63,8 +63,9 @@ def teacher_messages(spec: PromptSpec, user_turn: str, shots: Sequence[tuple[str
 
 
 def document(messages: Sequence[Message]) -> str:
-    """A conversation as one plain document for a base model, the turns laid out as tunelab's default
-    template lays them out but with no end-of-sequence token between them. Given the eos after every
+    """A conversation as one plain document for a base model: the system prompt as its opening
+    paragraph, the turns labelled as tunelab's default template labels them (### User, ### Assistant),
+    and no end-of-sequence token between them (the template puts one after each). Given the eos after every
     turn, Gemma 3 270M base went on as if a new document began, restating the question in each of 16
     Russian samples; laid out as one document it answered (15 of 16 usable after repair)."""
     text = ""

@@ -21,7 +21,6 @@ adapter/ (or model/), summary.json; plus prompt.yaml, heldout.jsonl and teacher_
 from __future__ import annotations
 
 import logging
-import math
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from typing import Any
 import torch
 
 from tunelab import rundir
-from tunelab.config import Config, TeacherEndpoint
+from tunelab.config import Config, TeacherEndpoint, epoch_steps, planned_steps
 from tunelab.data.hygiene import clean
 from tunelab.data.logs import LogRecord, compile_template, read_logs, render_user_turn
 from tunelab.data.prepare import write_rejected
@@ -202,21 +201,20 @@ def _teacher_model(config: Config) -> Any:
 
 
 def with_min_steps(config: Config, n_rows: int) -> Config:
-    """`config` with train.max_steps set to bake.min_steps when train.epochs over `n_rows` examples
-    would take fewer optimizer steps (a prompt's few targets are passed over again); else as is."""
-    t, b = config.train, config.bake
-    per_step = t.batch_size * t.grad_accum * max(1, torch.cuda.device_count())
-    steps = math.ceil(math.ceil(n_rows / per_step) * t.epochs)
-    if t.max_steps is not None or not b.min_steps or steps >= b.min_steps or not n_rows:
+    """`config` with train.max_steps set to `planned_steps` when bake.min_steps asks for more steps
+    than train.epochs over `n_rows` examples take (a prompt's few targets are passed over again)."""
+    t = config.train
+    if t.max_steps is not None or not n_rows or epoch_steps(t, n_rows) >= config.bake.min_steps:
         return config
+    steps = planned_steps(config, n_rows)
     log.info(
         "%d examples give %d steps in %s epochs: training %d steps (bake.min_steps)",
         n_rows,
-        steps,
+        epoch_steps(t, n_rows),
         t.epochs,
-        b.min_steps,
+        steps,
     )
-    return config.model_copy(update={"train": t.model_copy(update={"max_steps": b.min_steps})})
+    return config.model_copy(update={"train": t.model_copy(update={"max_steps": steps})})
 
 
 def _fast_sampler(config: Config) -> Any:
