@@ -121,6 +121,11 @@ class BakeConfig(Section):
     # Rule-aware repair (tunelab/prompts/repair.py) of replies failing only repairable rules
     # (sentence limit, lists, closing question, forbidden phrase); re-checked against every rule.
     repair: bool = True
+    # Teacher targets keep this share of each max_sentences / max_words limit free, rounded (4
+    # sentences -> 3, 60 words -> 51, 3 sentences stay 3; the limit itself where that leaves no
+    # target): a student's lengths spread around its targets', and trained at the limit it went
+    # over it (docs/bake.md). 0: targets up to the limit.
+    limit_headroom: float = Field(0.15, ge=0.0, lt=1.0)
     # Bake stops before training when the teacher's usable targets per question (after repair and
     # the sanity check) fall below this, naming the failing rules and the routes that work; 0: never.
     min_targets_per_question: float = Field(0.5, ge=0.0)

@@ -15,6 +15,8 @@ from tunelab.prompts.repair import (
     phrase_sentences,
     pieces,
     repair,
+    sign_offs,
+    with_headroom,
 )
 from tunelab.prompts.rules import (
     CheckItem,
@@ -246,6 +248,7 @@ PIECES = [
     "Our syrups:",
     "la la",
     "",
+    "- Bean Team",
 ]
 SPECS = [
     spec(),
@@ -271,16 +274,69 @@ SPECS = [
 ]
 
 
-@given(st.lists(st.sampled_from(PIECES), min_size=1, max_size=7), st.sampled_from(range(len(SPECS))))
-def test_every_repaired_target_passes_every_rule_and_the_sanity_check(parts, which):
+SIGNED = parse_prompt(  # a required phrase the prompt quotes only in a sign-off
+    {
+        "prompt": 'You are a barista. Keep it under 25 words. Sign off every reply with "- Bean Team".',
+        "rules": [
+            {"kind": "max_words", "n": 25},
+            {"kind": "must_contain", "phrase": "Bean Team"},
+            {"kind": "must_not_contain", "phrase": "almond"},
+            {"id": "no_list", "kind": "format", "format": "no_list"},
+        ],
+    }
+)
+SPECS.append(SIGNED)
+
+
+@given(
+    st.lists(st.sampled_from(PIECES), min_size=1, max_size=7),
+    st.sampled_from(range(len(SPECS))),
+    st.sampled_from([0.0, 0.15, 0.5]),
+)
+def test_every_repaired_target_passes_every_rule_and_the_sanity_check(parts, which, headroom):
     s = SPECS[which]
     reply = "\n".join(parts) if which == 1 else " ".join(parts)
-    r = repair(s, reply, ITEM)
+    r = repair(s, reply, ITEM, headroom)
     if r.text is not None:
         assert ok(s, r.text), (reply, r)
-        assert sanity_problem(r.text, ITEM.question) is None, (reply, r)
+        body = r.text.removesuffix(" - Bean Team") if s is SIGNED else r.text  # a sign-off has no full stop
+        assert sanity_problem(body, ITEM.question) is None, (reply, r)
     else:
         assert r.reason and r.reason != "repaired"
+    # headroom never costs a target: what repairs at the limit repairs with headroom
+    assert r.text is not None or repair(s, reply, ITEM).text is None, (reply, r)
+
+
+def test_headroom_lowers_length_limits_by_a_rounded_share_never_below_one():
+    s = parse_prompt(
+        {
+            "prompt": "p",
+            "rules": [
+                {"kind": "max_sentences", "n": 4},
+                {"kind": "max_words", "n": 60},
+                {"id": "three", "kind": "max_sentences", "n": 3},
+                {"id": "one", "kind": "max_sentences", "n": 1},
+                {"kind": "ends_with_question"},
+            ],
+        }
+    )
+    limits = {r.id: r.params.get("n") for r in with_headroom(s, 0.15).rules}
+    assert limits == {"max_sentences": 3, "max_words": 51, "three": 3, "one": 1, "ends_with_question": None}
+    assert with_headroom(s, 0.9).rules[3].params["n"] == 1
+    assert with_headroom(s, 0.0) is s
+    assert {r.params["n"] for r in s.rules if r.kind == "max_words"} == {60}  # the prompt's own spec unchanged
+
+
+def test_headroom_cuts_a_reply_at_the_limit_and_falls_back_to_the_limit_when_nothing_would_be_left():
+    s = spec({"kind": "max_sentences", "n": 4}, {"id": "no_list", "kind": "format", "format": "no_list"})
+    at_limit = "One oat latte. It costs $4.50. Ready in five minutes. Enjoy it."
+    assert repair(s, at_limit, ITEM).text == at_limit  # passes as written
+    r = repair(s, at_limit, ITEM, 0.15)
+    assert (r.text, r.steps) == ("One oat latte. It costs $4.50. Ready in five minutes.", ["sentences_cut"])
+    # ten words, the closing question among them: eight leave no room for the one sentence, so ten hold
+    ten = spec({"kind": "max_words", "n": 10}, {"kind": "ends_with_question", "closing_questions": ["Anything else?"]})
+    r = repair(ten, "One oat latte, ready in five minutes. It costs $4.50.", ITEM, 0.15)
+    assert r.text == "One oat latte, ready in five minutes. Anything else?"
 
 
 def test_pieces_and_cut_to():
@@ -425,3 +481,21 @@ def test_a_target_that_copies_an_example_reply_is_dropped():
         sanity_problem("It is at the top of every bill and in your online account.", "Q?", [s.examples[0].reply])
         == "copies an example"
     )
+
+
+def test_a_required_phrase_the_prompt_quotes_in_a_sign_off_ends_the_reply():
+    assert sign_offs('Always reply in English. Sign off every reply with\n  "- Northline Help".', "Northline Help") == [
+        "- Northline Help"
+    ]
+    assert sign_offs("End each answer with 'Team Hearth'.", "Hearth") == ["Team Hearth"]
+    assert sign_offs('Never say "Northline Help" twice.', "Northline Help") == []  # a quote, but no sign-off
+    long = "One oat latte with vanilla, ready in five minutes at the counter. We also have soy, coconut and hazelnut milk for every single drink on our menu."
+    r = repair(SIGNED, long, ITEM)
+    assert (r.text, r.steps) == (
+        "One oat latte with vanilla, ready in five minutes at the counter. - Bean Team",
+        ["sentences_cut", "sign_off_added"],
+    )  # cut to 25 words with the sign-off's two counted
+    # the teacher's own sign-off is kept where it is and never cut off
+    assert repair(SIGNED, "One oat latte. - Bean Team", ITEM).reason == "passed"
+    r = repair(SIGNED, "One oat latte. Ready in five minutes and - Bean Team", ITEM)
+    assert (r.text, r.steps) == ("One oat latte. - Bean Team", ["fragment_dropped"])

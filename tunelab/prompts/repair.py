@@ -20,6 +20,10 @@ question). The repairs, applied in this order and each counted:
                       check with one of our pharmacists."; "mention that a pharmacist checks every
                       order" -> "A pharmacist checks every order."), the one sharing most words with
                       the question; a prompt with no such instruction leaves the rule unrepairable;
+  sign_off_added      a sign-off the prompt quotes ("Sign off every reply with "- Northline Help"")
+                      ends the reply, after the closing question, when a `must_contain` rule asks
+                      for a phrase inside it; a sign-off the teacher wrote is taken off first and
+                      put back, so the cuts above never cut it;
   question_added      a closing question is appended (`ends_with_question`), the first of these
                       candidates that makes the whole reply pass: the rule's `closing_questions`,
                       questions quoted in the prompt text, then a small built-in bank in the
@@ -37,7 +41,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tunelab.prompts.rules import (
     _LIST_LINE,
@@ -62,6 +66,7 @@ REPAIRS = (
     "sentences_cut",
     "phrase_added",
     "question_added",
+    "sign_off_added",
 )
 # A piece of prose: split after a sentence end followed by space, or at a line break.
 _PIECE_SPLIT = re.compile(r"(?<=[.!?…])\s+|\s*\n\s*")
@@ -114,7 +119,8 @@ def _repairable(spec: PromptSpec, rule: Rule) -> bool:
     if rule.kind == "format":
         return rule.params["format"] == "no_list"
     if rule.kind == "must_contain":
-        return bool(phrase_sentences(spec.prompt, rule.params["phrase"]))
+        phrase = rule.params["phrase"]
+        return bool(phrase_sentences(spec.prompt, phrase) or sign_offs(spec.prompt, phrase))
     return rule.kind in ("max_sentences", "max_words", "must_not_contain", "ends_with_question")
 
 
@@ -148,6 +154,34 @@ def phrase_sentences(prompt: str, phrase: str) -> list[tuple[str, str]]:
             sentence = "Please " + body if m.lastgroup == "act" else body[0].upper() + body[1:]
             out.append((sentence + ".", clause.strip(" -*•\n")))
     return out
+
+
+# "Sign off every reply with "- Northline Help"", "end each answer with 'Team Hearth'": a line the
+# prompt quotes for the end of every reply. Hand-written, English, for the same reason as above.
+_SIGN_OFF = re.compile(
+    r"\b(?:sign(?:ing)?\s+off|end|finish|close)\b[^.;:!?\"“«]{0,40}?\bwith\s+[\"“«'](?P<quote>[^\"”»\n]{1,60}?)[\"”»']",
+    re.IGNORECASE,
+)
+
+
+def sign_offs(prompt: str, phrase: str) -> list[str]:
+    """The sign-offs `prompt` quotes that hold `phrase`, in its order.
+
+    >>> sign_offs('Always reply in English. Sign off every reply with\n"- Northline Help".', "Northline Help")
+    ['- Northline Help']
+    """
+    quotes = (m.group("quote").strip() for m in _SIGN_OFF.finditer(" ".join(prompt.split())))
+    return list(dict.fromkeys(q for q in quotes if phrase.casefold() in q.casefold()))
+
+
+def _split_sign_off(spec: PromptSpec, text: str) -> tuple[str, str]:
+    """(the reply without a sign-off it ends with, that sign-off or "")."""
+    for rule in spec.rules:
+        if rule.kind == "must_contain" and rule.repairable:
+            for quote in sign_offs(spec.prompt, rule.params["phrase"]):
+                if text.rstrip().endswith(quote) and text.rstrip() != quote:
+                    return text.rstrip()[: -len(quote)].rstrip(), quote
+    return text, ""
 
 
 def phrase_candidates(spec: PromptSpec, rule: Rule, item: CheckItem, text: str) -> list[str]:
@@ -274,10 +308,39 @@ def _join(parts: list[str]) -> str:
     return " ".join(head + parts[-1:])
 
 
-def repair(spec: PromptSpec, reply: str, item: CheckItem) -> Repaired:
+def with_headroom(spec: PromptSpec, headroom: float) -> PromptSpec:
+    """`spec` with every `max_sentences` and `max_words` limit n lowered by `headroom` of it,
+    rounded, never below one: at 0.15, 4 sentences -> 3, 60 words -> 51; 3 sentences stay 3 (a
+    closing question and one sentence would be all that is left of 2)."""
+    if headroom <= 0:
+        return spec
+    tight = [
+        replace(r, params=r.params | {"n": max(1, r.params["n"] - round(r.params["n"] * headroom))})
+        if r.kind in ("max_sentences", "max_words")
+        else r
+        for r in spec.rules
+    ]
+    return replace(spec, rules=tuple(tight))
+
+
+def repair(spec: PromptSpec, reply: str, item: CheckItem, headroom: float = 0.0) -> Repaired:
     """`reply` unchanged when it passes every rule and the sanity check; else its repair when every
     failed rule is repairable and the repaired text passes every rule and the sanity check; else
-    text None with the reason."""
+    text None with the reason.
+
+    With `headroom`, the reply is first fitted under the lowered limits of `with_headroom` (a
+    passing reply at a limit is cut too), and under the prompt's own limits only where that leaves
+    no target: a student trained on targets at the limit went over it in a fifth of its replies
+    (docs/bake.md)."""
+    tight = with_headroom(spec, headroom)
+    if tight is not spec:
+        fitted = _repair(tight, reply, item)
+        if fitted.usable:
+            return fitted
+    return _repair(spec, reply, item)
+
+
+def _repair(spec: PromptSpec, reply: str, item: CheckItem) -> Repaired:
     if not reply.strip():
         return Repaired(None, [], "empty reply")
     shown = [e.reply for e in spec.examples]  # the teacher saw these: a copy of one is no target
@@ -287,13 +350,15 @@ def repair(spec: PromptSpec, reply: str, item: CheckItem) -> Repaired:
         if not cut:
             return Repaired(None, ["debris_cut"], "nothing of the reply left")
         text, steps = cut, ["debris_cut"]
+    text, signed = _split_sign_off(spec, text)  # put back (or added) last, past every cut
+    own_sign_off = bool(signed)
     failed = [r for r in check_all(spec, text, item) if r.applicable and not r.passed]
     by_id = {r.id: r for r in spec.rules}
     fixed = [by_id[f.rule] for f in failed]
     blocked = [r.id for r in fixed if not _repairable(spec, r)]
     if blocked:
         return Repaired(None, steps, "not repairable: " + ", ".join(blocked))
-    if not failed:
+    if not failed and not signed:
         problem = sanity_problem(text, item.question, shown)
         if problem != "no terminal punctuation":  # the one sanity problem a cut can mend
             if problem:
@@ -316,8 +381,15 @@ def repair(spec: PromptSpec, reply: str, item: CheckItem) -> Repaired:
         return Repaired(None, steps, "nothing of the reply left")
     if not _ENDS_SENTENCE.search(parts[-1]):  # one unfinished sentence: a full stop would pass a fragment off
         return Repaired(None, steps, "sanity: no terminal punctuation")
-    # one sentence per missing phrase, kept whole by every cut below
-    pinned = [phrase_candidates(spec, r, item, text)[0] for r in fixed if r.kind == "must_contain"]
+    # one sentence per missing phrase, kept whole by every cut below; a phrase the prompt only
+    # quotes in a sign-off comes with the sign-off
+    missing = [r for r in fixed if r.kind == "must_contain"]
+    pinned = [c[0] for c in (phrase_candidates(spec, r, item, text) for r in missing) if c]
+    if not signed:
+        quotes = [sign_offs(spec.prompt, r.params["phrase"]) for r in missing]
+        signed = next(
+            (q[0] for q, r in zip(quotes, missing) if q and not phrase_sentences(spec.prompt, r.params["phrase"])), ""
+        )
     question_rule = next((r for r in fixed if r.kind == "ends_with_question"), None)
     closers = closing_candidates(spec, question_rule, item, _join(parts)) if question_rule else [None]
     if not closers:
@@ -327,27 +399,29 @@ def repair(spec: PromptSpec, reply: str, item: CheckItem) -> Repaired:
     reason = ""
     for closer in closers:  # the first closing question (or none) that makes the whole reply pass
         added = pinned + ([closer] if closer else [])
-        room = (limit - len(added)) if limit is not None else None
-        words = (max_words - sum(map(_n_words, added))) if max_words is not None else None
+        room = (limit - len(added) - len(sentences(signed))) if limit is not None else None
+        words = (max_words - sum(map(_n_words, added + [signed]))) if max_words is not None else None
         kept = cut_to(parts, room, words)
         if not kept:
             reason = "nothing of the reply left"
             continue
-        out = _join(kept + added)
+        body = _join(kept + added)
+        out = f"{body} {signed}" if signed else body
         tried = (
             steps
             + (["sentences_cut"] if len(kept) < len(parts) else [])
             + (["phrase_added"] if pinned else [])
             + (["question_added"] if closer else [])
+            + (["sign_off_added"] if signed and not own_sign_off else [])
         )
         still = [r.rule for r in check_all(spec, out, item) if r.applicable and not r.passed]
         if still:
             reason = "still fails: " + ", ".join(still)
             continue
-        problem = sanity_problem(out, item.question, shown)
+        problem = sanity_problem(body, item.question, shown)  # a sign-off ends without a full stop
         if problem:
             return Repaired(None, tried, f"sanity: {problem}")  # another closer would not mend the body
-        return Repaired(out, tried, "repaired")
+        return Repaired(out, tried, "repaired") if tried else Repaired(reply, [], "passed")
     return Repaired(None, steps, reason)
 
 

@@ -172,11 +172,14 @@ def _as_written(spec: PromptSpec, reply: str, item: CheckItem, failed: list[str]
     return Repaired(None, [], f"sanity: {problem}") if problem else Repaired(reply, [], "passed")
 
 
-def check_sample(spec: PromptSpec, reply: str, item: CheckItem, use_repair: bool) -> dict[str, Any]:
-    """A saved raw reply -> its verdicts, and its target (the reply, its repair, or None with the reason)."""
+def check_sample(
+    spec: PromptSpec, reply: str, item: CheckItem, use_repair: bool, headroom: float = 0.0
+) -> dict[str, Any]:
+    """A saved raw reply -> its verdicts against the prompt's rules, and its target (the reply, its
+    repair, or None with the reason; with repair on, fitted with `headroom` under length limits)."""
     results = check_all(spec, reply, item)
     failed = [r.rule for r in results if r.applicable and not r.passed]
-    fixed = repair(spec, reply, item) if use_repair else _as_written(spec, reply, item, failed)
+    fixed = repair(spec, reply, item, headroom) if use_repair else _as_written(spec, reply, item, failed)
     return {
         "passed": not failed,
         "failed_rules": failed,
@@ -235,7 +238,7 @@ def sample_chunk(
         replies = teacher.sample([teacher_messages(spec, q[1], shots) for q, _ in asked], [i for _, i in asked], seed)
         for (q, index), reply in zip(asked, replies):
             row = {"id": q[0], "question": q[2].question, "sample": index, "reply": reply}
-            verdict = check_sample(spec, reply, q[2], b.repair)
+            verdict = check_sample(spec, reply, q[2], b.repair, b.limit_headroom)
             drawn[q[0]] += 1
             usable[q[0]] += verdict["target"] is not None
             rows.append(row | verdict)
@@ -272,7 +275,9 @@ def sample_targets(
             bar.advance(task, len(chunk))
     items = {q[0]: q[2] for q in questions}
     samples = [
-        r | check_sample(spec, r["reply"], items[r["id"]], config.bake.repair) for r in saved if r["id"] in items
+        r | check_sample(spec, r["reply"], items[r["id"]], config.bake.repair, config.bake.limit_headroom)
+        for r in saved
+        if r["id"] in items
     ] + fresh
     return samples, teacher_report(spec, samples, config.bake, resumed=len(done), broken_lines=broken)
 
