@@ -54,6 +54,10 @@ VARIANTS = {
     "tunelab-auto": ("tunelab", {}),  # the defaults
     # the defaults with the stock bf16 attention instead of fp32 attention (train.precision.fp32_attention)
     "tunelab-auto-bf16attention": ("tunelab", {"attention": "sdpa"}),
+    # the defaults with transformers' eager attention (matmul + softmax, compiled with the layer)
+    "tunelab-auto-eagerattention": ("tunelab", {"attention": "eager"}),
+    # bf16_base with the whole decoder compiled as one graph instead of each layer (fewer guards)
+    "tunelab-wholecompile": ("tunelab", {"precision": "bf16_base", "compile": False, "whole_compile": True}),
     "tunelab-fullhead": ("tunelab", {**FP32, "target_only_head": False}),
     "tunelab-ungrouped": ("tunelab", {**FP32, "group_by_length": False}),
     "tunelab-bf16": ("tunelab", {**FP32, "precision": "bf16"}),
@@ -163,6 +167,12 @@ def build_tunelab(settings: dict, train, tokenizer, out: str, steps: int, clock)
     model, _ = load_trainable(config)
     if "attention" in settings:  # before the first forward, so the compiled layers trace this one
         model.get_base_model().set_attn_implementation(settings["attention"])
+    if settings.get("whole_compile"):
+        import torch._dynamo
+
+        # one graph for embeddings, the 30 layers and the final norm; room for the lengths' variants
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        model.get_base_model().model.compile(dynamic=True)
     args = training_arguments(config, __import__("pathlib").Path(out), has_val=False)
     progress = TokenProgressCallback()
     trainer = counting(MaskedLossTrainer)(
