@@ -13,6 +13,7 @@ from tunelab.prompts.repair import (
     cut_to,
     list_to_prose,
     phrase_sentences,
+    phrase_statements,
     pieces,
     repair,
     sign_offs,
@@ -440,6 +441,54 @@ def test_a_required_phrase_no_instruction_asks_for_stays_unrepairable():
         }
     )
     assert repair(s, "Перезагрузите роутер.", CheckItem(question="Не работает интернет")).text is None
+
+
+ENERGY = (
+    "You are the chat assistant of Hearth Energy, a home electricity and gas supplier.\n"
+    "Keep your replies short, 40 words at most. Almost everything can be done in the customer's\n"
+    "online account (readings, bills, payments), so always mention their online account in your reply.\n"
+    "Your online account is never to be shared."
+)
+
+
+def test_a_required_phrase_the_prompt_only_names_gets_the_prompts_own_statement():
+    # "always mention their online account" says what, not which sentence: the statement of fact
+    # before it, told to the customer, is the sentence; the instruction and the lines that address
+    # the assistant ("You are ...", "Your online account is never ...") are not
+    assert phrase_sentences(ENERGY, "online account") == [
+        (
+            "Almost everything can be done in your online account.",
+            "Almost everything can be done in the customer's online account (readings, bills, payments)",
+        )
+    ]
+    assert phrase_statements("Readings go in the user’s online account - ask for one.", "online account") == [
+        ("Readings go in your online account.", "Readings go in the user’s online account")
+    ]
+    assert phrase_statements("Всё можно сделать в личном кабинете клиента.", "кабинет") == []  # English only
+    s = parse_prompt(
+        {
+            "prompt": ENERGY,
+            "rules": [
+                {"kind": "max_words", "n": 40},
+                {"kind": "must_contain", "phrase": "online account"},
+                {"kind": "must_not_contain", "phrase": "promise"},
+            ],
+        }
+    )
+    item = CheckItem(question="Why did my bill go up this month?")
+    reply = (
+        "Your bill went up because the last reading was estimated and winter use is higher. "
+        "Send a real reading and the next bill will be corrected. I promise it will be lower next month."
+    )
+    r = repair(s, reply, item)
+    assert r.text == (
+        "Your bill went up because the last reading was estimated and winter use is higher. Send a real reading "
+        "and the next bill will be corrected. Almost everything can be done in your online account."
+    )
+    assert r.steps == ["forbidden_removed", "phrase_added"] and passes_all(check_all(s, r.text, item))
+    # an instruction to pass something on still wins over a statement
+    both = ENERGY + "\nTell the customer to check their online account first."
+    assert [t for t, _ in phrase_sentences(both, "online account")] == ["Please check your online account first."]
 
 
 @pytest.mark.parametrize(

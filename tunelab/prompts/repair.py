@@ -19,7 +19,10 @@ question). The repairs, applied in this order and each counted:
                       phrase ("tell the customer to check with one of our pharmacists" -> "Please
                       check with one of our pharmacists."; "mention that a pharmacist checks every
                       order" -> "A pharmacist checks every order."), the one sharing most words with
-                      the question; a prompt with no such instruction leaves the rule unrepairable;
+                      the question; where the prompt only names what to mention ("always mention
+                      their online account"), its own statement holding the phrase, told to the
+                      customer ("... done in the customer's online account" -> "... done in your
+                      online account."); a prompt with neither leaves the rule unrepairable;
   sign_off_added      a sign-off the prompt quotes ("Sign off every reply with "- Northline Help"")
                       ends the reply, after the closing question, when a `must_contain` rule asks
                       for a phrase inside it; a sign-off the teacher wrote is taken off first and
@@ -140,7 +143,8 @@ _CLAUSE_SPLIT = re.compile(r"(?<=[.!?;])\s+|\n\s*(?:[-*•]|\d+[.)])?\s*")
 
 def phrase_sentences(prompt: str, phrase: str) -> list[tuple[str, str]]:
     """(sentence, the prompt's clause it came from) for each instruction in `prompt` that asks the
-    reply to pass on something holding `phrase`, in the prompt's order.
+    reply to pass on something holding `phrase`, in the prompt's order; where no instruction does,
+    the prompt's own statements that hold it, told to the customer (`phrase_statements`).
 
     >>> phrase_sentences("For order questions, mention that a pharmacist checks every order.", "pharmacist")
     [('A pharmacist checks every order.', 'For order questions, mention that a pharmacist checks every order.')]
@@ -148,11 +152,50 @@ def phrase_sentences(prompt: str, phrase: str) -> list[tuple[str, str]]:
     out = []
     for clause in _CLAUSE_SPLIT.split(join_wrapped_lines(prompt)):
         for m in list(_TELL_TO.finditer(clause)) + list(_SAY_THAT.finditer(clause)):
-            body = " ".join(m.group(m.lastgroup).split()).rstrip(",")
+            body = _CUSTOMERS.sub("your", " ".join(m.group(m.lastgroup).split()).rstrip(","))
             if phrase.casefold() not in body.casefold() or len(body.split()) > 20:
                 continue
             sentence = "Please " + body if m.lastgroup == "act" else body[0].upper() + body[1:]
             out.append((sentence + ".", clause.strip(" -*•\n")))
+    return out or phrase_statements(prompt, phrase)
+
+
+# A statement of fact in the prompt, as opposed to an instruction to the assistant: none of these
+# words. Hand-written, English, for the reason above.
+_INSTRUCTING = re.compile(
+    r"\b(?:you|your|always|never|must|should|don'?t|do\s+not|please|reply|replies|answer|mention|tell|say|keep"
+    r"|write|use|if|when)\b",
+    re.IGNORECASE,
+)
+_CUSTOMERS = re.compile(
+    r"\b(?:the\s+|our\s+|a\s+)?(?:customer|user|client|caller|patient|rider|member)(?:s['’]|['’]s)|\btheir\b",
+    re.IGNORECASE,
+)
+_ASIDE = re.compile(r"\s*\([^()]*\)")
+_CLAUSE_JOIN = re.compile(r",?\s+(?:so|and\s+so|because|but)\s+|\s+[-–—]\s+", re.IGNORECASE)
+
+
+def phrase_statements(prompt: str, phrase: str) -> list[tuple[str, str]]:
+    """(sentence, clause) for each statement of fact in `prompt` that holds `phrase`, the customer's
+    third person made the second ("the customer's online account" -> "your online account") and
+    asides in brackets dropped: for a rule such as "always mention their online account", which
+    names what to mention but gives no sentence, the prompt's own words about it.
+
+    >>> phrase_statements("Almost everything can be done in the customer's online account (bills, "
+    ...     "payments), so always mention their online account in your reply.", "online account")[0][0]
+    'Almost everything can be done in your online account.'
+    """
+    out = []
+    for sentence in _CLAUSE_SPLIT.split(join_wrapped_lines(prompt)):
+        if re.search(r"[^\W\d_a-zA-Z\u00c0-\u024f]", sentence):
+            continue  # English only: a letter outside the Latin script
+        for clause in _CLAUSE_JOIN.split(sentence.strip(" -*•\n")):
+            told = " ".join(_ASIDE.sub("", clause).split()).rstrip(",.;:!? ")
+            if not told or _INSTRUCTING.search(told) or '"' in told or not 4 <= len(told.split()) <= 20:
+                continue
+            told = _CUSTOMERS.sub("your", told)
+            if phrase.casefold() in told.casefold():
+                out.append((told[0].upper() + told[1:] + ".", clause.strip()))
     return out
 
 
@@ -165,7 +208,7 @@ _SIGN_OFF = re.compile(
 
 
 def sign_offs(prompt: str, phrase: str) -> list[str]:
-    """The sign-offs `prompt` quotes that hold `phrase`, in its order.
+    r"""The sign-offs `prompt` quotes that hold `phrase`, in its order.
 
     >>> sign_offs('Always reply in English. Sign off every reply with\n"- Northline Help".', "Northline Help")
     ['- Northline Help']
