@@ -232,7 +232,8 @@ DEFAULT_LEXICON: dict[str, Any] = {
             r"\bis (this|that) your (full |whole |complete |entire )?order\b",
             r"\b(does|do|did)\b[^.?!]*\blooks? (ok|okay|good|fine)\b",
             r"\blooks? (right|correct)\b",
-            r"\b(check|review|look over|inspect|take a look at)\b[^.?!]*\b(order|screen|details|monitor)\b",
+            # not a look at the menu ("take a look at our menu for more details" informs)
+            r"\b(check|review|look over|inspect|take a look at)\b(?![^.?!]*\bmenu\b)[^.?!]*\b(order|screen|details|monitor)\b",
             r"\bis this what you\b",
             r"\bhere('s| is) your order\b",
             r"\bto confirm\b",
