@@ -355,15 +355,17 @@ def with_headroom(spec: PromptSpec, headroom: float) -> PromptSpec:
     """`spec` with every `max_sentences` and `max_words` limit n lowered by `headroom` of it,
     rounded, never below one: at 0.15, 4 sentences -> 3, 60 words -> 51; 3 sentences stay 3 (a
     closing question and one sentence would be all that is left of 2)."""
-    if headroom <= 0:
-        return spec
-    tight = [
-        replace(r, params=r.params | {"n": max(1, r.params["n"] - round(r.params["n"] * headroom))})
-        if r.kind in ("max_sentences", "max_words")
-        else r
-        for r in spec.rules
-    ]
-    return replace(spec, rules=tuple(tight))
+    tight = tuple(_lowered(r, headroom) for r in spec.rules)
+    # `spec` itself where no limit moves, so repair() does not run the same repair twice
+    return spec if all(t is r for t, r in zip(tight, spec.rules)) else replace(spec, rules=tight)
+
+
+def _lowered(rule: Rule, headroom: float) -> Rule:
+    if rule.kind not in ("max_sentences", "max_words"):
+        return rule
+    n = rule.params["n"]
+    lowered = max(1, n - round(n * headroom))
+    return rule if lowered == n else replace(rule, params=rule.params | {"n": lowered})
 
 
 def repair(spec: PromptSpec, reply: str, item: CheckItem, headroom: float = 0.0) -> Repaired:
@@ -426,13 +428,11 @@ def _repair(spec: PromptSpec, reply: str, item: CheckItem) -> Repaired:
         return Repaired(None, steps, "sanity: no terminal punctuation")
     # one sentence per missing phrase, kept whole by every cut below; a phrase the prompt only
     # quotes in a sign-off comes with the sign-off
-    missing = [r for r in fixed if r.kind == "must_contain"]
-    pinned = [c[0] for c in (phrase_candidates(spec, r, item, text) for r in missing) if c]
+    candidates = [(r, phrase_candidates(spec, r, item, text)) for r in fixed if r.kind == "must_contain"]
+    pinned = [found[0] for _, found in candidates if found]
     if not signed:
-        quotes = [sign_offs(spec.prompt, r.params["phrase"]) for r in missing]
-        signed = next(
-            (q[0] for q, r in zip(quotes, missing) if q and not phrase_sentences(spec.prompt, r.params["phrase"])), ""
-        )
+        quotes = (sign_offs(spec.prompt, r.params["phrase"]) for r, found in candidates if not found)
+        signed = next((q[0] for q in quotes if q), "")
     question_rule = next((r for r in fixed if r.kind == "ends_with_question"), None)
     closers = closing_candidates(spec, question_rule, item, _join(parts)) if question_rule else [None]
     if not closers:
