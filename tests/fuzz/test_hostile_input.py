@@ -174,6 +174,19 @@ def test_config_and_prompt_yaml(tmp_path):
         load_prompt(prompt)
 
 
+def test_bake_limit_headroom_refuses_a_share_outside_zero_to_one_naming_file_and_field(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    for value, says in [("1.5", "less than 1"), ("-0.1", "greater than or equal to 0"), ("many", "valid number")]:
+        cfg.write_bytes(b"\xef\xbb\xbfdata:\n  train: t.jsonl\nbake:\n  limit_headroom: " + value.encode() + b"\n")
+        with pytest.raises(ConfigError, match=rf"c.yaml: invalid config:\n  'bake.limit_headroom': .*{says}"):
+            load(cfg)
+    cfg.write_text('data:\n  train: t.jsonl\nbake:\n  limit_headroom: "\\ud800"\n')
+    with pytest.raises(ConfigError, match="bake.limit_headroom: holds a lone surrogate"):
+        load(cfg)
+    cfg.write_text("data:\n  train: t.jsonl\nbake:\n  limit_headroom: 0\n")
+    assert load(cfg).bake.limit_headroom == 0
+
+
 HOSTILE_LINES = [
     b"\xef\xbb\xbf" + GOOD.encode(),
     SURROGATE.encode(),
