@@ -203,8 +203,11 @@ class TrainConfig(Section):
     max_grad_norm: float = Field(1.0, gt=0)
     seed: int = 42
     logging_steps: int = Field(5, ge=1)
-    eval_steps: int = Field(50, ge=1)  # validation loss every N optimizer steps
-    save_steps: int = Field(50, ge=1)  # checkpoint every N steps; must be a multiple of eval_steps
+    # Validation loss every N optimizer steps. auto (`evaluation_cadence`): about ten evaluations a
+    # run, fewer where the validation set is large, so they cost at most about a tenth of training.
+    eval_steps: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    # Checkpoint every N steps; a multiple of eval_steps (the best checkpoint is kept). auto: eval_steps.
+    save_steps: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     keep_checkpoints: int = Field(2, ge=1)
     threads: int | None = Field(None, ge=1)  # torch CPU threads; default: all cores
     # auto: measured at the start of the run (tunelab/train/precision.py): on a CPU whose bf16 matmul
@@ -275,6 +278,52 @@ def planned_steps(config: Config, examples: int) -> int:
         return config.train.max_steps
     steps = epoch_steps(config.train, examples)
     return max(steps, config.bake.min_steps) if config.train.recipe == "bake" else steps
+
+
+# Per example, a validation forward pass costs about a third of a training step (forward and
+# backward), as measured in docs/training.md#defaults.
+EVAL_COST_PER_EXAMPLE = 1 / 3
+EVAL_BUDGET = 0.10  # the share of training time the evaluations of an auto cadence may take
+MAX_EVALUATIONS = 10  # enough points for a validation curve and a best checkpoint
+
+
+def evaluation_cadence(config: Config, train_examples: int, val_examples: int) -> tuple[Config, str | None]:
+    """`config` with `train.eval_steps` and `train.save_steps` left at auto replaced by step counts
+    for a run over `train_examples` (batch size resolved), and a line saying what auto chose and
+    why (None when neither was auto).
+
+    auto evaluates about MAX_EVALUATIONS times a run, fewer when that would spend more than
+    EVAL_BUDGET of the training time on validation forward passes; checkpoints follow the
+    evaluations, or come about MAX_EVALUATIONS times a run when there is no validation data.
+
+    >>> c = Config(data={"train": "t.jsonl"}, train={"batch_size": 1})
+    >>> evaluation_cadence(c, 1117, 24)[0].train.eval_steps  # the cafe demo's data: ten evaluations
+    112
+    >>> evaluation_cadence(c, 900, 100)[0].train.eval_steps  # a 10% validation split: two
+    450
+    """
+    t = config.train
+    if t.eval_steps != "auto" and t.save_steps != "auto":
+        return config, None
+    steps = planned_steps(config, train_examples)
+    if t.eval_steps != "auto":
+        every, why = t.eval_steps, "as train.eval_steps"
+    elif t.save_steps != "auto":
+        every, why = t.save_steps, "each checkpoint evaluated, as train.save_steps"
+    else:
+        examples = steps * int(t.batch_size) * t.grad_accum  # batch_size is resolved by now
+        affordable = (
+            EVAL_BUDGET * examples / (EVAL_COST_PER_EXAMPLE * val_examples) if val_examples else MAX_EVALUATIONS
+        )
+        count = max(1, min(MAX_EVALUATIONS, math.floor(affordable)))
+        every = math.ceil(steps / count)
+        why = f"auto: {math.ceil(steps / every)} in {steps} steps" + (
+            f", {val_examples} validation examples kept under {EVAL_BUDGET:.0%} of training" if val_examples else ""
+        )
+    save = every if t.save_steps == "auto" else t.save_steps
+    train = t.model_copy(update={"eval_steps": every, "save_steps": save})
+    what = "evaluation and checkpoint" if save == every else "evaluation"
+    return config.model_copy(update={"train": train}), f"{what} every {every} steps ({why})"
 
 
 class ConfigError(ValueError):
@@ -357,7 +406,8 @@ def load(
         config = Config.model_validate(raw)
     except ValidationError as err:
         raise _explain(err, source) from None
-    if config.train.save_steps % config.train.eval_steps:
+    save, every = config.train.save_steps, config.train.eval_steps
+    if isinstance(save, int) and isinstance(every, int) and save % every:
         raise ConfigError(
             f"{source}: train.save_steps ({config.train.save_steps}) must be a multiple of train.eval_steps ({config.train.eval_steps}) so the best checkpoint can be kept"
         )

@@ -63,7 +63,11 @@ def test_the_request_maps_onto_train_behaviour_eval_and_names_what_it_cannot_run
         ("validation_file", dict(training_file=few, behaviour_eval={})),
         ("validation_file", dict(behaviour_eval={}, config={"data": {"val_fraction": 0}})),
         ("tunelab.best_metric", dict(best_metric="behaviour_appropriate")),
-        ("tunelab.behaviour_eval.eval_steps", dict(behaviour_eval={"eval_steps": 7})),  # 50 is no multiple of 7
+        # 50 is no multiple of 7 (with save_steps left at auto, checkpoints follow the evaluations)
+        (
+            "tunelab.behaviour_eval.eval_steps",
+            dict(behaviour_eval={"eval_steps": 7}, config={"train": {"save_steps": 50}}),
+        ),
         ("tunelab.behaviour_eval.contexts", dict(behaviour_eval={"contexts": 0})),
         ("tunelab.best_metric", dict(best_metric="accuracy")),
         ("tunelab.config.train", dict(behaviour_eval={}, config={"train": 5})),  # a 400, not a TypeError

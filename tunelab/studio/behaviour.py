@@ -40,7 +40,7 @@ def _asked(ext: dict[str, Any], train: dict[str, Any]) -> None:
     section = train.get("behaviour_eval")
     train["behaviour_eval"] = {**(section if isinstance(section, dict) else {}), **settings}
     if every is not None:
-        save = train.get("save_steps", TrainConfig.model_fields["save_steps"].default)
+        save = train.get("save_steps", TrainConfig.model_fields["save_steps"].default)  # auto follows it
         if (
             isinstance(every, bool)
             or not isinstance(every, int)

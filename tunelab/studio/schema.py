@@ -63,7 +63,8 @@ class BehaviourEvalOptions(BaseModel):
     max_new_tokens: Upto2048 | None = Field(None, description="default 48")
     batch_size: Upto256 | None = Field(None, description=f"generation batch (default {GENERATION_BATCH})")
     eval_steps: PositiveInt | None = Field(
-        None, description="evaluate every N optimizer steps (train.eval_steps; must divide train.save_steps)"
+        None,
+        description="evaluate every N optimizer steps (train.eval_steps; must divide train.save_steps where that is set; default auto: about 10 a run)",
     )
 
 

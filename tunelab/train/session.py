@@ -2,7 +2,8 @@
 
 `Session.start` refuses a used run directory (or finds the checkpoint to resume), sets the
 thread count, resolves `auto` precision and compile (saying what it chose in one line), writes
-the resolved config, and seeds; `Session.train` trains, resumes or restores;
+the resolved config, and seeds; `Session.settle_cadence` decides how often to evaluate once the data are read;
+`Session.train` trains, resumes or restores;
 `Session.finish` publishes the final weights and summary.json. The recipes (train/recipes/)
 supply what lies between: their data, model and trainer.
 """
@@ -19,7 +20,7 @@ import torch
 from transformers import Trainer, set_seed
 
 from tunelab import rundir
-from tunelab.config import Config, dump
+from tunelab.config import Config, dump, evaluation_cadence
 from tunelab.train.callbacks import MetricsFileCallback
 from tunelab.train.checkpoint import checkpoint_to_resume, save_final, train_or_restore
 from tunelab.train.precision import choice_line, resolve
@@ -50,6 +51,16 @@ class Session:
             rundir.write_text(run_dir / name, text)
         set_seed(config.train.seed)
         return cls(config, run_dir, checkpoint)
+
+    def settle_cadence(self, train_examples: int, val_examples: int) -> Config:
+        """Decide eval_steps and save_steps left at auto, now that the data's size is known (saying
+        what was chosen and rewriting config.yaml with it); returns the session's config."""
+        config, why = evaluation_cadence(self.config, train_examples, val_examples)
+        if why:
+            print(f"train: {why}", file=sys.stderr, flush=True)
+            rundir.write_text(self.run_dir / rundir.CONFIG, dump(config))
+        self.config = config
+        return config
 
     def callbacks(self, *mine: Any, track: bool = False) -> list[Any]:
         """metrics.jsonl's writer, then `mine`, then with `track` the trackers of `config.track`."""

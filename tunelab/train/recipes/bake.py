@@ -361,7 +361,8 @@ def train(config: Config, resume: bool = False) -> dict[str, Any]:
         raise RuntimeError(
             f"{config.data.train}: no training example for targets {b.targets} (see {run_dir / rundir.DATA_REPORT})"
         )
-    config = with_min_steps(session.config, len(rows))  # batch size resolved
+    session.config = with_min_steps(session.config, len(rows))  # batch size resolved
+    config = session.settle_cadence(len(rows), 0)
     progress = TokenProgressCallback()
     trainer = BakeTrainer(
         model=model,

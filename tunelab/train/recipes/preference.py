@@ -266,6 +266,7 @@ def train(config: Config, resume: bool = False) -> dict[str, Any]:
             "KTO data holds only %s examples; KTO learns most from both kinds",
             "good" if rows and rows[0]["label"] else "bad",
         )
+    config = session.settle_cadence(len(rows), len(val_rows))
     model = load_base(path, torch.float32)  # TRL wraps it in the LoRA adapter itself
     trainer_cls = KTOTrainer if recipe == "kto" else DPOTrainer
     trainer = trainer_cls(

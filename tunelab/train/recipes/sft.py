@@ -38,6 +38,7 @@ def train(config: Config, resume: bool = False, extra_callbacks: list[Any] | Non
     model, tokenizer = load_trainable(config)
     data: Prepared = prepare(config.data, tokenizer, session.run_dir, config.model.system_prompt)
     rundir.write_json(session.run_dir / rundir.DATA_REPORT, data.report)
+    config = session.settle_cadence(len(data.train), len(data.val))
     behaviour = _behaviour_eval(config, data, tokenizer)
     progress = TokenProgressCallback()
     trainer = MaskedLossTrainer(
