@@ -204,7 +204,7 @@ class TrainConfig(Section):
     seed: int = 42
     logging_steps: int = Field(5, ge=1)
     # Validation loss every N optimizer steps. auto (`evaluation_cadence`): about ten evaluations a
-    # run, fewer where the validation set is large, so they cost at most about a tenth of training.
+    # run, fewer where the validation set is large (at most about a tenth of training), every 50 at most.
     eval_steps: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     # Checkpoint every N steps; a multiple of eval_steps (the best checkpoint is kept). auto: eval_steps.
     save_steps: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
@@ -285,6 +285,7 @@ def planned_steps(config: Config, examples: int) -> int:
 EVAL_COST_PER_EXAMPLE = 1 / 3
 EVAL_BUDGET = 0.10  # the share of training time the evaluations of an auto cadence may take
 MAX_EVALUATIONS = 10  # enough points for a validation curve and a best checkpoint
+MIN_EVAL_STEPS = 50  # the previous fixed default: auto never evaluates or saves more often
 
 
 def evaluation_cadence(config: Config, train_examples: int, val_examples: int) -> tuple[Config, str | None]:
@@ -293,7 +294,8 @@ def evaluation_cadence(config: Config, train_examples: int, val_examples: int) -
     why (None when neither was auto).
 
     auto evaluates about MAX_EVALUATIONS times a run, fewer when that would spend more than
-    EVAL_BUDGET of the training time on validation forward passes; checkpoints follow the
+    EVAL_BUDGET of the training time on validation forward passes, and never more often than every
+    MIN_EVAL_STEPS steps (short runs evaluate once, at the end); checkpoints follow the
     evaluations, or come about MAX_EVALUATIONS times a run when there is no validation data.
 
     >>> c = Config(data={"train": "t.jsonl"}, train={"batch_size": 1})
@@ -316,7 +318,7 @@ def evaluation_cadence(config: Config, train_examples: int, val_examples: int) -
             EVAL_BUDGET * examples / (EVAL_COST_PER_EXAMPLE * val_examples) if val_examples else MAX_EVALUATIONS
         )
         count = max(1, min(MAX_EVALUATIONS, math.floor(affordable)))
-        every = math.ceil(steps / count)
+        every = min(steps, max(MIN_EVAL_STEPS, math.ceil(steps / count)))
         why = f"auto: {math.ceil(steps / every)} in {steps} steps" + (
             f", {val_examples} validation examples kept under {EVAL_BUDGET:.0%} of training" if val_examples else ""
         )

@@ -91,22 +91,23 @@ def test_auto_defaults_train_and_the_run_records_what_they_were(tmp_path, tiny_m
 def test_auto_cadence_evaluates_as_often_as_it_said(tmp_path, tiny_model_dir, capsys):
     """eval_steps and save_steps left at auto: decided from the data's size once it is read, said
     in one line, written into config.yaml as numbers, and the run evaluates and saves at them."""
-    cfg = tiny_config(tmp_path, tiny_model_dir, "cadence", max_steps=40, batch_size=1)
+    cfg = tiny_config(tmp_path, tiny_model_dir, "cadence", max_steps=120, batch_size=1)
     del cfg["train"]["eval_steps"], cfg["train"]["save_steps"]
     cfg["data"]["val"] = write_cafe(tmp_path / "val2.jsonl", 2, 2)
     summary = train(load(data=cfg))
     recorded = yaml.safe_load((tmp_path / "cadence" / "config.yaml").read_text())["train"]
-    # 40 steps of one example, 2 validation examples: 6 evaluations cost 6 * 2 / 3 = 4 steps, a tenth
-    assert (recorded["eval_steps"], recorded["save_steps"]) == (7, 7)
+    # 120 steps of one example, 2 validation examples: ten would be affordable (every 12 steps),
+    # but auto never evaluates more often than every 50
+    assert (recorded["eval_steps"], recorded["save_steps"]) == (50, 50)
     err = capsys.readouterr().err
     assert (
-        "evaluation and checkpoint every 7 steps (auto: 6 in 40 steps, 2 validation examples kept under 10% of training)"
+        "evaluation and checkpoint every 50 steps (auto: 3 in 120 steps, 2 validation examples kept under 10% of training)"
         in err
     )
     rows = rundir.read_jsonl(tmp_path / "cadence" / "metrics.jsonl")
-    # every 7 steps, at the last step (transformers), then the best checkpoint's final evaluation
-    assert [r["step"] for r in rows if (r["split"], r["name"]) == ("val", "loss")] == [7, 14, 21, 28, 35, 40, 40]
-    assert summary["steps"] == 40 and summary["best_checkpoint"]
+    # every 50 steps, at the last step (transformers), then the best checkpoint's final evaluation
+    assert [r["step"] for r in rows if (r["split"], r["name"]) == ("val", "loss")] == [50, 100, 120, 120]
+    assert summary["steps"] == 120 and summary["best_checkpoint"]
 
 
 def test_full_fine_tuning_writes_a_model(tmp_path, tiny_model_dir):

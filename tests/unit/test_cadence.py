@@ -10,6 +10,7 @@ from tunelab.config import (
     EVAL_BUDGET,
     EVAL_COST_PER_EXAMPLE,
     MAX_EVALUATIONS,
+    MIN_EVAL_STEPS,
     Config,
     ConfigError,
     evaluation_cadence,
@@ -45,11 +46,16 @@ def test_a_large_validation_set_is_evaluated_less_often():
 
 
 def test_the_steps_count_is_the_runs_own():
-    assert cadence(config(batch_size=4), 1117, 24)[0] == math.ceil(280 / MAX_EVALUATIONS)  # 280 steps of 4
-    assert cadence(config(max_steps=50), 1117, 1)[0] == 5
-    assert cadence(config(max_steps=50), 1117, 24)[0] == 50  # 24 validation examples: one evaluation pays
+    assert cadence(config(batch_size=4), 4000, 24)[0] == 100  # 1,000 steps of 4
+    assert cadence(config(max_steps=2000), 1117, 1)[0] == 200
     assert cadence(config(epochs=2.0), 1117, 24)[0] == 224
-    assert cadence(config(), 3, 0)[:2] == (1, 1)  # shorter than ten steps, no validation: a checkpoint each step
+
+
+def test_never_more_often_than_every_fifty_steps():
+    # the previous fixed default: a short run evaluates and saves no more often than it did
+    assert cadence(config(batch_size=4), 1117, 24)[0] == MIN_EVAL_STEPS  # 280 steps: 5 evaluations
+    assert cadence(config(max_steps=120), 1117, 1)[0] == 50
+    assert cadence(config(), 3, 0)[:2] == (3, 3)  # shorter than 50 steps: once, at the end
 
 
 def test_without_validation_checkpoints_come_ten_times_a_run():
@@ -83,6 +89,6 @@ def test_auto_never_evaluates_more_than_ten_times_nor_past_its_budget(steps, bat
     c = config(batch_size=batch, max_steps=steps)
     every, save, _ = cadence(c, steps * batch, n_val)
     evaluations = math.ceil(steps / every)
-    assert save == every and 1 <= every <= steps and evaluations <= MAX_EVALUATIONS
+    assert save == every and min(steps, MIN_EVAL_STEPS) <= every <= steps and evaluations <= MAX_EVALUATIONS
     if evaluations > 1:  # one evaluation is always allowed; more only within the budget
         assert evaluations * n_val * EVAL_COST_PER_EXAMPLE <= EVAL_BUDGET * steps * batch * (1 + 1e-9)
