@@ -187,6 +187,29 @@ def test_bake_limit_headroom_refuses_a_share_outside_zero_to_one_naming_file_and
     assert load(cfg).bake.limit_headroom == 0
 
 
+def test_eval_and_save_steps_refuse_what_is_neither_a_step_count_nor_auto_naming_file_and_field(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    for value, says in [
+        ("0", "greater than or equal to 1, or 'auto'"),
+        ("sometimes", "valid integer.*or 'auto'"),
+        ("2.5", "fractional part, or 'auto'"),
+    ]:
+        for field in ("eval_steps", "save_steps"):
+            cfg.write_bytes(b"\xef\xbb\xbfdata:\n  train: t.jsonl\ntrain:\n  " + f"{field}: {value}".encode() + b"\n")
+            with pytest.raises(ConfigError, match=rf"c.yaml: invalid config:\n  'train.{field}': .*{says}"):
+                load(cfg)
+    cfg.write_text('data:\n  train: t.jsonl\ntrain:\n  save_steps: "\\ud800"\n')
+    with pytest.raises(ConfigError, match="train.save_steps: holds a lone surrogate"):
+        load(cfg)
+    cfg.write_text("data:\n  train: t.jsonl\ntrain:\n  eval_steps: 7\n  save_steps: 50\n")
+    with pytest.raises(
+        ConfigError, match=r"c.yaml: train.save_steps \(50\) must be a multiple of train.eval_steps \(7\)"
+    ):
+        load(cfg)
+    cfg.write_text("data:\n  train: t.jsonl\ntrain:\n  eval_steps: auto\n  save_steps: 50\n")
+    assert (load(cfg).train.eval_steps, load(cfg).train.save_steps) == ("auto", 50)
+
+
 HOSTILE_LINES = [
     b"\xef\xbb\xbf" + GOOD.encode(),
     SURROGATE.encode(),
