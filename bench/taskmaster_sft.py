@@ -82,6 +82,24 @@ def evaluate(model: str, data: Path, out: Path, args: argparse.Namespace, descri
     )
 
 
+def saved_base(earlier: Path, eval_file: Path, out: Path) -> Any:
+    """The base model's replies from an earlier run of this bench (its eval_base/), reused when that run
+    evaluated exactly these dialogues (its data/eval.jsonl byte for byte): greedy replies of the same
+    base model do not change between runs of one machine, and saving them saves their minutes."""
+    import shutil
+
+    from tunelab.eval.paired_table import read_saved_replies
+    from tunelab.eval.runner import EvalResult
+    from tunelab.rundir import PREDICTIONS, read_json
+
+    earlier_eval = earlier / "data" / eval_file.name
+    if not earlier_eval.exists() or earlier_eval.read_bytes() != eval_file.read_bytes():
+        raise SystemExit(f"--base-from {earlier}: {earlier_eval} is not this run's {eval_file.name} (other dialogues)")
+    shutil.copytree(earlier / "eval_base", out, dirs_exist_ok=True)
+    log.info("base replies reused from %s", earlier / "eval_base")
+    return EvalResult(out, read_saved_replies(out / PREDICTIONS), read_json(out / "scores.json"))
+
+
 def load_dialogues(args: argparse.Namespace, clock: Clock) -> list[Conversation]:
     from tunelab.data.formats import read_conversations
     from tunelab.data.taskmaster import convert_dialogs, write_result
@@ -153,7 +171,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     }
     log.info("sizes: %s", json.dumps(sizes))
     with clock.step("eval_base"):
-        base = evaluate(BASE_MODEL, paths["eval"], out / "eval_base", args, "base: generating")
+        if args.base_from:
+            base = saved_base(Path(args.base_from), paths["eval"], out / "eval_base")
+        else:
+            base = evaluate(BASE_MODEL, paths["eval"], out / "eval_base", args, "base: generating")
     with clock.step("val_loss_base"):
         loss_base = val_loss(BASE_MODEL, split.val, config.data.max_length)
     with clock.step("train"):
@@ -220,6 +241,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--turns", choices=("all", "last"), default="all")
     p.add_argument("--max-new-tokens", type=int, default=96)
     p.add_argument("--gen-batch", type=int, default=GENERATION_BATCH)
+    p.add_argument("--base-from", help="reuse the base replies of this earlier --out (the same eval dialogues)")
     p.add_argument("--semantic", action="store_true", help="also embedding similarity (slower)")
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
     p.add_argument("--set", action="append", default=[], help="config override key=value (repeatable)")

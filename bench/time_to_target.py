@@ -91,12 +91,12 @@ def train_tunelab(out: Path, n_train: int, every: int) -> None:
 def train_trl(out: Path, n_train: int, every: int) -> None:
     import torch
     from datasets import Dataset
-    from peft import LoraConfig
     from transformers import AutoModelForCausalLM, set_seed
     from trl import SFTConfig, SFTTrainer
 
     from tunelab.data.prepare import prepare
     from tunelab.models import hardware
+    from tunelab.models.adapters import peft_config
     from tunelab.models.load import load_tokenizer
     from tunelab.models.registry import resolve
     from tunelab.train.precision import resolve as resolve_config
@@ -104,7 +104,7 @@ def train_trl(out: Path, n_train: int, every: int) -> None:
 
     config, _ = recipe(out, n_train, every)
     config = resolve_config(config)  # the batch size, learning rate and seed tunelab's side uses
-    t, lora = config.train, config.model.lora
+    t = config.train
     side = out / "trl"
     tokenizer = load_tokenizer(resolve(config.model.name))
     data = prepare(config.data, tokenizer, side / "prepared", config.model.system_prompt)
@@ -118,9 +118,7 @@ def train_trl(out: Path, n_train: int, every: int) -> None:
     set_seed(t.seed)
     model = AutoModelForCausalLM.from_pretrained(resolve(config.model.name), dtype=torch.float32)
     dataset = Dataset.from_list([{"input_ids": e.input_ids, "labels": e.labels} for e in data.train])
-    peft = LoraConfig(
-        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules="all-linear", task_type="CAUSAL_LM"
-    )
+    peft = peft_config(config.model, model)  # tunelab's adapter, in the same layers (model.lora.layers as resolved)
     trainer = counting(SFTTrainer)(
         model=model,
         args=args,

@@ -1,8 +1,8 @@
 """LoRA SFT training speed: tunelab's trainer against TRL's SFTTrainer, in the same run.
 
 Both train SmolLM2-135M-Instruct (fp32 unless a variant says otherwise), LoRA r=16 alpha=32 on
-every linear layer, batch 8 (--batch), the same learning rate and schedule, on the demo's cafe dialogues
-(256 train + 32 validation conversations, seed 0). Both get the SAME pre-tokenized examples:
+every linear layer (of the last 15 decoder layers in the -upperhalf variants; both sides alike), batch 8
+(--batch), the same learning rate and schedule, on the demo's cafe dialogues (256 train + 32 validation conversations, seed 0). Both get the SAME pre-tokenized examples:
 input_ids + labels from tunelab's chat-template masking (loss on assistant turns only), so
 they train on exactly the same target tokens; TRL takes a tokenized dataset with a `labels`
 column as is (SmolLM2's template has no `{% generation %}` markers for `assistant_only_loss`).
@@ -67,6 +67,9 @@ VARIANTS = {
     # the same batches as TRL and tunelab-ungrouped: the like-for-like check of validation loss
     "tunelab-fast-ungrouped": ("tunelab", {"precision": "bf16_base", "compile": True, "group_by_length": False}),
     "tunelab-1thread": ("tunelab", {**FP32, "threads": 1}),
+    # LoRA in the last 15 of the 30 layers (model.lora.layers, the cafe demo's setting), on both sides
+    "tunelab-auto-upperhalf": ("tunelab", {"lora_layers": 15}),
+    "trl-fastest-upperhalf": ("trl", {"gradient_checkpointing": False, "precision": "probe", "lora_layers": 15}),
 }
 LR, MAX_LENGTH, SEED = 1e-3, 384, 0
 BATCH = 8  # --batch
@@ -134,6 +137,15 @@ def counting(trainer_cls):
     return Counting
 
 
+def lora_model(settings: dict):
+    """The model section both trainers' adapters come from: LoRA r=16 alpha=32 on every linear layer
+    of every decoder layer, or of the last `lora_layers` where the variant says so."""
+    from tunelab.config import load
+
+    lora = {"r": 16, "alpha": 32, "layers": settings.get("lora_layers", "all")}
+    return load(data={"model": {"name": "smollm2-135m", "lora": lora}, "data": {"train": "unused.jsonl"}}).model
+
+
 def build_tunelab(settings: dict, train, tokenizer, out: str, steps: int, clock):
     from tunelab.config import load
     from tunelab.train.callbacks import TokenProgressCallback
@@ -146,11 +158,14 @@ def build_tunelab(settings: dict, train, tokenizer, out: str, steps: int, clock)
         "seed": SEED,
         "logging_steps": 1,
         "warmup_ratio": 0.05,
+        # no evaluation and no checkpoint inside the timed steps (auto would save ten a run)
+        "eval_steps": steps + 1,
+        "save_steps": steps + 1,
     }
     train_cfg.update({k: settings[k] for k in ("precision", "group_by_length", "threads", "compile") if k in settings})
     config = load(
         data={
-            "model": {"name": "smollm2-135m", "lora": {"r": 16, "alpha": 32}},
+            "model": lora_model(settings).model_dump(),
             "data": {"train": "unused.jsonl", "max_length": MAX_LENGTH},
             "train": train_cfg,
             "output": {"dir": out},
@@ -190,10 +205,10 @@ def build_tunelab(settings: dict, train, tokenizer, out: str, steps: int, clock)
 def build_trl(settings: dict, train, tokenizer, out: str, steps: int, clock):
     import torch
     from datasets import Dataset
-    from peft import LoraConfig
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
+    from tunelab.models.adapters import peft_config
     from tunelab.models.hardware import describe_cpu
     from tunelab.models.registry import resolve
 
@@ -223,7 +238,7 @@ def build_trl(settings: dict, train, tokenizer, out: str, steps: int, clock):
     )
     model = AutoModelForCausalLM.from_pretrained(resolve("smollm2-135m"), dtype=torch.float32)
     data = Dataset.from_list([{"input_ids": e.input_ids, "labels": e.labels} for e in train])
-    peft = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+    peft = peft_config(lora_model(settings), model)
     trainer = counting(SFTTrainer)(
         model=model, args=args, train_dataset=data, processing_class=tokenizer, peft_config=peft, callbacks=[clock]
     )
@@ -264,19 +279,19 @@ def run_one(variant: str, steps: int, n_train: int, n_val: int, out: str) -> dic
     }
 
 
-def flops_per_step(tokens: int, targets: int) -> float:
-    """FLOPs a LoRA step needs: forward and input-gradient through the frozen body for every token
-    (2 + 2 per weight; frozen weights get no weight gradient), the head for target tokens only."""
+def flops_per_step(tokens: int, targets: int, lora_layers: int | str = "all") -> float:
+    """FLOPs a LoRA step needs: forward through the frozen body for every token (2 per weight), the
+    input-gradient (2 more) through the layers from the lowest adapter up (frozen weights get no weight
+    gradient; the layers below it need none), the head for target tokens only."""
     from transformers import AutoConfig
 
     from tunelab.models.registry import resolve
 
     c = AutoConfig.from_pretrained(resolve("smollm2-135m"))
     kv = c.num_key_value_heads * (c.hidden_size // c.num_attention_heads)
-    body = c.num_hidden_layers * (
-        2 * c.hidden_size**2 + 2 * c.hidden_size * kv + 3 * c.hidden_size * c.intermediate_size
-    )
-    return 4 * body * tokens + 4 * c.vocab_size * c.hidden_size * targets
+    layer = 2 * c.hidden_size**2 + 2 * c.hidden_size * kv + 3 * c.hidden_size * c.intermediate_size
+    adapted = c.num_hidden_layers if lora_layers == "all" else lora_layers
+    return (2 * c.num_hidden_layers + 2 * adapted) * layer * tokens + 4 * c.vocab_size * c.hidden_size * targets
 
 
 def load_seconds() -> list[float]:
@@ -307,7 +322,7 @@ def summarize(results: list[dict], peaks: dict[str, float]) -> None:
     )
     for name, rows in by.items():
         tps, tgt = mean(rows, "tokens_per_s"), mean(rows, "target_tokens_per_s")
-        flops = flops_per_step(tps, tgt)  # per second of training
+        flops = flops_per_step(tps, tgt, VARIANTS[name][1].get("lora_layers", "all"))  # per second of training
         print(
             f"{name:18} {tps:7.1f} {tgt:8.1f} {mean(rows, 'first_step_s'):10.1f} {max(r['peak_rss_mb'] for r in rows):7.0f} {mean(rows, 'val_loss'):8.4f} {flops / 1e9 / peaks['fp32']:9.1%} {flops / 1e9 / peaks['bf16']:9.1%}"
         )

@@ -27,6 +27,10 @@ class LoraConfig(Section):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     # "all-linear" is peft's shorthand for every linear layer except the output head.
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    # Decoder layers that get an adapter: every one, or the last N. The layers below the lowest adapter
+    # run forward only, so a step costs less, but on real dialogues the upper half learned less
+    # (docs/training.md#defaults); the cafe demo trains the upper half.
+    layers: Annotated[int, Field(ge=1)] | Literal["all"] = "all"
 
 
 class PromptConfig(Section):
@@ -332,7 +336,7 @@ class ConfigError(ValueError):
     pass
 
 
-AUTO_BRANCH = "literal['auto']"  # pydantic's name of the `Literal["auto"]` branch of a union field
+WORD_BRANCH = "literal["  # pydantic's name of the `Literal[...]` branch of a union field (`Literal["auto"]`)
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
@@ -355,12 +359,12 @@ def _explain(err: ValidationError, source: str) -> ConfigError:
     tags = {c.__name__ for c in Section.__subclasses__()}
     if any(tags & set(map(str, e["loc"])) for e in errors):
         errors = [e for e in errors if e["loc"][-1] != "str"]
-    # A number-or-auto field (train.batch_size) fails both branches: one line, naming both.
-    autos = {e["loc"][:-1] for e in errors if e["loc"][-1] == AUTO_BRANCH}
-    errors = [e for e in errors if e["loc"][-1] != AUTO_BRANCH]
+    # A number-or-word field (train.batch_size: a number or 'auto') fails every branch: one line, naming them.
+    words = {e["loc"][:-1]: e["ctx"]["expected"] for e in errors if str(e["loc"][-1]).startswith(WORD_BRANCH)}
+    errors = [e for e in errors if not str(e["loc"][-1]).startswith(WORD_BRANCH)]
     for e in errors:
-        if e["loc"][:-1] in autos:
-            e = {**e, "loc": e["loc"][:-1], "msg": f"{e['msg']}, or 'auto'"}
+        if e["loc"][:-1] in words:
+            e = {**e, "loc": e["loc"][:-1], "msg": f"{e['msg']}, or {words[e['loc'][:-1]]}"}
         e = {**e, "loc": tuple(p for p in e["loc"] if str(p) not in tags)}
         key = ".".join(str(p) for p in e["loc"])
         if e["type"] == "extra_forbidden":

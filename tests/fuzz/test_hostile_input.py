@@ -210,6 +210,24 @@ def test_eval_and_save_steps_refuse_what_is_neither_a_step_count_nor_auto_naming
     assert (load(cfg).train.eval_steps, load(cfg).train.save_steps) == ("auto", 50)
 
 
+def test_lora_layers_that_are_not_a_count_or_all_are_refused_naming_the_file_and_the_key(tmp_path):
+    """model.lora.layers: 0, a word, a fraction (the file starting with a BOM) or a lone surrogate."""
+    cfg = tmp_path / "c.yaml"
+    for value, says in [
+        ("0", "greater than or equal to 1, or 'all'"),
+        ("half", "valid integer.*or 'all'"),
+        ("0.5", "fractional part, or 'all'"),
+    ]:
+        cfg.write_bytes(b"\xef\xbb\xbfdata:\n  train: t.jsonl\nmodel:\n  lora:\n    layers: " + value.encode() + b"\n")
+        with pytest.raises(ConfigError, match=rf"c.yaml: invalid config:\n  'model.lora.layers': .*{says}"):
+            load(cfg)
+    cfg.write_text('data:\n  train: t.jsonl\nmodel:\n  lora:\n    layers: "\\ud800"\n')
+    with pytest.raises(ConfigError, match="model.lora.layers: holds a lone surrogate"):
+        load(cfg)
+    cfg.write_bytes(b"\xef\xbb\xbfdata:\n  train: t.jsonl\nmodel:\n  lora:\n    layers: 12\n")
+    assert load(cfg).model.lora.layers == 12
+
+
 HOSTILE_LINES = [
     b"\xef\xbb\xbf" + GOOD.encode(),
     SURROGATE.encode(),

@@ -170,6 +170,8 @@ def test_set_values_stay_and_resolving_twice_changes_nothing(tmp_path, fake_cpu)
     set_all = dict(batch_size=3, learning_rate=5e-4, best_metric="loss", precision="fp32", compile=False)
     everything = load(data=config_dict(tmp_path, **set_all))
     assert speed.resolve(everything) is everything  # nothing left at auto: the very same config
+    upper = load(data=config_dict(tmp_path, model={"lora": {"layers": 4}}, **set_all))
+    assert speed.choice_line(upper, upper).endswith("checkpoint by loss, LoRA in the last 4 layers")
     half = speed.resolve_hyperparameters(load(data=config_dict(tmp_path)))
     assert (half.train.batch_size, half.train.precision) == (1, "auto")  # no probe: precision stays auto
 
@@ -185,6 +187,9 @@ def test_auto_is_the_default_and_a_number_or_auto_error_names_the_key(tmp_path):
     with pytest.raises(ConfigError, match=r"'train.learning_rate': Input should be greater than 0, or 'auto'"):
         load(data=config_dict(tmp_path, learning_rate=-1))
     assert load(data=config_dict(tmp_path, learning_rate="2e-3")).train.learning_rate == 2e-3  # YAML's 2e-3 is a string
+    assert load(data=config_dict(tmp_path)).model.lora.layers == "all"
+    with pytest.raises(ConfigError, match=r"'model.lora.layers': Input should be greater than or equal to 1, or 'all'"):
+        load(data=config_dict(tmp_path, model={"lora": {"layers": 0}}))
 
 
 def test_the_test_suite_pins_auto_to_uncompiled_fp32_without_measuring(tmp_path, monkeypatch):

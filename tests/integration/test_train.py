@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import safetensors.torch
 import yaml
 
 from tunelab import rundir
@@ -243,6 +244,33 @@ def test_real_smollm2_trains_and_reloads(tmp_path, smol_dir):
     with torch.no_grad():
         out = model.generate(**ids, max_new_tokens=8, do_sample=False)
     assert out.shape[1] > ids["input_ids"].shape[1]
+
+
+def test_lora_in_the_last_layers_trains_only_them_and_merges(tmp_path, tiny_model_dir):
+    """model.lora.layers 1 on the 2-layer model: the adapter is in layer 1 only, it learns, and
+    merged, layer 0 and the embeddings are the base's to the bit; more layers than the model has is
+    an error naming the setting."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    cfg = tiny_config(tmp_path, tiny_model_dir, "upper", max_steps=8)
+    cfg["model"]["lora"]["layers"] = 1
+    cfg["output"]["merge"] = True
+    summary = train(load(data=cfg))
+    rows = rundir.read_jsonl(tmp_path / "upper" / "metrics.jsonl")
+    val = [r["value"] for r in rows if (r["split"], r["name"]) == ("val", "loss")]
+    assert val[1] < val[0] and summary["final_val_loss"] is not None  # it learns
+    saved = safetensors.torch.load_file(tmp_path / "upper" / "adapter" / "adapter_model.safetensors")
+    assert saved and all(".layers.1." in name for name in saved)
+    assert yaml.safe_load((tmp_path / "upper" / "config.yaml").read_text())["model"]["lora"]["layers"] == 1
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict()
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "upper" / "merged").state_dict()
+    changed = {name for name in base if not torch.equal(base[name], merged[name])}
+    assert changed and all(name.startswith("model.layers.1.") for name in changed)
+    cfg = tiny_config(tmp_path, tiny_model_dir, "too-many", max_steps=2)
+    cfg["model"]["lora"]["layers"] = 3
+    with pytest.raises(ValueError, match="model.lora.layers 3: .* has 2 decoder layers"):
+        train(load(data=cfg))
 
 
 def test_bf16_base_trains_fp32_adapter_and_merges_into_the_fp32_base(tmp_path, tiny_model_dir):

@@ -73,17 +73,50 @@ def load_kwargs(cfg: ModelConfig) -> dict[str, Any]:
     return {"quantization_config": quant}
 
 
-def peft_config(cfg: ModelConfig) -> Any:
-    """The peft configuration object for `cfg.adapter` (None for full fine-tuning)."""
+def adapted_layers(cfg: ModelConfig, model: Any) -> list[int] | None:
+    """The indices of `model`'s decoder layers that `model.lora.layers` puts adapters in (None: every
+    layer)."""
+    layers = cfg.lora.layers
+    if layers == "all":
+        return None
+    total = model.config.get_text_config().num_hidden_layers
+    if layers > total:
+        raise ValueError(f"model.lora.layers {layers}: {cfg.name} has {total} decoder layers")
+    return None if layers == total else list(range(total - layers, total))
+
+
+def linear_layer_names(model: Any) -> list[str]:
+    """The short names of `model`'s linear layers, the output head left out ("q_proj", ..., "down_proj"):
+    what peft's "all-linear" selects, as names its layer filter applies to (it does not filter the
+    full module paths that "all-linear" turns into on a small model)."""
+    import torch
+
+    head = model.get_output_embeddings()
+    return sorted(
+        {
+            name.rsplit(".", 1)[-1]
+            for name, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear) and m is not head
+        }
+    )
+
+
+def peft_config(cfg: ModelConfig, model: Any) -> Any:
+    """The peft configuration object for `cfg.adapter` on the base `model` (None for full fine-tuning)."""
     import peft
 
     lora = cfg.lora
     if cfg.adapter in ("lora", "dora", "qlora"):
+        layers = adapted_layers(cfg, model)
+        targets = lora.target_modules
+        if layers is not None and targets == "all-linear":
+            targets = linear_layer_names(model)
         return peft.LoraConfig(
             r=lora.r,
             lora_alpha=lora.alpha,
             lora_dropout=lora.dropout,
-            target_modules=lora.target_modules,
+            target_modules=targets,
+            layers_to_transform=layers,
             use_dora=cfg.adapter == "dora",
             task_type="CAUSAL_LM",
         )
@@ -108,7 +141,7 @@ def peft_config(cfg: ModelConfig) -> Any:
 
 def apply_adapter(model: Any, cfg: ModelConfig) -> Any:
     """The model to train: `model` itself for full fine-tuning, else a peft model with only the adapter trainable."""
-    config = peft_config(cfg)
+    config = peft_config(cfg, model)
     if config is None:
         return model
     from peft import get_peft_model, prepare_model_for_kbit_training

@@ -96,6 +96,18 @@ def load_model(spec: str, *, merge: bool = False, dtype: Any = None) -> tuple[An
     return model, load_tokenizer(spec, default_template=False)
 
 
+def decoder_layer_count(name: str) -> int | None:
+    """How many decoder layers the base model `name` (registry name, directory or hub id) has, read
+    from its config; None where it cannot be read."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(resolve(name))
+    except (OSError, ValueError, ModelNotFound):
+        return None
+    return getattr(config.get_text_config(), "num_hidden_layers", None)
+
+
 def load_base(path: str, dtype: Any, **kwargs: Any) -> Any:
     """The base model at `path` (what registry.resolve returns) in `dtype`, as stored: no adapter."""
     from transformers import AutoModelForCausalLM

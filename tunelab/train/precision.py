@@ -228,6 +228,8 @@ def _hyperparameter_line(configured: Config, resolved: Config) -> str:
         used = getattr(r, name)
         text = f"{label} {short_number(used) if isinstance(used, float) else used}"
         parts.append(text + (f" (auto: {rule(configured)[1]})" if getattr(c, name) == "auto" else ""))
+    if resolved.model.adapter in ("lora", "dora", "qlora") and resolved.model.lora.layers != "all":
+        parts.append(f"LoRA in the last {resolved.model.lora.layers} layers")
     return ", ".join(parts)
 
 

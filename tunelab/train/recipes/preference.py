@@ -32,6 +32,7 @@ from tunelab import rundir
 from tunelab.config import Config
 from tunelab.data.log_sets import dpo_pairs, kto_rows
 from tunelab.data.openai_preference import is_preference_row
+from tunelab.models import adapters
 from tunelab.models.load import load_base, load_tokenizer
 from tunelab.models.registry import resolve
 from tunelab.train.precision import resolve_hyperparameters
@@ -222,21 +223,12 @@ def trl_args(config: Config, run_dir: Path, has_val: bool = False) -> Any:
     return DPOConfig(**common, loss_type=[p.dpo_loss])
 
 
-def peft_config(config: Config) -> Any:
-    from peft import LoraConfig
-
+def peft_config(config: Config, model: Any) -> Any:
     if config.model.adapter != "lora":
         raise ValueError(
             f"recipes kto/dpo train a LoRA adapter; model.adapter={config.model.adapter!r} is not supported here"
         )
-    lora = config.model.lora
-    return LoraConfig(
-        r=lora.r,
-        lora_alpha=lora.alpha,
-        lora_dropout=lora.dropout,
-        target_modules=lora.target_modules,
-        task_type="CAUSAL_LM",
-    )
+    return adapters.peft_config(config.model, model)
 
 
 def train(config: Config, resume: bool = False) -> dict[str, Any]:
@@ -275,7 +267,7 @@ def train(config: Config, resume: bool = False) -> dict[str, Any]:
         train_dataset=Dataset.from_list(rows),
         eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
         processing_class=tokenizer,
-        peft_config=peft_config(config),
+        peft_config=peft_config(config, model),
         callbacks=session.callbacks(),
     )
     session.train(trainer)
