@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -174,33 +175,42 @@ def test_config_and_prompt_yaml(tmp_path):
         load_prompt(prompt)
 
 
+def config_with(key: str, value: str) -> str:
+    """A config file's text with the dotted `key` set to the YAML `value` (beside data.train)."""
+    *sections, field = key.split(".")
+    lines = ["data:", "  train: t.jsonl"] + ["  " * depth + f"{name}:" for depth, name in enumerate(sections)]
+    return "\n".join([*lines, "  " * len(sections) + f"{field}: {value}"]) + "\n"
+
+
+def assert_refused(cfg, key: str, cases: list[tuple[str, str]]) -> None:
+    """`key` set to each value in a config file that starts with a BOM, then to a lone surrogate:
+    each refused, the message naming the file and the key (and `says`)."""
+    for value, says in cases:
+        cfg.write_bytes(b"\xef\xbb\xbf" + config_with(key, value).encode())
+        with pytest.raises(ConfigError, match=rf"c.yaml: invalid config:\n  '{re.escape(key)}': .*{says}"):
+            load(cfg)
+    cfg.write_text(config_with(key, '"\\ud800"'))
+    with pytest.raises(ConfigError, match=f"{re.escape(key)}: holds a lone surrogate"):
+        load(cfg)
+
+
 def test_bake_limit_headroom_refuses_a_share_outside_zero_to_one_naming_file_and_field(tmp_path):
     cfg = tmp_path / "c.yaml"
-    for value, says in [("1.5", "less than 1"), ("-0.1", "greater than or equal to 0"), ("many", "valid number")]:
-        cfg.write_bytes(b"\xef\xbb\xbfdata:\n  train: t.jsonl\nbake:\n  limit_headroom: " + value.encode() + b"\n")
-        with pytest.raises(ConfigError, match=rf"c.yaml: invalid config:\n  'bake.limit_headroom': .*{says}"):
-            load(cfg)
-    cfg.write_text('data:\n  train: t.jsonl\nbake:\n  limit_headroom: "\\ud800"\n')
-    with pytest.raises(ConfigError, match="bake.limit_headroom: holds a lone surrogate"):
-        load(cfg)
-    cfg.write_text("data:\n  train: t.jsonl\nbake:\n  limit_headroom: 0\n")
+    cases = [("1.5", "less than 1"), ("-0.1", "greater than or equal to 0"), ("many", "valid number")]
+    assert_refused(cfg, "bake.limit_headroom", cases)
+    cfg.write_text(config_with("bake.limit_headroom", "0"))
     assert load(cfg).bake.limit_headroom == 0
 
 
 def test_eval_and_save_steps_refuse_what_is_neither_a_step_count_nor_auto_naming_file_and_field(tmp_path):
     cfg = tmp_path / "c.yaml"
-    for value, says in [
+    cases = [
         ("0", "greater than or equal to 1, or 'auto'"),
         ("sometimes", "valid integer.*or 'auto'"),
         ("2.5", "fractional part, or 'auto'"),
-    ]:
-        for field in ("eval_steps", "save_steps"):
-            cfg.write_bytes(b"\xef\xbb\xbfdata:\n  train: t.jsonl\ntrain:\n  " + f"{field}: {value}".encode() + b"\n")
-            with pytest.raises(ConfigError, match=rf"c.yaml: invalid config:\n  'train.{field}': .*{says}"):
-                load(cfg)
-    cfg.write_text('data:\n  train: t.jsonl\ntrain:\n  save_steps: "\\ud800"\n')
-    with pytest.raises(ConfigError, match="train.save_steps: holds a lone surrogate"):
-        load(cfg)
+    ]
+    for field in ("train.eval_steps", "train.save_steps"):
+        assert_refused(cfg, field, cases)
     cfg.write_text("data:\n  train: t.jsonl\ntrain:\n  eval_steps: 7\n  save_steps: 50\n")
     with pytest.raises(
         ConfigError, match=r"c.yaml: train.save_steps \(50\) must be a multiple of train.eval_steps \(7\)"
@@ -211,20 +221,15 @@ def test_eval_and_save_steps_refuse_what_is_neither_a_step_count_nor_auto_naming
 
 
 def test_lora_layers_that_are_not_a_count_or_all_are_refused_naming_the_file_and_the_key(tmp_path):
-    """model.lora.layers: 0, a word, a fraction (the file starting with a BOM) or a lone surrogate."""
+    """model.lora.layers: 0, a word, a fraction or a lone surrogate; a count is kept."""
     cfg = tmp_path / "c.yaml"
-    for value, says in [
+    cases = [
         ("0", "greater than or equal to 1, or 'all'"),
         ("half", "valid integer.*or 'all'"),
         ("0.5", "fractional part, or 'all'"),
-    ]:
-        cfg.write_bytes(b"\xef\xbb\xbfdata:\n  train: t.jsonl\nmodel:\n  lora:\n    layers: " + value.encode() + b"\n")
-        with pytest.raises(ConfigError, match=rf"c.yaml: invalid config:\n  'model.lora.layers': .*{says}"):
-            load(cfg)
-    cfg.write_text('data:\n  train: t.jsonl\nmodel:\n  lora:\n    layers: "\\ud800"\n')
-    with pytest.raises(ConfigError, match="model.lora.layers: holds a lone surrogate"):
-        load(cfg)
-    cfg.write_bytes(b"\xef\xbb\xbfdata:\n  train: t.jsonl\nmodel:\n  lora:\n    layers: 12\n")
+    ]
+    assert_refused(cfg, "model.lora.layers", cases)
+    cfg.write_bytes(b"\xef\xbb\xbf" + config_with("model.lora.layers", "12").encode())
     assert load(cfg).model.lora.layers == 12
 
 
