@@ -118,7 +118,7 @@ def train_trl(out: Path, n_train: int, every: int) -> None:
     set_seed(t.seed)
     model = AutoModelForCausalLM.from_pretrained(resolve(config.model.name), dtype=torch.float32)
     dataset = Dataset.from_list([{"input_ids": e.input_ids, "labels": e.labels} for e in data.train])
-    peft = peft_config(config.model, model)  # tunelab's adapter, in the same layers (model.lora.layers as resolved)
+    peft = peft_config(config.model, model)  # tunelab's adapter, in the same layers (the demo's model.lora.layers)
     trainer = counting(SFTTrainer)(
         model=model,
         args=args,

@@ -1,8 +1,9 @@
 """LoRA SFT training speed: tunelab's trainer against TRL's SFTTrainer, in the same run.
 
 Both train SmolLM2-135M-Instruct (fp32 unless a variant says otherwise), LoRA r=16 alpha=32 on
-every linear layer (of the last 15 decoder layers in the -upperhalf variants; both sides alike), batch 8
-(--batch), the same learning rate and schedule, on the demo's cafe dialogues (256 train + 32 validation conversations, seed 0). Both get the SAME pre-tokenized examples:
+every linear layer (of the last 15 decoder layers in the -upperhalf variants; both sides alike),
+batch 8 (--batch), the same learning rate and schedule, on the demo's cafe dialogues (256 train + 32
+validation conversations, seed 0). Both get the SAME pre-tokenized examples:
 input_ids + labels from tunelab's chat-template masking (loss on assistant turns only), so
 they train on exactly the same target tokens; TRL takes a tokenized dataset with a `labels`
 column as is (SmolLM2's template has no `{% generation %}` markers for `assistant_only_loss`).

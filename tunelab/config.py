@@ -27,7 +27,7 @@ class LoraConfig(Section):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     # "all-linear" is peft's shorthand for every linear layer except the output head.
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
-    # Decoder layers that get an adapter: every one, or the last N. The layers below the lowest adapter
+    # Decoder layers that get LoRA (DoRA, QLoRA): every one, or the last N. The layers below the lowest adapter
     # run forward only, so a step costs less, but on real dialogues the upper half learned less
     # (docs/training.md#defaults); the cafe demo trains the upper half.
     layers: Annotated[int, Field(ge=1)] | Literal["all"] = "all"

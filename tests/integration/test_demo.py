@@ -63,6 +63,14 @@ def test_demo_end_to_end_on_a_tiny_model(tmp_path, tiny_model_dir) -> None:
     resolved = yaml.safe_load((run_dir / "config.yaml").read_text())["train"]
     assert (resolved["precision"], resolved["compile"]) == ("fp32", False) and resolved["probe"]["why"]
     assert (run_dir / "report.html").exists()
+    # the upper half of the layers: the second of the tiny model's two
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["model"]["lora"]["layers"] == 1
+
+
+def test_the_demo_adapts_the_upper_half_of_the_layers(smol_dir) -> None:
+    """SmolLM2's 30 layers: the last 15; a model whose layer count cannot be read: every layer."""
+    assert demo.upper_half("smollm2-135m") == 15 and demo.upper_half(smol_dir) == 15
+    assert demo.upper_half("no-such-model") == "all"
 
 
 def test_twins_differ_from_their_dialogue_only_in_the_details_and_stay_on_its_side_of_the_split(tmp_path) -> None:
