@@ -141,10 +141,9 @@ def counting(trainer_cls):
 def lora_model(settings: dict):
     """The model section both trainers' adapters come from: LoRA r=16 alpha=32 on every linear layer
     of every decoder layer, or of the last `lora_layers` where the variant says so."""
-    from tunelab.config import load
+    from tunelab.config import ModelConfig
 
-    lora = {"r": 16, "alpha": 32, "layers": settings.get("lora_layers", "all")}
-    return load(data={"model": {"name": "smollm2-135m", "lora": lora}, "data": {"train": "unused.jsonl"}}).model
+    return ModelConfig(name="smollm2-135m", lora={"r": 16, "alpha": 32, "layers": settings.get("lora_layers", "all")})
 
 
 def build_tunelab(settings: dict, train, tokenizer, out: str, steps: int, clock):

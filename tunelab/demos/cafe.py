@@ -80,7 +80,7 @@ def upper_half(model: str) -> int | str:
     here, while on real Taskmaster-4 dialogues it learned less, so it is the demo's setting, not the
     default (docs/cafe.md)."""
     total = decoder_layer_count(model)
-    return "all" if total is None or total < 2 else math.ceil(total / 2)
+    return "all" if total is None else math.ceil(total / 2)
 
 
 def customer_turns(conv: Conversation) -> tuple[str, ...]:

@@ -21,6 +21,8 @@ from tunelab.config import ModelConfig
 log = logging.getLogger(__name__)
 
 ADAPTERS = ("lora", "dora", "qlora", "ia3", "prompt_tuning", "p_tuning", "full")
+# LoRA underneath: model.lora's settings (rank, targets, layers) apply to these.
+LORA_FAMILY = ("lora", "dora", "qlora")
 # Prompt-learning adapters add virtual tokens instead of changing weights: nothing to fold in.
 UNMERGEABLE = frozenset({"prompt_tuning", "p_tuning"})
 
@@ -106,7 +108,7 @@ def peft_config(cfg: ModelConfig, model: Any) -> Any:
     import peft
 
     lora = cfg.lora
-    if cfg.adapter in ("lora", "dora", "qlora"):
+    if cfg.adapter in LORA_FAMILY:
         layers = adapted_layers(cfg, model)
         targets = lora.target_modules
         if layers is not None and targets == "all-linear":

@@ -13,8 +13,7 @@ from typing import Any
 import yaml
 
 from tunelab import rundir
-
-UNMERGEABLE = ("prompt_tuning", "p_tuning")
+from tunelab.models.adapters import LORA_FAMILY, UNMERGEABLE
 
 
 def _read(run_dir: Path, name: str) -> Any:
@@ -63,7 +62,7 @@ def _recipe_section(config: dict[str, Any]) -> list[str]:
     model, train = config.get("model", {}), config.get("train", {})
     adapter = model.get("adapter")
     rows = [("adapter", adapter)]
-    if adapter in ("lora", "dora", "qlora"):
+    if adapter in LORA_FAMILY:
         rows += [(f"lora.{k}", v) for k, v in model.get("lora", {}).items()]
     elif adapter in UNMERGEABLE:
         rows += [(f"prompt.{k}", v) for k, v in model.get("prompt", {}).items()]

@@ -21,6 +21,7 @@ import torch
 
 from tunelab.config import Config, SpeedProbe
 from tunelab.models import hardware
+from tunelab.models.adapters import LORA_FAMILY
 from tunelab.models.load import decoder_and_head
 
 log = logging.getLogger(__name__)
@@ -228,7 +229,7 @@ def _hyperparameter_line(configured: Config, resolved: Config) -> str:
         used = getattr(r, name)
         text = f"{label} {short_number(used) if isinstance(used, float) else used}"
         parts.append(text + (f" (auto: {rule(configured)[1]})" if getattr(c, name) == "auto" else ""))
-    if resolved.model.adapter in ("lora", "dora", "qlora") and resolved.model.lora.layers != "all":
+    if resolved.model.adapter in LORA_FAMILY and resolved.model.lora.layers != "all":
         parts.append(f"LoRA in the last {resolved.model.lora.layers} layers")
     return ", ".join(parts)
 
