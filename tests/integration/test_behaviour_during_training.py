@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import pytest
+import safetensors.torch
 import yaml
 
 from tunelab import rundir
@@ -85,12 +86,12 @@ def test_best_checkpoint_is_the_one_with_the_best_behaviour(tmp_path, smol_dir):
         name: [(r["step"], r["value"]) for r in rows if (r["split"], r["name"]) == ("val", name)] for name in BEHAVIOUR
     }
     for name, values in series.items():
-        # Steps 2, 4, 6 during training, then the final evaluation of the loaded best model (at step 6).
-        assert [step for step, _ in values] == [2, 4, 6, 6], name
+        # Steps 2, 4, 6; the best checkpoint's weights are loaded at the end, not evaluated again.
+        assert [step for step, _ in values] == [2, 4, 6], name
         assert all(0.0 <= v <= 1.0 for _, v in values), name
         # n contexts: every rate is a whole number of n-ths.
         assert all(abs(v * n - round(v * n)) < 1e-9 for _, v in values), name
-    during = series["behaviour_correct"][:3]
+    during = series["behaviour_correct"]
     assert len({v for _, v in during}) > 1, "the rate never changed; nothing to choose between"
     best_value = max(v for _, v in during)
     best_step = next(step for step, v in during if v == best_value)  # Trainer keeps the first of equal bests
@@ -100,10 +101,13 @@ def test_best_checkpoint_is_the_one_with_the_best_behaviour(tmp_path, smol_dir):
     assert summary["best_metric"] == {"name": "behaviour_correct", "value": pytest.approx(best_value)}
     assert Path(summary["best_checkpoint"]).name == f"checkpoint-{best_step}"
     assert summary["behaviour_eval_contexts"] == n
-    # Greedy generation is deterministic: the model loaded at the end scores what its checkpoint did.
+    # The summary reports the best checkpoint's evaluation, and the saved adapter is that checkpoint's.
     assert summary["final_val_behaviour"]["behaviour_correct"] == pytest.approx(best_value)
-    loss_during = dict([(r["step"], r["value"]) for r in rows if (r["split"], r["name"]) == ("val", "loss")][:3])
+    loss_during = {r["step"]: r["value"] for r in rows if (r["split"], r["name"]) == ("val", "loss")}
     assert summary["final_val_loss"] == pytest.approx(loss_during[best_step], abs=1e-6)
+    kept = safetensors.torch.load_file(run / "checkpoints" / f"checkpoint-{best_step}" / "adapter_model.safetensors")
+    saved = safetensors.torch.load_file(run / "adapter" / "adapter_model.safetensors")
+    assert kept.keys() == saved.keys() and all((kept[k] == saved[k]).all() for k in kept)
     assert rundir.read_json(run / "summary.json")["best_metric"]["name"] == "behaviour_correct"
 
 

@@ -64,8 +64,14 @@ def test_run_directory_contract(tmp_path, tiny_model_dir):
     names = {(r["split"], r["name"]) for r in rows}
     assert {("train", "loss"), ("train", "learning_rate"), ("val", "loss")} <= names
     val = [r["value"] for r in rows if (r["split"], r["name"]) == ("val", "loss")]
-    assert len(val) == 4 and val[2] < val[0]  # every 4 steps, then the final evaluation; it learns
-    assert summary["steps"] == 12 and summary["final_val_loss"] == pytest.approx(min(val[:3]), abs=1e-6)  # best kept
+    assert len(val) == 3 and val[2] < val[0]  # every 4 steps (the kept weights are not evaluated again); it learns
+    assert summary["steps"] == 12 and summary["final_val_loss"] == pytest.approx(min(val), abs=1e-6)  # best kept
+    # ... and the saved adapter is that checkpoint's, tensor for tensor
+    best = Path(summary["best_checkpoint"])
+    assert best.name == f"checkpoint-{4 * (val.index(min(val)) + 1)}"
+    kept = safetensors.torch.load_file(best / "adapter_model.safetensors")
+    saved = safetensors.torch.load_file(run / "adapter" / "adapter_model.safetensors")
+    assert kept.keys() == saved.keys() and all((kept[k] == saved[k]).all() for k in kept)
     report = rundir.read_json(run / "data_report.json")
     assert report["files"][0]["read"] == 48 and report["train"]["examples"] == 48
     assert (run / "adapter" / "adapter_config.json").exists()
@@ -106,8 +112,8 @@ def test_auto_cadence_evaluates_as_often_as_it_said(tmp_path, tiny_model_dir, ca
         in err
     )
     rows = rundir.read_jsonl(tmp_path / "cadence" / "metrics.jsonl")
-    # every 50 steps, at the last step (transformers), then the best checkpoint's final evaluation
-    assert [r["step"] for r in rows if (r["split"], r["name"]) == ("val", "loss")] == [50, 100, 120, 120]
+    # every 50 steps and at the last step (transformers); the best of them is not evaluated again
+    assert [r["step"] for r in rows if (r["split"], r["name"]) == ("val", "loss")] == [50, 100, 120]
     assert summary["steps"] == 120 and summary["best_checkpoint"]
 
 

@@ -82,6 +82,18 @@ def train_or_restore(trainer: Trainer, checkpoint: Path | None) -> None:
     trainer.state = state
 
 
+def logged_evaluation(trainer: Trainer) -> dict[str, float] | None:
+    """The evaluation the trainer logged of the weights it ended with: the best checkpoint's when it
+    loaded the best at the end, else the last step's; None when those weights were not evaluated."""
+    state = trainer.state
+    best = state.best_model_checkpoint if trainer.args.load_best_model_at_end else None
+    step = state.best_global_step if best and Path(best).is_dir() else state.global_step
+    for row in reversed(state.log_history):
+        if row.get("step") == step and "eval_loss" in row:
+            return {key: value for key, value in row.items() if key != "step"}
+    return None
+
+
 def _merge(model: Any, config: Config, adapter_dir: Path) -> Any:
     """The adapter folded into the base. A bf16-stored training base (precision bf16_base) would
     round the merged weights to bf16, so the saved adapter is folded into the fp32 base instead."""

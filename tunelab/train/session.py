@@ -22,7 +22,7 @@ from transformers import Trainer, set_seed
 from tunelab import rundir
 from tunelab.config import Config, dump, evaluation_cadence
 from tunelab.train.callbacks import MetricsFileCallback
-from tunelab.train.checkpoint import checkpoint_to_resume, save_final, train_or_restore
+from tunelab.train.checkpoint import checkpoint_to_resume, logged_evaluation, save_final, train_or_restore
 from tunelab.train.precision import choice_line, resolve
 from tunelab.train.tracking import close_trackers, tracking_callbacks
 
@@ -69,12 +69,15 @@ class Session:
         return [MetricsFileCallback(self.run_dir), *mine, *self.trackers]
 
     def train(self, trainer: Trainer, evaluate: bool = False) -> dict[str, float]:
-        """Train (resuming or restoring the checkpoint), then with `evaluate` the final evaluation,
-        whose metrics are returned; the trackers are closed after it, so they record it too."""
+        """Train (resuming or restoring the checkpoint); with `evaluate`, returns the evaluation of
+        the weights it ends with: the one logged when they were checkpointed (evaluating the same
+        weights again would only cost the time), else a final one the trackers record too."""
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         try:
             train_or_restore(trainer, self.checkpoint)
-            return trainer.evaluate() if evaluate else {}
+            if not evaluate:
+                return {}
+            return logged_evaluation(trainer) or trainer.evaluate()
         finally:
             close_trackers(self.trackers)
 
