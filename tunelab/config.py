@@ -9,16 +9,39 @@ from __future__ import annotations
 import difflib
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from tunelab.textio import InputFileError, load_yaml, read_text
 
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic takes YAML's `true` as 1 for a number field; a boolean there is a mistake.
+        if isinstance(value, bool) and info.field_name and _numbers_only(cls.model_fields[info.field_name].annotation):
+            raise ValueError(f"expected a number, not {str(value).lower()}")
+        return value
+
+
+def _numbers_only(annotation: Any) -> bool:
+    """Whether a field's type takes numbers and not booleans (`int`, `float | None`, `int | Literal["all"]`)."""
+    kinds: set[Any] = set()
+    pending = [annotation]
+    while pending:
+        kind = pending.pop()
+        if get_origin(kind) is Annotated:
+            pending.append(get_args(kind)[0])
+        elif get_args(kind) and get_origin(kind) is not Literal:
+            pending.extend(get_args(kind))
+        else:
+            kinds.add(kind)
+    return bool(kinds & {int, float}) and bool not in kinds
 
 
 class LoraConfig(Section):
@@ -351,7 +374,31 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return list(current.model_fields)
 
 
-def _explain(err: ValidationError, source: str) -> ConfigError:
+def key_lines(text: str) -> dict[tuple[str, ...], int]:
+    """Each key of a YAML mapping (a path of keys) -> the line it is on, counted from 1."""
+    found: dict[tuple[str, ...], int] = {}
+    pending: list[tuple[tuple[str, ...], Any]] = [((), yaml.compose(text, Loader=yaml.SafeLoader))]
+    while pending:
+        path, node = pending.pop()
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                found[(*path, str(key.value))] = key.start_mark.line + 1
+                pending.append(((*path, str(key.value)), value))
+    return found
+
+
+def _line_of(loc: tuple[Any, ...], lines: dict[tuple[str, ...], int]) -> str:
+    """'line N: ' of the key at `loc`, or of its nearest section in the file (a missing key's);
+    'from --set: ' for a key an override gave (line 0)."""
+    path = tuple(map(str, loc))
+    while path and path not in lines:
+        path = path[:-1]
+    if not path:
+        return ""
+    return f"line {lines[path]}: " if lines[path] else "from --set: "
+
+
+def _explain(err: ValidationError, source: str, lines_of_keys: dict[tuple[str, ...], int]) -> ConfigError:
     lines = []
     errors = err.errors()
     # A union field (bake.teacher: a string or a mapping) reports each branch with the branch's
@@ -367,14 +414,16 @@ def _explain(err: ValidationError, source: str) -> ConfigError:
             e = {**e, "loc": e["loc"][:-1], "msg": f"{e['msg']}, or {words[e['loc'][:-1]]}"}
         e = {**e, "loc": tuple(p for p in e["loc"] if str(p) not in tags)}
         key = ".".join(str(p) for p in e["loc"])
+        at = _line_of(e["loc"], lines_of_keys)
         if e["type"] == "extra_forbidden":
             near = difflib.get_close_matches(str(e["loc"][-1]), _fields_at(Config, e["loc"]), n=1, cutoff=0.5)
             hint = f" — did you mean '{'.'.join([*map(str, e['loc'][:-1]), near[0]])}'?" if near else ""
-            lines.append(f"unknown key '{key}'{hint}")
+            lines.append(f"{at}unknown key '{key}'{hint}")
         elif e["type"] == "missing":
-            lines.append(f"missing required key '{key}'")
+            lines.append(f"{at}missing required key '{key}'")
         else:
-            lines.append(f"'{key}': {e['msg']} (got {e.get('input')!r})")
+            message = e["msg"].removeprefix("Value error, ")
+            lines.append(f"{at}'{key}': {message} (got {e.get('input')!r})")
     return ConfigError(f"{source}: invalid config:\n  " + "\n  ".join(lines))
 
 
@@ -398,6 +447,7 @@ def load(
     """Read a YAML file (or a dict), apply `key=value` overrides, validate."""
     source = str(path) if path else "config"
     raw: dict[str, Any] = dict(data or {})
+    text = None
     if path is not None:
         try:
             text = read_text(path)
@@ -411,7 +461,11 @@ def load(
     try:
         config = Config.model_validate(raw)
     except ValidationError as err:
-        raise _explain(err, source) from None
+        # The file's lines, but a key an override set (or replaced) was given by --set, line 0.
+        set_keys = [tuple(a.split("=", 1)[0].strip().split(".")) for a in overrides]
+        lines = key_lines(text) if text is not None else {}
+        lines = {k: n for k, n in lines.items() if not any(k[: len(given)] == given for given in set_keys)}
+        raise _explain(err, source, lines | dict.fromkeys(set_keys, 0)) from None
     save, every = config.train.save_steps, config.train.eval_steps
     if isinstance(save, int) and isinstance(every, int) and save % every:
         raise ConfigError(

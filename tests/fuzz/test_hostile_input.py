@@ -183,11 +183,13 @@ def config_with(key: str, value: str) -> str:
 
 
 def assert_refused(cfg, key: str, cases: list[tuple[str, str]]) -> None:
-    """`key` set to each value in a config file that starts with a BOM, then to a lone surrogate:
-    each refused, the message naming the file and the key (and `says`)."""
-    for value, says in cases:
+    """`key` set to each value (and to `true`, a number field's) in a config file that starts with a
+    BOM, then to a lone surrogate: each refused, the message naming the file, the key's line and
+    the key (and `says`)."""
+    line = 3 + key.count(".")  # config_with's last line
+    for value, says in [*cases, ("true", "expected a number, not true")]:
         cfg.write_bytes(b"\xef\xbb\xbf" + config_with(key, value).encode())
-        with pytest.raises(ConfigError, match=rf"c.yaml: invalid config:\n  '{re.escape(key)}': .*{says}"):
+        with pytest.raises(ConfigError, match=rf"c.yaml: invalid config:\n  line {line}: '{re.escape(key)}': .*{says}"):
             load(cfg)
     cfg.write_text(config_with(key, '"\\ud800"'))
     with pytest.raises(ConfigError, match=f"{re.escape(key)}: holds a lone surrogate"):

@@ -52,6 +52,26 @@ def test_unknown_keys_name_the_nearest_one():
         tunelab.load_config(data={"train": "t.jsonl"}, train={"max_step": 2})
 
 
+def test_config_errors_name_the_line_of_each_key_or_the_override_that_gave_it(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "data:\n  train: t.jsonl\ntrain:\n  max_steps: 0\n\n  lerning_rate: 1e-3\nmodel:\n  lora: {r: true}\n"
+    )
+    with pytest.raises(ConfigError) as refused:
+        tunelab.load_config(path, ["train.epochs=false"])
+    assert str(refused.value).splitlines()[1:] == [
+        "  line 8: 'model.lora.r': expected a number, not true (got True)",
+        "  from --set: 'train.epochs': expected a number, not false (got False)",
+        "  line 4: 'train.max_steps': Input should be greater than or equal to 1 (got 0)",
+        "  line 6: unknown key 'train.lerning_rate' — did you mean 'train.learning_rate'?",
+    ]
+    # A file's value replaced by --set is not the file's line; a missing key names its section's.
+    path.write_text("data:\n  val: v.jsonl\ntrain:\n  max_steps: 4\n")
+    with pytest.raises(ConfigError, match="line 1: missing required key 'data.train'") as refused:
+        tunelab.load_config(path, ["train.max_steps=-1"])
+    assert "from --set: 'train.max_steps'" in str(refused.value)
+
+
 def test_fine_tune_refuses_overrides_on_a_loaded_config():
     config = tunelab.load_config(data={"train": "t.jsonl"})
     with pytest.raises(ValueError, match="overrides apply to a config path"):
