@@ -78,7 +78,7 @@ def main() -> None:
     ends = clock.ends
     # wall time of unprofiled steps (the profiler itself slows the window a little)
     plain = (ends[args.warmup - 1] - ends[1]) / (args.warmup - 2)
-    tokens = [t for t, _ in trainer.step_tokens[args.warmup : args.warmup + args.steps]]
+    tokens = [t[0] for t in trainer.step_tokens[args.warmup : args.warmup + args.steps]]
     totals: dict[str, float] = {}
     for event in window.prof.key_averages():
         totals[kind_of(event.key)] = totals.get(kind_of(event.key), 0.0) + event.self_cpu_time_total / 1e3

@@ -123,14 +123,15 @@ def step_clock():
 
 
 def counting(trainer_cls):
-    """`trainer_cls` counting each step's non-padding and target tokens."""
+    """`trainer_cls` counting each step's non-padding, target and padded (rows x longest) tokens."""
 
     class Counting(trainer_cls):
-        step_tokens: list[tuple[int, int]] = []
+        step_tokens: list[tuple[int, int, int]] = []
         step_batches: list[str] = []  # each step's examples, so two trainers' orders can be compared
 
         def training_step(self, model, inputs, num_items_in_batch=None):
-            self.step_tokens.append((int(inputs["attention_mask"].sum()), int((inputs["labels"] != -100).sum())))
+            mask = inputs["attention_mask"]
+            self.step_tokens.append((int(mask.sum()), int((inputs["labels"] != -100).sum()), mask.numel()))
             rows = sorted(tuple(r[m.bool()].tolist()) for r, m in zip(inputs["input_ids"], inputs["attention_mask"]))
             self.step_batches.append(hashlib.sha1(repr(rows).encode()).hexdigest()[:12])
             return super().training_step(model, inputs, num_items_in_batch)
@@ -266,10 +267,12 @@ def run_one(variant: str, steps: int, n_train: int, n_val: int, out: str) -> dic
         "variant": variant,
         "steps": steps,
         "threads": torch.get_num_threads(),
-        "tokens_per_s": sum(t for t, _ in tokens) / seconds,
-        "target_tokens_per_s": sum(t for _, t in tokens) / seconds,
-        "all_tokens": sum(t for t, _ in trainer.step_tokens),
-        "target_tokens": sum(t for _, t in trainer.step_tokens),
+        "tokens_per_s": sum(t[0] for t in tokens) / seconds,
+        "target_tokens_per_s": sum(t[1] for t in tokens) / seconds,
+        "all_tokens": sum(t[0] for t in trainer.step_tokens),
+        "target_tokens": sum(t[1] for t in trainer.step_tokens),
+        # the share of the batches' rows x longest that is padding: what packing would take out
+        "padding_share": 1 - sum(t[0] for t in trainer.step_tokens) / sum(t[2] for t in trainer.step_tokens),
         "first_step_s": first,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "val_loss": loss,
@@ -318,13 +321,13 @@ def summarize(results: list[dict], peaks: dict[str, float]) -> None:
         return sum(r[k] for r in rows) / len(rows)
 
     print(
-        f"\n{'variant':18} {'tok/s':>7} {'target/s':>8} {'1st step s':>10} {'RSS MB':>7} {'val loss':>8} {'util fp32':>9} {'util bf16':>9}"
+        f"\n{'variant':18} {'tok/s':>7} {'target/s':>8} {'1st step s':>10} {'RSS MB':>7} {'val loss':>8} {'util fp32':>9} {'util bf16':>9} {'padding':>7}"
     )
     for name, rows in by.items():
         tps, tgt = mean(rows, "tokens_per_s"), mean(rows, "target_tokens_per_s")
         flops = flops_per_step(tps, tgt, VARIANTS[name][1].get("lora_layers", "all"))  # per second of training
         print(
-            f"{name:18} {tps:7.1f} {tgt:8.1f} {mean(rows, 'first_step_s'):10.1f} {max(r['peak_rss_mb'] for r in rows):7.0f} {mean(rows, 'val_loss'):8.4f} {flops / 1e9 / peaks['fp32']:9.1%} {flops / 1e9 / peaks['bf16']:9.1%}"
+            f"{name:18} {tps:7.1f} {tgt:8.1f} {mean(rows, 'first_step_s'):10.1f} {max(r['peak_rss_mb'] for r in rows):7.0f} {mean(rows, 'val_loss'):8.4f} {flops / 1e9 / peaks['fp32']:9.1%} {flops / 1e9 / peaks['bf16']:9.1%} {mean(rows, 'padding_share'):7.1%}"
         )
     peer = next((name for name in ("trl-fastest", "trl-bf16-nockpt", "trl") if name in by), None)
     if peer is None:

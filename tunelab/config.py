@@ -374,7 +374,7 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return list(current.model_fields)
 
 
-def key_lines(text: str) -> dict[tuple[str, ...], int]:
+def _key_lines(text: str) -> dict[tuple[str, ...], int]:
     """Each key of a YAML mapping (a path of keys) -> the line it is on, counted from 1."""
     found: dict[tuple[str, ...], int] = {}
     pending: list[tuple[tuple[str, ...], Any]] = [((), yaml.compose(text, Loader=yaml.SafeLoader))]
@@ -463,7 +463,7 @@ def load(
     except ValidationError as err:
         # The file's lines, but a key an override set (or replaced) was given by --set, line 0.
         set_keys = [tuple(a.split("=", 1)[0].strip().split(".")) for a in overrides]
-        lines = key_lines(text) if text is not None else {}
+        lines = _key_lines(text) if text is not None else {}
         lines = {k: n for k, n in lines.items() if not any(k[: len(given)] == given for given in set_keys)}
         raise _explain(err, source, lines | dict.fromkeys(set_keys, 0)) from None
     save, every = config.train.save_steps, config.train.eval_steps

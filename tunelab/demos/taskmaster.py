@@ -38,9 +38,7 @@ def training_config(
     per_epoch = -(-n_train // (base.train.batch_size * base.train.grad_accum))
     total = steps or max(1, round(per_epoch * (epochs or base.train.epochs)))
     overrides.append(f"train.max_steps={total}" if steps else f"train.epochs={epochs or base.train.epochs}")
-    # Validation loss (and a checkpoint) about four times per run, whatever its length.
-    every = max(1, total // 4)
-    overrides += [f"train.eval_steps={every}", f"train.save_steps={every}"]
+    # How often to evaluate and checkpoint: the file's setting, `auto` by default (the run decides).
     return load(config_file, [*overrides, *sets])
 
 

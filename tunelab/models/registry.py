@@ -111,9 +111,9 @@ def converted_dir(name: str) -> Path:
 def _gguf_read_once() -> Iterator[None]:
     """One reader per GGUF file and one tensor-name map per architecture while it lasts.
     transformers reads the file anew for the tokenizer, the config and the weights, and rebuilds
-    gguf's name map for every module: half of a conversion's CPU time (20 s against 11 on a
-    2-core EPYC), paid on a fresh machine's first demo. It imports both from `gguf` inside its
-    functions, so replacing the module's attributes here reaches it."""
+    gguf's name map for every module: half of a conversion's time (bench/convert_model.py), paid
+    on a fresh machine's first demo. It imports both from `gguf` inside its functions, so
+    replacing the module's attributes here reaches it."""
     import gguf
 
     readers: dict[str, Any] = {}
