@@ -427,8 +427,9 @@ def _explain(err: ValidationError, source: str, lines_of_keys: dict[tuple[str, .
     return ConfigError(f"{source}: invalid config:\n  " + "\n  ".join(lines))
 
 
-def apply_override(data: dict[str, Any], assignment: str) -> None:
-    """Apply one `--set a.b.c=value`; the value is parsed as YAML (numbers, booleans, lists)."""
+def apply_override(data: dict[str, Any], assignment: str) -> tuple[str, ...]:
+    """Apply one `--set a.b.c=value`; the value is parsed as YAML (numbers, booleans, lists).
+    Returns the key's path, ('a', 'b', 'c')."""
     if "=" not in assignment:
         raise ConfigError(f"--set expects key=value, got {assignment!r}")
     key, raw = assignment.split("=", 1)
@@ -439,6 +440,7 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
         if not isinstance(node, dict):
             raise ConfigError(f"--set {key}: '{part}' is not a section")
     node[parts[-1]] = load_yaml(raw, f"--set {key}", ConfigError)
+    return tuple(parts)
 
 
 def load(
@@ -456,13 +458,11 @@ def load(
         raw = load_yaml(text, source, ConfigError) or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{source}: the top level must be a mapping of sections")
-    for assignment in overrides:
-        apply_override(raw, assignment)
+    set_keys = [apply_override(raw, assignment) for assignment in overrides]
     try:
         config = Config.model_validate(raw)
     except ValidationError as err:
         # The file's lines, but a key an override set (or replaced) was given by --set, line 0.
-        set_keys = [tuple(a.split("=", 1)[0].strip().split(".")) for a in overrides]
         lines = _key_lines(text) if text is not None else {}
         lines = {k: n for k, n in lines.items() if not any(k[: len(given)] == given for given in set_keys)}
         raise _explain(err, source, lines | dict.fromkeys(set_keys, 0)) from None
