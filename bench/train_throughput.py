@@ -53,6 +53,10 @@ VARIANTS = {
     "trl-fastest": ("trl", {"gradient_checkpointing": False, "precision": "probe"}),
     "tunelab": ("tunelab", FP32),  # target-only head, length-grouped batches, fp32
     "tunelab-auto": ("tunelab", {}),  # the defaults
+    # the defaults with the batch run as one padded pass instead of groups of similar length
+    "tunelab-auto-padded": ("tunelab", {"length_groups": None}),
+    # the defaults with the cut's cost of one more group at 256 padded positions instead of 96
+    "tunelab-auto-cut256": ("tunelab", {"length_groups": 256}),
     # the defaults with the stock bf16 attention instead of fp32 attention (train.precision.fp32_attention)
     "tunelab-auto-bf16attention": ("tunelab", {"attention": "sdpa"}),
     # the defaults with transformers' eager attention (matmul + softmax, compiled with the layer)
@@ -126,12 +130,19 @@ def counting(trainer_cls):
     """`trainer_cls` counting each step's non-padding, target and padded (rows x longest) tokens."""
 
     class Counting(trainer_cls):
-        step_tokens: list[tuple[int, int, int]] = []
+        step_tokens: list[tuple[int, int, int, int]] = []
         step_batches: list[str] = []  # each step's examples, so two trainers' orders can be compared
 
         def training_step(self, model, inputs, num_items_in_batch=None):
             mask = inputs["attention_mask"]
-            self.step_tokens.append((int(mask.sum()), int((inputs["labels"] != -100).sum()), mask.numel()))
+            computed = mask.numel()  # positions the step computes: fewer where tunelab cuts the batch
+            if getattr(self, "length_groups", None) is not None and len(mask) > 1:
+                from tunelab.train.length_groups import length_groups, row_extents
+
+                extents = row_extents(mask)
+                computed = sum(len(g) * max(extents[i] for i in g) for g in length_groups(extents, self.length_groups))
+            tokens = (int(mask.sum()), int((inputs["labels"] != -100).sum()), mask.numel(), computed)
+            self.step_tokens.append(tokens)
             rows = sorted(tuple(r[m.bool()].tolist()) for r, m in zip(inputs["input_ids"], inputs["attention_mask"]))
             self.step_batches.append(hashlib.sha1(repr(rows).encode()).hexdigest()[:12])
             return super().training_step(model, inputs, num_items_in_batch)
@@ -199,6 +210,7 @@ def build_tunelab(settings: dict, train, tokenizer, out: str, steps: int, clock)
         callbacks=[clock],
         progress=progress,
         target_only_head=settings.get("target_only_head", True),
+        **({"length_groups": settings["length_groups"]} if "length_groups" in settings else {}),
     )
     return trainer, model
 
@@ -271,13 +283,15 @@ def run_one(variant: str, steps: int, n_train: int, n_val: int, out: str) -> dic
         "target_tokens_per_s": sum(t[1] for t in tokens) / seconds,
         "all_tokens": sum(t[0] for t in trainer.step_tokens),
         "target_tokens": sum(t[1] for t in trainer.step_tokens),
-        # the share of the batches' rows x longest that is padding: what packing would take out
+        # the share of the batches' rows x longest that is padding, and of the positions computed
         "padding_share": 1 - sum(t[0] for t in trainer.step_tokens) / sum(t[2] for t in trainer.step_tokens),
+        "padding_computed": 1 - sum(t[0] for t in trainer.step_tokens) / sum(t[3] for t in trainer.step_tokens),
         "first_step_s": first,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "val_loss": loss,
         "batch": BATCH,
         "order": trainer.step_batches,
+        "step_s": [round(b - a, 2) for a, b in zip(clock.ends, clock.ends[1:steps])],
         "loadavg": os.getloadavg()[0],
     }
 
@@ -321,13 +335,13 @@ def summarize(results: list[dict], peaks: dict[str, float]) -> None:
         return sum(r[k] for r in rows) / len(rows)
 
     print(
-        f"\n{'variant':18} {'tok/s':>7} {'target/s':>8} {'1st step s':>10} {'RSS MB':>7} {'val loss':>8} {'util fp32':>9} {'util bf16':>9} {'padding':>7}"
+        f"\n{'variant':18} {'tok/s':>7} {'target/s':>8} {'1st step s':>10} {'RSS MB':>7} {'val loss':>8} {'util fp32':>9} {'util bf16':>9} {'padding':>7} {'computed':>8}"
     )
     for name, rows in by.items():
         tps, tgt = mean(rows, "tokens_per_s"), mean(rows, "target_tokens_per_s")
         flops = flops_per_step(tps, tgt, VARIANTS[name][1].get("lora_layers", "all"))  # per second of training
         print(
-            f"{name:18} {tps:7.1f} {tgt:8.1f} {mean(rows, 'first_step_s'):10.1f} {max(r['peak_rss_mb'] for r in rows):7.0f} {mean(rows, 'val_loss'):8.4f} {flops / 1e9 / peaks['fp32']:9.1%} {flops / 1e9 / peaks['bf16']:9.1%} {mean(rows, 'padding_share'):7.1%}"
+            f"{name:18} {tps:7.1f} {tgt:8.1f} {mean(rows, 'first_step_s'):10.1f} {max(r['peak_rss_mb'] for r in rows):7.0f} {mean(rows, 'val_loss'):8.4f} {flops / 1e9 / peaks['fp32']:9.1%} {flops / 1e9 / peaks['bf16']:9.1%} {mean(rows, 'padding_share'):7.1%} {mean(rows, 'padding_computed'):8.1%}"
         )
     peer = next((name for name in ("trl-fastest", "trl-bf16-nockpt", "trl") if name in by), None)
     if peer is None:

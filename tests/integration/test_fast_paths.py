@@ -98,3 +98,48 @@ def test_fp32_attention_leaves_other_attention_alone(tiny_model_dir):
     model.get_base_model().set_attn_implementation("eager")
     assert not precision.fp32_attention(model)
     assert model.get_base_model().config._attn_implementation == "eager"
+
+
+@pytest.mark.parametrize("weighting", [{}, {"first_token_weight": 3.0, "focal_gamma": 2.0}])
+def test_length_groups_give_the_padded_batchs_loss_and_gradients(tiny_model_dir, tmp_path, weighting):
+    """A batch of long and short rows run in groups of similar length (each trimmed to its own
+    longest row) gives the loss and adapter gradients of the one padded pass: fp32, so only the
+    order of the sums differs (tolerance 1e-5 relative)."""
+    from transformers import TrainingArguments
+
+    from tunelab.train.callbacks import TokenProgressCallback
+    from tunelab.train.length_groups import GROUP_COST
+    from tunelab.train.trainer import MaskedLossTrainer
+
+    torch.manual_seed(0)
+    model, _ = load_for_training(ModelConfig(name=tiny_model_dir, lora={"r": 8, "alpha": 16}), torch.float32)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.02)
+    lengths = [40, 300, 52, 280, 45, 290]
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(5, model.config.vocab_size, (len(lengths), max(lengths)), generator=g)
+    mask = (torch.arange(max(lengths)) < torch.tensor(lengths)[:, None]).long()
+    labels = torch.where((torch.arange(max(lengths)) % 20 >= 8) & (mask == 1), ids, -100)
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+    def loss_and_grads(groups: int | None, num_items: int | None):
+        args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+        trainer = MaskedLossTrainer(
+            model=model, args=args, progress=TokenProgressCallback(), length_groups=groups, **weighting
+        )
+        parts = trainer._length_groups(batch)
+        model.zero_grad()
+        loss = trainer.compute_loss(model, dict(batch), num_items_in_batch=num_items)
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+        return len(parts), float(loss.detach()), grads
+
+    for num_items in (None, 2 * int((labels != -100).sum())):  # alone, and within an accumulated batch
+        n_one, loss_one, grads_one = loss_and_grads(None, num_items)
+        n_cut, loss_cut, grads_cut = loss_and_grads(GROUP_COST, num_items)
+        assert (n_one, n_cut) == (1, 2)  # the short rows apart from the long ones
+        assert loss_cut == pytest.approx(loss_one, rel=1e-5)
+        assert grads_cut.keys() == grads_one.keys() and grads_one
+        for name in grads_one:
+            torch.testing.assert_close(grads_cut[name], grads_one[name], rtol=1e-5, atol=1e-7)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tunelab.eval.behaviour import LABELS, classify, load_lexicon, missing_slots, score_pair, score_pairs
+from tunelab.eval.behaviour import LABELS, classify, load_lexicon, missing_slots, reply_form, score_pair, score_pairs
 from tunelab.messages import Message, ToolCall
 
 
@@ -107,6 +107,39 @@ def test_tool_calls_from_message_dict_and_text() -> None:
     assert from_dict.tool_calls == from_message.tool_calls == from_text.tool_calls
     assert from_text.tool_call_from_text and not from_dict.tool_call_from_text
     assert classify('{"not": "a call"}').act == "inform"
+
+
+# Replies of SmolLM2-135M tuned on Taskmaster-4 (700, 800 and 1,000 dialogues), read: each sets out
+# to call a tool and breaks the JSON; the judge read them as prose and counted the first right
+# against a statement reference, the second against a steer.
+BROKEN_CALLS = [
+    '<tool_call>{"name": "get_menu_items", "arguments": {"query": "Coff")}}</tool_call>',
+    '<tool_call>{"name": "get_addons", "arguments": {"query": "I am sorry, I do not have a Cappuccino on the menu. '
+    "Would you like to order something else?",
+    '<tool_call>{"name": "update_order_item", "arguments": {"order_item_id": "72509", "attributes": '
+    '[{"attribute_id": "name", "option": "addon_id"}}}</tool_call>',
+    '{"name": "add_order_item", "arguments": {"menu_item_id": "latte-1", "quantity": "1"',
+]
+
+
+def test_a_broken_tool_call_is_a_failed_call_not_prose() -> None:
+    statement = "We have a large variety of drinks including latte, mocha and americano."
+    steer = "I'm sorry, we don't have that. Would you like to order something else?"
+    ref = _call("get_menu_items", query="Coffee")
+    for reply in BROKEN_CALLS:
+        act = classify(reply)
+        assert act.act == "tool_call" and act.tool_calls == () and act.tool_call_from_text, reply
+        assert reply_form(reply) == "tool_call"
+        for reference in (statement, steer):
+            verdict = score_pair(reply, reference)
+            assert not verdict.appropriate and not verdict.correct, (reply, reference)
+        # against a call it is the right move, written wrong: no name, no arguments
+        verdict = score_pair(reply, ref)
+        assert verdict.appropriate and not verdict.correct and not verdict.detail["name_correct"]
+    # prose with braces, JSON that is no call, and talk about tools stay what they were
+    assert reply_form("Your total is {5.00}. Anything else?") == "question"
+    assert reply_form('{"size": "large"}') == "statement"
+    assert classify("I can call the store's tool to check that for you.").act == "inform"
 
 
 def test_confirm_mentions_ignore_the_coffee_bar() -> None:

@@ -21,6 +21,7 @@ from tunelab.messages import Example
 from tunelab.models.load import decoder_and_head, load_for_training
 from tunelab.train.behaviour_eval import BehaviourEval, best_model_arguments
 from tunelab.train.callbacks import TokenProgressCallback
+from tunelab.train.length_groups import GROUP_COST, group_rows, length_groups, row_extents
 from tunelab.train.precision import autocast, base_dtype, compile_decoder_layers, fp32_attention, resolve
 
 
@@ -90,6 +91,7 @@ class MaskedLossTrainer(Trainer):
         behaviour: BehaviourEval | None = None,
         first_token_weight: float = 1.0,
         focal_gamma: float = 0.0,
+        length_groups: int | None = None if torch.cuda.is_available() else GROUP_COST,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
@@ -98,6 +100,7 @@ class MaskedLossTrainer(Trainer):
         self.progress = progress
         self.target_only_head = target_only_head
         self.behaviour = behaviour
+        self.length_groups = length_groups
         self._loss_sums = torch.zeros(2, dtype=torch.float64)
         self.remove_callback(ProgressCallback)  # our own bar (TokenProgressCallback) shows tokens/s
         self.remove_callback(PrinterCallback)
@@ -135,18 +138,32 @@ class MaskedLossTrainer(Trainer):
             self.loss_is_scaled_for_ga = None
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         decoder, head = base
-        labels = inputs["labels"][:, 1:]
-        keep = labels != IGNORE
-        hidden = decoder(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).last_hidden_state
-        logits = head(hidden[:, :-1][keep]).float()
-        losses = torch.nn.functional.cross_entropy(logits, labels[keep], reduction="none")
-        weights = first_token_weights(keep, self.first_token_weight)
-        if self.focal_gamma and model.training:
-            weights = weights * focal_weights(losses, self.focal_gamma)
-        loss = (losses * weights).sum()
+        parts, targets = [], 0
+        for part in self._length_groups(inputs):
+            labels = part["labels"][:, 1:]
+            keep = labels != IGNORE
+            hidden = decoder(input_ids=part["input_ids"], attention_mask=part["attention_mask"]).last_hidden_state
+            logits = head(hidden[:, :-1][keep]).float()
+            losses = torch.nn.functional.cross_entropy(logits, labels[keep], reduction="none")
+            weights = first_token_weights(keep, self.first_token_weight)
+            if self.focal_gamma and model.training:
+                weights = weights * focal_weights(losses, self.focal_gamma)
+            parts, targets = parts + [(losses * weights).sum()], targets + int(keep.sum())
+        loss = torch.stack(parts).sum()
         # With gradient accumulation, Trainer counts the targets of the whole accumulated batch.
         self.loss_is_scaled_for_ga = num_items_in_batch is not None
-        return loss / (num_items_in_batch if num_items_in_batch is not None else keep.sum().clamp(min=1))
+        return loss / (num_items_in_batch if num_items_in_batch is not None else max(targets, 1))
+
+    def _length_groups(self, inputs: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        """The batch as one part, or, with `length_groups` set, as groups of rows of similar length,
+        each trimmed to its longest row (tunelab.train.length_groups): the same loss with less padding."""
+        if self.length_groups is None or inputs["input_ids"].shape[0] == 1:
+            return [inputs]
+        extents = row_extents(inputs["attention_mask"])
+        return [
+            group_rows(inputs, rows, max(extents[i] for i in rows))
+            for rows in length_groups(extents, self.length_groups)
+        ]
 
     def _evaluation_loss(self, model, inputs):
         """The batch's mean target-token loss, its token sum and count added to this process's totals."""

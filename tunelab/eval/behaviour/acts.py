@@ -50,6 +50,14 @@ def tool_calls_in_text(text: str) -> list[ToolCall]:
     return calls
 
 
+def attempts_tool_call(text: str) -> bool:
+    """Text that sets out to be a tool call (a `<tool_call>` tag, or a JSON object opening with
+    "name") whether or not it parses: a broken call is a failed call, not prose, even where the
+    words inside it read like a reply."""
+    stripped = text.strip()
+    return "<tool_call>" in text or bool(re.match(r'\{\s*"name"\s*:', stripped))
+
+
 def _canonical_args(arguments: str) -> str:
     try:
         return json.dumps(json.loads(arguments or "{}"), sort_keys=True, ensure_ascii=False)
@@ -107,7 +115,7 @@ def classify(reply: Message | Mapping[str, Any] | str, lexicon: Lexicon | None =
     calls = list(message.tool_calls)
     if not calls and message.content:
         calls, from_text = tool_calls_in_text(message.content), True
-    if calls:
+    if calls or (from_text and attempts_tool_call(message.content)):  # a broken call has no calls
         return Act(
             "tool_call",
             tool_calls=tuple((c.name, _canonical_args(c.arguments)) for c in calls),
@@ -136,7 +144,7 @@ def classify(reply: Message | Mapping[str, Any] | str, lexicon: Lexicon | None =
 def reply_form(reply: Message | Mapping[str, Any] | str, lexicon: Lexicon | None = None) -> str:
     """The coarse act of a reply where a domain's acts are not all in the lexicon (Taskmaster-4's
     text turns): "question" if any sentence asks (as `classify` finds questions), else
-    "statement"; "tool_call" or "none" for those."""
+    "statement"; "tool_call" (a broken one too) or "none" for those."""
     act = classify(reply, lexicon)
     if act.act in ("tool_call", "none"):
         return act.act
