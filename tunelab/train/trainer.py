@@ -78,6 +78,8 @@ class MaskedLossTrainer(Trainer):
     position's hidden state by the whole vocabulary, a large share of a small model's work. The
     loss is the same mean over target tokens either way. Under DDP the stock
     path is kept, because gradient synchronisation hooks hang off the wrapped module's forward.
+    On a CPU a batch of several rows runs through the layers in groups of similar length, each
+    padded only to its own longest row (`length_groups`; None keeps one padded pass).
 
     With `behaviour`, every evaluation also generates replies to a few validation contexts and
     adds their behaviour rates to the metrics, where `metric_for_best_model` can select on them.
