@@ -140,7 +140,7 @@ class MaskedLossTrainer(Trainer):
             self.loss_is_scaled_for_ga = None
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         decoder, head = base
-        parts, targets = [], 0
+        parts, targets = [], []
         for part in self._length_groups(inputs):
             labels = part["labels"][:, 1:]
             keep = labels != IGNORE
@@ -150,11 +150,14 @@ class MaskedLossTrainer(Trainer):
             weights = first_token_weights(keep, self.first_token_weight)
             if self.focal_gamma and model.training:
                 weights = weights * focal_weights(losses, self.focal_gamma)
-            parts, targets = parts + [(losses * weights).sum()], targets + int(keep.sum())
+            parts, targets = parts + [(losses * weights).sum()], targets + [keep.sum()]
         loss = torch.stack(parts).sum()
         # With gradient accumulation, Trainer counts the targets of the whole accumulated batch.
         self.loss_is_scaled_for_ga = num_items_in_batch is not None
-        return loss / (num_items_in_batch if num_items_in_batch is not None else max(targets, 1))
+        # The count stays a tensor: an int() here would wait on the device every step.
+        return loss / (
+            num_items_in_batch if num_items_in_batch is not None else torch.stack(targets).sum().clamp(min=1)
+        )
 
     def _length_groups(self, inputs: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         """The batch as one part, or, with `length_groups` set, as groups of rows of similar length,
