@@ -142,6 +142,32 @@ def test_a_broken_tool_call_is_a_failed_call_not_prose() -> None:
     assert classify("I can call the store's tool to check that for you.").act == "inform"
 
 
+# Replies of the tuned Taskmaster models that ask without a question mark after a lead-in, read.
+QUESTIONS_AFTER_A_LEAD_IN = [
+    "ok, is this correct",
+    "okay, is this correct",
+    "Sure, can you confirm the order is correct on the screen",
+    "Okay great, what size would you like",
+]
+
+
+def test_a_question_after_a_lead_in_asks_even_without_its_question_mark() -> None:
+    for reply in QUESTIONS_AFTER_A_LEAD_IN:
+        assert reply_form(reply) == "question", reply
+    assert classify("Okay great, what size would you like").slots == ("size",)
+    # a statement after a lead-in stays one; a request after a thank-you is no question (a reference, read)
+    for reply in (
+        "Okay, your order will be ready soon at the coffee bar.",
+        "Great, I'll send it to the coffee bar.",
+        "Well, in the chai latte, is chai concentrate, some milk, and about 12 oz.",
+        "Thank you, may you please wait so that we could go ahead and get your order ready.",
+    ):
+        assert reply_form(reply) == "statement", reply
+    # Taskmaster's text turns are right when the reply takes the reference's form
+    assert reply_form("ok, is this correct") == reply_form("Does this new order appear good to you now?")
+    assert reply_form("ok, is this correct") != reply_form("OK, your order will be ready soon.")
+
+
 def test_confirm_mentions_ignore_the_coffee_bar() -> None:
     act = classify("So that's one large iced latte with oat milk, to the coffee bar?")
     assert act.act == "confirm"

@@ -14,6 +14,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+# Words a reply opens with before it asks ("Okay great, what size?"): a question may follow them.
+# Not "thank you": after it comes a request more often than a question ("thank you, may you please wait").
+_LEAD_IN = (
+    r"(ok|okay|alright|all right|sure|great|perfect|awesome|excellent|wonderful|lovely|cool|fine|got it|"
+    r"no problem|of course|certainly|so|now|and|also|oh|hi|hello|hey|yes|yeah|sorry)"
+)
+
 # Slots in priority order: when a question mentions several, the first listed is the one asked
 # about ("how many shots" is about shots, not quantity). `generic` slots only count when no
 # specific slot matched. `attributes` maps API attribute ids (Taskmaster) to slots.
@@ -275,8 +282,9 @@ DEFAULT_LEXICON: dict[str, Any] = {
             r"\byou can (get|grab|collect) (it|them|your \w+)\b",
             r"\b(will|'ll) (be )?(up|at the (coffee )?bar)\b",
         ],
-        "question_start": r"^(what|which|how|would|do|did|could|can|will|shall|may|is|are|any|anything|"
-        r"should|want|(please )?let me know|please (tell|choose|select|pick))\b",
+        # after a lead-in and its comma too ("ok, is this correct", with or without its '?')
+        "question_start": rf"^({_LEAD_IN}(,? {_LEAD_IN})*, )?(what|which|how|would|do|did|could|can|will|shall|"
+        r"may|is|are|any|anything|should|want|(please )?let me know|please (tell|choose|select|pick))\b",
     },
 }
 
