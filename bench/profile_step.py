@@ -36,6 +36,24 @@ def kind_of(name: str) -> str:
     return next((kind for kind, keys in KINDS if any(k in low for k in keys)), "other (framework, copies)")
 
 
+def products_by_owner(mms, rank: int, vocab: int) -> dict[str, tuple[float, int, float]]:
+    """The profiled products summed by whose they are: (ms, calls, FLOPs). A product with a side as
+    narrow as the LoRA rank is the adapter's, one as wide as the vocabulary the output head's."""
+    owners: dict[str, tuple[float, int, float]] = {}
+    for e in mms:
+        (m, k), (_, n) = e.input_shapes[0], e.input_shapes[1]
+        whose = (
+            "adapter (a side of the rank)"
+            if min(m, k, n) <= rank
+            else "output head"
+            if vocab in (m, k, n)
+            else "frozen body"
+        )
+        ms, calls, flops = owners.get(whose, (0.0, 0, 0.0))
+        owners[whose] = (ms + e.self_cpu_time_total / 1e3, calls + e.count, flops + 2 * m * k * n * e.count)
+    return owners
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=1)
@@ -58,7 +76,7 @@ def main() -> None:
     set_seed(bench.SEED)
     clock = bench.step_clock()
     settings = {} if args.precision == "auto" else {"precision": args.precision, "compile": "auto"}
-    trainer, _ = bench.build_tunelab(settings, train, tokenizer, args.out, args.warmup + args.steps, clock)
+    trainer, model = bench.build_tunelab(settings, train, tokenizer, args.out, args.warmup + args.steps, clock)
 
     class Window(TrainerCallback):
         prof = None
@@ -98,6 +116,10 @@ def main() -> None:
             (m, k), (_, n) = e.input_shapes[0], e.input_shapes[1]
             rate = 2 * m * k * n * e.count / (e.self_cpu_time_total / 1e6) / 1e9
             print(f"  {e.input_shapes[:2]}: {e.self_cpu_time_total / 1e3:.1f} ms, {e.count} calls, {rate:.0f} GFLOP/s")
+        rank, vocab = model.peft_config["default"].r, model.config.vocab_size
+        print("matmul by whose product: ms a step, calls a step, GFLOP/s")
+        for whose, (ms, calls, flops) in products_by_owner(mms, rank, vocab).items():
+            print(f"  {whose:32} {ms / args.steps:8.1f} {calls / args.steps:7.0f} {flops / (ms / 1e3) / 1e9:6.0f}")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import hashlib
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -59,6 +60,8 @@ VARIANTS = {
     "tunelab-auto-cut256": ("tunelab", {"length_groups": 256}),
     # the defaults with the stock bf16 attention instead of fp32 attention (train.precision.fp32_attention)
     "tunelab-auto-bf16attention": ("tunelab", {"attention": "sdpa"}),
+    # the defaults with the LoRA factors multiplying in bf16 (weights fp32), as bf16 autocast would
+    "tunelab-auto-bf16adapter": ("tunelab", {"adapter_products": "bf16"}),
     # the defaults with transformers' eager attention (matmul + softmax, compiled with the layer)
     "tunelab-auto-eagerattention": ("tunelab", {"attention": "eager"}),
     # bf16_base with the whole decoder compiled as one graph instead of each layer (fewer guards)
@@ -192,6 +195,8 @@ def build_tunelab(settings: dict, train, tokenizer, out: str, steps: int, clock)
     configured, config = config, resolve(config)  # the rule of every run; says what auto chose
     print(f"{out}: {choice_line(configured, config)}", file=sys.stderr, flush=True)
     model, _ = load_trainable(config)
+    if settings.get("adapter_products") == "bf16":  # before the first forward, so the layers trace it
+        bf16_adapter_products(model)
     if "attention" in settings:  # before the first forward, so the compiled layers trace this one
         model.get_base_model().set_attn_implementation(settings["attention"])
     if settings.get("whole_compile"):
@@ -213,6 +218,24 @@ def build_tunelab(settings: dict, train, tokenizer, out: str, steps: int, clock)
         **({"length_groups": settings["length_groups"]} if "length_groups" in settings else {}),
     )
     return trainer, model
+
+
+def bf16_adapter_products(model) -> None:
+    """Each LoRA factor multiplies in its input's dtype (bf16 over the bf16 base) instead of PEFT's
+    fp32: its weight stays fp32 for the optimizer and is cast for the product."""
+    import torch
+    from peft.tuners.lora import LoraLayer
+
+    class InputDtypeLinear(torch.nn.Linear):
+        def forward(self, x):
+            bias = None if self.bias is None else self.bias.to(x.dtype)
+            return torch.nn.functional.linear(x, self.weight.to(x.dtype), bias)
+
+    for module in model.modules():
+        if isinstance(module, LoraLayer):
+            module.cast_input_dtype_enabled = False  # PEFT's switch for its cast of the input to fp32
+            for factor in (*module.lora_A.values(), *module.lora_B.values()):
+                factor.__class__ = InputDtypeLinear
 
 
 def build_trl(settings: dict, train, tokenizer, out: str, steps: int, clock):
@@ -351,8 +374,16 @@ def summarize(results: list[dict], peaks: dict[str, float]) -> None:
         if name == peer:
             continue
         same = all(r["order"] == b["order"] for r, b in zip(rows, base))
+        # Each round runs the peer and this variant minutes apart: their ratio drifts less with the
+        # machine's speed than the means do, so with several rounds the median round is printed too.
+        rounds = sorted(r["tokens_per_s"] / b["tokens_per_s"] for r, b in zip(rows, base))
+        by_round = (
+            f" (round by round: median x{statistics.median(rounds):.2f}, x{rounds[0]:.2f}-x{rounds[-1]:.2f})"
+            if len(rounds) > 1
+            else ""
+        )
         print(
-            f"{name} / {peer}: tokens/s x{mean(rows, 'tokens_per_s') / mean(base, 'tokens_per_s'):.2f}, "
+            f"{name} / {peer}: tokens/s x{mean(rows, 'tokens_per_s') / mean(base, 'tokens_per_s'):.2f}{by_round}, "
             f"val loss {100 * (mean(rows, 'val_loss') / mean(base, 'val_loss') - 1):+.2f}%, "
             f"{'the same examples in the same order' if same else 'OTHER examples or order than ' + peer}"
         )
