@@ -138,12 +138,9 @@ def counting(trainer_cls):
 
         def training_step(self, model, inputs, num_items_in_batch=None):
             mask = inputs["attention_mask"]
-            computed = mask.numel()  # positions the step computes: fewer where tunelab cuts the batch
-            if getattr(self, "length_groups", None) is not None and len(mask) > 1:
-                from tunelab.train.length_groups import length_groups, row_extents
-
-                extents = row_extents(mask)
-                computed = sum(len(g) * max(extents[i] for i in g) for g in length_groups(extents, self.length_groups))
+            # positions the step computes: fewer where tunelab's trainer cuts the batch into groups
+            parts = self._length_groups(inputs) if hasattr(self, "_length_groups") else [inputs]
+            computed = sum(part["attention_mask"].numel() for part in parts)
             tokens = (int(mask.sum()), int((inputs["labels"] != -100).sum()), mask.numel(), computed)
             self.step_tokens.append(tokens)
             rows = sorted(tuple(r[m.bool()].tolist()) for r, m in zip(inputs["input_ids"], inputs["attention_mask"]))

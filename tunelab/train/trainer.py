@@ -150,7 +150,8 @@ class MaskedLossTrainer(Trainer):
             weights = first_token_weights(keep, self.first_token_weight)
             if self.focal_gamma and model.training:
                 weights = weights * focal_weights(losses, self.focal_gamma)
-            parts, targets = parts + [(losses * weights).sum()], targets + [keep.sum()]
+            parts.append((losses * weights).sum())
+            targets.append(keep.sum())
         loss = torch.stack(parts).sum()
         # With gradient accumulation, Trainer counts the targets of the whole accumulated batch.
         self.loss_is_scaled_for_ga = num_items_in_batch is not None
