@@ -4,7 +4,7 @@ The target: asks about exactly the missing detail >= 90% and confirms correctly 
 --confirms) on the demo's held-out turns, by the demo's own judge (`tunelab.demos.cafe.behaviour_scores`).
 Both sides get the demo's recipe (`tunelab.demos.cafe.demo_config`): --n-train dialogues and their
 twins, one dialogue a step in the seeded random order, lr 2e-3, 5% warmup then cosine, LoRA r=16
-alpha=32 on every linear layer, one epoch.
+alpha=32 on every linear layer of the demo's layers (model.lora.layers: the last 15), one epoch.
 
 - tunelab trains as every run does (`tunelab.train.recipes.sft.train`; precision and compile `auto`).
 - TRL's SFTTrainer with LoRA gets the very examples tunelab prepared (the same tokens and loss masks),
