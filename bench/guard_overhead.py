@@ -30,6 +30,9 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=6, help="steps a window")
     parser.add_argument("--windows", type=int, default=8, help="windows in all, guards on and skipped by turns")
     args = parser.parse_args()
+    # a window is timed from the end of the step before it, and the ratio needs both sides
+    if args.warmup < 1 or args.window < 1 or args.windows < 2:
+        parser.error("--warmup and --window need at least 1, --windows at least 2")
 
     import torch
     import train_throughput as bench
